@@ -1,0 +1,48 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Use the uv on PATH; otherwise install it once into .tools/ with pip.
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(CURDIR)/.tools/bin/uv
+endif
+
+.PHONY: help run test lint format migrate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	@echo "uv not found: installing it into .tools/ with pip"
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+run: $(UV) ## Install, migrate and serve on http://$(HOST):$(PORT)
+	$(UV) sync --locked --no-dev --inexact
+	$(UV) run --no-sync bookchat migrate
+	$(UV) run --no-sync bookchat serve --host $(HOST) --port $(PORT)
+
+test: $(UV) ## Run the whole suite with coverage (fails under 85%)
+	$(UV) sync --locked
+	$(UV) run --no-sync pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: $(UV) ## ruff and mypy
+	$(UV) sync --locked
+	$(UV) run --no-sync ruff check src tests migrations
+	$(UV) run --no-sync ruff format --check src tests migrations
+	$(UV) run --no-sync mypy
+
+format: $(UV) ## Apply ruff's fixes and formatting
+	$(UV) run ruff check --fix src tests migrations
+	$(UV) run ruff format src tests migrations
+
+migrate: $(UV) ## Apply database migrations
+	$(UV) sync --locked --no-dev --inexact
+	$(UV) run --no-sync bookchat migrate
+
+clean: ## Remove local state (database, caches)
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

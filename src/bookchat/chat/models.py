@@ -1,0 +1,79 @@
+"""Chat sessions and their messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from bookchat.core.db import Base, UTCDateTime, new_id, utcnow
+
+
+class MessageRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class MessageStatus(StrEnum):
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    ERROR = "error"
+
+
+def _enum(cls: type[StrEnum], name: str) -> Enum:
+    # VARCHAR + CHECK rather than a native type: identical on SQLite and PostgreSQL, and new
+    # values need no ALTER TYPE.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class ChatSession(Base):
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    # Accounts arrive later; until then every session is anonymous and reachable by its id.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    title: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_session_id_created_at", "session_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("chat_sessions.id", ondelete="CASCADE")
+    )
+    role: Mapped[MessageRole] = mapped_column(_enum(MessageRole, "message_role"))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[MessageStatus] = mapped_column(
+        _enum(MessageStatus, "message_status"), default=MessageStatus.COMPLETE
+    )
+    mode: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    selected_text: Mapped[str | None] = mapped_column(Text)
+    page_context: Mapped[str | None] = mapped_column(String(2048))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    session: Mapped[ChatSession] = relationship(back_populates="messages")

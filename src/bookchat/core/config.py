@@ -1,0 +1,129 @@
+"""Settings: one class read from the environment and `.env`, names as in DESIGN.md section 8."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/bookchat.db"
+DEFAULT_JWT_SECRET = "change-me-in-production"  # noqa: S105 - a placeholder production refuses
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LLMProvider(StrEnum):
+    AUTO = "auto"
+    OPENAI = "openai"
+    EXTRACTIVE = "extractive"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Unprefixed environment names, `.env` supported."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # Storage
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_echo: bool = False
+
+    # Language model
+    llm_provider: LLMProvider = LLMProvider.AUTO
+    llm_model: str = "gpt-4o-mini"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(default=800, ge=16, le=16_384)
+
+    # Chat
+    book_title: str = "Physical AI & Humanoid Robotics"
+    history_messages: int = Field(default=10, ge=0, le=100)
+    history_token_budget: int = Field(default=3000, ge=0)
+    max_message_chars: int = Field(default=2000, ge=1, le=100_000)
+    max_selected_text_chars: int = Field(default=20_000, ge=1, le=200_000)
+
+    # HTTP
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    cors_allow_credentials: bool = True
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+
+    # Logging
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.CONSOLE
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("openai_api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # `.env.example` ships `OPENAI_API_KEY=`; an empty value means "not set".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _blank_url_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+            raise ValueError(
+                "ENVIRONMENT=production needs JWT_SECRET set to a long random value "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "ENVIRONMENT=production refuses CORS_ORIGINS=* together with credentials: "
+                "list the site origins explicitly or set CORS_ALLOW_CREDENTIALS=false"
+            )
+        return self
+
+    @property
+    def resolved_llm_provider(self) -> LLMProvider:
+        """The provider `auto` stands for: OpenAI when a key is set, else extractive."""
+        if self.llm_provider is not LLMProvider.AUTO:
+            return self.llm_provider
+        return LLMProvider.OPENAI if self.openai_api_key else LLMProvider.EXTRACTIVE
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,153 @@
+"""Database plumbing shared by every domain: URL handling, the async engine, column types."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table; constraint names are stable across dialects."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every dialect.
+
+    PostgreSQL keeps the offset; SQLite stores naive text, so values are normalised to UTC on the
+    way in and marked UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """A database URL made ready for SQLAlchemy's async drivers."""
+
+    url: URL
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def display(self) -> str:
+        """The URL with any password hidden, for logs and health output."""
+        return self.url.render_as_string(hide_password=True)
+
+
+_PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"}
+# libpq query options that asyncpg does not take as keyword arguments.
+_LIBPQ_ONLY = {"sslmode", "channel_binding", "sslrootcert", "sslcert", "sslkey", "options"}
+
+
+def resolve_database_url(raw: str) -> DatabaseTarget:
+    """Translate a pasted URL into an async one.
+
+    `postgresql://...?sslmode=require` (what Neon's console gives) becomes asyncpg with SSL;
+    a `-pooler` host (PgBouncer in transaction mode) gets every prepared-statement cache off.
+    `sqlite:///` becomes aiosqlite.
+    """
+    url = make_url(raw)
+    connect_args: dict[str, Any] = {}
+    if url.drivername in _PG_SCHEMES or url.drivername == "postgresql+asyncpg":
+        query = dict(url.query)
+        sslmode = query.pop("sslmode", None) or query.pop("ssl", None)
+        for name in _LIBPQ_ONLY:
+            query.pop(name, None)
+        if isinstance(sslmode, str) and sslmode:
+            # asyncpg understands libpq's sslmode names directly.
+            connect_args["ssl"] = sslmode
+        if url.host and "-pooler" in url.host:
+            query["prepared_statement_cache_size"] = "0"
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = _unique_statement_name
+        url = url.set(drivername="postgresql+asyncpg", query=query)
+    elif url.drivername in {"sqlite", "sqlite+pysqlite"}:
+        url = url.set(drivername="sqlite+aiosqlite")
+    return DatabaseTarget(url=url, connect_args=connect_args)
+
+
+def _unique_statement_name() -> str:
+    # Behind PgBouncer two backends may see the same client; names must never collide.
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory or other databases."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def create_engine(raw_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    """Build the async engine for a database URL (SQLite or PostgreSQL)."""
+    target = resolve_database_url(raw_url)
+    kwargs: dict[str, Any] = {"echo": echo, "connect_args": dict(target.connect_args)}
+    if target.dialect == "sqlite":
+        path = sqlite_file(target.url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"].setdefault("timeout", 30)
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(target.url, **kwargs)
+    if target.dialect == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # Cascading deletes need foreign keys on; WAL lets readers run while a writer commits.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

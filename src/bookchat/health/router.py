@@ -1,0 +1,57 @@
+"""Liveness, readiness and per-dependency health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from bookchat.core.deps import ContainerDep
+from bookchat.core.errors import DependencyUnavailable
+from bookchat.core.openapi import error_responses
+from bookchat.health.service import ComponentRead, HealthRead, check_database, overall
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("", response_model=HealthRead)
+async def read_health(container: ContainerDep) -> HealthRead:
+    """Status of every part: which profile each runs in and whether it answers."""
+    return await overall(container)
+
+
+@router.get("/live")
+async def read_liveness() -> dict[str, str]:
+    """The process is up and its event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses=error_responses(503))
+async def read_readiness(container: ContainerDep) -> dict[str, str]:
+    """Ready to serve: the database answers (503 otherwise)."""
+    database = await check_database(container.engine)
+    if database.status != "ok":
+        raise DependencyUnavailable(
+            "Not ready: the database is unavailable.",
+            details=[{"component": "database", "error": database.detail}],
+        )
+    return {"status": "ok"}
+
+
+@router.get("/db", response_model=ComponentRead, responses=error_responses(503))
+async def read_database_health(container: ContainerDep) -> ComponentRead:
+    """The database: reachable or not, its dialect and round-trip time."""
+    database = await check_database(container.engine)
+    if database.status != "ok":
+        raise DependencyUnavailable(
+            "The database is unavailable.",
+            details=[{"component": "database", "error": database.detail}],
+        )
+    return database
+
+
+seed_router = APIRouter(include_in_schema=False)
+
+
+@seed_router.get("/health")
+async def read_seed_health() -> dict[str, str]:
+    """The seed's contract: `{"status": "healthy"}` while the process runs."""
+    return {"status": "healthy"}

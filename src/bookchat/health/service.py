@@ -1,0 +1,76 @@
+"""Checks of each part the service depends on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bookchat import __version__
+from bookchat.core.db import resolve_database_url
+from bookchat.core.deps import Container
+
+DB_CHECK_TIMEOUT = 3.0
+
+Status = Literal["ok", "unavailable"]
+
+
+class ComponentRead(BaseModel):
+    status: Status
+    profile: str
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class HealthRead(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    environment: str
+    components: dict[str, ComponentRead]
+
+
+async def check_database(engine: AsyncEngine) -> ComponentRead:
+    """Run `SELECT 1`; an error or a slow answer means unavailable."""
+    profile = engine.dialect.name
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(DB_CHECK_TIMEOUT):
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure is "unavailable"; the type is enough to diagnose
+        return ComponentRead(status="unavailable", profile=profile, detail=type(exc).__name__)
+    return ComponentRead(
+        status="ok", profile=profile, latency_ms=round((time.perf_counter() - started) * 1000, 2)
+    )
+
+
+def describe_llm(container: Container) -> ComponentRead:
+    chat = container.providers.chat
+    detail = f"model={chat.model}"
+    if chat.mode == "extractive":
+        detail += " (offline: answers quote the book; set OPENAI_API_KEY for a language model)"
+    return ComponentRead(status="ok", profile=chat.provider, detail=detail)
+
+
+async def overall(container: Container) -> HealthRead:
+    database = await check_database(container.engine)
+    components = {"database": database, "llm": describe_llm(container)}
+    degraded = any(c.status != "ok" for c in components.values())
+    return HealthRead(
+        status="degraded" if degraded else "ok",
+        version=__version__,
+        environment=container.settings.environment.value,
+        components=components,
+    )
+
+
+def database_profile(raw_url: str) -> str:
+    """`sqlite (data/bookchat.db)` or `postgresql (host/db)`, never with a password."""
+    target = resolve_database_url(raw_url)
+    if target.dialect == "sqlite":
+        return f"sqlite ({target.url.database})"
+    return f"{target.dialect} ({target.url.host}/{target.url.database})"

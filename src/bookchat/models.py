@@ -1,0 +1,7 @@
+"""Import every domain's tables so `Base.metadata` knows them all (Alembic, tests)."""
+
+from __future__ import annotations
+
+
+def load_all_models() -> None:
+    import bookchat.chat.models  # noqa: F401

@@ -1,0 +1,82 @@
+"""What every chat model offers, whoever its vendor is."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One numbered passage the answer may cite as `[index]`."""
+
+    index: int
+    title: str
+    text: str
+    section: str | None = None
+    page_url: str | None = None
+    source_path: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPrompt:
+    """A request to a chat model.
+
+    `messages` is the rendered conversation (system prompt with the numbered sources, history,
+    the question) for generative models; `question` and `sources` are the same content in
+    structured form for models that work on passages directly, such as the extractive one.
+    """
+
+    messages: Sequence[ChatMessage]
+    question: str
+    sources: Sequence[Source] = ()
+    temperature: float = 0.2
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+
+
+AnswerMode = Literal["generative", "extractive"]
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A chat model: one complete answer, or the same answer as a stream of text pieces.
+
+    Implementations raise only the project's `LLMError`, `LLMUnavailable` and `LLMTimeout`.
+    """
+
+    provider: str
+    model: str
+    mode: AnswerMode
+
+    async def complete(self, prompt: ChatPrompt) -> Completion: ...
+
+    def stream(self, prompt: ChatPrompt) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
