@@ -22,7 +22,9 @@ target_metadata = Base.metadata
 
 def database_url() -> str:
     # `bookchat migrate` passes the URL; the plain `alembic` command falls back to the settings.
-    return config.get_main_option("sqlalchemy.url") or get_settings().database_url.get_secret_value()
+    return (
+        config.get_main_option("sqlalchemy.url") or get_settings().database_url.get_secret_value()
+    )
 
 
 def run_migrations_offline() -> None:

@@ -59,9 +59,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
     )
-    op.create_index(
-        "ix_messages_session_id_created_at", "messages", ["session_id", "created_at"]
-    )
+    op.create_index("ix_messages_session_id_created_at", "messages", ["session_id", "created_at"])
 
 
 def downgrade() -> None:

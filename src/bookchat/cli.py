@@ -59,8 +59,8 @@ def migrate(
 ) -> None:
     """Apply database migrations (creates the SQLite file on first use)."""
     from bookchat.core.db import resolve_database_url
-    from bookchat.core.migrations import upgrade
     from bookchat.core.logging import configure_logging
+    from bookchat.core.migrations import upgrade
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format.value)

@@ -38,7 +38,9 @@ def api_router() -> APIRouter:
 def log_profile(settings: Settings, container: Container) -> None:
     """One line per part saying which profile it runs in."""
     chat = container.providers.chat
-    logger.info("profile.database", profile=database_profile(settings.database_url.get_secret_value()))
+    logger.info(
+        "profile.database", profile=database_profile(settings.database_url.get_secret_value())
+    )
     logger.info("profile.llm", provider=chat.provider, model=chat.model, mode=chat.mode)
     logger.info("profile.retrieval", retriever=getattr(container.retriever, "name", "custom"))
 

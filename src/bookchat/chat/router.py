@@ -37,9 +37,5 @@ async def create_chat_message(
     return await service.answer(db, payload)
 
 
-
-
 seed_router = APIRouter(include_in_schema=False)
-seed_router.add_api_route(
-    "/chat", create_chat_message, methods=["POST"], response_model=ChatRead
-)
+seed_router.add_api_route("/chat", create_chat_message, methods=["POST"], response_model=ChatRead)

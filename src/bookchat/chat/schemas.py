@@ -19,7 +19,9 @@ class ChatCreate(BaseModel):
         json_schema_extra={"examples": [{"message": "What is ROS 2?"}]},
     )
 
-    message: str = Field(description="The question; 1 to MAX_MESSAGE_CHARS characters once trimmed.")
+    message: str = Field(
+        description="The question; 1 to MAX_MESSAGE_CHARS characters once trimmed."
+    )
     session_id: str | None = Field(
         default=None,
         validation_alias=AliasChoices("session_id", "conversation_id"),

@@ -51,15 +51,25 @@ class ChatService:
         if len(request.message) > limit:
             raise ValidationFailed(
                 f"message is longer than {limit} characters",
-                details=[{"loc": ["body", "message"], "msg": f"at most {limit} characters",
-                          "type": "string_too_long"}],
+                details=[
+                    {
+                        "loc": ["body", "message"],
+                        "msg": f"at most {limit} characters",
+                        "type": "string_too_long",
+                    }
+                ],
             )
         limit = self.settings.max_selected_text_chars
         if request.selected_text is not None and len(request.selected_text) > limit:
             raise ValidationFailed(
                 f"selected_text is longer than {limit} characters; select a shorter passage",
-                details=[{"loc": ["body", "selected_text"], "msg": f"at most {limit} characters",
-                          "type": "string_too_long"}],
+                details=[
+                    {
+                        "loc": ["body", "selected_text"],
+                        "msg": f"at most {limit} characters",
+                        "type": "string_too_long",
+                    }
+                ],
             )
 
     async def answer(self, db: AsyncSession, request: ChatCreate) -> ChatRead:

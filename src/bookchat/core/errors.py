@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -103,7 +103,7 @@ def error_response(
     code: str,
     message: str,
     details: Sequence[Any] = (),
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(code, message, details), status_code, headers=headers)
 
@@ -136,7 +136,11 @@ _HTTP_CODES = {
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Echo where and why, never the rejected input itself (it may be large or private).
     return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "loc": list(err.get("loc", ())),
+            "msg": str(err.get("msg", "")).removeprefix("Value error, "),
+            "type": err.get("type", ""),
+        }
         for err in exc.errors()
     ]
 
@@ -167,7 +171,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "error")
+        code = _HTTP_CODES.get(
+            exc.status_code, "internal_error" if exc.status_code >= 500 else "error"
+        )
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         return error_response(exc.status_code, code, message, headers=exc.headers)
 

@@ -19,12 +19,16 @@ NO_CONTEXT_ANSWER = (
 RELEVANCE_RATIO = 0.5
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9`])|\n{2,}")
 _WORD = re.compile(r"[a-z0-9][a-z0-9_+\-.]*[a-z0-9_+]|[a-z0-9]", re.IGNORECASE)
-_STOP_WORDS = frozenset(
-    """a about an and any are as at be been but by can could do does did explain for from how
-    i if in into is it its me my of on or please say so such tell than that the their them then
-    there these they this those to us was we what when where which who why will with would you
-    your""".split()
-)
+# fmt: off
+_STOP_WORDS = frozenset([
+    "a", "about", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can",
+    "could", "do", "does", "did", "explain", "for", "from", "how", "i", "if", "in", "into", "is",
+    "it", "its", "me", "my", "of", "on", "or", "please", "say", "so", "such", "tell", "than",
+    "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "us",
+    "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you",
+    "your",
+])
+# fmt: on
 
 
 def _terms(text: str) -> list[str]:

@@ -25,8 +25,9 @@ def translate_openai_error(exc: openai.OpenAIError) -> AppError:
     if isinstance(exc, openai.APIConnectionError):
         return LLMUnavailable("The language model cannot be reached right now.")
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return LLMUnavailable("The language model refused our credentials; the operator must fix "
-                              "OPENAI_API_KEY.")
+        return LLMUnavailable(
+            "The language model refused our credentials; the operator must fix OPENAI_API_KEY."
+        )
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
         return LLMUnavailable("The language model service is failing right now.")
     return LLMError()

@@ -1,0 +1,204 @@
+"""Shared fixtures: databases (SQLite and the real PostgreSQL), the fake OpenAI server, apps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bookchat.core.config import Settings
+from bookchat.core.db import Base, create_engine
+from bookchat.core.migrations import upgrade
+from bookchat.main import create_app
+from bookchat.models import load_all_models
+from tests.fakes.openai_server import FakeOpenAIServer
+
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_SERVICES = os.environ.get("BOOKCHAT_REQUIRE_SERVICES") == "1"
+
+# Settings a developer may have exported; tests must not pick them up.
+_SETTING_NAMES = [name.upper() for name in Settings.model_fields]
+
+load_all_models()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def service_unavailable(what: str, reason: str) -> None:
+    """Skip with the reason, or fail when CI requires the real services."""
+    message = f"{what} is not reachable ({reason})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; BOOKCHAT_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
+    pytest.skip(f"{message}; set TEST_DATABASE_URL / start it to run this test")
+
+
+def plain_dsn(url: str) -> str:
+    """A SQLAlchemy URL as a DSN asyncpg accepts."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "llm_provider": "extractive",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file; each test gets a copy (faster than migrating every time)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def _ping_postgres(url: str) -> None:
+    connection = await asyncpg.connect(plain_dsn(url), timeout=3)
+    await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The admin URL of the test PostgreSQL server (skips or fails when it is down)."""
+    try:
+        asyncio.run(_ping_postgres(TEST_DATABASE_URL))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        service_unavailable("PostgreSQL", f"{type(exc).__name__}: {exc}")
+    return TEST_DATABASE_URL
+
+
+@asynccontextmanager
+async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
+    """A new empty database on the test server, dropped afterwards."""
+    name = f"bookchat_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(plain_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A migrated PostgreSQL database for this test run."""
+    async with scratch_postgres(postgres_server_url) as url:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+
+
+async def truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def clean_postgres_url(postgres_url: str) -> AsyncIterator[str]:
+    """The run's PostgreSQL database, emptied after the test."""
+    yield postgres_url
+    await truncate_all(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty database: SQLite, then the real PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "bookchat.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("clean_postgres_url")
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty SQLite database, for tests that are not about the dialect."""
+    path = tmp_path / "bookchat.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+# --- the fake language model ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
+    """The fake OpenAI-compatible server, with clean state for this test."""
+    fake_openai_server.reset()
+    yield fake_openai_server
+    fake_openai_server.reset()
+
+
+def openai_settings(fake: FakeOpenAIServer) -> dict[str, Any]:
+    """Settings that point the real SDK at the fake server."""
+    return {
+        "llm_provider": "openai",
+        "openai_api_key": "sk-test-key",
+        "openai_base_url": fake.base_url,
+        "llm_max_retries": 0,
+        "llm_timeout_seconds": 2.0,
+    }
+
+
+# --- apps -------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def running_app(
+    settings: Settings, *, customize: Callable[[FastAPI], None] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and a client that talks to it in-process."""
+    app = create_app(settings)
+    if customize is not None:
+        customize(app)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def app_factory() -> AppFactory:
+    """`async with app_factory(settings) as client:` runs an app for the test."""
+    return running_app

@@ -1,0 +1,134 @@
+"""`OpenAIChatModel` through the real SDK against the fake server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
+from bookchat.providers.base import ChatMessage, ChatPrompt
+from bookchat.providers.openai import OpenAIChatModel
+from tests.fakes.openai_server import FakeOpenAIServer
+
+PROMPT = ChatPrompt(
+    messages=[ChatMessage("system", "Be brief."), ChatMessage("user", "What is a URDF file?")],
+    question="What is a URDF file?",
+    temperature=0.2,
+    max_tokens=64,
+)
+
+
+@pytest.fixture
+async def model(fake_openai: FakeOpenAIServer) -> AsyncIterator[OpenAIChatModel]:
+    chat = OpenAIChatModel(
+        model="gpt-4o-mini",
+        api_key="sk-test",
+        base_url=fake_openai.base_url,
+        timeout=0.5,
+        max_retries=0,
+    )
+    yield chat
+    await chat.aclose()
+
+
+class TestComplete:
+    async def test_sends_the_prompt_and_reads_the_answer(
+        self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        completion = await model.complete(PROMPT)
+
+        assert completion.text == "Fake answer to: What is a URDF file?"
+        assert completion.model == "gpt-4o-mini"
+        assert completion.usage.prompt_tokens > 0
+        assert completion.usage.completion_tokens > 0
+        sent = fake_openai.chat_requests()[0]
+        assert sent["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is a URDF file?"},
+        ]
+        assert sent["temperature"] == pytest.approx(0.2)
+        assert sent["max_tokens"] == 64
+
+    async def test_a_key_is_not_required_for_local_servers(
+        self, fake_openai: FakeOpenAIServer
+    ) -> None:
+        chat = OpenAIChatModel(model="llama3.1", api_key=None, base_url=fake_openai.base_url)
+        completion = await chat.complete(PROMPT)
+        await chat.aclose()
+        assert completion.model == "llama3.1"
+
+
+class TestStream:
+    async def test_pieces_join_to_the_answer(
+        self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = "Nodes talk over topics, services and actions."
+        pieces = [piece async for piece in model.stream(PROMPT)]
+
+        assert len(pieces) > 3
+        assert "".join(pieces) == "Nodes talk over topics, services and actions."
+        assert fake_openai.chat_requests()[0]["stream"] is True
+
+    async def test_cut_stream_is_an_llm_error(
+        self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = "one two three four five six"
+        fake_openai.cut_stream_next(after_tokens=2)
+        received: list[str] = []
+
+        async def consume() -> None:
+            async for piece in model.stream(PROMPT):
+                received.append(piece)
+
+        with pytest.raises(AppError) as caught:
+            await consume()
+        assert received == ["one ", "two "]
+        assert isinstance(caught.value, LLMError | LLMUnavailable)
+
+    async def test_failure_before_the_first_token(
+        self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.fail_next(429, retry_after=1)
+        with pytest.raises(LLMUnavailable):
+            async for _ in model.stream(PROMPT):
+                pass
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("status", "expected"),
+        [
+            (400, LLMError),
+            (401, LLMUnavailable),
+            (403, LLMUnavailable),
+            (404, LLMError),
+            (429, LLMUnavailable),
+            (500, LLMUnavailable),
+            (503, LLMUnavailable),
+        ],
+    )
+    async def test_status_is_mapped(
+        self,
+        status: int,
+        expected: type[AppError],
+        model: OpenAIChatModel,
+        fake_openai: FakeOpenAIServer,
+    ) -> None:
+        fake_openai.fail_next(status, message="vendor says sk-secret")
+        with pytest.raises(expected) as caught:
+            await model.complete(PROMPT)
+        assert "sk-secret" not in caught.value.message
+
+    async def test_timeout(self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer) -> None:
+        fake_openai.hang_next(5.0)
+        with pytest.raises(LLMTimeout):
+            await model.complete(PROMPT)
+
+    async def test_unreachable_server(self) -> None:
+        chat = OpenAIChatModel(
+            model="m", api_key="k", base_url="http://127.0.0.1:1/v1", max_retries=0
+        )
+        with pytest.raises(LLMUnavailable, match="cannot be reached"):
+            await chat.complete(PROMPT)
+        await chat.aclose()
