@@ -18,6 +18,7 @@ from bookchat.core.deps import Container
 from bookchat.core.errors import install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.middleware import RequestContextMiddleware
+from bookchat.core.openapi import use_400_for_validation
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    use_400_for_validation(app)
     api = api_router()
     app.include_router(api, prefix="/api/v1")
     app.include_router(api, prefix="/api", include_in_schema=False)
