@@ -102,6 +102,7 @@ def test_serve_answers_and_logs_its_profile(tmp_path: Path) -> None:
     assert '"profile.database"' in output
     assert "sqlite" in output
     assert '"profile.llm"' in output
+    assert "not_migrated" not in output
     # Readers' words stay out of the logs at INFO.
     assert "What is ROS 2?" not in output
 
@@ -110,3 +111,23 @@ def _setting_names() -> set[str]:
     from bookchat.core.config import Settings
 
     return {name.upper() for name in Settings.model_fields}
+
+
+def test_serve_on_an_unmigrated_database_says_what_to_run(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _setting_names()}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}", LOG_FORMAT="json")
+    code = (
+        "import asyncio\n"
+        "from asgi_lifespan import LifespanManager\n"
+        "from bookchat.main import create_app\n"
+        "async def main():\n"
+        "    async with LifespanManager(create_app()):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"database.not_migrated"' in result.stderr
+    assert "bookchat migrate" in result.stderr

@@ -18,6 +18,7 @@ from bookchat.core.deps import Container
 from bookchat.core.errors import install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.middleware import RequestContextMiddleware
+from bookchat.core.migrations import warn_if_not_migrated
 from bookchat.core.openapi import use_400_for_validation
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.container = container
         log_profile(settings, container)
+        await warn_if_not_migrated(engine)
         try:
             yield
         finally:

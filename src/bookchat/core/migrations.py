@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = structlog.get_logger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,3 +41,34 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def warn_if_not_migrated(engine: AsyncEngine) -> None:
+    """Log one clear line at startup when the schema is behind or the database is down."""
+    try:
+        current = await current_revision(engine)
+    except Exception as exc:  # startup goes on; readiness reports the outage
+        logger.warning("database.unreachable_at_startup", error_type=type(exc).__name__)
+        return
+    head = head_revision()
+    if current != head:
+        logger.warning(
+            "database.not_migrated",
+            current=current,
+            head=head,
+            hint="run `bookchat migrate` (make run does it for you)",
+        )
