@@ -1,0 +1,643 @@
+"""Heading-aware chunking of a document's Markdown body for embedding and retrieval."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bookchat.content.loader import HEADING_RE, fence_opening, is_fence_close
+from bookchat.content.routing import HeadingSlugger
+
+SMALL_SECTION_TOKENS = 80
+MIN_MAX_TOKENS = 64
+
+_TOKEN_RE = re.compile(r"[^\W_]+|\S")
+_WIDE_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？۔])\s+")
+_LIST_ITEM_RE = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
+_ADMONITION_OPEN_RE = re.compile(r"^[ \t]*:{3,}[ \t]*[A-Za-z]")
+_ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:{3,}[ \t]*$")
+_TABLE_DELIMITER_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a document small enough to embed, with the headings it sits under."""
+
+    ordinal: int
+    heading_path: tuple[str, ...]
+    anchor: str | None
+    text: str
+    token_count: int
+
+    @property
+    def embedding_text(self) -> str:
+        """The text that gets embedded and indexed: heading path, blank line, chunk text."""
+        return " > ".join(self.heading_path) + "\n\n" + self.text
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimate WordPiece/BPE tokens conservatively, without a tokenizer model.
+
+    Each punctuation or symbol character counts 1 (BERT-style tokenizers split every one).
+    A run of ASCII letters counts 1 per started 6 characters, so long or rare identifiers
+    count as several pieces. Runs that mix in digits count 1 per 2 characters (numbers,
+    versions and hashes split into small pieces), and runs of other scripts count 1 per
+    2 characters, CJK/kana/hangul 1 per character, because English vocabularies hold few
+    whole words in them. Whitespace is free. The result is additive over whitespace-separated
+    parts, which the chunker relies on.
+    """
+    total = 0
+    for piece in _TOKEN_RE.findall(text):
+        size = len(piece)
+        if size == 1:
+            total += 1
+        elif piece.isascii():
+            total += (size + 5) // 6 if piece.isalpha() else (size + 1) // 2
+        else:
+            wide = len(_WIDE_RE.findall(piece))
+            total += wide + (size - wide + 1) // 2
+    return total
+
+
+def _lines_tokens(lines: list[str]) -> int:
+    return sum(estimate_tokens(line) for line in lines)
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str  # heading, fence, table, admonition, list, paragraph, line
+    lines: list[str]
+    tokens: int
+    level: int = 0
+    title: str = ""
+    anchor: str | None = None
+
+
+def _block(kind: str, lines: list[str]) -> _Block:
+    return _Block(kind, lines, _lines_tokens(lines))
+
+
+@dataclass(slots=True)
+class _Section:
+    level: int
+    path: tuple[str, ...]
+    anchor: str | None
+    blocks: list[_Block] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Item:
+    lines: list[str]
+    tokens: int
+    prose: bool = False
+    sticky: bool = False
+    overlap: bool = False
+
+
+def _fence_end(lines: list[str], start: int, fence: str) -> int:
+    for index in range(start + 1, len(lines)):
+        if is_fence_close(lines[index], fence):
+            return index + 1
+    return len(lines)
+
+
+def _admonition_end(lines: list[str], start: int) -> int | None:
+    depth = 0
+    index = start
+    while index < len(lines):
+        line = lines[index]
+        fence = fence_opening(line)
+        if fence is not None:
+            index = _fence_end(lines, index, fence)
+            continue
+        if _ADMONITION_OPEN_RE.match(line):
+            depth += 1
+        elif _ADMONITION_CLOSE_RE.match(line):
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return None
+
+
+def _is_table_line(line: str) -> bool:
+    return line.lstrip().startswith("|")
+
+
+def _starts_block(line: str) -> bool:
+    return bool(
+        fence_opening(line)
+        or HEADING_RE.match(line)
+        or _ADMONITION_OPEN_RE.match(line)
+        or _ADMONITION_CLOSE_RE.match(line)
+        or _is_table_line(line)
+    )
+
+
+def _list_end(lines: list[str], start: int) -> int:
+    index = start + 1
+    while index < len(lines):
+        line = lines[index]
+        if not line.strip():
+            following = index + 1
+            while following < len(lines) and not lines[following].strip():
+                following += 1
+            if following < len(lines) and (
+                lines[following][0] in " \t" or _LIST_ITEM_RE.match(lines[following])
+            ):
+                index = following
+                continue
+            return index
+        fence = fence_opening(line)
+        if fence is not None and line[0] in " \t":
+            index = _fence_end(lines, index, fence)
+            continue
+        if line[0] not in " \t" and not _LIST_ITEM_RE.match(line) and _starts_block(line):
+            return index
+        index += 1
+    return index
+
+
+def _paragraph_end(lines: list[str], start: int) -> int:
+    index = start + 1
+    while index < len(lines):
+        line = lines[index]
+        if not line.strip() or _starts_block(line) or _LIST_ITEM_RE.match(line):
+            return index
+        index += 1
+    return index
+
+
+def _parse_blocks(lines: list[str], slugger: HeadingSlugger | None) -> list[_Block]:
+    """Split lines into blocks; headings are section headings only when a slugger is given."""
+    blocks: list[_Block] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not line.strip():
+            index += 1
+            continue
+        fence = fence_opening(line)
+        heading = HEADING_RE.match(line)
+        admonition_end = _admonition_end(lines, index) if _ADMONITION_OPEN_RE.match(line) else None
+        if fence is not None:
+            end = _fence_end(lines, index, fence)
+            blocks.append(_block("fence", lines[index:end]))
+        elif heading is not None and slugger is not None:
+            title, anchor = slugger.heading(heading.group("text") or "")
+            block = _block("heading", [line])
+            block.level, block.title, block.anchor = len(heading.group("hashes")), title, anchor
+            blocks.append(block)
+            end = index + 1
+        elif admonition_end is not None:
+            end = admonition_end
+            blocks.append(_block("admonition", lines[index:end]))
+            if slugger is not None:
+                _count_inner_headings(lines[index + 1 : end - 1], slugger)
+        elif _is_table_line(line):
+            end = index + 1
+            while end < len(lines) and _is_table_line(lines[end]):
+                end += 1
+            blocks.append(_block("table", lines[index:end]))
+        elif _LIST_ITEM_RE.match(line):
+            end = _list_end(lines, index)
+            blocks.append(_block("list", lines[index:end]))
+        else:
+            end = _paragraph_end(lines, index)
+            blocks.append(_block("paragraph", lines[index:end]))
+        index = end
+    return blocks
+
+
+def _count_inner_headings(lines: list[str], slugger: HeadingSlugger) -> None:
+    # Docusaurus gives headings inside admonitions ids too, so later duplicates shift.
+    index = 0
+    while index < len(lines):
+        fence = fence_opening(lines[index])
+        if fence is not None:
+            index = _fence_end(lines, index, fence)
+            continue
+        heading = HEADING_RE.match(lines[index])
+        if heading is not None:
+            slugger.slug(heading.group("text") or "")
+        index += 1
+
+
+def _split_chars(text: str, budget: int) -> list[str]:
+    pieces: list[str] = []
+    while text:
+        # estimate_tokens never decreases as a prefix grows, so binary search is sound.
+        low, high = 1, len(text)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if estimate_tokens(text[:middle]) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        pieces.append(text[:low])
+        text = text[low:]
+    return pieces
+
+
+def _split_text(text: str, budget: int, depth: int = 0) -> list[str]:
+    """Split one line into parts under budget: at sentence ends, then spaces, then anywhere."""
+    if estimate_tokens(text) <= budget:
+        return [text]
+    if depth >= 2:
+        return _split_chars(text, budget)
+    parts = _SENTENCE_END_RE.split(text.strip()) if depth == 0 else text.split()
+    if len(parts) <= 1:
+        return _split_text(text, budget, depth + 1)
+    pieces: list[str] = []
+    current: list[str] = []
+    used = 0
+    for part in parts:
+        tokens = estimate_tokens(part)
+        if tokens > budget:
+            if current:
+                pieces.append(" ".join(current))
+                current, used = [], 0
+            pieces.extend(_split_text(part, budget, depth + 1))
+            continue
+        if current and used + tokens > budget:
+            pieces.append(" ".join(current))
+            current, used = [], 0
+        current.append(part)
+        used += tokens
+    if current:
+        pieces.append(" ".join(current))
+    return pieces
+
+
+def _line_blocks(lines: list[str], *, fence_aware: bool) -> list[_Block]:
+    blocks: list[_Block] = []
+    index = 0
+    while index < len(lines):
+        fence = fence_opening(lines[index]) if fence_aware else None
+        if fence is not None:
+            end = _fence_end(lines, index, fence)
+            blocks.append(_block("fence", lines[index:end]))
+            index = end
+        else:
+            blocks.append(_block("line", [lines[index]]))
+            index += 1
+    return blocks
+
+
+def _trim_blank_edges(lines: list[str]) -> list[str]:
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    return lines[start:end]
+
+
+def _pack_blocks(
+    blocks: list[_Block], budget: int, limit: int, *, blank_between: bool
+) -> list[list[str]]:
+    """Pack blocks into pieces of about `budget` tokens; a block up to `limit` stays whole."""
+    pieces: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for block in blocks:
+        if block.tokens > budget:
+            pieces.append(current)
+            current, used = [], 0
+            if block.tokens <= limit:
+                pieces.append(block.lines)
+            else:
+                pieces.extend(_split_block(block, budget, limit))
+            continue
+        if current and used + block.tokens > budget:
+            pieces.append(current)
+            current, used = [], 0
+        if current and blank_between:
+            current.append("")
+        current.extend(block.lines)
+        used += block.tokens
+    pieces.append(current)
+    trimmed = (_trim_blank_edges(piece) for piece in pieces)
+    return [piece for piece in trimmed if piece]
+
+
+def _wrapped(
+    prefix: list[str],
+    inner: list[_Block],
+    suffix: list[str],
+    budget: int,
+    limit: int,
+    *,
+    blank_between: bool,
+) -> list[list[str]] | None:
+    wrapper = _lines_tokens(prefix) + _lines_tokens(suffix)
+    room = budget - wrapper
+    if room < max(8, budget // 4):
+        return None
+    pieces = _pack_blocks(inner, room, limit - wrapper, blank_between=blank_between)
+    return [[*prefix, *piece, *suffix] for piece in pieces] or None
+
+
+def _pack_code(lines: list[str], budget: int) -> list[list[str]]:
+    """Pack code lines, cutting at blank lines when that keeps pieces at least half full."""
+    units: list[list[str]] = []
+    for line in lines:
+        if units and (not line.strip() or units[-1][-1].strip()):
+            units[-1].append(line)
+        else:
+            units.append([line])
+    pieces: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for unit in units:
+        tokens = _lines_tokens(unit)
+        if used + tokens > budget and used >= budget // 2:
+            pieces.append(current)
+            current, used = [], 0
+        if used + tokens <= budget:
+            current.extend(unit)
+            used += tokens
+            continue
+        for line in unit:
+            line_tokens = estimate_tokens(line)
+            if line_tokens > budget:
+                pieces.append(current)
+                pieces.extend([part] for part in _split_text(line, budget))
+                current, used = [], 0
+                continue
+            if used + line_tokens > budget:
+                pieces.append(current)
+                current, used = [], 0
+            current.append(line)
+            used += line_tokens
+    pieces.append(current)
+    trimmed = (_trim_blank_edges(piece) for piece in pieces)
+    return [piece for piece in trimmed if piece]
+
+
+def _wrapped_code(
+    opener: str, inner: list[str], closer: str, budget: int
+) -> list[list[str]] | None:
+    room = budget - estimate_tokens(opener) - estimate_tokens(closer)
+    if room < max(8, budget // 4):
+        return None
+    return [[opener, *piece, closer] for piece in _pack_code(inner, room)] or None
+
+
+def _split_block(block: _Block, budget: int, limit: int) -> list[list[str]]:
+    """Split a block over `limit` into valid Markdown pieces of about `budget` tokens.
+
+    Every piece is at most `limit` tokens; nested blocks that fit under it stay whole.
+    """
+    lines = block.lines
+    pieces: list[list[str]] | None = None
+    if block.kind == "line":
+        return [[part] for part in _split_text(lines[0], budget)]
+    if block.kind == "fence" and len(lines) > 1:
+        fence = fence_opening(lines[0]) or "```"
+        closed = len(lines) > 1 and is_fence_close(lines[-1], fence)
+        inner = lines[1:-1] if closed else lines[1:]
+        indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+        closer = lines[-1] if closed else indent + fence
+        pieces = _wrapped_code(lines[0], inner, closer, budget)
+    elif block.kind == "table" and len(lines) > 2 and _TABLE_DELIMITER_RE.match(lines[1]):
+        rows = _line_blocks(lines[2:], fence_aware=False)
+        pieces = _wrapped(lines[:2], rows, [], budget, limit, blank_between=False)
+    elif block.kind == "admonition" and len(lines) > 2:
+        inner_blocks = _parse_blocks(lines[1:-1], None)
+        pieces = _wrapped([lines[0]], inner_blocks, [lines[-1]], budget, limit, blank_between=True)
+    if pieces is None:
+        # No wrapper to repeat (or it is too big to repeat): split at line boundaries.
+        units = _line_blocks(lines, fence_aware=block.kind in ("list", "admonition"))
+        pieces = _pack_blocks(units, budget, limit, blank_between=False)
+    return pieces
+
+
+def _fit_path(path: tuple[str, ...], limit: int) -> tuple[str, ...]:
+    """Shorten absurdly long headings so the heading path never eats the chunk's budget."""
+    parts = list(path)
+    while estimate_tokens(" > ".join(parts)) > limit:
+        longest = max(range(len(parts)), key=lambda i: (estimate_tokens(parts[i]), -i))
+        words = parts[longest].split()
+        if len(words) > 1:
+            parts[longest] = " ".join(words[: len(words) // 2])
+        else:
+            parts[longest] = parts[longest][: len(parts[longest]) // 2]
+    return tuple(parts)
+
+
+def _sections(body: str, title: str, path_limit: int) -> list[_Section]:
+    slugger = HeadingSlugger()
+    blocks = _parse_blocks(body.split("\n"), slugger)
+    sections: list[_Section] = []
+    stack: list[tuple[int, str]] = []
+    current = _Section(0, _fit_path((title,), path_limit), None)
+    for block in blocks:
+        if block.kind != "heading":
+            current.blocks.append(block)
+            continue
+        if current.blocks:
+            sections.append(current)
+        while stack and stack[-1][0] >= block.level:
+            stack.pop()
+        stack.append((block.level, block.title))
+        path = tuple(text for _, text in stack)
+        if stack[0][0] != 1:
+            path = (title, *path)
+        current = _Section(block.level, _fit_path(path, path_limit), block.anchor, [block])
+    if current.blocks:
+        sections.append(current)
+    return sections
+
+
+def _overlap_item(chunk: list[_Item], overlap_tokens: int) -> _Item | None:
+    """The last whole sentences (at most overlap_tokens) of the chunk's last prose block."""
+    source = next((item for item in reversed(chunk) if item.prose), None)
+    if source is None or overlap_tokens <= 0:
+        return None
+    text = " ".join(line.strip() for line in source.lines if line.strip())
+    chosen: list[str] = []
+    used = 0
+    for sentence in reversed(_SENTENCE_END_RE.split(text)):
+        tokens = estimate_tokens(sentence)
+        if used + tokens > overlap_tokens:
+            break
+        chosen.insert(0, sentence)
+        used += tokens
+    if not chosen:
+        return None
+    return _Item([" ".join(chosen)], used, overlap=True)
+
+
+def _section_items(section: _Section, room: int, piece_budget: int) -> list[_Item]:
+    items: list[_Item] = []
+    for block in section.blocks:
+        prose = block.kind == "paragraph"
+        if block.tokens <= room:
+            lead_in = prose and block.lines[-1].rstrip().endswith(":")
+            sticky = block.kind == "heading" or lead_in
+            items.append(_Item(block.lines, block.tokens, prose=prose, sticky=sticky))
+        else:
+            for piece in _split_block(block, piece_budget, room):
+                items.append(_Item(piece, _lines_tokens(piece), prose=prose))
+    return items
+
+
+def _pack_section(
+    section: _Section, *, target_tokens: int, overlap_tokens: int, max_tokens: int
+) -> list[list[_Item]]:
+    prefix = estimate_tokens(" > ".join(section.path))
+    room = max_tokens - prefix
+    target = target_tokens - prefix
+    piece_budget = min(room, max(target, room // 2))
+    chunks: list[list[_Item]] = []
+    current: list[_Item] = []
+    used = 0
+    for item in _section_items(section, room, piece_budget):
+        if current and used + item.tokens > target:
+            if all(i.sticky or i.overlap for i in current) and used + item.tokens <= room:
+                current.append(item)
+                used += item.tokens
+                continue
+            carried: list[_Item] = []
+            while (
+                current[-1].sticky
+                and sum(1 for i in current if not i.overlap) > 1
+                and _items_tokens(carried) + current[-1].tokens + item.tokens <= room
+            ):
+                carried.insert(0, current.pop())
+            chunks.append(current)
+            overlap = _overlap_item(current, overlap_tokens)
+            current, used = carried, _items_tokens(carried)
+            if overlap is not None and overlap.tokens + used + item.tokens <= room:
+                current.insert(0, overlap)
+                used += overlap.tokens
+        current.append(item)
+        used += item.tokens
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _items_tokens(items: list[_Item]) -> int:
+    return sum(item.tokens for item in items)
+
+
+def _items_text(items: list[_Item]) -> str:
+    return "\n\n".join("\n".join(item.lines) for item in items)
+
+
+def _make_chunk(ordinal: int, section: _Section, text: str) -> Chunk:
+    tokens = estimate_tokens(" > ".join(section.path) + "\n\n" + text)
+    return Chunk(ordinal, section.path, section.anchor, text, tokens)
+
+
+def chunk_document(
+    body: str,
+    *,
+    title: str,
+    target_tokens: int = 350,
+    overlap_tokens: int = 50,
+    max_tokens: int = 480,
+) -> list[Chunk]:
+    """Split a Markdown body into heading-aware chunks of about `target_tokens` tokens.
+
+    Blocks (code fences, tables, admonitions) stay whole unless one alone exceeds
+    `max_tokens`; then it is split at line boundaries into valid Markdown pieces (fences
+    reopened, table header repeated, admonition reopened). Over-long prose splits at lines,
+    then sentence ends, then spaces. Every chunk's embedding_text is at most `max_tokens`.
+
+    Merge rule: a section that fits in one chunk and is under 80 tokens absorbs the
+    following sections while the merged chunk is still under 80 tokens and stays within
+    `target_tokens`; an absorbed section must fit in one chunk and sit at the same or a
+    deeper heading level than the section labelling the chunk (siblings and subsections,
+    never a shallower section). The chunk takes the heading path and anchor of its first
+    section, except that bare headings (sections with no text of their own) hand the label
+    to the first absorbed section with content, whose heading path already includes them
+    when they are its parents. Bare headings that cannot be absorbed whole lead the next
+    section's first chunk instead (within `max_tokens`), never form a chunk of their own
+    unless the document ends or a shallower section follows.
+    """
+    if max_tokens < MIN_MAX_TOKENS:
+        raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}")
+    if not 0 < target_tokens <= max_tokens:
+        raise ValueError("target_tokens must be positive and at most max_tokens")
+    if not 0 <= overlap_tokens < target_tokens:
+        raise ValueError("overlap_tokens must be non-negative and below target_tokens")
+
+    sections = _sections(body, title, max_tokens // 4)
+    packed = [
+        _pack_section(
+            section,
+            target_tokens=target_tokens,
+            overlap_tokens=overlap_tokens,
+            max_tokens=max_tokens,
+        )
+        for section in sections
+    ]
+    merged = _merge(sections, packed, target_tokens=target_tokens, max_tokens=max_tokens)
+    return [
+        Chunk(ordinal, section.path, section.anchor, text, _prefix_tokens(section) + tokens)
+        for ordinal, (section, text, tokens) in enumerate(merged)
+    ]
+
+
+def _prefix_tokens(section: _Section) -> int:
+    return estimate_tokens(" > ".join(section.path))
+
+
+def _heading_only(section: _Section) -> bool:
+    return all(block.kind == "heading" for block in section.blocks)
+
+
+def _merge(
+    sections: list[_Section],
+    packed: list[list[list[_Item]]],
+    *,
+    target_tokens: int,
+    max_tokens: int,
+) -> list[tuple[_Section, str, int]]:
+    """Apply the small-section merge rule; return (labelling section, text, text tokens)."""
+    merged: list[tuple[_Section, str, int]] = []
+    index = 0
+    while index < len(sections):
+        first, parts = sections[index], packed[index]
+        used = _items_tokens(parts[0])
+        if len(parts) > 1 or _prefix_tokens(first) + used >= SMALL_SECTION_TOKENS:
+            merged.extend((first, _items_text(part), _items_tokens(part)) for part in parts)
+            index += 1
+            continue
+        label = None if _heading_only(first) else first
+        texts = [_items_text(parts[0])]
+        following = index + 1
+        rest: list[list[_Item]] = []
+        while following < len(sections):
+            owner = label or first
+            candidate, candidate_parts = sections[following], packed[following]
+            if (
+                candidate.level < owner.level
+                or _prefix_tokens(owner) + used >= SMALL_SECTION_TOKENS
+            ):
+                break
+            new_label = label or (None if _heading_only(candidate) else candidate)
+            extra = _items_tokens(candidate_parts[0])
+            total = _prefix_tokens(new_label or first) + used + extra
+            if len(candidate_parts) == 1 and total <= target_tokens:
+                texts.append(_items_text(candidate_parts[0]))
+                used += extra
+                label = new_label
+                following += 1
+                continue
+            if label is None and new_label is not None and total <= max_tokens:
+                # Bare headings are useless alone: they lead this section's first chunk.
+                texts.append(_items_text(candidate_parts[0]))
+                used += extra
+                label = new_label
+                rest = candidate_parts[1:]
+                following += 1
+            break
+        merged.append((label or first, "\n\n".join(texts), used))
+        merged.extend((label or first, _items_text(part), _items_tokens(part)) for part in rest)
+        index = following
+    return merged
