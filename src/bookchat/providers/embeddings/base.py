@@ -1,0 +1,54 @@
+"""What every dense embedder offers, and the error for a model that cannot be had."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import structlog
+
+logger = structlog.get_logger(__name__)
+
+FALLBACK_ADVICE = (
+    "set EMBEDDINGS_MODEL_PATH to a local copy of the model, use EMBEDDINGS_PROVIDER=openai, "
+    "or run with lexical retrieval only (EMBEDDINGS_PROVIDER=none)"
+)
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The embedding model cannot be had; the message says why and what to do, in one line."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A dense text embedder. `name` is the identity recorded in the index with `dimension`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens of a text the model reads; the rest is invisible to it."""
+        ...
+
+    async def ensure_ready(self) -> None:
+        """Finish whatever setup needs I/O (for example learning the dimension)."""
+        ...
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def l2_normalize(vector: Sequence[float]) -> list[float]:
+    """`vector` scaled to unit length (the zero vector is returned unchanged)."""
+    norm = math.sqrt(math.fsum(float(x) * float(x) for x in vector))
+    if norm == 0.0:
+        return [float(x) for x in vector]
+    return [float(x) / norm for x in vector]

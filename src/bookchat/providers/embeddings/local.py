@@ -1,0 +1,278 @@
+"""Local dense embedders: fastembed (ONNX) and sentence-transformers (optional extra).
+
+Local inference runs in a worker thread. A model that cannot be had raises
+`EmbedderUnavailable` at construction, quickly and with a one-line reason, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastembed import TextEmbedding
+from fastembed.common.model_description import DenseModelDescription
+from fastembed.common.utils import define_cache_dir
+from huggingface_hub import is_offline_mode
+from loguru import logger as fastembed_logger
+
+from bookchat.providers.embeddings.base import FALLBACK_ADVICE, EmbedderUnavailable
+
+logger = structlog.get_logger(__name__)
+
+
+# What the model reads when its tokenizer does not say (the loaded tokenizer's limit wins).
+_KNOWN_MAX_TOKENS = {
+    "baai/bge-small-en-v1.5": 512,
+    "sentence-transformers/all-minilm-l6-v2": 256,
+}
+_DEFAULT_MAX_TOKENS = 512
+
+
+def _fastembed_description(model: str) -> DenseModelDescription:
+    try:
+        return TextEmbedding._get_model_description(model)
+    except ValueError:
+        raise EmbedderUnavailable(
+            f"fastembed does not know the embedding model {model!r}: set EMBEDDINGS_MODEL to one "
+            "of fastembed's TextEmbedding.list_supported_models(), use "
+            "EMBEDDINGS_PROVIDER=openai, or run with lexical retrieval only "
+            "(EMBEDDINGS_PROVIDER=none)"
+        ) from None
+
+
+@contextlib.contextmanager
+def _fastembed_quiet() -> Iterator[None]:
+    """Hide fastembed's ERROR lines while we probe the cache: a miss there is expected."""
+    fastembed_logger.disable("fastembed")
+    try:
+        yield
+    finally:
+        fastembed_logger.enable("fastembed")
+
+
+def _hub_offline() -> bool:
+    # Hugging Face's own switch, not a bookchat setting. huggingface_hub reads it once at import;
+    # fastembed reads it at each load, and so do we, so that setting it later still counts.
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return is_offline_mode() or value in {"1", "TRUE", "YES", "ON"}
+
+
+def _short(exc: BaseException) -> str:
+    """The error as `Type: text` on one line, cut to a readable length."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _tokenizer_limit(embedding: TextEmbedding) -> int | None:
+    tokenizer = getattr(embedding.model, "tokenizer", None)
+    truncation = getattr(tokenizer, "truncation", None) or {}
+    limit = truncation.get("max_length")
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
+class FastEmbedEmbedder:
+    """`Embedder` on a local ONNX model through fastembed; vectors are unit length.
+
+    The model comes from `model_path` (a folder with the model's files), else from the model
+    cache, else (when `allow_download`) from Hugging Face, waiting at most `download_timeout`
+    seconds: a download still running then is left to a daemon thread that cannot keep the
+    process alive, and may still fill the cache for the next start.
+    """
+
+    provider = "fastembed"
+
+    def __init__(
+        self,
+        *,
+        model: str = "BAAI/bge-small-en-v1.5",
+        cache_dir: str | None = None,
+        model_path: str | None = None,
+        allow_download: bool = True,
+        download_timeout: float = 10.0,
+    ) -> None:
+        description = _fastembed_description(model)
+        self.model = description.model
+        self.name = f"fastembed/{description.model}"
+        self._cache_dir = str(define_cache_dir(cache_dir))
+        started = time.perf_counter()
+        if model_path is not None:
+            self._embedding = self._load_from_path(model_path)
+            source = "path"
+        else:
+            cached = self._load_cached()
+            source = "cache"
+            if cached is None:
+                if not allow_download:
+                    raise EmbedderUnavailable(
+                        f"fastembed model {self.model} is not in the model cache "
+                        f"{self._cache_dir} and downloads are off; {FALLBACK_ADVICE}"
+                    )
+                if _hub_offline():
+                    raise EmbedderUnavailable(
+                        f"fastembed model {self.model} is not in the model cache "
+                        f"{self._cache_dir} and HF_HUB_OFFLINE forbids downloading it; "
+                        f"{FALLBACK_ADVICE}"
+                    )
+                self._download(description, download_timeout)
+                cached = self._load_cached()
+                source = "download"
+                if cached is None:
+                    raise EmbedderUnavailable(
+                        f"fastembed model {self.model} was downloaded to {self._cache_dir} but "
+                        f"cannot be loaded from there; {FALLBACK_ADVICE}"
+                    )
+            self._embedding = cached
+        self.dimension: int = description.dim or len(self._embed_sync(["probe"], query=False)[0])
+        # The tokenizer may allow more than the model was trained on (MiniLM: 512 vs 256).
+        limits = [_tokenizer_limit(self._embedding), _KNOWN_MAX_TOKENS.get(self.model.lower())]
+        self.max_tokens: int = min((n for n in limits if n), default=_DEFAULT_MAX_TOKENS)
+        logger.info(
+            "embeddings.model_loaded",
+            provider=self.provider,
+            model=self.model,
+            source=source,
+            dimension=self.dimension,
+            max_tokens=self.max_tokens,
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    def _load_from_path(self, model_path: str) -> TextEmbedding:
+        if not Path(model_path).is_dir():
+            raise EmbedderUnavailable(
+                f"EMBEDDINGS_MODEL_PATH {model_path} is not a folder: point it at a local copy "
+                f"of {self.model} (model.onnx, tokenizer.json, ...)"
+            )
+        try:
+            return TextEmbedding(
+                self.model, cache_dir=self._cache_dir, specific_model_path=model_path
+            )
+        except Exception as exc:
+            raise EmbedderUnavailable(
+                f"fastembed model {self.model} cannot be loaded from {model_path} "
+                f"({_short(exc)}); check that the folder holds that model's ONNX export"
+            ) from exc
+
+    def _load_cached(self) -> TextEmbedding | None:
+        try:
+            with _fastembed_quiet():
+                return TextEmbedding(self.model, cache_dir=self._cache_dir, local_files_only=True)
+        except Exception:
+            return None
+
+    def _download(self, description: DenseModelDescription, timeout: float) -> None:
+        failure: list[BaseException] = []
+
+        def download() -> None:
+            try:
+                if description.sources.hf:
+                    # What download_model does for a Hugging Face source, minus its retry loop,
+                    # which sleeps 3 s even after the last attempt (27 s more with retries).
+                    TextEmbedding.download_files_from_huggingface(
+                        description.sources.hf,
+                        self._cache_dir,
+                        extra_patterns=[description.model_file, *description.additional_files],
+                    )
+                else:  # pragma: no cover - every built-in text model is on Hugging Face
+                    TextEmbedding.download_model(description, self._cache_dir, retries=1)
+            except BaseException as exc:  # reported by the waiting thread
+                failure.append(exc)
+
+        logger.info("embeddings.downloading", model=self.model, cache_dir=self._cache_dir)
+        # A daemon thread rather than an executor: a download stuck on a silent network must
+        # not keep the process from exiting once we have stopped waiting for it.
+        thread = threading.Thread(target=download, name="fastembed-download", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise EmbedderUnavailable(
+                f"fastembed model {self.model} is not in the model cache {self._cache_dir} and "
+                f"could not be downloaded within {timeout:g} s; {FALLBACK_ADVICE}"
+            )
+        if failure:
+            raise EmbedderUnavailable(
+                f"fastembed model {self.model} is not in the model cache {self._cache_dir} and "
+                f"could not be downloaded ({_short(failure[0])}); {FALLBACK_ADVICE}"
+            ) from failure[0]
+
+    def _embed_sync(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        vectors = self._embedding.query_embed(texts) if query else self._embedding.embed(texts)
+        return [vector.tolist() for vector in vectors]
+
+    async def ensure_ready(self) -> None:
+        """Nothing to do: the model is loaded by the constructor."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await asyncio.to_thread(self._embed_sync, list(texts), query=False)
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await asyncio.to_thread(self._embed_sync, [text], query=True))[0]
+
+    async def aclose(self) -> None:
+        """Nothing to release: the ONNX session goes with the object."""
+
+
+class SentenceTransformersEmbedder:
+    """`Embedder` on sentence-transformers (extra `bookchat[sentence-transformers]`).
+
+    `model` is the name recorded in the index; `model_path`, when given, is where it is loaded
+    from (a folder saved by `SentenceTransformer.save`). Inference runs in a worker thread.
+    """
+
+    provider = "sentence-transformers"
+
+    def __init__(
+        self,
+        *,
+        model: str = "sentence-transformers/all-MiniLM-L6-v2",
+        model_path: str | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model
+        self.name = f"sentence-transformers/{model}"
+        try:
+            library = importlib.import_module("sentence_transformers")
+        except ImportError:
+            raise EmbedderUnavailable(
+                "EMBEDDINGS_PROVIDER=sentence-transformers needs the optional extra: "
+                "pip install 'bookchat[sentence-transformers]'"
+            ) from None
+        self._load(library, model_path or model, device)  # pragma: no cover - extra
+
+    def _load(self, library: Any, source: str, device: str) -> None:  # pragma: no cover - extra
+        try:
+            self._model: Any = library.SentenceTransformer(source, device=device)
+        except Exception as exc:
+            raise EmbedderUnavailable(
+                f"sentence-transformers model {source} cannot be loaded ({_short(exc)}); "
+                f"{FALLBACK_ADVICE}"
+            ) from exc
+        self.dimension: int = int(self._model.get_sentence_embedding_dimension())
+        self.max_tokens: int = int(self._model.max_seq_length)
+
+    def _embed_sync(self, texts: list[str]) -> list[list[float]]:  # pragma: no cover - extra
+        vectors = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        return [vector.tolist() for vector in vectors]
+
+    async def ensure_ready(self) -> None:  # pragma: no cover - extra
+        """Nothing to do: the model is loaded by the constructor."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:  # pragma: no cover
+        if not texts:
+            return []
+        return await asyncio.to_thread(self._embed_sync, list(texts))
+
+    async def embed_query(self, text: str) -> list[float]:  # pragma: no cover - extra
+        return (await asyncio.to_thread(self._embed_sync, [text]))[0]
+
+    async def aclose(self) -> None:  # pragma: no cover - extra
+        """Nothing to release."""

@@ -1,0 +1,160 @@
+"""Dense embeddings from any OpenAI-compatible `/v1/embeddings` endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+import structlog
+from openai import AsyncOpenAI
+
+from bookchat.core.errors import LLMError
+from bookchat.providers.openai import translate_openai_error
+
+logger = structlog.get_logger(__name__)
+
+
+OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+OPENAI_MAX_TOKENS = 8191
+_PROBE_TEXT = "dimension probe"
+
+
+class OpenAIEmbedder:
+    """`Embedder` on any OpenAI-compatible `/v1/embeddings` endpoint, through the official SDK.
+
+    Texts go in batches of `batch_size`, at most `concurrency` requests at a time; vectors come
+    back in input order. Timeouts and retries are the SDK's; its errors become the project's.
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        *,
+        model: str = "text-embedding-3-small",
+        api_key: str | None,
+        base_url: str | None = None,
+        dimension: int | None = None,
+        batch_size: int = 128,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        max_tokens: int = OPENAI_MAX_TOKENS,
+        concurrency: int = 4,
+    ) -> None:
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be at least 1")
+        if dimension is not None and dimension < 1:
+            raise ValueError("dimension must be positive")
+        self.model = model
+        self.name = f"openai/{model}"
+        self.max_tokens = max_tokens
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        # Only the text-embedding-3 family can shorten its vectors on request.
+        self._dimensions_param = dimension if model.startswith("text-embedding-3") else None
+        self._dimension = dimension or OPENAI_DIMENSIONS.get(model)
+        # Local servers (Ollama, vLLM) take any key; the SDK insists on a non-empty one.
+        self._client = AsyncOpenAI(
+            api_key=api_key or "not-needed",
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            raise RuntimeError(
+                f"the dimension of {self.name} is not known yet: await ensure_ready()"
+            )
+        return self._dimension
+
+    async def ensure_ready(self) -> None:
+        """Learn the dimension with one short request when neither settings nor model tell it."""
+        if self._dimension is None:
+            await self._embed_batch([_PROBE_TEXT])
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in input order; no request for an empty list."""
+        if not texts:
+            return []
+        batches = [
+            list(texts[start : start + self._batch_size])
+            for start in range(0, len(texts), self._batch_size)
+        ]
+        if len(batches) == 1:
+            return await self._embed_batch(batches[0])
+        semaphore = asyncio.Semaphore(self._concurrency)
+
+        async def run(batch: list[str]) -> list[list[float]]:
+            async with semaphore:
+                return await self._embed_batch(batch)
+
+        tasks = [asyncio.ensure_future(run(batch)) for batch in batches]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            # One failed batch fails the call: stop sending the others.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return [vector for batch_vectors in results for vector in batch_vectors]
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._embed_batch([text]))[0]
+
+    async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        started = time.perf_counter()
+        request: dict[str, Any] = {"model": self.model, "input": batch}
+        if self._dimensions_param is not None:
+            request["dimensions"] = self._dimensions_param
+        try:
+            response = await self._client.embeddings.create(**request)
+        except openai.OpenAIError as exc:
+            logger.warning(
+                "embeddings.call_failed",
+                provider=self.provider,
+                model=self.model,
+                error_type=type(exc).__name__,
+                status=getattr(exc, "status_code", None),
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            raise translate_openai_error(exc) from exc
+        except ValueError as exc:  # the SDK's "No embedding data received"
+            raise self._bad_response("no vectors") from exc
+        data = sorted(response.data, key=lambda item: item.index)
+        if len(data) != len(batch):
+            raise self._bad_response(f"{len(data)} vectors for {len(batch)} texts")
+        vectors = [list(item.embedding) for item in data]
+        sizes = {len(vector) for vector in vectors}
+        if self._dimension is None and len(sizes) == 1:
+            self._dimension = sizes.pop()
+            logger.info("embeddings.dimension_learned", model=self.model, dimension=self._dimension)
+        elif sizes != {self._dimension}:
+            raise self._bad_response(f"vectors of size {sorted(sizes)}, expected {self._dimension}")
+        logger.debug(
+            "embeddings.call",
+            provider=self.provider,
+            model=self.model,
+            texts=len(batch),
+            tokens=response.usage.total_tokens if response.usage else None,
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return vectors
+
+    def _bad_response(self, what: str) -> LLMError:
+        logger.warning(
+            "embeddings.bad_response", provider=self.provider, model=self.model, what=what
+        )
+        return LLMError("The embeddings service returned an unusable response.")
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,432 @@
+"""Dense embedders: OpenAI through the real SDK against the fake server; fastembed offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+from bookchat.core.errors import LLMError, LLMTimeout, LLMUnavailable
+from bookchat.providers.embeddings import (
+    Embedder,
+    EmbedderUnavailable,
+    FastEmbedEmbedder,
+    OpenAIEmbedder,
+    SentenceTransformersEmbedder,
+    l2_normalize,
+)
+from tests.fakes.openai_server import FakeOpenAIServer, fake_embedding
+
+
+def test_l2_normalize() -> None:
+    assert l2_normalize([3, 4]) == pytest.approx([0.6, 0.8])
+    assert l2_normalize([0.0, 0.0]) == [0.0, 0.0]
+    assert all(type(x) is float for x in l2_normalize(np.array([1, 2], dtype=np.float32)))
+
+
+# --- OpenAI --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def openai_embedder(fake_openai: FakeOpenAIServer) -> AsyncIterator[OpenAIEmbedder]:
+    """A model the embedder knows nothing about, as on Ollama or vLLM."""
+    embedder = OpenAIEmbedder(
+        model="nomic-embed-text",
+        api_key="sk-test",
+        base_url=fake_openai.base_url,
+        batch_size=64,
+        timeout=2.0,
+        max_retries=0,
+    )
+    yield embedder
+    await embedder.aclose()
+
+
+class TestOpenAIEmbedder:
+    async def test_batches_keep_the_input_order(
+        self, openai_embedder: OpenAIEmbedder, fake_openai: FakeOpenAIServer
+    ) -> None:
+        texts = [f"passage number {i} about topic {i % 7}" for i in range(300)]
+
+        vectors = await openai_embedder.embed_documents(texts)
+
+        assert vectors == [pytest.approx(fake_embedding(t, 16), abs=1e-6) for t in texts]
+        assert all(type(v) is list and type(v[0]) is float for v in vectors)
+        requests = fake_openai.embedding_requests()
+        assert sorted(len(r["input"]) for r in requests) == [44, 64, 64, 64, 64]
+        assert sorted(t for r in requests for t in r["input"]) == sorted(texts)
+        assert all(r["model"] == "nomic-embed-text" and "dimensions" not in r for r in requests)
+
+    async def test_learns_an_unknown_dimension_once(
+        self, openai_embedder: OpenAIEmbedder, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.embedding_dim = 24
+        with pytest.raises(RuntimeError, match="ensure_ready"):
+            _ = openai_embedder.dimension
+
+        await openai_embedder.ensure_ready()
+        await openai_embedder.ensure_ready()
+
+        assert openai_embedder.dimension == 24
+        assert len(fake_openai.embedding_requests()) == 1
+        assert len(await openai_embedder.embed_query("joint")) == 24
+
+    async def test_a_known_model_needs_no_probe(self, fake_openai: FakeOpenAIServer) -> None:
+        embedder = OpenAIEmbedder(api_key=None, base_url=fake_openai.base_url)
+        await embedder.ensure_ready()
+        assert embedder.name == "openai/text-embedding-3-small"
+        assert embedder.dimension == 1536
+        assert embedder.max_tokens == 8191
+        assert isinstance(embedder, Embedder)
+        assert fake_openai.embedding_requests() == []
+        await embedder.aclose()
+
+    async def test_an_explicit_dimension_is_requested_from_text_embedding_3(
+        self, fake_openai: FakeOpenAIServer
+    ) -> None:
+        embedder = OpenAIEmbedder(
+            model="text-embedding-3-large",
+            api_key="sk-test",
+            base_url=fake_openai.base_url,
+            dimension=256,
+        )
+        [vector] = await embedder.embed_documents(["Isaac Sim"])
+        await embedder.aclose()
+        assert embedder.dimension == 256
+        assert len(vector) == 256
+        assert fake_openai.embedding_requests()[0]["dimensions"] == 256
+
+    async def test_other_models_never_get_the_dimensions_parameter(
+        self, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.embedding_dim = 32
+        embedder = OpenAIEmbedder(
+            model="text-embedding-ada-002",
+            api_key="sk-test",
+            base_url=fake_openai.base_url,
+            dimension=32,
+        )
+        assert len(await embedder.embed_query("Gazebo")) == 32
+        await embedder.aclose()
+        assert "dimensions" not in fake_openai.embedding_requests()[0]
+
+    async def test_vectors_of_the_wrong_size_are_refused(
+        self, fake_openai: FakeOpenAIServer
+    ) -> None:
+        embedder = OpenAIEmbedder(  # 1536 expected, the fake answers with 16
+            api_key="sk-test", base_url=fake_openai.base_url, max_retries=0
+        )
+        with pytest.raises(LLMError):
+            await embedder.embed_query("URDF")
+        await embedder.aclose()
+
+    async def test_query_and_documents(
+        self, openai_embedder: OpenAIEmbedder, fake_openai: FakeOpenAIServer
+    ) -> None:
+        query = await openai_embedder.embed_query("What is a URDF file?")
+        documents = await openai_embedder.embed_documents(["What is a URDF file?", "Nav2"])
+        assert query == pytest.approx(fake_embedding("What is a URDF file?", 16), abs=1e-6)
+        assert documents[0] == query
+        assert [r["input"] for r in fake_openai.embedding_requests()] == [
+            ["What is a URDF file?"],
+            ["What is a URDF file?", "Nav2"],
+        ]
+
+    async def test_empty_input_sends_nothing(
+        self, openai_embedder: OpenAIEmbedder, fake_openai: FakeOpenAIServer
+    ) -> None:
+        assert await openai_embedder.embed_documents([]) == []
+        assert fake_openai.embedding_requests() == []
+
+    @pytest.mark.parametrize(
+        ("status", "error"),
+        [(500, LLMUnavailable), (429, LLMUnavailable), (401, LLMUnavailable), (400, LLMError)],
+    )
+    async def test_vendor_errors_become_project_errors(
+        self,
+        openai_embedder: OpenAIEmbedder,
+        fake_openai: FakeOpenAIServer,
+        status: int,
+        error: type[Exception],
+    ) -> None:
+        fake_openai.fail_next(status)
+        with pytest.raises(error) as raised:
+            await openai_embedder.embed_query("ROS 2")
+        assert type(raised.value) is error
+        assert "injected failure" not in str(raised.value)
+
+    async def test_a_timeout_is_llm_timeout(self, fake_openai: FakeOpenAIServer) -> None:
+        fake_openai.hang_next(5.0)
+        embedder = OpenAIEmbedder(
+            model="nomic-embed-text",
+            api_key="sk-test",
+            base_url=fake_openai.base_url,
+            timeout=0.3,
+            max_retries=0,
+        )
+        with pytest.raises(LLMTimeout):
+            await embedder.embed_documents(["slow"])
+        await embedder.aclose()
+
+    async def test_one_failed_batch_fails_the_call(
+        self, openai_embedder: OpenAIEmbedder, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.fail_next(503)
+        with pytest.raises(LLMUnavailable):
+            await openai_embedder.embed_documents([f"text {i}" for i in range(200)])
+
+    async def test_the_sdk_retries_on_its_own(self, fake_openai: FakeOpenAIServer) -> None:
+        fake_openai.fail_next(500, retry_after=0)
+        embedder = OpenAIEmbedder(
+            model="nomic-embed-text",
+            api_key="sk-test",
+            base_url=fake_openai.base_url,
+            max_retries=1,
+        )
+        assert len(await embedder.embed_query("retry")) == 16
+        await embedder.aclose()
+        assert len(fake_openai.embedding_requests()) == 2
+
+    def test_settings_are_checked(self) -> None:
+        with pytest.raises(ValueError, match="batch_size"):
+            OpenAIEmbedder(api_key="k", batch_size=0)
+        with pytest.raises(ValueError, match="dimension"):
+            OpenAIEmbedder(api_key="k", dimension=0)
+
+
+# --- fastembed -----------------------------------------------------------------------------------
+
+BGE = "BAAI/bge-small-en-v1.5"
+BGE_REPO_FOLDER = "models--Qdrant--bge-small-en-v1.5-onnx-Q"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value: int | str | bytes) -> bytes:
+    """One protobuf field: an int as a varint, text and bytes length-delimited."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _tensor(name: str, array: np.ndarray) -> bytes:
+    data_type = {np.dtype(np.float32): 1, np.dtype(np.int64): 7}[array.dtype]
+    dims = b"".join(_field(1, d) for d in array.shape)
+    return dims + _field(2, data_type) + _field(8, name) + _field(9, array.tobytes())
+
+
+def _value_info(name: str, elem_type: int, dims: list[int | str]) -> bytes:
+    shape = b"".join(_field(1, _field(2 if isinstance(d, str) else 1, d)) for d in dims)
+    return _field(1, name) + _field(2, _field(1, _field(1, elem_type) + _field(2, shape)))
+
+
+def _node(op: str, inputs: list[str], outputs: list[str]) -> bytes:
+    return b"".join(
+        [*(_field(1, i) for i in inputs), *(_field(2, o) for o in outputs), _field(4, op)]
+    )
+
+
+def write_tiny_bge(folder: Path, dim: int = 384) -> Path:
+    """A stand-in for the bge-small ONNX export: same file names, random token vectors.
+
+    The graph looks up each token's vector and sums them ([batch, 1, dim], the "CLS" position
+    fastembed pools), so different texts get different vectors. The ONNX protobuf is written by
+    hand because the `onnx` package is not a dependency.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["robot", "joint", "topic", "node", "publish", "sensor", "camera", "lidar", "arm"]
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3} | {
+        w: i + 4 for i, w in enumerate(words)
+    }
+    table = np.random.default_rng(7).standard_normal((len(vocab), dim)).astype(np.float32)
+    graph = b"".join(
+        [
+            _field(1, _node("Gather", ["table", "input_ids"], ["token_vectors"])),
+            _field(1, _node("ReduceSum", ["token_vectors", "axes"], ["last_hidden_state"])),
+            _field(2, "tiny-bge"),
+            _field(5, _tensor("table", table)),
+            _field(5, _tensor("axes", np.array([1], dtype=np.int64))),
+            _field(11, _value_info("input_ids", 7, ["batch", "sequence"])),
+            _field(12, _value_info("last_hidden_state", 1, ["batch", 1, dim])),
+        ]
+    )
+    opset = _field(1, "") + _field(2, 13)
+    (folder / "model_optimized.onnx").write_bytes(
+        _field(1, 8) + _field(8, opset) + _field(7, graph)
+    )
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = {"model_max_length": 512, "pad_token": "[PAD]"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps({"pad_token_id": 0}))
+    return folder
+
+
+class TestFastEmbedEmbedder:
+    async def test_loads_a_local_model_folder(self, tmp_path: Path) -> None:
+        model_path = write_tiny_bge(tmp_path / "bge")
+        embedder = FastEmbedEmbedder(
+            model=BGE, model_path=str(model_path), cache_dir=str(tmp_path / "cache")
+        )
+        assert isinstance(embedder, Embedder)
+        assert embedder.name == "fastembed/BAAI/bge-small-en-v1.5"
+        assert (embedder.dimension, embedder.max_tokens) == (384, 512)
+        await embedder.ensure_ready()
+
+        vectors = await embedder.embed_documents(["robot joint", "camera lidar", "robot joint"])
+        query = await embedder.embed_query("robot joint")
+
+        assert vectors[0] == vectors[2] != vectors[1]
+        assert query == pytest.approx(vectors[0], abs=1e-6)
+        for vector in [*vectors, query]:
+            assert type(vector) is list
+            assert len(vector) == 384
+            assert all(type(x) is float for x in vector)
+            assert math.fsum(x * x for x in vector) == pytest.approx(1.0, abs=1e-5)
+        assert await embedder.embed_documents([]) == []
+        await embedder.aclose()
+
+    async def test_loads_from_the_model_cache_without_downloading(self, tmp_path: Path) -> None:
+        revision = "0123456789abcdef0123456789abcdef01234567"
+        repo = tmp_path / "cache" / BGE_REPO_FOLDER
+        write_tiny_bge(repo / "snapshots" / revision)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(revision)
+
+        embedder = FastEmbedEmbedder(cache_dir=str(tmp_path / "cache"), allow_download=False)
+
+        assert embedder.dimension == 384
+        assert len(await embedder.embed_query("robot")) == 384
+
+    def test_no_cached_model_and_no_downloads_fails_at_once(self, tmp_path: Path) -> None:
+        with pytest.raises(EmbedderUnavailable) as raised:
+            FastEmbedEmbedder(cache_dir=str(tmp_path), allow_download=False)
+        message = str(raised.value)
+        assert BGE in message
+        assert "downloads are off" in message
+        assert "EMBEDDINGS_MODEL_PATH" in message
+        assert "EMBEDDINGS_PROVIDER=openai" in message
+        assert "\n" not in message
+
+    def test_hf_hub_offline_fails_at_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(EmbedderUnavailable, match="HF_HUB_OFFLINE forbids downloading it"):
+            FastEmbedEmbedder(cache_dir=str(tmp_path), download_timeout=30)
+
+    def test_an_unknown_model_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(EmbedderUnavailable, match="does not know the embedding model 'nope/x'"):
+            FastEmbedEmbedder(model="nope/x", cache_dir=str(tmp_path))
+
+    def test_a_model_path_that_is_not_a_folder(self, tmp_path: Path) -> None:
+        with pytest.raises(EmbedderUnavailable, match="is not a folder"):
+            FastEmbedEmbedder(model_path=str(tmp_path / "missing"), cache_dir=str(tmp_path))
+
+    def test_a_model_path_without_the_model(self, tmp_path: Path) -> None:
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(EmbedderUnavailable, match="cannot be loaded from"):
+            FastEmbedEmbedder(model_path=str(tmp_path / "empty"), cache_dir=str(tmp_path))
+
+
+DOWNLOAD_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from bookchat.providers.embeddings import EmbedderUnavailable, FastEmbedEmbedder
+
+    started = time.perf_counter()
+    try:
+        FastEmbedEmbedder(cache_dir=sys.argv[1], download_timeout=float(sys.argv[2]))
+    except EmbedderUnavailable as exc:
+        print(f"{time.perf_counter() - started:.2f}")
+        print(exc)
+    """
+)
+
+
+def run_download(endpoint: str, cache_dir: Path, timeout: float) -> tuple[float, str]:
+    """Build a FastEmbedEmbedder in a fresh interpreter whose Hugging Face hub is `endpoint`.
+
+    huggingface_hub reads HF_ENDPOINT once, at import, hence the separate process; it also makes
+    the test independent of whether this machine can reach the real hub.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_ENDPOINT"] = endpoint
+    done = subprocess.run(
+        [sys.executable, "-c", DOWNLOAD_SCRIPT, str(cache_dir), str(timeout)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,  # the process must exit even though a download thread may still hang
+    )
+    assert done.returncode == 0, done.stderr
+    elapsed, message = done.stdout.strip().splitlines()[-2:]  # after any log lines
+    return float(elapsed), message
+
+
+@pytest.fixture
+def silent_hub() -> Iterator[str]:
+    """A hub that accepts connections and never answers."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.fixture
+def closed_hub() -> str:
+    """A hub nobody listens on: every connection is refused at once, as with no network."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class TestFastEmbedDownload:
+    def test_an_unreachable_hub_fails_with_the_reason(
+        self, closed_hub: str, tmp_path: Path
+    ) -> None:
+        elapsed, message = run_download(closed_hub, tmp_path, timeout=20)
+        assert elapsed < 20, message  # it failed, it did not time out
+        assert f"{BGE} is not in the model cache" in message
+        assert "could not be downloaded (ConnectError: " in message
+        assert "EMBEDDINGS_MODEL_PATH" in message
+
+    def test_a_silent_hub_is_given_up_on(self, silent_hub: str, tmp_path: Path) -> None:
+        elapsed, message = run_download(silent_hub, tmp_path, timeout=1)
+        assert elapsed < 30  # safety net only
+        assert f"{BGE} is not in the model cache" in message
+        assert "could not be downloaded within 1 s" in message
+
+
+# --- sentence-transformers -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sentence_transformers") is not None,
+    reason="the sentence-transformers extra is installed",
+)
+def test_sentence_transformers_without_the_extra_says_how_to_install_it() -> None:
+    with pytest.raises(EmbedderUnavailable) as raised:
+        SentenceTransformersEmbedder()
+    assert "pip install 'bookchat[sentence-transformers]'" in str(raised.value)
