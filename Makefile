@@ -11,7 +11,7 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
-.PHONY: help run test lint format migrate clean
+.PHONY: help run test lint format migrate ingest clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,9 +21,10 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
-run: $(UV) ## Install, migrate and serve on http://$(HOST):$(PORT)
+run: $(UV) ## Install, migrate, ingest the book if the index is empty, serve on http://$(HOST):$(PORT)
 	$(UV) sync --locked --no-dev --inexact
 	$(UV) run --no-sync bookchat migrate
+	$(UV) run --no-sync bookchat ingest --if-empty
 	$(UV) run --no-sync bookchat serve --host $(HOST) --port $(PORT)
 
 test: $(UV) ## Run the whole suite with coverage (fails under 85%)
@@ -43,6 +44,9 @@ format: $(UV) ## Apply ruff's fixes and formatting
 migrate: $(UV) ## Apply database migrations
 	$(UV) sync --locked --no-dev --inexact
 	$(UV) run --no-sync bookchat migrate
+
+ingest: $(UV) ## (Re-)ingest BOOK_DOCS_DIR; unchanged pages are skipped
+	$(UV) run --no-sync bookchat ingest
 
 clean: ## Remove local state (database, caches)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from bookchat.core.config import get_settings
-from bookchat.core.db import Base, create_engine
+from bookchat.core.db import Base, UTCDateTime, create_engine
 from bookchat.models import load_all_models
 
 config = context.config
@@ -25,6 +27,13 @@ def database_url() -> str:
     return (
         config.get_main_option("sqlalchemy.url") or get_settings().database_url.get_secret_value()
     )
+
+
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Autogenerate writes the portable base type, not the project's TypeDecorator."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_migrations_offline() -> None:
@@ -44,6 +53,7 @@ def do_run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things; batch mode rebuilds tables there.
         render_as_batch=connection.dialect.name == "sqlite",
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -56,11 +57,31 @@ def plain_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+MINI_BOOK = Path(__file__).parent / "fixtures" / "mini_book"
+_stores_root: Path | None = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stores(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global _stores_root
+    _stores_root = tmp_path_factory.mktemp("qdrant")
+
+
+def scratch_dir() -> str:
+    """A new empty folder for this test run (embedded Qdrant stores)."""
+    return tempfile.mkdtemp(dir=_stores_root)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for a test: offline providers, BM25-only, a fresh embedded Qdrant store."""
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": database_url,
         "llm_provider": "extractive",
+        "embeddings_provider": "none",
+        "qdrant_path": scratch_dir(),
+        "book_docs_dir": str(MINI_BOOK),
+        "book_base_url": "https://example.org/book",
         "log_level": "WARNING",
     }
     values.update(overrides)
@@ -175,6 +196,8 @@ def openai_settings(fake: FakeOpenAIServer) -> dict[str, Any]:
         "openai_base_url": fake.base_url,
         "llm_max_retries": 0,
         "llm_timeout_seconds": 2.0,
+        # The fake answers `dimensions` for text-embedding-3-* models; small vectors are fast.
+        "embeddings_dimensions": 16,
     }
 
 

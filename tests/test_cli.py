@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 
 from bookchat.cli import app
 from bookchat.core.config import get_settings
+from tests.conftest import MINI_BOOK
 
 runner = CliRunner()
 
@@ -131,3 +134,106 @@ def test_serve_on_an_unmigrated_database_says_what_to_run(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert '"database.not_migrated"' in result.stderr
     assert "bookchat migrate" in result.stderr
+
+
+class TestBookCommands:
+    """ingest, search, reindex and eval as an operator runs them."""
+
+    @pytest.fixture
+    def book_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+        env = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "QDRANT_PATH": str(tmp_path / "qdrant"),
+            "EMBEDDINGS_PROVIDER": "none",
+            "BOOK_BASE_URL": "https://example.org/book",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert runner.invoke(app, ["migrate"]).exit_code == 0
+        return env
+
+    def test_ingest_search_and_reingest(self, book_env: dict[str, str]) -> None:
+        first = runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        found = runner.invoke(app, ["search", "how does a biped keep balance", "--limit", "2"])
+        again = runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        skipped = runner.invoke(app, ["ingest", str(MINI_BOOK), "--if-empty"])
+
+        assert first.exit_code == 0, first.output
+        assert "4 added, 0 updated, 0 unchanged, 0 removed, 0 failed" in first.output
+        assert found.exit_code == 0, found.output
+        assert found.output.splitlines()[0].endswith("Walking > Balance")
+        assert "https://example.org/book/motion/walking#balance" in found.output
+        assert "Nothing changed: 4 documents already up to date" in again.output
+        assert "already has 4 documents" in skipped.output
+
+    def test_prune(self, book_env: dict[str, str], tmp_path: Path) -> None:
+        book = tmp_path / "book"
+        shutil.copytree(MINI_BOOK, book)
+        runner.invoke(app, ["ingest", str(book)])
+        (book / "02-motion" / "walking.md").unlink()
+        result = runner.invoke(app, ["ingest", str(book), "--prune"])
+        assert "0 added, 0 updated, 3 unchanged, 1 removed" in result.output
+
+    def test_search_before_ingest_says_what_to_do(self, book_env: dict[str, str]) -> None:
+        result = runner.invoke(app, ["search", "balance"])
+        assert result.exit_code == 1
+        assert "bookchat ingest" in result.output
+
+    def test_reindex_rebuilds_from_the_database(self, book_env: dict[str, str]) -> None:
+        runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        shutil.rmtree(book_env["QDRANT_PATH"])
+        empty = runner.invoke(app, ["search", "balance"])
+        rebuilt = runner.invoke(app, ["reindex"])
+        found = runner.invoke(app, ["search", "balance"])
+
+        assert empty.exit_code == 1
+        assert rebuilt.exit_code == 0, rebuilt.output
+        assert "bm25 retrieval" in rebuilt.output
+        assert "motion/walking#balance" in found.output
+
+    def test_locked_store_is_a_message(self, book_env: dict[str, str]) -> None:
+        from qdrant_client import QdrantClient
+
+        holder = QdrantClient(path=book_env["QDRANT_PATH"])
+        try:
+            result = runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        finally:
+            holder.close()
+        assert result.exit_code == 1
+        assert "in use by another process" in result.output
+        assert "Traceback" not in result.output
+
+    def test_missing_folder(self, book_env: dict[str, str], tmp_path: Path) -> None:
+        result = runner.invoke(app, ["ingest", str(tmp_path / "nope")])
+        assert result.exit_code == 2
+        assert "is not a folder" in result.output
+
+    def test_eval_reports_every_mode(self, book_env: dict[str, str], tmp_path: Path) -> None:
+        questions = tmp_path / "questions.jsonl"
+        questions.write_text(
+            '{"id": "1", "question": "What is the zero moment point?", '
+            '"pages": ["02-motion/walking.md"]}\n'
+            '{"id": "2", "question": "stereo disparity depth", '
+            '"pages": ["01-basics/02-cameras.md"]}\n'
+            '{"id": "3", "question": "request and reply", "pages": ["nowhere.md"]}\n'
+        )
+        output = tmp_path / "scores.json"
+        result = runner.invoke(
+            app,
+            ["eval", str(questions), "--docs", str(MINI_BOOK), "--output", str(output)],
+        )
+        assert result.exit_code == 0, result.output
+        assert "bm25" in result.output
+        scores = json.loads(output.read_text())
+        assert scores[0]["mode"] == "bm25"
+        assert scores[0]["hit_at_k"] == pytest.approx(2 / 3)
+        assert scores[0]["misses"] == ["3"]
+
+    def test_eval_rejects_a_malformed_question_file(
+        self, book_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        questions = tmp_path / "questions.jsonl"
+        questions.write_text('{"id": "1"}\n')
+        result = runner.invoke(app, ["eval", str(questions), "--docs", str(MINI_BOOK)])
+        assert result.exit_code == 1
+        assert "questions.jsonl:1" in result.output

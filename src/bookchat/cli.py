@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bookchat.core.config import Settings, get_settings
 
@@ -72,6 +76,223 @@ def migrate(
         typer.echo(f"Migration failed on {target.display}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(f"Database at {target.display} is at revision {revision}.")
+
+
+def run_async(work: Coroutine[Any, Any, int]) -> None:
+    """Run a command's coroutine; known operational problems become one line and exit 1."""
+    from bookchat.providers.factory import ProviderConfigError
+    from bookchat.retrieval.evaluation import QuestionFileError
+    from bookchat.retrieval.index import VectorIndexError
+
+    try:
+        code = asyncio.run(work)
+    except (VectorIndexError, ProviderConfigError, QuestionFileError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    except (OSError, SQLAlchemyError) as exc:
+        typer.echo(
+            f"The database is unavailable or not migrated ({type(exc).__name__}); "
+            "check DATABASE_URL and run `bookchat migrate`.",
+            err=True,
+        )
+        raise typer.Exit(code=1) from None
+    if code:
+        raise typer.Exit(code=code)
+
+
+def cli_settings() -> Settings:
+    """Settings for a command: quiet logs (warnings only) unless LOG_LEVEL says DEBUG."""
+    from bookchat.core.logging import configure_logging
+
+    settings = load_settings()
+    level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
+    configure_logging(level, settings.log_format.value)
+    return settings
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Docs folder (default: BOOK_DOCS_DIR).", show_default=False),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Site URL of the docs (default: BOOK_BASE_URL).")
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option(help="Delete stored documents whose files are gone.")
+    ] = False,
+    if_empty: Annotated[
+        bool, typer.Option(help="Do nothing when the book already has documents.")
+    ] = False,
+) -> None:
+    """Ingest a Docusaurus/Markdown docs folder (unchanged pages are skipped)."""
+    settings = cli_settings()
+    folder = path or Path(settings.book_docs_dir)
+    if not folder.is_dir():
+        typer.echo(f"{folder} is not a folder.", err=True)
+        raise typer.Exit(code=2)
+    run_async(_ingest(settings, folder, base_url or settings.book_base_url, prune, if_empty))
+
+
+async def _ingest(
+    settings: Settings, folder: Path, base_url: str, prune: bool, if_empty: bool
+) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from sqlalchemy import func, select
+
+    from bookchat.container import open_container
+    from bookchat.content.loader import LoaderError, load_folder
+    from bookchat.content.models import Document
+
+    console = Console(stderr=True)
+    async with open_container(settings) as container:
+        if if_empty:
+            async with container.sessionmaker() as db:
+                stored = await db.scalar(select(func.count()).select_from(Document)) or 0
+            if stored:
+                console.print(f"The book already has {stored} documents; nothing to do.")
+                return 0
+        try:
+            documents = await asyncio.to_thread(load_folder, folder, base_url)
+        except LoaderError as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 1
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"Ingesting {folder}", total=len(documents))
+
+            def advance(source_path: str, outcome: str) -> None:
+                if outcome != "removed":
+                    progress.update(task, advance=1, description=f"{outcome:9} {source_path}")
+
+            report = await container.ingestor.ingest(
+                documents, prune=prune, progress=advance, reconcile=True
+            )
+    counts = report.counts
+    if not report.changed and not report.failed:
+        console.print(
+            f"Nothing changed: {counts['unchanged']} documents already up to date "
+            f"({report.seconds:.2f} s)."
+        )
+        return 0
+    console.print(
+        f"Documents: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['removed']} removed, {counts['failed']} failed; "
+        f"{counts['chunks']} chunks written in {report.seconds:.2f} s."
+    )
+    for source_path, reason in sorted(report.failed.items()):
+        console.print(f"[red]failed[/red] {source_path}: {reason}")
+    return 1 if report.failed else 0
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild the vector index from the database (after changing the embedder)."""
+    run_async(_reindex(cli_settings()))
+
+
+async def _reindex(settings: Settings) -> int:
+    from bookchat.container import open_container
+
+    async with open_container(settings, check_index=False) as container:
+        chunks = await container.ingestor.reindex()
+        typer.echo(
+            f"Rebuilt '{container.index.collection}' with {chunks} chunks "
+            f"({container.retriever.name} retrieval)."
+        )
+    return 0
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    limit: Annotated[int, typer.Option(min=1, max=50, help="How many passages.")] = 5,
+    module: Annotated[str | None, typer.Option(help="Only this module (its label).")] = None,
+) -> None:
+    """Search the book and print the best passages with their page URLs."""
+    run_async(_search(cli_settings(), query, limit, module))
+
+
+async def _search(settings: Settings, query: str, limit: int, module: str | None) -> int:
+    from bookchat.container import open_container
+
+    async with open_container(settings) as container:
+        hits = await container.retriever.search(query, limit=limit, module=module)
+    if not hits:
+        typer.echo("No passage matches. Has the book been ingested? (bookchat ingest)")
+        return 1
+    for rank, hit in enumerate(hits, start=1):
+        snippet = " ".join(hit.text.split())[:240]
+        typer.echo(f"{rank}. [{hit.score:.4f}] {' > '.join(hit.heading_path)}")
+        typer.echo(f"   {hit.page_url}")
+        typer.echo(f"   {snippet}\n")
+    return 0
+
+
+@app.command(name="eval")
+def evaluate(
+    questions: Annotated[Path, typer.Argument(help="JSONL question set.", exists=True)],
+    docs: Annotated[Path, typer.Option(help="The docs folder the questions are about.")],
+    base_url: Annotated[
+        str, typer.Option(help="Base URL for page links.")
+    ] = "https://example.org/book",
+    k: Annotated[int, typer.Option(min=1, max=50, help="Cut-off for hit@k.")] = 5,
+    output: Annotated[Path | None, typer.Option(help="Also write the scores as JSON here.")] = None,
+) -> None:
+    """Measure retrieval (hit@1, hit@k, MRR; BM25, dense, hybrid) in a scratch store."""
+    if not docs.is_dir():
+        typer.echo(f"{docs} is not a folder.", err=True)
+        raise typer.Exit(code=2)
+    run_async(_evaluate(cli_settings(), questions, docs, base_url, k, output))
+
+
+async def _evaluate(
+    settings: Settings, questions_file: Path, docs: Path, base_url: str, k: int, output: Path | None
+) -> int:
+    import json
+    import tempfile
+    from dataclasses import asdict
+
+    from bookchat.container import open_container
+    from bookchat.content.loader import load_folder
+    from bookchat.core.migrations import upgrade
+    from bookchat.retrieval.evaluation import evaluate, load_questions, modes_for
+
+    questions = load_questions(questions_file)
+    with tempfile.TemporaryDirectory(prefix="bookchat-eval-") as scratch:
+        url = f"sqlite+aiosqlite:///{scratch}/eval.db"
+        await asyncio.to_thread(upgrade, url)
+        scratch_settings = settings.model_copy(
+            update={
+                "database_url": SecretStr(url),
+                "qdrant_url": None,
+                "qdrant_path": f"{scratch}/qdrant",
+                "qdrant_collection": "eval",
+            }
+        )
+        async with open_container(scratch_settings) as container:
+            documents = await asyncio.to_thread(load_folder, docs, base_url)
+            report = await container.ingestor.ingest(documents)
+            embedder = container.providers.embedder
+            typer.echo(
+                f"Ingested {len(documents)} documents, {report.chunks} chunks in "
+                f"{report.seconds:.2f} s; {len(questions)} questions; "
+                f"embedder: {embedder.name if embedder else 'none'}"
+            )
+            results = [
+                await evaluate(container.retriever, questions, mode=mode, k=k)
+                for mode in modes_for(container.retriever)
+            ]
+    typer.echo(f"{'mode':8} {'hit@1':>7} {'hit@' + str(k):>7} {'MRR':>7}")
+    for scores in results:
+        typer.echo(
+            f"{scores.mode:8} {scores.hit_at_1:7.3f} {scores.hit_at_k:7.3f} {scores.mrr:7.3f}"
+        )
+    if output is not None:
+        text = json.dumps([asdict(s) for s in results], indent=2) + "\n"
+        await asyncio.to_thread(output.write_text, text)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from bookchat import __version__
 from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
+from bookchat.container import Container, open_container
+from bookchat.content.router import router as content_router
 from bookchat.core.config import Settings, get_settings
-from bookchat.core.db import create_engine, create_sessionmaker
-from bookchat.core.deps import Container
 from bookchat.core.errors import install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.middleware import RequestContextMiddleware
@@ -23,8 +23,8 @@ from bookchat.core.openapi import use_400_for_validation
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
-from bookchat.providers.factory import ProviderConfigError, build_providers
-from bookchat.retrieval.service import NoBookIndex
+from bookchat.providers.factory import ProviderConfigError
+from bookchat.retrieval.index import VectorIndexError
 
 logger = structlog.get_logger(__name__)
 
@@ -33,18 +33,31 @@ def api_router() -> APIRouter:
     """Every `/api/v1` route (also served under `/api` for the seeds' clients)."""
     router = APIRouter()
     router.include_router(chat_router)
+    router.include_router(content_router)
     router.include_router(health_router)
     return router
 
 
-def log_profile(settings: Settings, container: Container) -> None:
+async def log_profile(container: Container) -> None:
     """One line per part saying which profile it runs in."""
+    settings = container.settings
     chat = container.providers.chat
-    logger.info(
-        "profile.database", profile=database_profile(settings.database_url.get_secret_value())
-    )
+    embedder = container.providers.embedder
+    database = database_profile(settings.database_url.get_secret_value())
+    logger.info("profile.database", profile=database)
     logger.info("profile.llm", provider=chat.provider, model=chat.model, mode=chat.mode)
-    logger.info("profile.retrieval", retriever=getattr(container.retriever, "name", "custom"))
+    logger.info(
+        "profile.index",
+        mode=container.index.mode,
+        location=container.index.location,
+        collection=container.index.collection,
+        points=await container.index.count(),
+    )
+    logger.info(
+        "profile.retrieval",
+        retrieval=container.retriever.name,
+        embedder=embedder.name if embedder else "none (BM25 only)",
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,32 +67,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
-            settings.database_url.get_secret_value(),
-            pool_size=settings.database_pool_size,
-            echo=settings.database_echo,
-        )
         try:
-            providers = build_providers(settings)
-        except ProviderConfigError as exc:
-            await engine.dispose()
+            async with open_container(settings) as container:
+                app.state.container = container
+                await log_profile(container)
+                await warn_if_not_migrated(container.engine)
+                yield
+        except (ProviderConfigError, VectorIndexError) as exc:
+            # A configuration problem: one clear line, not a traceback.
             logger.error("startup.failed", reason=str(exc))
             raise
-        container = Container(
-            settings=settings,
-            engine=engine,
-            sessionmaker=create_sessionmaker(engine),
-            providers=providers,
-            retriever=NoBookIndex(),
-        )
-        app.state.container = container
-        log_profile(settings, container)
-        await warn_if_not_migrated(engine)
-        try:
-            yield
-        finally:
-            await providers.aclose()
-            await engine.dispose()
 
     app = FastAPI(
         title="bookchat",

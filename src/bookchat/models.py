@@ -4,4 +4,5 @@ from __future__ import annotations
 
 
 def load_all_models() -> None:
-    import bookchat.chat.models  # noqa: F401
+    import bookchat.chat.models
+    import bookchat.content.models  # noqa: F401

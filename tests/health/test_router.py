@@ -61,3 +61,28 @@ class TestHealth:
         assert ready.json()["error"]["code"] == "dependency_unavailable"
         assert db.status_code == 503
         assert "nobody" not in ready.text
+
+
+class TestIndexHealth:
+    async def test_embedded_index(self, sqlite_url: str, app_factory: AppFactory) -> None:
+        async with app_factory(make_settings(sqlite_url)) as client:
+            component = (await client.get("/api/v1/health/qdrant")).json()
+            overall = (await client.get("/api/v1/health")).json()
+        assert component["status"] == "ok"
+        assert component["profile"] == "embedded"
+        assert "collection=bookchat points=0" in component["detail"]
+        assert "BM25 only" in component["detail"]
+        assert overall["components"]["qdrant"] == {
+            **component,
+            "latency_ms": overall["components"]["qdrant"]["latency_ms"],
+        }
+
+    async def test_names_the_embedder(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(
+            sqlite_url, embeddings_provider="openai", **openai_settings(fake_openai)
+        )
+        async with app_factory(settings) as client:
+            component = (await client.get("/api/v1/health/qdrant")).json()
+        assert "dense=openai/text-embedding-3-small (16)" in component["detail"]

@@ -11,19 +11,19 @@ from tests.conftest import make_settings
 
 
 async def test_auto_without_key_is_extractive() -> None:
-    providers = build_providers(make_settings("sqlite://", llm_provider="auto"))
+    providers = await build_providers(make_settings("sqlite://", llm_provider="auto"))
     assert isinstance(providers.chat, ExtractiveChatModel)
     await providers.aclose()
 
 
 async def test_auto_with_key_is_openai() -> None:
     settings = make_settings("sqlite://", llm_provider="auto", openai_api_key="sk-x")
-    providers = build_providers(settings)
+    providers = await build_providers(settings)
     assert isinstance(providers.chat, OpenAIChatModel)
     assert providers.chat.model == "gpt-4o-mini"
     await providers.aclose()
 
 
-def test_openai_without_key_or_url_is_refused() -> None:
+async def test_openai_without_key_or_url_is_refused() -> None:
     with pytest.raises(ProviderConfigError, match="OPENAI_API_KEY"):
-        build_providers(make_settings("sqlite://", llm_provider="openai"))
+        await build_providers(make_settings("sqlite://", llm_provider="openai"))

@@ -7,10 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from bookchat.core.db import Base, UTCDateTime, new_id, utcnow
+from bookchat.core.db import Base, UTCDateTime, new_id, portable_enum, utcnow
 
 
 class MessageRole(StrEnum):
@@ -23,19 +23,6 @@ class MessageStatus(StrEnum):
     COMPLETE = "complete"
     PARTIAL = "partial"
     ERROR = "error"
-
-
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    # VARCHAR + CHECK rather than a native type: identical on SQLite and PostgreSQL, and new
-    # values need no ALTER TYPE.
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=16,
-        values_callable=lambda members: [m.value for m in members],
-    )
 
 
 class ChatSession(Base):
@@ -61,10 +48,10 @@ class Message(Base):
     session_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("chat_sessions.id", ondelete="CASCADE")
     )
-    role: Mapped[MessageRole] = mapped_column(_enum(MessageRole, "message_role"))
+    role: Mapped[MessageRole] = mapped_column(portable_enum(MessageRole, "message_role"))
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[MessageStatus] = mapped_column(
-        _enum(MessageStatus, "message_status"), default=MessageStatus.COMPLETE
+        portable_enum(MessageStatus, "message_status"), default=MessageStatus.COMPLETE
     )
     mode: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(200))

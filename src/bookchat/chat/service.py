@@ -184,7 +184,7 @@ class ChatService:
             context = "selection"
         else:
             sources = await self.retriever.retrieve(
-                request.message, page_context=request.page_context
+                request.message, limit=settings.retrieval_top_k, page_context=request.page_context
             )
             messages = prompts.book_messages(
                 title=settings.book_title,

@@ -25,6 +25,14 @@ class LLMProvider(StrEnum):
     EXTRACTIVE = "extractive"
 
 
+class EmbeddingsProvider(StrEnum):
+    AUTO = "auto"
+    OPENAI = "openai"
+    FASTEMBED = "fastembed"
+    SENTENCE_TRANSFORMERS = "sentence-transformers"
+    NONE = "none"
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -46,6 +54,28 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
+
+    # Vector index (Qdrant): embedded at QDRANT_PATH unless QDRANT_URL names a server
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: str = "./data/qdrant"
+    qdrant_collection: str = Field(default="bookchat", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    qdrant_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Embeddings (dense retrieval); lexical BM25 is always on
+    embeddings_provider: EmbeddingsProvider = EmbeddingsProvider.AUTO
+    embeddings_model: str | None = None
+    embeddings_model_path: str | None = None
+    embeddings_dimensions: int | None = Field(default=None, ge=8, le=8192)
+    embeddings_download_timeout_seconds: float = Field(default=10.0, ge=0)
+    fastembed_cache_dir: str | None = "./data/fastembed"
+
+    # The book
+    book_docs_dir: str = "sample_book"
+    book_base_url: str = "http://localhost:3000/docs"
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    admin_api_key: SecretStr | None = None
+    max_upload_bytes: int = Field(default=5_000_000, ge=1_000)
 
     # Language model
     llm_provider: LLMProvider = LLMProvider.AUTO
@@ -88,15 +118,21 @@ class Settings(BaseSettings):
             raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("openai_api_key", mode="before")
+    @field_validator(
+        "openai_api_key",
+        "openai_base_url",
+        "qdrant_url",
+        "qdrant_api_key",
+        "admin_api_key",
+        "embeddings_model",
+        "embeddings_model_path",
+        "embeddings_dimensions",
+        "fastembed_cache_dir",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
-        # `.env.example` ships `OPENAI_API_KEY=`; an empty value means "not set".
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("openai_base_url", mode="before")
-    @classmethod
-    def _blank_url_is_none(cls, value: Any) -> Any:
+        # `.env.example` ships `OPENAI_API_KEY=` and friends; an empty value means "not set".
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
@@ -114,6 +150,15 @@ class Settings(BaseSettings):
                 "list the site origins explicitly or set CORS_ALLOW_CREDENTIALS=false"
             )
         return self
+
+    @property
+    def resolved_embeddings_provider(self) -> EmbeddingsProvider:
+        """The provider `auto` stands for: OpenAI with a key, else fastembed (if it loads)."""
+        if self.embeddings_provider is not EmbeddingsProvider.AUTO:
+            return self.embeddings_provider
+        if self.openai_api_key:
+            return EmbeddingsProvider.OPENAI
+        return EmbeddingsProvider.FASTEMBED
 
     @property
     def resolved_llm_provider(self) -> LLMProvider:

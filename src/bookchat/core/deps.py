@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.container import Container
 from bookchat.core.config import Settings
-from bookchat.providers.factory import Providers
-from bookchat.retrieval.service import Retriever
-
-
-@dataclass(slots=True)
-class Container:
-    """Everything built once per process in the lifespan and shared by every request."""
-
-    settings: Settings
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    providers: Providers
-    retriever: Retriever
 
 
 def get_container(request: Request) -> Container:

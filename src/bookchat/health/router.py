@@ -7,7 +7,13 @@ from fastapi import APIRouter
 from bookchat.core.deps import ContainerDep
 from bookchat.core.errors import DependencyUnavailable
 from bookchat.core.openapi import error_responses
-from bookchat.health.service import ComponentRead, HealthRead, check_database, overall
+from bookchat.health.service import (
+    ComponentRead,
+    HealthRead,
+    check_database,
+    check_index,
+    overall,
+)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -46,6 +52,18 @@ async def read_database_health(container: ContainerDep) -> ComponentRead:
             details=[{"component": "database", "error": database.detail}],
         )
     return database
+
+
+@router.get("/qdrant", response_model=ComponentRead, responses=error_responses(503))
+async def read_index_health(container: ContainerDep) -> ComponentRead:
+    """The vector index: embedded or server, collection, points, embedder (503 when down)."""
+    index = await check_index(container)
+    if index.status != "ok":
+        raise DependencyUnavailable(
+            "The vector index is unavailable.",
+            details=[{"component": "qdrant", "error": index.detail}],
+        )
+    return index
 
 
 seed_router = APIRouter(include_in_schema=False)

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookchat import __version__
+from bookchat.container import Container
 from bookchat.core.db import resolve_database_url
-from bookchat.core.deps import Container
 
 DB_CHECK_TIMEOUT = 3.0
 
@@ -56,9 +56,28 @@ def describe_llm(container: Container) -> ComponentRead:
     return ComponentRead(status="ok", profile=chat.provider, detail=detail)
 
 
+async def check_index(container: Container) -> ComponentRead:
+    """Count the collection's points; an error means the index is unavailable."""
+    index = container.index
+    embedder = container.providers.embedder
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(DB_CHECK_TIMEOUT):
+            points = await index.count()
+    except Exception as exc:  # any failure is "unavailable"; the type is enough to diagnose
+        return ComponentRead(status="unavailable", profile=index.mode, detail=type(exc).__name__)
+    dense = f"dense={embedder.name} ({embedder.dimension})" if embedder else "dense=off (BM25 only)"
+    return ComponentRead(
+        status="ok",
+        profile=index.mode,
+        detail=f"collection={index.collection} points={points} {dense}",
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
 async def overall(container: Container) -> HealthRead:
-    database = await check_database(container.engine)
-    components = {"database": database, "llm": describe_llm(container)}
+    database, index = await asyncio.gather(check_database(container.engine), check_index(container))
+    components = {"database": database, "qdrant": index, "llm": describe_llm(container)}
     degraded = any(c.status != "ok" for c in components.values())
     return HealthRead(
         status="degraded" if degraded else "ok",

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from bookchat.core.config import LLMProvider, Settings
+import structlog
+
+from bookchat.core.config import EmbeddingsProvider, LLMProvider, Settings
 from bookchat.providers.base import ChatModel
+from bookchat.providers.embeddings import (
+    Embedder,
+    EmbedderUnavailable,
+    FastEmbedEmbedder,
+    OpenAIEmbedder,
+    SentenceTransformersEmbedder,
+)
 from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.openai import OpenAIChatModel
+from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
+
+logger = structlog.get_logger(__name__)
 
 
 class ProviderConfigError(ValueError):
@@ -19,15 +32,23 @@ class Providers:
     """Every long-lived provider the app uses, built once in the lifespan."""
 
     chat: ChatModel
+    sparse: SparseEncoder
+    embedder: Embedder | None = None
 
     async def aclose(self) -> None:
         await self.chat.aclose()
+        if self.embedder is not None:
+            await self.embedder.aclose()
+
+
+def _openai_key(settings: Settings) -> str | None:
+    return settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
 
 
 def build_chat_model(settings: Settings) -> ChatModel:
     provider = settings.resolved_llm_provider
     if provider is LLMProvider.OPENAI:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        key = _openai_key(settings)
         if not key and not settings.openai_base_url:
             raise ProviderConfigError(
                 "LLM_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
@@ -45,6 +66,60 @@ def build_chat_model(settings: Settings) -> ChatModel:
     raise ProviderConfigError(f"unknown LLM_PROVIDER {provider!r}")  # pragma: no cover
 
 
-def build_providers(settings: Settings) -> Providers:
+async def build_embedder(settings: Settings) -> Embedder | None:
+    """The dense embedder the settings ask for, or None for BM25-only retrieval.
+
+    An explicitly chosen provider that cannot load is an error; under `auto`, a local model
+    that cannot be had is one warning line and lexical retrieval.
+    """
+    provider = settings.resolved_embeddings_provider
+    model = settings.embeddings_model
+    try:
+        if provider is EmbeddingsProvider.NONE:
+            return None
+        if provider is EmbeddingsProvider.OPENAI:
+            key = _openai_key(settings)
+            if not key and not settings.openai_base_url:
+                raise ProviderConfigError(
+                    "EMBEDDINGS_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL"
+                )
+            embedder = OpenAIEmbedder(
+                model=model or "text-embedding-3-small",
+                api_key=key,
+                base_url=settings.openai_base_url,
+                dimension=settings.embeddings_dimensions,
+                timeout=settings.llm_timeout_seconds,
+                max_retries=settings.llm_max_retries,
+            )
+            await embedder.ensure_ready()
+            return embedder
+        if provider is EmbeddingsProvider.FASTEMBED:
+            # Loading a local model reads files and may try a (bounded) download: off the loop.
+            return await asyncio.to_thread(
+                FastEmbedEmbedder,
+                model=model or "BAAI/bge-small-en-v1.5",
+                cache_dir=settings.fastembed_cache_dir,
+                model_path=settings.embeddings_model_path,
+                download_timeout=settings.embeddings_download_timeout_seconds,
+            )
+        if provider is EmbeddingsProvider.SENTENCE_TRANSFORMERS:
+            return await asyncio.to_thread(
+                SentenceTransformersEmbedder,
+                model=model or "sentence-transformers/all-MiniLM-L6-v2",
+                model_path=settings.embeddings_model_path,
+            )
+    except EmbedderUnavailable as exc:
+        if settings.embeddings_provider is not EmbeddingsProvider.AUTO:
+            raise ProviderConfigError(str(exc)) from exc
+        logger.warning("embeddings.unavailable", reason=str(exc), fallback="bm25 only")
+        return None
+    raise ProviderConfigError(f"unknown EMBEDDINGS_PROVIDER {provider!r}")  # pragma: no cover
+
+
+async def build_providers(settings: Settings) -> Providers:
     """Build the providers the settings ask for; raise `ProviderConfigError` when they cannot be."""
-    return Providers(chat=build_chat_model(settings))
+    return Providers(
+        chat=build_chat_model(settings),
+        sparse=FastEmbedBm25Encoder(),
+        embedder=await build_embedder(settings),
+    )

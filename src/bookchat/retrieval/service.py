@@ -1,30 +1,105 @@
-"""Finding the passages of the book that answer a question.
-
-This is the seam the chat flow calls. Until the book index exists (the ingestion work), the
-only retriever is `NoBookIndex`, which finds nothing, and answers say so honestly.
-"""
+"""Finding the passages of the book that answer a question: hybrid search over the index."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, replace
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from bookchat.providers.base import Source
+from bookchat.providers.embeddings import Embedder
+from bookchat.providers.sparse import SparseEncoder
+from bookchat.retrieval.index import Hit, QdrantIndex
+
+# How much a chunk of the page the reader is on is preferred over other pages' chunks.
+PAGE_BOOST = 1.25
 
 
 class Retriever(Protocol):
-    async def retrieve(
-        self, query: str, *, limit: int = 5, page_context: str | None = None
-    ) -> list[Source]:
-        """The best passages for the query, numbered from 1, best first."""
-        ...
-
-
-class NoBookIndex:
-    """The retriever of a service with no book indexed: it never finds a passage."""
-
-    name = "none"
+    """What the chat flow needs: the best passages for a question, numbered from 1."""
 
     async def retrieve(
         self, query: str, *, limit: int = 5, page_context: str | None = None
+    ) -> list[Source]: ...
+
+
+@dataclass(slots=True)
+class HybridRetriever:
+    """Dense (when an embedder is configured) and BM25 candidates, fused by reciprocal rank."""
+
+    index: QdrantIndex
+    sparse: SparseEncoder
+    embedder: Embedder | None = None
+    candidates: int = 40
+
+    @property
+    def name(self) -> str:
+        return "hybrid" if self.embedder is not None else "bm25"
+
+    async def search(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        module: str | None = None,
+        document_id: uuid.UUID | None = None,
+        page_context: str | None = None,
+        use_dense: bool = True,
+        use_sparse: bool = True,
+    ) -> list[Hit]:
+        """The best chunks for `query`; `page_context` lifts the chunks of that page."""
+        dense = (
+            await self.embedder.embed_query(query)
+            if self.embedder is not None and use_dense
+            else None
+        )
+        sparse = await self.sparse.encode_query(query) if use_sparse else None
+        # Fetch more than asked when boosting, so a chunk of the current page can move up.
+        fetch = max(limit, self.candidates // 2) if page_context else limit
+        hits = await self.index.search(
+            dense=dense,
+            sparse=sparse,
+            limit=fetch,
+            candidates=max(self.candidates, fetch),
+            module=module,
+            document_id=document_id,
+        )
+        if page_context:
+            hits = boost_page(hits, page_context)
+        return hits[:limit]
+
+    async def retrieve(
+        self, query: str, *, limit: int = 5, page_context: str | None = None
     ) -> list[Source]:
-        return []
+        hits = await self.search(query, limit=limit, page_context=page_context)
+        return [hit_to_source(number, hit) for number, hit in enumerate(hits, start=1)]
+
+
+def hit_to_source(index: int, hit: Hit) -> Source:
+    return Source(
+        index=index,
+        title=hit.title,
+        text=hit.text,
+        section=hit.section,
+        page_url=hit.page_url,
+        source_path=hit.source_path,
+        score=round(hit.score, 6),
+    )
+
+
+def _page_path(url: str) -> str:
+    """The path of a page URL or path, without fragment, query or trailing slash."""
+    return urlsplit(url.strip()).path.rstrip("/") or "/"
+
+
+def boost_page(hits: list[Hit], page_context: str) -> list[Hit]:
+    """Re-rank so that chunks of the reader's page score `PAGE_BOOST` times higher."""
+    page = _page_path(page_context)
+
+    def on_page(hit: Hit) -> bool:
+        path = _page_path(hit.page_url)
+        return path == page or (page != "/" and path.endswith(page))
+
+    boosted = [replace(hit, score=hit.score * PAGE_BOOST) if on_page(hit) else hit for hit in hits]
+    return sorted(boosted, key=lambda hit: hit.score, reverse=True)

@@ -1,0 +1,94 @@
+"""Every long-lived object of a process, built once (by the app's lifespan or a CLI command)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bookchat.content.ingestion import Ingestor
+from bookchat.content.service import ContentService, JobRunner
+from bookchat.core.config import Settings
+from bookchat.core.db import create_engine, create_sessionmaker
+from bookchat.providers.factory import Providers, build_providers
+from bookchat.retrieval.index import IndexSignature, QdrantIndex
+from bookchat.retrieval.service import HybridRetriever
+
+
+@dataclass(slots=True)
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    providers: Providers
+    index: QdrantIndex
+    retriever: HybridRetriever
+    ingestor: Ingestor
+    content: ContentService
+
+
+def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
+    """Open (not yet check) the Qdrant collection for these settings and embedder."""
+    embedder = providers.embedder
+    return QdrantIndex.open(
+        collection=settings.qdrant_collection,
+        signature=IndexSignature(
+            embedder=embedder.name if embedder else None,
+            dimension=embedder.dimension if embedder else None,
+        ),
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+        path=settings.qdrant_path,
+        timeout=settings.qdrant_timeout_seconds,
+    )
+
+
+@asynccontextmanager
+async def open_container(
+    settings: Settings, *, check_index: bool = True
+) -> AsyncIterator[Container]:
+    """Build everything, and close it all in reverse order on the way out.
+
+    `check_index=False` skips the embedder check of the collection (for `bookchat reindex`,
+    which is how a mismatch gets fixed).
+    """
+    async with AsyncExitStack() as stack:
+        engine = create_engine(
+            settings.database_url.get_secret_value(),
+            pool_size=settings.database_pool_size,
+            echo=settings.database_echo,
+        )
+        stack.push_async_callback(engine.dispose)
+        providers = await build_providers(settings)
+        stack.push_async_callback(providers.aclose)
+        index = open_index(settings, providers)
+        stack.push_async_callback(index.close)
+        if check_index:
+            await index.ensure_collection()
+        sessionmaker = create_sessionmaker(engine)
+        retriever = HybridRetriever(
+            index=index, sparse=providers.sparse, embedder=providers.embedder
+        )
+        ingestor = Ingestor(
+            sessionmaker=sessionmaker,
+            index=index,
+            sparse=providers.sparse,
+            embedder=providers.embedder,
+        )
+        jobs = JobRunner()
+        # Registered last, so it runs first: running jobs finish before the index closes.
+        stack.push_async_callback(jobs.aclose)
+        yield Container(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            providers=providers,
+            index=index,
+            retriever=retriever,
+            ingestor=ingestor,
+            content=ContentService(
+                sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
+            ),
+        )

@@ -1,0 +1,351 @@
+"""Ingestion: Markdown documents into the SQL store (the source of truth) and the vector index.
+
+Every document is written in an order that never leaves it unsearchable: its new points are
+upserted first, then its rows are replaced in one transaction, then its stale points are
+deleted. A failure at any step leaves the previous version searchable, and the next run (or
+`reconcile`) repairs what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bookchat.content.chunker import Chunk as TextChunk
+from bookchat.content.chunker import chunk_document
+from bookchat.content.loader import LoadedDocument
+from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_for
+from bookchat.core.db import utcnow
+from bookchat.providers.embeddings import Embedder
+from bookchat.providers.sparse import SparseEncoder
+from bookchat.retrieval.index import IndexedChunk, QdrantIndex
+
+logger = structlog.get_logger(__name__)
+
+Outcome = Literal["added", "updated", "unchanged", "removed", "failed"]
+ProgressFn = Callable[[str, Outcome], None]
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What an ingestion run did, document by document."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def record(self, source_path: str, outcome: Outcome) -> None:
+        if outcome != "failed":
+            getattr(self, outcome).append(source_path)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "failed": len(self.failed),
+            "chunks": self.chunks,
+        }
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+@dataclass(slots=True)
+class ChunkingPolicy:
+    target_tokens: int = 350
+    overlap_tokens: int = 50
+    max_tokens: int = 480
+
+
+class Ingestor:
+    """Writes documents to the database and the index, keeping the two in agreement."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        index: QdrantIndex,
+        sparse: SparseEncoder,
+        embedder: Embedder | None,
+        policy: ChunkingPolicy | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._index = index
+        self._sparse = sparse
+        self._embedder = embedder
+        self._policy = policy or ChunkingPolicy()
+        if embedder is not None:
+            # Text past what the embedding model reads would be invisible to it.
+            self._policy.max_tokens = min(self._policy.max_tokens, embedder.max_tokens - 32)
+            self._policy.target_tokens = min(self._policy.target_tokens, self._policy.max_tokens)
+        # One writer per process: two runs interleaving on one document would race.
+        self._lock = asyncio.Lock()
+
+    async def ingest(
+        self,
+        documents: Sequence[LoadedDocument],
+        *,
+        prune: bool = False,
+        progress: ProgressFn | None = None,
+        reconcile: bool = False,
+    ) -> IngestReport:
+        """Add new documents, replace changed ones, skip unchanged ones; with `prune`, delete
+        the stored documents that are not in `documents`; with `reconcile`, finish by making
+        the index match the database exactly (repairs what an interrupted run left)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        async with self._lock:
+            stored = await self._stored_hashes()
+            for document in documents:
+                outcome = await self._ingest_one(document, stored, report)
+                if progress is not None:
+                    progress(document.source_path, outcome)
+            if prune:
+                keep = {document_id_for(d.source_path) for d in documents}
+                for document_id, (source_path, _) in stored.items():
+                    if document_id not in keep:
+                        await self._delete(document_id)
+                        report.record(source_path, "removed")
+                        if progress is not None:
+                            progress(source_path, "removed")
+            if reconcile:
+                await self._reconcile()
+        report.seconds = time.perf_counter() - started
+        logger.info("ingest.finished", **report.counts, seconds=round(report.seconds, 2))
+        return report
+
+    async def _ingest_one(
+        self,
+        document: LoadedDocument,
+        stored: dict[uuid.UUID, tuple[str, str]],
+        report: IngestReport,
+    ) -> Outcome:
+        document_id = document_id_for(document.source_path)
+        previous = stored.get(document_id)
+        if previous is not None and previous[1] == document.content_hash:
+            report.record(document.source_path, "unchanged")
+            return "unchanged"
+        try:
+            written = await self._write(document_id, document)
+        except Exception as exc:  # one bad document must not stop the others
+            logger.warning(
+                "ingest.document_failed", source_path=document.source_path, error=str(exc)
+            )
+            report.failed[document.source_path] = f"{type(exc).__name__}: {exc}"
+            return "failed"
+        outcome: Outcome = "added" if previous is None else "updated"
+        report.record(document.source_path, outcome)
+        report.chunks += written
+        return outcome
+
+    async def upsert_document(self, document: LoadedDocument) -> Outcome:
+        """Ingest one document (used by the content API's PUT); raises on failure."""
+        async with self._lock:
+            stored = await self._stored_hashes()
+            report = IngestReport()
+            outcome = await self._ingest_one(document, stored, report)
+        if outcome == "failed":
+            raise RuntimeError(report.failed[document.source_path])
+        return outcome
+
+    async def delete_document(self, document_id: uuid.UUID) -> bool:
+        """Remove a document from the index and the database; False when it does not exist."""
+        async with self._lock:
+            async with self._sessionmaker() as db:
+                exists = await db.get(Document, document_id)
+            if exists is None:
+                return False
+            await self._delete(document_id)
+            return True
+
+    async def _delete(self, document_id: uuid.UUID) -> None:
+        # Index first: a document that is gone from search but still in SQL is re-added by the
+        # next run; the other order could leave points that no row explains.
+        await self._index.delete_document(document_id)
+        async with self._sessionmaker() as db:
+            await db.execute(delete(Document).where(Document.id == document_id))
+            await db.commit()
+
+    async def _stored_hashes(self) -> dict[uuid.UUID, tuple[str, str]]:
+        async with self._sessionmaker() as db:
+            rows = await db.execute(
+                select(Document.id, Document.source_path, Document.content_hash)
+            )
+            return {row.id: (row.source_path, row.content_hash) for row in rows}
+
+    async def _write(self, document_id: uuid.UUID, document: LoadedDocument) -> int:
+        pieces = chunk_document(
+            document.body,
+            title=document.title,
+            target_tokens=self._policy.target_tokens,
+            overlap_tokens=self._policy.overlap_tokens,
+            max_tokens=self._policy.max_tokens,
+        )
+        rows = [self._chunk_row(document_id, document, piece) for piece in pieces]
+        await self._index.upsert(
+            await self._indexed(
+                document_id, document.source_path, document.title, document.module, rows
+            )
+        )
+        try:
+            await self._replace_rows(document_id, document, rows)
+        except BaseException:
+            # The database kept the previous version: drop the points only the new one had.
+            async with self._sessionmaker() as db:
+                old_ids = set(
+                    await db.scalars(select(Chunk.id).where(Chunk.document_id == document_id))
+                )
+            await self._index.delete_points({r.id for r in rows} - old_ids)
+            raise
+        await self._index.delete_document(document_id, keep=[r.id for r in rows])
+        return len(rows)
+
+    def _chunk_row(
+        self, document_id: uuid.UUID, document: LoadedDocument, piece: TextChunk
+    ) -> Chunk:
+        text_hash = hashlib.sha256(piece.embedding_text.encode()).hexdigest()
+        return Chunk(
+            id=chunk_id_for(document_id, piece.ordinal, text_hash),
+            document_id=document_id,
+            ordinal=piece.ordinal,
+            heading_path=list(piece.heading_path),
+            anchor=piece.anchor,
+            page_url=f"{document.page_url}#{piece.anchor}" if piece.anchor else document.page_url,
+            text=piece.text,
+            token_count=piece.token_count,
+        )
+
+    async def _indexed(
+        self,
+        document_id: uuid.UUID,
+        source_path: str,
+        title: str,
+        module: str | None,
+        rows: Sequence[Chunk],
+    ) -> list[IndexedChunk]:
+        """Encode the rows (BM25 always, dense when an embedder is configured) for the index."""
+        texts = [embedding_text(row.heading_path, row.text) for row in rows]
+        sparse = await self._sparse.encode_documents(texts)
+        dense: Sequence[Sequence[float] | None] = (
+            await self._embedder.embed_documents(texts) if self._embedder else [None] * len(texts)
+        )
+        return [
+            IndexedChunk(
+                chunk_id=row.id,
+                document_id=document_id,
+                source_path=source_path,
+                title=title,
+                heading_path=row.heading_path,
+                page_url=row.page_url,
+                module=module,
+                text=row.text,
+                sparse=sparse_vector,
+                dense=dense_vector,
+            )
+            for row, sparse_vector, dense_vector in zip(rows, sparse, dense, strict=True)
+        ]
+
+    async def _replace_rows(
+        self, document_id: uuid.UUID, document: LoadedDocument, rows: Sequence[Chunk]
+    ) -> None:
+        async with self._sessionmaker() as db:
+            existing = await db.get(Document, document_id)
+            now = utcnow()
+            if existing is None:
+                existing = Document(
+                    id=document_id, source_path=document.source_path, created_at=now
+                )
+                db.add(existing)
+            existing.title = document.title
+            existing.page_url = document.page_url
+            existing.module = document.module
+            existing.content_hash = document.content_hash
+            existing.body = document.body
+            existing.meta = document_metadata(document)
+            existing.updated_at = now
+            await db.execute(delete(Chunk).where(Chunk.document_id == document_id))
+            db.add_all(rows)
+            await db.commit()
+
+    # --- index maintenance ------------------------------------------------------------------
+
+    async def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rebuild the collection from the database (after changing embedders)."""
+        async with self._lock:
+            await self._index.recreate()
+            async with self._sessionmaker() as db:
+                documents = list(await db.scalars(select(Document).order_by(Document.source_path)))
+            total = 0
+            for number, document in enumerate(documents, start=1):
+                total += await self._reindex_document(document)
+                if progress is not None:
+                    progress(number, len(documents))
+            return total
+
+    async def reconcile(self) -> tuple[int, int]:
+        """Make the index hold exactly the database's chunks: re-add missing points, delete
+        stale ones. Returns (re-added, deleted)."""
+        async with self._lock:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> tuple[int, int]:
+        async with self._sessionmaker() as db:
+            expected = set(await db.scalars(select(Chunk.id)))
+        present = await self._index.point_ids()
+        stale = present - expected
+        missing = expected - present
+        await self._index.delete_points(stale)
+        if missing:
+            async with self._sessionmaker() as db:
+                ids = set(await db.scalars(select(Chunk.document_id).where(Chunk.id.in_(missing))))
+                documents = list(await db.scalars(select(Document).where(Document.id.in_(ids))))
+            for document in documents:
+                await self._reindex_document(document)
+        if stale or missing:
+            logger.warning("index.reconciled", readded=len(missing), deleted=len(stale))
+        return len(missing), len(stale)
+
+    async def _reindex_document(self, document: Document) -> int:
+        async with self._sessionmaker() as db:
+            rows = list(
+                await db.scalars(
+                    select(Chunk).where(Chunk.document_id == document.id).order_by(Chunk.ordinal)
+                )
+            )
+        await self._index.upsert(
+            await self._indexed(
+                document.id, document.source_path, document.title, document.module, rows
+            )
+        )
+        return len(rows)
+
+
+def embedding_text(heading_path: Sequence[str], text: str) -> str:
+    """What is embedded for a chunk: its heading path, then its text (as the chunker builds it)."""
+    return " > ".join(heading_path) + "\n\n" + text
+
+
+def document_metadata(document: LoadedDocument) -> dict[str, object]:
+    return {
+        "route": document.route,
+        "description": document.description,
+        "keywords": list(document.keywords),
+        "sidebar_position": document.sidebar_position,
+    }

@@ -1,0 +1,196 @@
+"""Content endpoints: ingestion jobs, documents, and search over the book."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from bookchat.accounts.dependencies import AdminDep
+from bookchat.content.schemas import (
+    DocumentDetail,
+    DocumentPage,
+    DocumentUpdate,
+    DocumentUpload,
+    IngestCreate,
+    JobRead,
+    SearchRead,
+)
+from bookchat.content.service import ContentService, parse_uploads, resolve_docs_folder
+from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
+from bookchat.core.errors import PayloadTooLarge, ValidationFailed
+from bookchat.core.openapi import error_responses
+
+MAX_UPLOAD_FILES = 500
+
+
+def get_content_service(container: ContainerDep) -> ContentService:
+    return container.content
+
+
+ContentServiceDep = Annotated[ContentService, Depends(get_content_service)]
+
+router = APIRouter(prefix="/content", tags=["content"])
+
+_INGEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {"schema": IngestCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": ".md / .mdx files",
+                        },
+                        "base_url": {"type": "string"},
+                    },
+                    "required": ["files"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/ingest",
+    status_code=202,
+    response_model=JobRead,
+    dependencies=[AdminDep],
+    responses=error_responses(400, 401, 403, 413),
+    openapi_extra=_INGEST_BODY,
+)
+async def create_ingest_job(
+    request: Request, db: SessionDep, service: ContentServiceDep, settings: SettingsDep
+) -> JobRead:
+    """Ingest uploaded files, JSON documents, or the configured docs folder (a background job)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"Uploads are limited to {settings.max_upload_bytes} bytes.")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        uploads, base_url = await _read_multipart(request, settings.max_upload_bytes)
+        documents = parse_uploads(uploads, base_url or settings.book_base_url)
+        return await service.start_job(
+            db, source="upload", documents=documents, base_url=settings.book_base_url
+        )
+    body = await request.body()
+    if len(body) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"Uploads are limited to {settings.max_upload_bytes} bytes.")
+    try:
+        payload = IngestCreate.model_validate_json(body) if body.strip() else IngestCreate()
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "The ingestion request is not valid.",
+            details=[
+                {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors()
+            ],
+        ) from None
+    base_url = payload.base_url or settings.book_base_url
+    if payload.documents is not None:
+        documents = parse_uploads(payload.documents, base_url)
+        return await service.start_job(db, source="json", documents=documents, base_url=base_url)
+    folder = resolve_docs_folder(settings.book_docs_dir, payload.path)
+    return await service.start_job(
+        db, source="folder", folder=folder, base_url=base_url, prune=payload.prune
+    )
+
+
+async def _read_multipart(request: Request, limit: int) -> tuple[list[DocumentUpload], str | None]:
+    form = await request.form(max_files=MAX_UPLOAD_FILES)
+    uploads = []
+    for item in form.getlist("files"):
+        if not isinstance(item, UploadFile):
+            raise ValidationFailed("`files` must be file uploads")
+        data = await item.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{item.filename}: files are limited to {limit} bytes.")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValidationFailed(f"{item.filename}: not UTF-8 text") from None
+        uploads.append(DocumentUpload(source_path=item.filename or "", content=text))
+    if not uploads:
+        raise ValidationFailed("Send one or more .md/.mdx files in the `files` field.")
+    base_url = form.get("base_url")
+    return uploads, base_url if isinstance(base_url, str) and base_url else None
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobRead,
+    dependencies=[AdminDep],
+    responses=error_responses(401, 403, 404),
+)
+async def read_ingest_job(job_id: uuid.UUID, db: SessionDep, service: ContentServiceDep) -> JobRead:
+    """Progress and result of an ingestion job."""
+    return await service.get_job(db, job_id)
+
+
+@router.get("/search", response_model=SearchRead, responses=error_responses(400))
+async def search_content(
+    service: ContentServiceDep,
+    q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for.")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 5,
+    module: Annotated[str | None, Query(max_length=500)] = None,
+    document_id: uuid.UUID | None = None,
+) -> SearchRead:
+    """Hybrid search over the book (no language model involved)."""
+    if not q.strip():
+        raise ValidationFailed("q must not be blank")
+    return await service.search(q.strip(), limit=limit, module=module, document_id=document_id)
+
+
+@router.get("/documents", response_model=DocumentPage, responses=error_responses(400))
+async def list_documents(
+    db: SessionDep,
+    service: ContentServiceDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    module: Annotated[str | None, Query(max_length=500)] = None,
+) -> DocumentPage:
+    """The book's documents, by source path."""
+    return await service.list_documents(db, limit=limit, offset=offset, module=module)
+
+
+@router.get(
+    "/documents/{document_id}", response_model=DocumentDetail, responses=error_responses(404)
+)
+async def read_document(
+    document_id: uuid.UUID, db: SessionDep, service: ContentServiceDep
+) -> DocumentDetail:
+    """One document with its Markdown and its chunks."""
+    return await service.get_document(db, document_id)
+
+
+@router.put(
+    "/{document_id}",
+    response_model=DocumentDetail,
+    dependencies=[AdminDep],
+    responses=error_responses(400, 401, 403, 404),
+)
+async def update_document(
+    document_id: uuid.UUID, payload: DocumentUpdate, db: SessionDep, service: ContentServiceDep
+) -> DocumentDetail:
+    """Replace a document's Markdown; the index is updated before this returns."""
+    return await service.update_document(db, document_id, payload.content, payload.module)
+
+
+@router.delete(
+    "/{document_id}",
+    status_code=204,
+    dependencies=[AdminDep],
+    responses=error_responses(401, 403, 404),
+)
+async def delete_document(document_id: uuid.UUID, service: ContentServiceDep) -> Response:
+    """Delete a document and its index entries."""
+    await service.delete_document(document_id)
+    return Response(status_code=204)

@@ -1,0 +1,292 @@
+"""The content domain's logic: reading documents, searching, and ingestion jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bookchat.content.ingestion import Ingestor, IngestReport
+from bookchat.content.loader import LoadedDocument, LoaderError, load_folder, parse_markdown
+from bookchat.content.models import Chunk, Document, IngestJob, JobStatus
+from bookchat.content.schemas import (
+    ChunkRead,
+    DocumentDetail,
+    DocumentPage,
+    DocumentRead,
+    DocumentUpload,
+    JobRead,
+    SearchHitRead,
+    SearchRead,
+)
+from bookchat.core.db import utcnow
+from bookchat.core.errors import NotFound, ValidationFailed
+from bookchat.retrieval.service import HybridRetriever
+
+logger = structlog.get_logger(__name__)
+
+DOC_SUFFIXES = (".md", ".mdx")
+
+
+def clean_source_path(raw: str) -> str:
+    """A safe relative path for an uploaded document (no absolute paths, no `..`)."""
+    path = PurePosixPath(raw.replace("\\", "/"))
+    parts = [part for part in path.parts if part not in ("", ".", "/")]
+    if not parts or any(part == ".." for part in parts) or path.is_absolute():
+        raise ValidationFailed(f"source_path {raw!r} must be a relative path inside the book")
+    if not parts[-1].lower().endswith(DOC_SUFFIXES):
+        raise ValidationFailed(f"{raw!r} is not a Markdown file: only .md and .mdx are accepted")
+    return "/".join(parts)
+
+
+def parse_uploads(uploads: Sequence[DocumentUpload], base_url: str) -> list[LoadedDocument]:
+    """Parse uploaded Markdown; a draft is skipped, a malformed one is a 400."""
+    documents = []
+    for upload in uploads:
+        source_path = clean_source_path(upload.source_path)
+        try:
+            document = parse_markdown(upload.content, source_path, base_url, upload.module)
+        except LoaderError as exc:
+            raise ValidationFailed(str(exc)) from None
+        if document is not None:
+            documents.append(document)
+    return documents
+
+
+def resolve_docs_folder(docs_dir: str, sub_path: str | None) -> Path:
+    """BOOK_DOCS_DIR or a folder inside it; anything outside it is refused."""
+    root = Path(docs_dir).resolve()
+    folder = (root / sub_path).resolve() if sub_path else root
+    if not folder.is_relative_to(root):
+        raise ValidationFailed("path must be inside BOOK_DOCS_DIR")
+    if not folder.is_dir():
+        raise ValidationFailed(f"{sub_path or docs_dir!r} is not a folder of the book")
+    return folder
+
+
+class JobRunner:
+    """Runs ingestion jobs in the background of this process and keeps them referenced."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self, grace_seconds: float = 30.0) -> None:
+        """Let running jobs finish (bounded), then cancel the rest."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+@dataclass(slots=True)
+class ContentService:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    ingestor: Ingestor
+    retriever: HybridRetriever
+    jobs: JobRunner
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def list_documents(
+        self, db: AsyncSession, *, limit: int, offset: int, module: str | None
+    ) -> DocumentPage:
+        counts = (
+            select(Chunk.document_id, func.count().label("n"))
+            .group_by(Chunk.document_id)
+            .subquery()
+        )
+        query = select(Document, func.coalesce(counts.c.n, 0)).outerjoin(
+            counts, counts.c.document_id == Document.id
+        )
+        total_query = select(func.count()).select_from(Document)
+        if module is not None:
+            query = query.where(Document.module == module)
+            total_query = total_query.where(Document.module == module)
+        rows = await db.execute(query.order_by(Document.source_path).limit(limit).offset(offset))
+        total = await db.scalar(total_query) or 0
+        items = [document_read(document, count) for document, count in rows]
+        return DocumentPage(items=items, total=total, limit=limit, offset=offset)
+
+    async def get_document(self, db: AsyncSession, document_id: uuid.UUID) -> DocumentDetail:
+        document = await db.get(Document, document_id)
+        if document is None:
+            raise NotFound(f"No document with id {document_id}.")
+        chunks = list(
+            await db.scalars(
+                select(Chunk).where(Chunk.document_id == document_id).order_by(Chunk.ordinal)
+            )
+        )
+        return DocumentDetail(
+            **document_read(document, len(chunks)).model_dump(),
+            content=document.body,
+            chunks=[
+                ChunkRead(
+                    id=c.id,
+                    ordinal=c.ordinal,
+                    heading_path=c.heading_path,
+                    page_url=c.page_url,
+                    token_count=c.token_count,
+                    text=c.text,
+                )
+                for c in chunks
+            ],
+        )
+
+    async def search(
+        self, query: str, *, limit: int, module: str | None, document_id: uuid.UUID | None
+    ) -> SearchRead:
+        hits = await self.retriever.search(
+            query, limit=limit, module=module, document_id=document_id
+        )
+        return SearchRead(
+            query=query,
+            mode="hybrid" if self.retriever.name == "hybrid" else "bm25",
+            results=[
+                SearchHitRead(
+                    chunk_id=hit.chunk_id,
+                    document_id=hit.document_id,
+                    title=hit.title,
+                    section=hit.section,
+                    heading_path=hit.heading_path,
+                    page_url=hit.page_url,
+                    source_path=hit.source_path,
+                    module=hit.module,
+                    text=hit.text,
+                    score=hit.score,
+                )
+                for hit in hits
+            ],
+        )
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def update_document(
+        self, db: AsyncSession, document_id: uuid.UUID, content: str, module: str | None
+    ) -> DocumentDetail:
+        """Replace a document's Markdown; its index entries are replaced in the same call."""
+        document = await db.get(Document, document_id)
+        if document is None:
+            raise NotFound(f"No document with id {document_id}.")
+        base_url = base_url_of(document.page_url, str(document.meta.get("route", "")))
+        try:
+            parsed = parse_markdown(
+                content, document.source_path, base_url, module or document.module
+            )
+        except LoaderError as exc:
+            raise ValidationFailed(str(exc)) from None
+        if parsed is None:
+            raise ValidationFailed("The new content is a draft (draft: true); delete it instead.")
+        await self.ingestor.upsert_document(parsed)
+        db.expire_all()
+        return await self.get_document(db, document_id)
+
+    async def delete_document(self, document_id: uuid.UUID) -> None:
+        if not await self.ingestor.delete_document(document_id):
+            raise NotFound(f"No document with id {document_id}.")
+
+    async def start_job(
+        self,
+        db: AsyncSession,
+        *,
+        source: str,
+        documents: Sequence[LoadedDocument] | None = None,
+        folder: Path | None = None,
+        base_url: str,
+        prune: bool = False,
+    ) -> JobRead:
+        """Record a job and run it in the background; the caller polls `get_job`."""
+        job = IngestJob(source=source, status=JobStatus.PENDING, counts={})
+        db.add(job)
+        await db.commit()
+        self.jobs.submit(self._run_job(job.id, documents, folder, base_url, prune))
+        return JobRead.model_validate(job)
+
+    async def get_job(self, db: AsyncSession, job_id: uuid.UUID) -> JobRead:
+        job = await db.get(IngestJob, job_id)
+        if job is None:
+            raise NotFound(f"No ingestion job with id {job_id}.")
+        return JobRead.model_validate(job)
+
+    async def _run_job(
+        self,
+        job_id: uuid.UUID,
+        documents: Sequence[LoadedDocument] | None,
+        folder: Path | None,
+        base_url: str,
+        prune: bool,
+    ) -> None:
+        await self._update_job(job_id, status=JobStatus.RUNNING, started_at=utcnow())
+        try:
+            if documents is None:
+                assert folder is not None
+                documents = await asyncio.to_thread(load_folder, folder, base_url)
+            report = await self.ingestor.ingest(
+                documents, prune=prune, reconcile=folder is not None
+            )
+        except Exception as exc:  # the job records the failure; nothing else awaits it
+            logger.exception("ingest.job_failed", job_id=str(job_id))
+            await self._update_job(
+                job_id,
+                status=JobStatus.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                finished_at=utcnow(),
+            )
+            return
+        await self._update_job(
+            job_id,
+            status=JobStatus.FAILED if report.failed else JobStatus.SUCCEEDED,
+            counts=report.counts,
+            error=_failures(report),
+            finished_at=utcnow(),
+        )
+
+    async def _update_job(self, job_id: uuid.UUID, **values: Any) -> None:
+        async with self.sessionmaker() as db:
+            job = await db.get(IngestJob, job_id)
+            if job is None:  # pragma: no cover - the row was written before the task started
+                return
+            for name, value in values.items():
+                setattr(job, name, value)
+            await db.commit()
+
+
+def base_url_of(page_url: str, route: str) -> str:
+    """The book's base URL, recovered from a page's URL and route (`page_url = base + route`)."""
+    route = route.rstrip("/")
+    if route and page_url.endswith(route):
+        return page_url[: -len(route)]
+    return page_url.rstrip("/")
+
+
+def _failures(report: IngestReport) -> str | None:
+    if not report.failed:
+        return None
+    return "; ".join(f"{path}: {reason}" for path, reason in sorted(report.failed.items()))
+
+
+def document_read(document: Document, chunk_count: int) -> DocumentRead:
+    return DocumentRead(
+        id=document.id,
+        source_path=document.source_path,
+        title=document.title,
+        page_url=document.page_url,
+        module=document.module,
+        content_hash=document.content_hash,
+        chunk_count=chunk_count,
+        metadata=document.meta,
+        updated_at=document.updated_at,
+    )

@@ -1,0 +1,364 @@
+"""The Qdrant collection that indexes the book's chunks: dense + BM25 vectors, fused in Qdrant.
+
+One code path for both profiles: embedded Qdrant (a folder, one process) and a Qdrant server or
+Qdrant Cloud (`QDRANT_URL`). The client is synchronous and every call runs in a worker thread,
+so embedded Qdrant's in-process search never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from qdrant_client import QdrantClient, models
+
+from bookchat.providers.sparse import SparseVector
+
+DENSE = "dense"
+SPARSE = "bm25"
+UPSERT_BATCH = 128
+RRF_K = 60
+
+T = TypeVar("T")
+
+
+class VectorIndexError(RuntimeError):
+    """Base of the index's own errors."""
+
+
+class IndexLocked(VectorIndexError):
+    """The embedded store is open in another process."""
+
+
+class IndexMismatch(VectorIndexError):
+    """The collection was built with another embedder than the one configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedChunk:
+    """One chunk as the index stores it."""
+
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    source_path: str
+    title: str
+    heading_path: Sequence[str]
+    page_url: str
+    module: str | None
+    text: str
+    sparse: SparseVector
+    dense: Sequence[float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    source_path: str
+    title: str
+    heading_path: list[str]
+    page_url: str
+    module: str | None
+    text: str
+    score: float
+
+    @property
+    def section(self) -> str | None:
+        """The heading under which the chunk sits (None when it is the page's title)."""
+        return self.heading_path[-1] if len(self.heading_path) > 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSignature:
+    """What the vectors in a collection were made with; a mismatch needs a reindex."""
+
+    embedder: str | None
+    dimension: int | None
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "embedder": self.embedder or "none",
+            "dimension": self.dimension or 0,
+            "sparse": SPARSE,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any] | None) -> IndexSignature | None:
+        if not metadata or "embedder" not in metadata:
+            return None
+        embedder = metadata.get("embedder")
+        return cls(
+            embedder=None if embedder == "none" else str(embedder),
+            dimension=int(metadata.get("dimension") or 0) or None,
+        )
+
+    def describe(self) -> str:
+        return f"{self.embedder} ({self.dimension} dimensions)" if self.embedder else "BM25 only"
+
+
+class QdrantIndex:
+    """The book's vector index in one Qdrant collection."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        collection: str,
+        signature: IndexSignature,
+        mode: Literal["embedded", "server"],
+        location: str,
+    ) -> None:
+        self._client = client
+        self.collection = collection
+        self.signature = signature
+        self.mode = mode
+        self.location = location
+        # Embedded Qdrant is not thread-safe: one worker serialises its calls. A server takes
+        # concurrent requests.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1 if mode == "embedded" else 8, thread_name_prefix="qdrant"
+        )
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        collection: str,
+        signature: IndexSignature,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str = "./data/qdrant",
+        timeout: float = 10.0,
+    ) -> QdrantIndex:
+        """Connect to `url`, or open the embedded store at `path` (raises `IndexLocked` when
+        another process holds it)."""
+        if url:
+            client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
+            return cls(
+                client, collection=collection, signature=signature, mode="server", location=url
+            )
+        try:
+            # The worker thread is not the thread that opened the store; calls are serialised.
+            client = QdrantClient(path=path, force_disable_check_same_thread=True)
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise IndexLocked(
+                    f"The embedded Qdrant store at {path} is in use by another process "
+                    "(probably `bookchat serve`). Stop that process, or send the work to the "
+                    "running server instead: POST /api/v1/content/ingest with your X-Admin-Key. "
+                    "For several processes, run a Qdrant server and set QDRANT_URL."
+                ) from None
+            raise
+        return cls(
+            client, collection=collection, signature=signature, mode="embedded", location=path
+        )
+
+    async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    # --- the collection -----------------------------------------------------------------------
+
+    async def ensure_collection(self) -> None:
+        """Create the collection if missing; refuse one built with another embedder."""
+        exists = await self._run(self._client.collection_exists, self.collection)
+        if not exists:
+            await self._create()
+            return
+        info = await self._run(self._client.get_collection, self.collection)
+        found = IndexSignature.from_metadata(info.config.metadata)
+        if found != self.signature:
+            built = found.describe() if found else "an unknown embedder"
+            raise IndexMismatch(
+                f"The index '{self.collection}' at {self.location} was built with {built}, but "
+                f"the configured embeddings are {self.signature.describe()}. Run `bookchat "
+                "reindex` to rebuild it from the database (or restore the previous "
+                "EMBEDDINGS_PROVIDER / EMBEDDINGS_MODEL)."
+            )
+
+    async def recreate(self) -> None:
+        """Drop and create the collection (for `bookchat reindex`)."""
+        if await self._run(self._client.collection_exists, self.collection):
+            await self._run(self._client.delete_collection, self.collection)
+        await self._create()
+
+    async def _create(self) -> None:
+        vectors: dict[str, models.VectorParams] = {}
+        if self.signature.embedder and self.signature.dimension:
+            vectors[DENSE] = models.VectorParams(
+                size=self.signature.dimension, distance=models.Distance.COSINE
+            )
+        await self._run(
+            self._client.create_collection,
+            self.collection,
+            vectors_config=vectors,
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata=self.signature.as_metadata(),
+        )
+        for field in ("document_id", "module"):
+            with warnings.catch_warnings():
+                # Embedded Qdrant says payload indexes have no effect there; a server uses them.
+                warnings.simplefilter("ignore")
+                await self._run(
+                    self._client.create_payload_index,
+                    self.collection,
+                    field,
+                    models.PayloadSchemaType.KEYWORD,
+                )
+
+    async def count(self) -> int:
+        result = await self._run(self._client.count, self.collection, exact=True)
+        return result.count
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        for start in range(0, len(chunks), UPSERT_BATCH):
+            points = [self._point(chunk) for chunk in chunks[start : start + UPSERT_BATCH]]
+            await self._run(self._client.upsert, self.collection, points=points, wait=True)
+
+    def _point(self, chunk: IndexedChunk) -> models.PointStruct:
+        vector: dict[str, Any] = {
+            SPARSE: models.SparseVector(
+                indices=list(chunk.sparse.indices), values=list(chunk.sparse.values)
+            )
+        }
+        if self.signature.embedder:
+            if chunk.dense is None:
+                raise ValueError("this index needs a dense vector for every chunk")
+            vector[DENSE] = list(chunk.dense)
+        return models.PointStruct(
+            id=str(chunk.chunk_id),
+            vector=vector,
+            payload={
+                "chunk_id": str(chunk.chunk_id),
+                "document_id": str(chunk.document_id),
+                "source_path": chunk.source_path,
+                "title": chunk.title,
+                "heading_path": list(chunk.heading_path),
+                "page_url": chunk.page_url,
+                "module": chunk.module,
+                "text": chunk.text,
+            },
+        )
+
+    async def delete_points(self, ids: Iterable[uuid.UUID]) -> None:
+        selector = models.PointIdsList(points=[str(i) for i in ids])
+        if selector.points:
+            await self._run(self._client.delete, self.collection, points_selector=selector)
+
+    async def delete_document(
+        self, document_id: uuid.UUID, *, keep: Iterable[uuid.UUID] = ()
+    ) -> None:
+        """Delete a document's points, except those in `keep` (its current chunks)."""
+        condition = models.Filter(
+            must=[_match("document_id", str(document_id))],
+            must_not=[models.HasIdCondition(has_id=[str(i) for i in keep])] if keep else None,
+        )
+        await self._run(
+            self._client.delete,
+            self.collection,
+            points_selector=models.FilterSelector(filter=condition),
+        )
+
+    async def point_ids(self) -> set[uuid.UUID]:
+        """Every point id in the collection (for reconciling with the database)."""
+        ids: set[uuid.UUID] = set()
+        offset: Any = None
+        while True:
+            points, offset = await self._run(
+                self._client.scroll,
+                self.collection,
+                limit=1024,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            ids.update(uuid.UUID(str(p.id)) for p in points)
+            if offset is None:
+                return ids
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def search(
+        self,
+        *,
+        dense: Sequence[float] | None,
+        sparse: SparseVector | None,
+        limit: int,
+        candidates: int = 40,
+        module: str | None = None,
+        document_id: uuid.UUID | None = None,
+    ) -> list[Hit]:
+        """The best chunks for a query: dense and BM25 candidates fused by reciprocal rank."""
+        conditions = []
+        if module:
+            conditions.append(_match("module", module))
+        if document_id:
+            conditions.append(_match("document_id", str(document_id)))
+        query_filter = models.Filter(must=conditions) if conditions else None
+
+        branches: list[models.Prefetch] = []
+        if dense is not None and self.signature.embedder:
+            branches.append(
+                models.Prefetch(
+                    query=list(dense), using=DENSE, limit=candidates, filter=query_filter
+                )
+            )
+        if sparse is not None and sparse.indices:
+            vector = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+            branches.append(
+                models.Prefetch(query=vector, using=SPARSE, limit=candidates, filter=query_filter)
+            )
+        if not branches:
+            return []
+        if len(branches) == 1:
+            only = branches[0]
+            response = await self._run(
+                self._client.query_points,
+                self.collection,
+                query=only.query,
+                using=only.using,
+                query_filter=query_filter,
+                limit=limit,
+                with_payload=True,
+            )
+        else:
+            response = await self._run(
+                self._client.query_points,
+                self.collection,
+                prefetch=branches,
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                query_filter=query_filter,
+                limit=limit,
+                with_payload=True,
+            )
+        return [_hit(point) for point in response.points]
+
+    async def close(self) -> None:
+        await self._run(self._client.close)
+        self._executor.shutdown(wait=True)
+
+
+def _match(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _hit(point: models.ScoredPoint) -> Hit:
+    payload = point.payload or {}
+    return Hit(
+        chunk_id=uuid.UUID(str(point.id)),
+        document_id=uuid.UUID(payload["document_id"]),
+        source_path=payload["source_path"],
+        title=payload["title"],
+        heading_path=list(payload.get("heading_path") or []),
+        page_url=payload["page_url"],
+        module=payload.get("module"),
+        text=payload["text"],
+        score=float(point.score),
+    )

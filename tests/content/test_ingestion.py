@@ -1,0 +1,195 @@
+"""Ingestion into the database and the index: idempotence, updates, pruning, failures."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bookchat.container import Container, open_container
+from bookchat.content.loader import load_folder
+from bookchat.content.models import Chunk, Document, document_id_for
+from bookchat.retrieval.index import IndexLocked, IndexMismatch
+from tests.conftest import MINI_BOOK, make_settings, openai_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+BASE = "https://example.org/book"
+
+
+def copy_book(tmp_path: Path) -> Path:
+    target = tmp_path / "book"
+    shutil.copytree(MINI_BOOK, target)
+    return target
+
+
+async def ingest_folder(container: Container, folder: Path, *, prune: bool = False) -> object:
+    return await container.ingestor.ingest(load_folder(folder, BASE), prune=prune, reconcile=True)
+
+
+async def chunk_ids(container: Container) -> set[uuid.UUID]:
+    async with container.sessionmaker() as db:
+        return set(await db.scalars(select(Chunk.id)))
+
+
+async def assert_in_agreement(container: Container) -> None:
+    """The index holds exactly the database's chunks."""
+    assert await container.index.point_ids() == await chunk_ids(container)
+
+
+class TestIngest:
+    async def test_first_ingest_stores_and_indexes_every_page(self, database_url: str) -> None:
+        async with open_container(make_settings(database_url)) as container:
+            report = await ingest_folder(container, MINI_BOOK)
+            await assert_in_agreement(container)
+            async with container.sessionmaker() as db:
+                documents = {d.source_path: d for d in await db.scalars(select(Document))}
+
+        assert sorted(report.added) == [  # type: ignore[attr-defined]
+            "01-basics/01-messaging.md",
+            "01-basics/02-cameras.md",
+            "02-motion/walking.md",
+            "index.md",
+        ]
+        assert "drafts.md" not in documents
+        messaging = documents["01-basics/01-messaging.md"]
+        assert messaging.title == "Messaging"
+        assert messaging.module == "Basics"
+        assert messaging.page_url == f"{BASE}/basics/messaging"
+        assert documents["01-basics/02-cameras.md"].page_url == f"{BASE}/basics/camera-guide"
+        assert documents["02-motion/walking.md"].module == "Motion"
+
+    async def test_chunks_link_to_their_heading(self, sqlite_url: str) -> None:
+        async with open_container(make_settings(sqlite_url)) as container:
+            await ingest_folder(container, MINI_BOOK)
+            async with container.sessionmaker() as db:
+                urls = set(await db.scalars(select(Chunk.page_url)))
+        assert f"{BASE}/basics/messaging#publishers-and-subscribers" in urls
+        assert f"{BASE}/motion/walking#balance" in urls or f"{BASE}/motion/walking#walking" in urls
+
+    async def test_unchanged_reingest_changes_nothing(self, database_url: str) -> None:
+        async with open_container(make_settings(database_url)) as container:
+            await ingest_folder(container, MINI_BOOK)
+            before = await chunk_ids(container)
+            report = await ingest_folder(container, MINI_BOOK)
+            after = await chunk_ids(container)
+
+        assert report.counts == {  # type: ignore[attr-defined]
+            "added": 0,
+            "updated": 0,
+            "unchanged": 4,
+            "removed": 0,
+            "failed": 0,
+            "chunks": 0,
+        }
+        assert before == after
+
+    async def test_changed_page_is_replaced(self, database_url: str, tmp_path: Path) -> None:
+        book = copy_book(tmp_path)
+        async with open_container(make_settings(database_url)) as container:
+            await ingest_folder(container, book)
+            page = book / "02-motion" / "walking.md"
+            page.write_text(page.read_text().replace("zero moment point", "centre of pressure"))
+            report = await ingest_folder(container, book)
+            await assert_in_agreement(container)
+            hits = await container.retriever.search("centre of pressure support polygon")
+            old = await container.retriever.search("zero moment point")
+
+        assert report.updated == ["02-motion/walking.md"]  # type: ignore[attr-defined]
+        assert report.unchanged == [  # type: ignore[attr-defined]
+            "01-basics/01-messaging.md",
+            "01-basics/02-cameras.md",
+            "index.md",
+        ]
+        assert hits[0].source_path == "02-motion/walking.md"
+        assert all("zero moment point" not in hit.text for hit in old)
+
+    async def test_prune_removes_vanished_pages(self, database_url: str, tmp_path: Path) -> None:
+        book = copy_book(tmp_path)
+        async with open_container(make_settings(database_url)) as container:
+            await ingest_folder(container, book)
+            (book / "01-basics" / "02-cameras.md").unlink()
+            kept = await ingest_folder(container, book)
+            pruned = await ingest_folder(container, book, prune=True)
+            await assert_in_agreement(container)
+            hits = await container.retriever.search("depth camera stereo disparity")
+
+        assert kept.removed == []  # type: ignore[attr-defined]
+        assert pruned.removed == ["01-basics/02-cameras.md"]  # type: ignore[attr-defined]
+        assert all(hit.source_path != "01-basics/02-cameras.md" for hit in hits)
+
+    async def test_delete_document(self, sqlite_url: str) -> None:
+        async with open_container(make_settings(sqlite_url)) as container:
+            await ingest_folder(container, MINI_BOOK)
+            document_id = document_id_for("02-motion/walking.md")
+            assert await container.ingestor.delete_document(document_id) is True
+            assert await container.ingestor.delete_document(document_id) is False
+            await assert_in_agreement(container)
+            async with container.sessionmaker() as db:
+                remaining = await db.scalar(select(func.count()).select_from(Document))
+        assert remaining == 3
+
+    async def test_reconcile_repairs_the_index(self, sqlite_url: str) -> None:
+        async with open_container(make_settings(sqlite_url)) as container:
+            await ingest_folder(container, MINI_BOOK)
+            ids = sorted(await chunk_ids(container))
+            await container.index.delete_points(ids[:2])
+            readded, deleted = await container.ingestor.reconcile()
+            await assert_in_agreement(container)
+        assert (readded, deleted) == (2, 0)
+
+
+class TestFailures:
+    async def test_embedding_failure_keeps_the_previous_version(
+        self, database_url: str, tmp_path: Path, fake_openai: FakeOpenAIServer
+    ) -> None:
+        settings = make_settings(
+            database_url, embeddings_provider="openai", **openai_settings(fake_openai)
+        )
+        book = copy_book(tmp_path)
+        async with open_container(settings) as container:
+            await ingest_folder(container, book)
+            page = book / "02-motion" / "walking.md"
+            page.write_text(page.read_text().replace("stance phase", "landing phase"))
+            fake_openai.fail_next(500)
+            report = await ingest_folder(container, book)
+            await assert_in_agreement(container)
+            hits = await container.retriever.search("stance phase swing phase", limit=1)
+
+        assert list(report.failed) == ["02-motion/walking.md"]  # type: ignore[attr-defined]
+        assert hits[0].source_path == "02-motion/walking.md"
+        assert "stance phase" in hits[0].text
+
+    async def test_embedder_change_needs_reindex(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        lexical = make_settings(sqlite_url)
+        dense = make_settings(
+            sqlite_url,
+            qdrant_path=lexical.qdrant_path,
+            embeddings_provider="openai",
+            **openai_settings(fake_openai),
+        )
+        async with open_container(lexical) as container:
+            await ingest_folder(container, MINI_BOOK)
+
+        with pytest.raises(IndexMismatch, match="bookchat reindex"):
+            async with open_container(dense):
+                pass
+
+        async with open_container(dense, check_index=False) as container:
+            rebuilt = await container.ingestor.reindex()
+        async with open_container(dense) as container:
+            hits = await container.retriever.search("depth camera", limit=1)
+        assert rebuilt > 0
+        assert container.retriever.name == "hybrid"
+        assert hits[0].source_path == "01-basics/02-cameras.md"
+
+    async def test_second_process_gets_a_clear_message(self, sqlite_url: str) -> None:
+        settings = make_settings(sqlite_url)
+        async with open_container(settings):
+            with pytest.raises(IndexLocked, match="POST /api/v1/content/ingest"):
+                async with open_container(settings):
+                    pass
