@@ -5,18 +5,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bookchat.content.loader import HEADING_RE, fence_opening, is_fence_close
+from bookchat.content.loader import fence_opening, is_fence_close
+from bookchat.content.markdown import (
+    Block,
+    estimate_tokens,
+    fence_end,
+    lines_tokens,
+    make_block,
+    parse_blocks,
+)
 from bookchat.content.routing import HeadingSlugger
 
 SMALL_SECTION_TOKENS = 80
 MIN_MAX_TOKENS = 64
 
-_TOKEN_RE = re.compile(r"[^\W_]+|\S")
-_WIDE_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？۔])\s+")
-_LIST_ITEM_RE = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
-_ADMONITION_OPEN_RE = re.compile(r"^[ \t]*:{3,}[ \t]*[A-Za-z]")
-_ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:{3,}[ \t]*$")
 _TABLE_DELIMITER_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 
 
@@ -36,54 +39,12 @@ class Chunk:
         return " > ".join(self.heading_path) + "\n\n" + self.text
 
 
-def estimate_tokens(text: str) -> int:
-    """Estimate WordPiece/BPE tokens conservatively, without a tokenizer model.
-
-    Each punctuation or symbol character counts 1 (BERT-style tokenizers split every one).
-    A run of ASCII letters counts 1 per started 6 characters, so long or rare identifiers
-    count as several pieces. Runs that mix in digits count 1 per 2 characters (numbers,
-    versions and hashes split into small pieces), and runs of other scripts count 1 per
-    2 characters, CJK/kana/hangul 1 per character, because English vocabularies hold few
-    whole words in them. Whitespace is free. The result is additive over whitespace-separated
-    parts, which the chunker relies on.
-    """
-    total = 0
-    for piece in _TOKEN_RE.findall(text):
-        size = len(piece)
-        if size == 1:
-            total += 1
-        elif piece.isascii():
-            total += (size + 5) // 6 if piece.isalpha() else (size + 1) // 2
-        else:
-            wide = len(_WIDE_RE.findall(piece))
-            total += wide + (size - wide + 1) // 2
-    return total
-
-
-def _lines_tokens(lines: list[str]) -> int:
-    return sum(estimate_tokens(line) for line in lines)
-
-
-@dataclass(slots=True)
-class _Block:
-    kind: str  # heading, fence, table, admonition, list, paragraph, line
-    lines: list[str]
-    tokens: int
-    level: int = 0
-    title: str = ""
-    anchor: str | None = None
-
-
-def _block(kind: str, lines: list[str]) -> _Block:
-    return _Block(kind, lines, _lines_tokens(lines))
-
-
 @dataclass(slots=True)
 class _Section:
     level: int
     path: tuple[str, ...]
     anchor: str | None
-    blocks: list[_Block] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -93,135 +54,6 @@ class _Item:
     prose: bool = False
     sticky: bool = False
     overlap: bool = False
-
-
-def _fence_end(lines: list[str], start: int, fence: str) -> int:
-    for index in range(start + 1, len(lines)):
-        if is_fence_close(lines[index], fence):
-            return index + 1
-    return len(lines)
-
-
-def _admonition_end(lines: list[str], start: int) -> int | None:
-    depth = 0
-    index = start
-    while index < len(lines):
-        line = lines[index]
-        fence = fence_opening(line)
-        if fence is not None:
-            index = _fence_end(lines, index, fence)
-            continue
-        if _ADMONITION_OPEN_RE.match(line):
-            depth += 1
-        elif _ADMONITION_CLOSE_RE.match(line):
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return None
-
-
-def _is_table_line(line: str) -> bool:
-    return line.lstrip().startswith("|")
-
-
-def _starts_block(line: str) -> bool:
-    return bool(
-        fence_opening(line)
-        or HEADING_RE.match(line)
-        or _ADMONITION_OPEN_RE.match(line)
-        or _ADMONITION_CLOSE_RE.match(line)
-        or _is_table_line(line)
-    )
-
-
-def _list_end(lines: list[str], start: int) -> int:
-    index = start + 1
-    while index < len(lines):
-        line = lines[index]
-        if not line.strip():
-            following = index + 1
-            while following < len(lines) and not lines[following].strip():
-                following += 1
-            if following < len(lines) and (
-                lines[following][0] in " \t" or _LIST_ITEM_RE.match(lines[following])
-            ):
-                index = following
-                continue
-            return index
-        fence = fence_opening(line)
-        if fence is not None and line[0] in " \t":
-            index = _fence_end(lines, index, fence)
-            continue
-        if line[0] not in " \t" and not _LIST_ITEM_RE.match(line) and _starts_block(line):
-            return index
-        index += 1
-    return index
-
-
-def _paragraph_end(lines: list[str], start: int) -> int:
-    index = start + 1
-    while index < len(lines):
-        line = lines[index]
-        if not line.strip() or _starts_block(line) or _LIST_ITEM_RE.match(line):
-            return index
-        index += 1
-    return index
-
-
-def _parse_blocks(lines: list[str], slugger: HeadingSlugger | None) -> list[_Block]:
-    """Split lines into blocks; headings are section headings only when a slugger is given."""
-    blocks: list[_Block] = []
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if not line.strip():
-            index += 1
-            continue
-        fence = fence_opening(line)
-        heading = HEADING_RE.match(line)
-        admonition_end = _admonition_end(lines, index) if _ADMONITION_OPEN_RE.match(line) else None
-        if fence is not None:
-            end = _fence_end(lines, index, fence)
-            blocks.append(_block("fence", lines[index:end]))
-        elif heading is not None and slugger is not None:
-            title, anchor = slugger.heading(heading.group("text") or "")
-            block = _block("heading", [line])
-            block.level, block.title, block.anchor = len(heading.group("hashes")), title, anchor
-            blocks.append(block)
-            end = index + 1
-        elif admonition_end is not None:
-            end = admonition_end
-            blocks.append(_block("admonition", lines[index:end]))
-            if slugger is not None:
-                _count_inner_headings(lines[index + 1 : end - 1], slugger)
-        elif _is_table_line(line):
-            end = index + 1
-            while end < len(lines) and _is_table_line(lines[end]):
-                end += 1
-            blocks.append(_block("table", lines[index:end]))
-        elif _LIST_ITEM_RE.match(line):
-            end = _list_end(lines, index)
-            blocks.append(_block("list", lines[index:end]))
-        else:
-            end = _paragraph_end(lines, index)
-            blocks.append(_block("paragraph", lines[index:end]))
-        index = end
-    return blocks
-
-
-def _count_inner_headings(lines: list[str], slugger: HeadingSlugger) -> None:
-    # Docusaurus gives headings inside admonitions ids too, so later duplicates shift.
-    index = 0
-    while index < len(lines):
-        fence = fence_opening(lines[index])
-        if fence is not None:
-            index = _fence_end(lines, index, fence)
-            continue
-        heading = HEADING_RE.match(lines[index])
-        if heading is not None:
-            slugger.slug(heading.group("text") or "")
-        index += 1
 
 
 def _split_chars(text: str, budget: int) -> list[str]:
@@ -270,17 +102,17 @@ def _split_text(text: str, budget: int, depth: int = 0) -> list[str]:
     return pieces
 
 
-def _line_blocks(lines: list[str], *, fence_aware: bool) -> list[_Block]:
-    blocks: list[_Block] = []
+def _line_blocks(lines: list[str], *, fence_aware: bool) -> list[Block]:
+    blocks: list[Block] = []
     index = 0
     while index < len(lines):
         fence = fence_opening(lines[index]) if fence_aware else None
         if fence is not None:
-            end = _fence_end(lines, index, fence)
-            blocks.append(_block("fence", lines[index:end]))
+            end = fence_end(lines, index, fence)
+            blocks.append(make_block("fence", lines[index:end]))
             index = end
         else:
-            blocks.append(_block("line", [lines[index]]))
+            blocks.append(make_block("line", [lines[index]]))
             index += 1
     return blocks
 
@@ -295,7 +127,7 @@ def _trim_blank_edges(lines: list[str]) -> list[str]:
 
 
 def _pack_blocks(
-    blocks: list[_Block], budget: int, limit: int, *, blank_between: bool
+    blocks: list[Block], budget: int, limit: int, *, blank_between: bool
 ) -> list[list[str]]:
     """Pack blocks into pieces of about `budget` tokens; a block up to `limit` stays whole."""
     pieces: list[list[str]] = []
@@ -308,7 +140,7 @@ def _pack_blocks(
             if block.tokens <= limit:
                 pieces.append(block.lines)
             else:
-                pieces.extend(_split_block(block, budget, limit))
+                pieces.extend(_splitmake_block(block, budget, limit))
             continue
         if current and used + block.tokens > budget:
             pieces.append(current)
@@ -324,14 +156,14 @@ def _pack_blocks(
 
 def _wrapped(
     prefix: list[str],
-    inner: list[_Block],
+    inner: list[Block],
     suffix: list[str],
     budget: int,
     limit: int,
     *,
     blank_between: bool,
 ) -> list[list[str]] | None:
-    wrapper = _lines_tokens(prefix) + _lines_tokens(suffix)
+    wrapper = lines_tokens(prefix) + lines_tokens(suffix)
     room = budget - wrapper
     if room < max(8, budget // 4):
         return None
@@ -351,7 +183,7 @@ def _pack_code(lines: list[str], budget: int) -> list[list[str]]:
     current: list[str] = []
     used = 0
     for unit in units:
-        tokens = _lines_tokens(unit)
+        tokens = lines_tokens(unit)
         if used + tokens > budget and used >= budget // 2:
             pieces.append(current)
             current, used = [], 0
@@ -385,7 +217,7 @@ def _wrapped_code(
     return [[opener, *piece, closer] for piece in _pack_code(inner, room)] or None
 
 
-def _split_block(block: _Block, budget: int, limit: int) -> list[list[str]]:
+def _splitmake_block(block: Block, budget: int, limit: int) -> list[list[str]]:
     """Split a block over `limit` into valid Markdown pieces of about `budget` tokens.
 
     Every piece is at most `limit` tokens; nested blocks that fit under it stay whole.
@@ -405,7 +237,7 @@ def _split_block(block: _Block, budget: int, limit: int) -> list[list[str]]:
         rows = _line_blocks(lines[2:], fence_aware=False)
         pieces = _wrapped(lines[:2], rows, [], budget, limit, blank_between=False)
     elif block.kind == "admonition" and len(lines) > 2:
-        inner_blocks = _parse_blocks(lines[1:-1], None)
+        inner_blocks = parse_blocks(lines[1:-1], None)
         pieces = _wrapped([lines[0]], inner_blocks, [lines[-1]], budget, limit, blank_between=True)
     if pieces is None:
         # No wrapper to repeat (or it is too big to repeat): split at line boundaries.
@@ -429,7 +261,7 @@ def _fit_path(path: tuple[str, ...], limit: int) -> tuple[str, ...]:
 
 def _sections(body: str, title: str, path_limit: int) -> list[_Section]:
     slugger = HeadingSlugger()
-    blocks = _parse_blocks(body.split("\n"), slugger)
+    blocks = parse_blocks(body.split("\n"), slugger)
     sections: list[_Section] = []
     stack: list[tuple[int, str]] = []
     current = _Section(0, _fit_path((title,), path_limit), None)
@@ -479,8 +311,8 @@ def _section_items(section: _Section, room: int, piece_budget: int) -> list[_Ite
             sticky = block.kind == "heading" or lead_in
             items.append(_Item(block.lines, block.tokens, prose=prose, sticky=sticky))
         else:
-            for piece in _split_block(block, piece_budget, room):
-                items.append(_Item(piece, _lines_tokens(piece), prose=prose))
+            for piece in _splitmake_block(block, piece_budget, room):
+                items.append(_Item(piece, lines_tokens(piece), prose=prose))
     return items
 
 
