@@ -85,4 +85,4 @@ class TestIndexHealth:
         )
         async with app_factory(settings) as client:
             component = (await client.get("/api/v1/health/qdrant")).json()
-        assert "dense=openai/text-embedding-3-small (16)" in component["detail"]
+        assert "dense=openai:text-embedding-3-small (16)" in component["detail"]

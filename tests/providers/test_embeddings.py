@@ -85,7 +85,7 @@ class TestOpenAIEmbedder:
     async def test_a_known_model_needs_no_probe(self, fake_openai: FakeOpenAIServer) -> None:
         embedder = OpenAIEmbedder(api_key=None, base_url=fake_openai.base_url)
         await embedder.ensure_ready()
-        assert embedder.name == "openai/text-embedding-3-small"
+        assert embedder.name == "openai:text-embedding-3-small"
         assert embedder.dimension == 1536
         assert embedder.max_tokens == 8191
         assert isinstance(embedder, Embedder)
@@ -292,7 +292,7 @@ class TestFastEmbedEmbedder:
             model=BGE, model_path=str(model_path), cache_dir=str(tmp_path / "cache")
         )
         assert isinstance(embedder, Embedder)
-        assert embedder.name == "fastembed/BAAI/bge-small-en-v1.5"
+        assert embedder.name == "fastembed:BAAI/bge-small-en-v1.5"
         assert (embedder.dimension, embedder.max_tokens) == (384, 512)
         await embedder.ensure_ready()
 

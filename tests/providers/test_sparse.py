@@ -35,7 +35,7 @@ class TestConstruction:
 
     def test_builds_without_hf_hub_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        assert FastEmbedBm25Encoder().name == "fastembed/Qdrant/bm25"
+        assert FastEmbedBm25Encoder().name == "fastembed:Qdrant/bm25"
 
     def test_never_opens_a_network_connection(self) -> None:
         # An audit hook in a fresh interpreter refuses any DNS lookup or connection, so this

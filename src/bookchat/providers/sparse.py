@@ -60,7 +60,7 @@ class FastEmbedBm25Encoder:
     Construction reads nothing from the network; encoding runs in a worker thread.
     """
 
-    name = "fastembed/Qdrant/bm25"
+    name = "fastembed:Qdrant/bm25"
 
     def __init__(
         self,

@@ -22,7 +22,9 @@ from bookchat.providers.sparse import SparseVector
 DENSE = "dense"
 SPARSE = "bm25"
 UPSERT_BATCH = 128
-RRF_K = 60
+# Reciprocal rank fusion constant. Small k trusts each branch's top picks; tuned on the
+# textbook-a question set (k=60: hit@5 0.926, k=2: 0.959 with MiniLM; see README).
+RRF_K = 2
 
 T = TypeVar("T")
 
@@ -291,7 +293,7 @@ class QdrantIndex:
         dense: Sequence[float] | None,
         sparse: SparseVector | None,
         limit: int,
-        candidates: int = 40,
+        candidates: int = 20,
         module: str | None = None,
         document_id: uuid.UUID | None = None,
     ) -> list[Hit]:

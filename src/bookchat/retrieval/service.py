@@ -31,7 +31,7 @@ class HybridRetriever:
     index: QdrantIndex
     sparse: SparseEncoder
     embedder: Embedder | None = None
-    candidates: int = 40
+    candidates: int = 20
 
     @property
     def name(self) -> str:

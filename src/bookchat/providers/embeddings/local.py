@@ -100,7 +100,7 @@ class FastEmbedEmbedder:
     ) -> None:
         description = _fastembed_description(model)
         self.model = description.model
-        self.name = f"fastembed/{description.model}"
+        self.name = f"fastembed:{description.model}"
         self._cache_dir = str(define_cache_dir(cache_dir))
         started = time.perf_counter()
         if model_path is not None:
@@ -238,7 +238,7 @@ class SentenceTransformersEmbedder:
         device: str = "cpu",
     ) -> None:
         self.model = model
-        self.name = f"sentence-transformers/{model}"
+        self.name = f"sentence-transformers:{model}"
         try:
             library = importlib.import_module("sentence_transformers")
         except ImportError:
@@ -256,7 +256,12 @@ class SentenceTransformersEmbedder:
                 f"sentence-transformers model {source} cannot be loaded ({_short(exc)}); "
                 f"{FALLBACK_ADVICE}"
             ) from exc
-        self.dimension: int = int(self._model.get_sentence_embedding_dimension())
+        # sentence-transformers 5+ renamed the accessor; older releases only have the long name.
+        measure = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        self.dimension: int = int(measure())
         self.max_tokens: int = int(self._model.max_seq_length)
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:  # pragma: no cover - extra

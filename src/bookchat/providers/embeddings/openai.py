@@ -53,7 +53,7 @@ class OpenAIEmbedder:
         if dimension is not None and dimension < 1:
             raise ValueError("dimension must be positive")
         self.model = model
-        self.name = f"openai/{model}"
+        self.name = f"openai:{model}"
         self.max_tokens = max_tokens
         self._batch_size = batch_size
         self._concurrency = concurrency
