@@ -165,6 +165,15 @@ class TestBookCommands:
         assert "https://example.org/book/motion/walking#balance" in found.output
         assert "Nothing changed: 4 documents already up to date" in again.output
         assert "already has 4 documents" in skipped.output
+        assert "repaired" not in skipped.output
+
+    def test_if_empty_repairs_a_lost_index(self, book_env: dict[str, str]) -> None:
+        runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        shutil.rmtree(book_env["QDRANT_PATH"])
+        result = runner.invoke(app, ["ingest", str(MINI_BOOK), "--if-empty"])
+        found = runner.invoke(app, ["search", "balance"])
+        assert "index repaired" in result.output
+        assert "motion/walking#balance" in found.output
 
     def test_prune(self, book_env: dict[str, str], tmp_path: Path) -> None:
         book = tmp_path / "book"

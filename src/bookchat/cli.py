@@ -152,7 +152,13 @@ async def _ingest(
             async with container.sessionmaker() as db:
                 stored = await db.scalar(select(func.count()).select_from(Document)) or 0
             if stored:
-                console.print(f"The book already has {stored} documents; nothing to do.")
+                # The database is the source of truth: make sure the index still matches it.
+                readded, deleted = await container.ingestor.reconcile()
+                repaired = f" (index repaired: {readded} chunks re-added, {deleted} removed)"
+                console.print(
+                    f"The book already has {stored} documents; nothing to ingest"
+                    f"{repaired if readded or deleted else ''}."
+                )
                 return 0
         try:
             documents = await asyncio.to_thread(load_folder, folder, base_url)
