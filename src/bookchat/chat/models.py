@@ -1,4 +1,4 @@
-"""Chat sessions and their messages."""
+"""Chat sessions, their messages, and readers' feedback on answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bookchat.core.db import Base, UTCDateTime, new_id, portable_enum, utcnow
@@ -57,6 +68,8 @@ class Message(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     selected_text: Mapped[str | None] = mapped_column(Text)
+    # The standalone query retrieval ran with (a follow-up rewritten from the history).
+    search_query: Mapped[str | None] = mapped_column(Text)
     page_context: Mapped[str | None] = mapped_column(String(2048))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -64,3 +77,28 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
+
+
+class MessageFeedback(Base):
+    """A reader's thumbs up (1) or down (-1) on an answer; one per message per reader."""
+
+    __tablename__ = "message_feedback"
+    __table_args__ = (
+        # NULLs are distinct in a unique constraint: anonymous feedback (user_id NULL) is kept to
+        # one row per message by ConversationService, not by this constraint.
+        UniqueConstraint("message_id", "user_id"),
+        CheckConstraint("rating IN (-1, 1)", name="rating"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        # The unique (message_id, user_id) constraint's index serves lookups by message.
+        Uuid,
+        ForeignKey("messages.id", ondelete="CASCADE"),
+    )
+    # Accounts arrive later: no foreign key yet, and NULL means an anonymous reader.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
