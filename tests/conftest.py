@@ -6,20 +6,25 @@ import asyncio
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bookchat.container import open_container
+from bookchat.content.loader import load_folder
 from bookchat.core.config import Settings
 from bookchat.core.db import Base, create_engine
 from bookchat.core.migrations import upgrade
@@ -184,6 +189,7 @@ def fake_openai_server() -> Iterator[FakeOpenAIServer]:
 def fake_openai(fake_openai_server: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
     """The fake OpenAI-compatible server, with clean state for this test."""
     fake_openai_server.reset()
+    fake_openai_server.reply = book_reply
     yield fake_openai_server
     fake_openai_server.reset()
 
@@ -201,6 +207,24 @@ def openai_settings(fake: FakeOpenAIServer) -> dict[str, Any]:
     }
 
 
+REWRITE_MARKER = "standalone search query"
+
+
+def book_reply(request: dict[str, Any]) -> str:
+    """The fake model's replies in chat tests: follow-up rewrites get an in-book query, answers
+    echo the question (so tests can tell which question was answered)."""
+    messages = request["messages"]
+    if REWRITE_MARKER in messages[0]["content"]:
+        return "publisher subscriber topic"
+    return f"Fake answer to: {messages[-1]['content']}"
+
+
+async def ingest_book(settings: Settings, folder: Path = MINI_BOOK) -> None:
+    """Ingest a docs folder into the stores these settings name (before an app opens them)."""
+    async with open_container(settings) as container:
+        await container.ingestor.ingest(load_folder(folder, settings.book_base_url))
+
+
 # --- apps -------------------------------------------------------------------------------------
 
 
@@ -216,6 +240,30 @@ async def running_app(
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app served by a real uvicorn on a loopback port (for what in-process transports
+    cannot show, such as a client hanging up mid-stream)."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        )
+    )
+    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
 
 
 AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]

@@ -101,7 +101,7 @@ def test_serve_answers_and_logs_its_profile(tmp_path: Path) -> None:
 
     assert health.json() == {"status": "healthy"}
     assert chat.status_code == 200
-    assert chat.json()["mode"] == "extractive"
+    assert chat.json()["mode"] == "no_context"  # nothing ingested in this store
     assert '"profile.database"' in output
     assert "sqlite" in output
     assert '"profile.llm"' in output

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from bookchat.chat.models import ChatSession, Message, MessageRole
+from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
-from tests.conftest import AppFactory, make_settings, openai_settings
+from tests.conftest import AppFactory, ingest_book, make_settings, openai_settings
 from tests.fakes.openai_server import FakeOpenAIServer
 
 
@@ -21,6 +22,17 @@ async def stored_messages(database_url: str) -> list[Message]:
         messages = list(rows)
     await engine.dispose()
     return messages
+
+
+QUESTION = "How does a publisher send messages?"
+FOLLOW_UP = "And who receives them?"
+
+
+async def book_settings(database_url: str, **overrides: object) -> Settings:
+    """Settings whose stores hold the mini book."""
+    settings = make_settings(database_url, **overrides)
+    await ingest_book(settings)
+    return settings
 
 
 async def stored_sessions(database_url: str) -> list[ChatSession]:
@@ -42,24 +54,27 @@ class TestChatContract:
         fake_openai: FakeOpenAIServer,
         app_factory: AppFactory,
     ) -> None:
-        settings = make_settings(database_url, **openai_settings(fake_openai))
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
-            response = await client.post(path, json={"message": "What is ROS 2?"})
+            response = await client.post(path, json={"message": QUESTION})
 
         assert response.status_code == 200
         body = response.json()
-        assert body["response"] == "Fake answer to: What is ROS 2?"
+        assert body["response"] == f"Fake answer to: {QUESTION}"
         assert uuid.UUID(body["session_id"])
         assert datetime.fromisoformat(body["timestamp"]).utcoffset() is not None
-        assert body["mode"] == "generative"
+        assert body["mode"] == "rag"
         assert body["model"] == "gpt-4o-mini"
-        assert body["context"] == "book"
         assert body["usage"]["total_tokens"] > 0
+        assert body["citations"][0]["page_url"] == (
+            "https://example.org/book/basics/messaging#publishers-and-subscribers"
+        )
         messages = await stored_messages(database_url)
         assert [(m.role, m.content) for m in messages] == [
-            (MessageRole.USER, "What is ROS 2?"),
-            (MessageRole.ASSISTANT, "Fake answer to: What is ROS 2?"),
+            (MessageRole.USER, QUESTION),
+            (MessageRole.ASSISTANT, f"Fake answer to: {QUESTION}"),
         ]
+        assert messages[1].mode == "rag"
         assert str(messages[1].id) == body["message_id"]
         assert messages[1].model == "gpt-4o-mini"
         assert messages[1].created_at.tzinfo is not None
@@ -67,19 +82,19 @@ class TestChatContract:
     async def test_session_id_continues_the_conversation(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(database_url, **openai_settings(fake_openai))
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
-            first = (await client.post("/chat", json={"message": "What is a node?"})).json()
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
             second = await client.post(
-                "/chat", json={"message": "And a topic?", "session_id": first["session_id"]}
+                "/chat", json={"message": FOLLOW_UP, "session_id": first["session_id"]}
             )
 
         assert second.json()["session_id"] == first["session_id"]
         sent = fake_openai.chat_requests()[-1]["messages"]
         assert [(m["role"], m["content"]) for m in sent[1:]] == [
-            ("user", "What is a node?"),
-            ("assistant", "Fake answer to: What is a node?"),
-            ("user", "And a topic?"),
+            ("user", QUESTION),
+            ("assistant", f"Fake answer to: {QUESTION}"),
+            ("user", FOLLOW_UP),
         ]
         assert len(await stored_sessions(database_url)) == 1
 
@@ -102,10 +117,10 @@ class TestChatContract:
         fake_openai: FakeOpenAIServer,
         app_factory: AppFactory,
     ) -> None:
-        settings = make_settings(database_url, **openai_settings(fake_openai))
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
             response = await client.post(
-                "/chat", json={"message": "Hello", "session_id": session_id}
+                "/chat", json={"message": QUESTION, "session_id": session_id}
             )
 
         assert response.status_code == 200
@@ -122,11 +137,11 @@ class TestPrompt:
     async def test_system_prompt_names_the_book(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(
+        settings = await book_settings(
             sqlite_url, book_title="Robots for Poets", **openai_settings(fake_openai)
         )
         async with app_factory(settings) as client:
-            await client.post("/chat", json={"message": "What is SLAM?"})
+            await client.post("/chat", json={"message": QUESTION})
 
         request = fake_openai.chat_requests()[-1]
         system = request["messages"][0]
@@ -140,7 +155,7 @@ class TestPrompt:
     async def test_only_the_last_ten_messages_oldest_first(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(database_url, **openai_settings(fake_openai))
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
             session_id = None
             for turn in range(7):
@@ -150,6 +165,7 @@ class TestPrompt:
                     )
                 ).json()
                 session_id = body["session_id"]
+                assert body["mode"] == "rag"  # follow-ups are rewritten into in-book queries
 
         sent = fake_openai.chat_requests()[-1]["messages"]
         assert sent[0]["role"] == "system"
@@ -165,7 +181,9 @@ class TestPrompt:
     async def test_history_setting_is_honoured(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(sqlite_url, history_messages=2, **openai_settings(fake_openai))
+        settings = await book_settings(
+            sqlite_url, history_messages=2, **openai_settings(fake_openai)
+        )
         async with app_factory(settings) as client:
             session_id = None
             for turn in range(3):
@@ -182,10 +200,10 @@ class TestPrompt:
     async def test_selected_text_is_the_only_context(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(database_url, **openai_settings(fake_openai))
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         selection = "A URDF file describes the links and joints of a robot."
         async with app_factory(settings) as client:
-            first = (await client.post("/chat", json={"message": "What is Gazebo?"})).json()
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
             response = await client.post(
                 "/chat",
                 json={
@@ -197,7 +215,7 @@ class TestPrompt:
             )
 
         body = response.json()
-        assert body["context"] == "selection"
+        assert body["mode"] == "selected_text"
         assert body["citations"][0]["title"] == "Selected text"
         assert body["citations"][0]["page_url"] == "https://example.org/book/urdf"
         sent = fake_openai.chat_requests()[-1]["messages"]
@@ -205,7 +223,7 @@ class TestPrompt:
         assert [m["role"] for m in sent] == ["system", "user"]
         assert selection in sent[0]["content"]
         assert "solely from the selected text" in sent[0]["content"]
-        assert "Gazebo" not in sent[0]["content"]
+        assert "publisher" not in sent[0]["content"].lower()
         assert sent[1]["content"] == "Explain this"
         stored = await stored_messages(database_url)
         assert stored[2].selected_text == selection
@@ -215,18 +233,23 @@ class TestPrompt:
 class TestOfflineAnswers:
     """The extractive answerer labels itself and answers only from what it is given."""
 
-    async def test_without_book_content_it_says_so(
-        self, sqlite_url: str, app_factory: AppFactory
+    async def test_book_answers_quote_the_book_with_valid_citations(
+        self, database_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(make_settings(sqlite_url)) as client:
-            response = await client.post("/chat", json={"message": "What is ROS 2?"})
+        async with app_factory(await book_settings(database_url)) as client:
+            response = await client.post(
+                "/chat", json={"message": "How does a biped keep its balance?"}
+            )
 
         body = response.json()
-        assert response.status_code == 200
-        assert body["mode"] == "extractive"
+        assert body["mode"] == "rag"
         assert body["model"] == "extractive"
-        assert "offline" in body["response"]
-        assert "no book content" in body["response"]
+        assert "zero moment point inside the support polygon" in body["response"]
+        cited = [c for c in body["citations"] if c["cited"]]
+        assert cited
+        assert cited[0]["page_url"] == "https://example.org/book/motion/walking#balance"
+        for citation in cited:
+            assert f"[{citation['index']}]" in body["response"]
 
     async def test_selection_is_quoted_with_its_marker(
         self, sqlite_url: str, app_factory: AppFactory
@@ -242,6 +265,7 @@ class TestOfflineAnswers:
             )
 
         body = response.json()
+        assert body["mode"] == "selected_text"
         assert body["response"].startswith("Nodes exchange messages over topics. [1]")
         assert body["citations"][0]["cited"] is True
 
@@ -339,7 +363,7 @@ class TestModelFailures:
         fake_openai: FakeOpenAIServer,
         app_factory: AppFactory,
     ) -> None:
-        settings = make_settings(
+        settings = await book_settings(
             database_url, **{**openai_settings(fake_openai), "llm_timeout_seconds": 0.5}
         )
         if inject == "hang":
@@ -347,7 +371,7 @@ class TestModelFailures:
         else:
             fake_openai.fail_next(int(inject), message="secret vendor detail sk-live-123")
         async with app_factory(settings) as client:
-            response = await client.post("/chat", json={"message": "Will this survive?"})
+            response = await client.post("/chat", json={"message": QUESTION})
 
         assert response.status_code == status
         body = response.json()
@@ -355,15 +379,16 @@ class TestModelFailures:
         assert "secret vendor detail" not in response.text
         assert "sk-live" not in response.text
         stored = await stored_messages(database_url)
-        assert [(m.role, m.content) for m in stored] == [(MessageRole.USER, "Will this survive?")]
+        assert [(m.role, m.content) for m in stored] == [(MessageRole.USER, QUESTION)]
 
     async def test_next_turn_after_a_failure_works(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(sqlite_url, **openai_settings(fake_openai))
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
-            first = (await client.post("/chat", json={"message": "First"})).json()
-            fake_openai.fail_next(500)
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
+            # The follow-up's rewrite call fails (it falls back), then the answer call fails.
+            fake_openai.fail_next(500, times=2)
             failed = await client.post(
                 "/chat", json={"message": "Second", "session_id": first["session_id"]}
             )
@@ -374,17 +399,17 @@ class TestModelFailures:
         assert failed.status_code == 503
         assert third.status_code == 200
         history = [m["content"] for m in fake_openai.chat_requests()[-1]["messages"][1:]]
-        assert history == ["First", "Fake answer to: First", "Second", "Third"]
+        assert history == [QUESTION, f"Fake answer to: {QUESTION}", "Second", "Third"]
 
     async def test_sdk_retries_are_used(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(
+        settings = await book_settings(
             sqlite_url, **{**openai_settings(fake_openai), "llm_max_retries": 1}
         )
         fake_openai.fail_next(500)
         async with app_factory(settings) as client:
-            response = await client.post("/chat", json={"message": "Retry me"})
+            response = await client.post("/chat", json={"message": QUESTION})
         assert response.status_code == 200
         assert len(fake_openai.chat_requests()) == 2
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
-from bookchat.providers.base import ChatMessage, ChatPrompt
+from bookchat.providers.base import ChatMessage, ChatPrompt, Usage
 from bookchat.providers.openai import OpenAIChatModel
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -64,10 +64,15 @@ class TestStream:
         self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
     ) -> None:
         fake_openai.reply = "Nodes talk over topics, services and actions."
-        pieces = [piece async for piece in model.stream(PROMPT)]
+        items = [item async for item in model.stream(PROMPT)]
+        pieces = [item for item in items if isinstance(item, str)]
 
         assert len(pieces) > 3
         assert "".join(pieces) == "Nodes talk over topics, services and actions."
+        usage = items[-1]
+        assert isinstance(usage, Usage)
+        assert usage.prompt_tokens > 0
+        assert usage.completion_tokens > 0
         assert fake_openai.chat_requests()[0]["stream"] is True
 
     async def test_cut_stream_is_an_llm_error(
@@ -79,6 +84,7 @@ class TestStream:
 
         async def consume() -> None:
             async for piece in model.stream(PROMPT):
+                assert isinstance(piece, str)
                 received.append(piece)
 
         with pytest.raises(AppError) as caught:

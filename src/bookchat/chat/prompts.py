@@ -35,6 +35,20 @@ Selected text [1]:
 \"\"\""""
 
 
+NOT_COVERED_ANSWER = (
+    "I couldn't find this in \"{title}\", so I can't answer it from the book. Try rephrasing "
+    "the question, or ask about a topic the book covers."
+)
+
+REWRITE_SYSTEM_PROMPT = """\
+You turn the reader's last message into a standalone search query for the textbook "{title}".
+Use the conversation only to resolve what the message refers to ("it", "that", "the second one").
+Reply with the query alone: one line, no quotes, no explanation, in the reader's language."""
+
+REWRITE_HISTORY_MESSAGES = 6
+REWRITE_MESSAGE_CHARS = 500
+
+
 def approx_tokens(text: str) -> int:
     """A cheap token estimate (about four characters a token for English prose)."""
     return len(text) // 4 + 1
@@ -77,6 +91,21 @@ def book_messages(
         ChatMessage("system", system),
         *trim_history(history, history_token_budget),
         ChatMessage("user", question),
+    ]
+
+
+def rewrite_messages(
+    *, title: str, question: str, history: Sequence[ChatMessage]
+) -> list[ChatMessage]:
+    """A short prompt that asks for a standalone search query for a follow-up question."""
+    lines = [
+        f"{m.role}: {m.content[:REWRITE_MESSAGE_CHARS]}"
+        for m in history[-REWRITE_HISTORY_MESSAGES:]
+    ]
+    conversation = "\n".join(lines)
+    return [
+        ChatMessage("system", REWRITE_SYSTEM_PROMPT.format(title=title)),
+        ChatMessage("user", f"Conversation:\n{conversation}\n\nLast message: {question}"),
     ]
 
 

@@ -68,16 +68,20 @@ class UsageRead(BaseModel):
     total_tokens: int
 
 
+ChatMode = Literal["rag", "selected_text", "no_context"]
+
+
 class ChatRead(BaseModel):
-    """The answer. `mode` says how it was made: `generative` (a language model) or
-    `extractive` (offline: sentences quoted from the sources)."""
+    """The answer. `mode`: `rag` (from retrieved book passages), `selected_text` (from the
+    reader's selection alone) or `no_context` (nothing relevant in the book: no model was
+    asked). `model` names what wrote it; `extractive` means the offline answerer, which quotes
+    sentences of the sources instead of calling a language model."""
 
     response: str
     session_id: uuid.UUID
     message_id: uuid.UUID
     timestamp: datetime
-    mode: Literal["generative", "extractive"]
-    context: Literal["book", "selection"]
+    mode: ChatMode
     model: str
     citations: list[Citation]
     usage: UsageRead

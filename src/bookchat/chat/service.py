@@ -1,30 +1,43 @@
 """The chat flow (DESIGN.md section 7): validate, resolve the session, store the question,
-gather context, ask the model, store and return the answer."""
+gather context, ask the model, store and return the answer.
+
+`prepare` does everything up to the model call; `answer` and `stream` only differ in how the
+model's text is delivered, and both end in `finish`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import anyio
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.chat import prompts
 from bookchat.chat.citations import resolve_citations
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
-from bookchat.chat.schemas import ChatCreate, ChatRead, UsageRead
+from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
-from bookchat.core.errors import ValidationFailed
-from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt, Source
+from bookchat.core.errors import AppError, ValidationFailed
+from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt, Source, Usage
 from bookchat.retrieval.service import Retriever
 
 logger = structlog.get_logger(__name__)
 
 TITLE_CHARS = 80
 SELECTION_TITLE = "Selected text"
+NO_MODEL = "none"
+REWRITE_MAX_TOKENS = 64
+# One event of the answer stream: its name and its JSON payload.
+StreamEvent = tuple[str, dict[str, Any]]
 
 
 def parse_session_id(raw: str | None) -> uuid.UUID | None:
@@ -38,104 +51,261 @@ def parse_session_id(raw: str | None) -> uuid.UUID | None:
 
 
 @dataclass(slots=True)
+class Turn:
+    """A question that is stored and ready to be answered."""
+
+    session_id: uuid.UUID
+    question_id: uuid.UUID
+    reply_id: uuid.UUID
+    mode: ChatMode
+    prompt: ChatPrompt
+    search_query: str | None
+    history: int
+    started: float
+
+
+@dataclass(slots=True)
 class ChatService:
     """Answers readers' messages; owns the transaction of every call."""
 
     settings: Settings
     model: ChatModel
     retriever: Retriever
+    sessionmaker: async_sessionmaker[AsyncSession]
 
     def check_limits(self, request: ChatCreate) -> None:
         """Limits that come from settings, so they cannot live in the static schema."""
-        limit = self.settings.max_message_chars
-        if len(request.message) > limit:
-            raise ValidationFailed(
-                f"message is longer than {limit} characters",
-                details=[
-                    {
-                        "loc": ["body", "message"],
-                        "msg": f"at most {limit} characters",
-                        "type": "string_too_long",
-                    }
-                ],
-            )
-        limit = self.settings.max_selected_text_chars
-        if request.selected_text is not None and len(request.selected_text) > limit:
-            raise ValidationFailed(
-                f"selected_text is longer than {limit} characters; select a shorter passage",
-                details=[
-                    {
-                        "loc": ["body", "selected_text"],
-                        "msg": f"at most {limit} characters",
-                        "type": "string_too_long",
-                    }
-                ],
-            )
+        for field, value, limit in (
+            ("message", request.message, self.settings.max_message_chars),
+            ("selected_text", request.selected_text, self.settings.max_selected_text_chars),
+        ):
+            if value is not None and len(value) > limit:
+                hint = "; select a shorter passage" if field == "selected_text" else ""
+                raise ValidationFailed(
+                    f"{field} is longer than {limit} characters{hint}",
+                    details=[
+                        {
+                            "loc": ["body", field],
+                            "msg": f"at most {limit} characters",
+                            "type": "string_too_long",
+                        }
+                    ],
+                )
 
-    async def answer(self, db: AsyncSession, request: ChatCreate) -> ChatRead:
-        """Answer one message, storing the question before the model is asked."""
+    # --- the shared path ----------------------------------------------------------------------
+
+    async def prepare(self, db: AsyncSession, request: ChatCreate) -> Turn:
+        """Store the question, then gather what the answer may use."""
         self.check_limits(request)
         started = time.perf_counter()
         session, is_new = await self._resolve_session(db, request)
         structlog.contextvars.bind_contextvars(session_id=str(session.id))
         history = [] if is_new or request.selected_text else await self._history(db, session.id)
-
-        db.add(
-            Message(
-                session_id=session.id,
-                role=MessageRole.USER,
-                content=request.message,
-                selected_text=request.selected_text,
-                page_context=request.page_context,
-            )
+        question = Message(
+            id=uuid.uuid4(),
+            session_id=session.id,
+            role=MessageRole.USER,
+            content=request.message,
+            selected_text=request.selected_text,
+            page_context=request.page_context,
         )
+        db.add(question)
         session.updated_at = utcnow()
-        # Committed before the model is called: a failing model never loses what the reader wrote.
+        # Committed before anything can fail: a failing model never loses what the reader wrote.
         await db.commit()
 
-        prompt, context = await self._prompt(request, history)
-        completion = await self.model.complete(prompt)
-        text, citations = resolve_citations(completion.text, prompt.sources)
-        latency_ms = round((time.perf_counter() - started) * 1000)
-
-        reply = Message(
+        if request.selected_text:
+            mode: ChatMode = "selected_text"
+            search_query = None
+            sources = [
+                Source(
+                    index=1,
+                    title=SELECTION_TITLE,
+                    text=request.selected_text,
+                    page_url=request.page_context,
+                )
+            ]
+            messages = prompts.selection_messages(
+                title=self.settings.book_title,
+                question=request.message,
+                selection=request.selected_text,
+            )
+        else:
+            search_query = await self._search_query(request.message, history)
+            sources = await self.retriever.retrieve(
+                search_query,
+                limit=self.settings.retrieval_top_k,
+                page_context=request.page_context,
+            )
+            mode = "rag" if sources else "no_context"
+            messages = prompts.book_messages(
+                title=self.settings.book_title,
+                question=request.message,
+                sources=sources,
+                history=history,
+                history_token_budget=self.settings.history_token_budget,
+            )
+        return Turn(
             session_id=session.id,
+            question_id=question.id,
+            reply_id=uuid.uuid4(),
+            mode=mode,
+            prompt=ChatPrompt(
+                messages=messages,
+                question=request.message,
+                sources=sources,
+                temperature=self.settings.llm_temperature,
+                max_tokens=self.settings.llm_max_tokens,
+            ),
+            search_query=search_query,
+            history=len(history),
+            started=started,
+        )
+
+    async def finish(
+        self,
+        db: AsyncSession,
+        turn: Turn,
+        text: str,
+        *,
+        usage: Usage | None,
+        model: str,
+        status: MessageStatus = MessageStatus.COMPLETE,
+    ) -> ChatRead:
+        """Store the answer (or what there is of it) and describe it."""
+        text, citations = resolve_citations(text, turn.prompt.sources)
+        usage = usage or Usage()
+        latency_ms = round((time.perf_counter() - turn.started) * 1000)
+        reply = Message(
+            id=turn.reply_id,
+            session_id=turn.session_id,
             role=MessageRole.ASSISTANT,
             content=text,
-            status=MessageStatus.COMPLETE,
-            mode=self.model.mode,
-            model=completion.model,
+            status=status,
+            mode=turn.mode,
+            model=model,
             citations=[c.model_dump(mode="json") for c in citations],
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             latency_ms=latency_ms,
         )
         db.add(reply)
+        if turn.search_query is not None:
+            await db.execute(
+                update(Message)
+                .where(Message.id == turn.question_id)
+                .values(search_query=turn.search_query)
+            )
         await db.commit()
         logger.info(
             "chat.answered",
-            mode=self.model.mode,
-            context=context,
-            sources=len(prompt.sources),
-            history=len(history),
+            mode=turn.mode,
+            status=status.value,
+            sources=len(turn.prompt.sources),
+            history=turn.history,
             latency_ms=latency_ms,
         )
         return ChatRead(
             response=text,
-            session_id=session.id,
+            session_id=turn.session_id,
             message_id=reply.id,
             timestamp=reply.created_at,
-            mode=self.model.mode,
-            context=context,
-            model=completion.model,
+            mode=turn.mode,
+            model=model,
             citations=citations,
             usage=UsageRead(
-                prompt_tokens=completion.usage.prompt_tokens,
-                completion_tokens=completion.usage.completion_tokens,
-                total_tokens=completion.usage.total_tokens,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
             ),
             latency_ms=latency_ms,
         )
+
+    def not_covered(self) -> str:
+        return prompts.NOT_COVERED_ANSWER.format(title=self.settings.book_title)
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    async def answer(self, db: AsyncSession, request: ChatCreate) -> ChatRead:
+        """Answer one message in one piece."""
+        turn = await self.prepare(db, request)
+        if turn.mode == "no_context":
+            # Nothing in the book to answer from: no model call, no invented answer.
+            return await self.finish(db, turn, self.not_covered(), usage=None, model=NO_MODEL)
+        completion = await self.model.complete(turn.prompt)
+        return await self.finish(
+            db, turn, completion.text, usage=completion.usage, model=completion.model
+        )
+
+    async def stream(self, turn: Turn) -> AsyncIterator[StreamEvent]:
+        """The answer as events: `start`, `sources`, `token`..., then `done` or `error`.
+
+        A client that goes away cancels this generator: the model call is abandoned with it and
+        what was produced is stored as `partial`. A model failure sends `error` and stores what
+        was produced with status `error`.
+        """
+        _, pending_citations = resolve_citations("", turn.prompt.sources)
+        yield (
+            "start",
+            {
+                "session_id": str(turn.session_id),
+                "message_id": str(turn.reply_id),
+                "mode": turn.mode,
+            },
+        )
+        yield "sources", {"citations": [c.model_dump(mode="json") for c in pending_citations]}
+        parts: list[str] = []
+        usage: Usage | None = None
+        model = self.model.model if turn.mode != "no_context" else NO_MODEL
+        try:
+            if turn.mode == "no_context":
+                for piece in re.findall(r"\S+\s*", self.not_covered()):
+                    parts.append(piece)
+                    yield "token", {"text": piece}
+            else:
+                async for item in self.model.stream(turn.prompt):
+                    if isinstance(item, Usage):
+                        usage = item
+                        continue
+                    parts.append(item)
+                    yield "token", {"text": item}
+        except (asyncio.CancelledError, GeneratorExit):
+            with anyio.CancelScope(shield=True):
+                await self._store(turn, "".join(parts), usage, model, MessageStatus.PARTIAL)
+            raise
+        except AppError as exc:
+            await self._store(turn, "".join(parts), usage, model, MessageStatus.ERROR)
+            yield "error", {"code": exc.code, "message": exc.message}
+            return
+        read = await self._store(turn, "".join(parts), usage, model, MessageStatus.COMPLETE)
+        if read is None:
+            yield (
+                "error",
+                {
+                    "code": "dependency_unavailable",
+                    "message": "The answer could not be saved; try again shortly.",
+                },
+            )
+            return
+        yield "done", read.model_dump(mode="json")
+
+    async def _store(
+        self,
+        turn: Turn,
+        text: str,
+        usage: Usage | None,
+        model: str,
+        status: MessageStatus,
+    ) -> ChatRead | None:
+        """`finish` in a session of its own (a stream outlives its request's session)."""
+        try:
+            async with self.sessionmaker() as db:
+                return await self.finish(db, turn, text, usage=usage, model=model, status=status)
+        except Exception:  # the stream reports it; the reader's question is already stored
+            logger.exception("chat.store_failed", status=status.value)
+            return None
+
+    # --- steps ------------------------------------------------------------------------------
 
     async def _resolve_session(
         self, db: AsyncSession, request: ChatCreate
@@ -166,42 +336,29 @@ class ChatService:
         )
         return [ChatMessage(role=role.value, content=content) for role, content in rows][::-1]
 
-    async def _prompt(
-        self, request: ChatCreate, history: list[ChatMessage]
-    ) -> tuple[ChatPrompt, str]:
-        settings = self.settings
-        if request.selected_text:
-            source = Source(
-                index=1,
-                title=SELECTION_TITLE,
-                text=request.selected_text,
-                page_url=request.page_context,
+    async def _search_query(self, question: str, history: list[ChatMessage]) -> str:
+        """A follow-up made standalone for retrieval: rewritten by the language model when there
+        is one, else (or if that fails) the previous question joined to this one."""
+        if not history:
+            return question
+        if self.model.mode == "generative":
+            prompt = ChatPrompt(
+                messages=prompts.rewrite_messages(
+                    title=self.settings.book_title, question=question, history=history
+                ),
+                question=question,
+                temperature=0.0,
+                max_tokens=REWRITE_MAX_TOKENS,
             )
-            messages = prompts.selection_messages(
-                title=settings.book_title, question=request.message, selection=source.text
-            )
-            sources: list[Source] = [source]
-            context = "selection"
-        else:
-            sources = await self.retriever.retrieve(
-                request.message, limit=settings.retrieval_top_k, page_context=request.page_context
-            )
-            messages = prompts.book_messages(
-                title=settings.book_title,
-                question=request.message,
-                sources=sources,
-                history=history,
-                history_token_budget=settings.history_token_budget,
-            )
-            context = "book"
-        prompt = ChatPrompt(
-            messages=messages,
-            question=request.message,
-            sources=sources,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-        )
-        return prompt, context
+            try:
+                rewritten = (await self.model.complete(prompt)).text.strip().strip('"').strip()
+            except AppError as exc:
+                logger.warning("chat.rewrite_failed", code=exc.code)
+            else:
+                if rewritten:
+                    return rewritten.splitlines()[0]
+        previous = next((m.content for m in reversed(history) if m.role == "user"), "")
+        return f"{previous} {question}".strip()
 
 
 def _title(message: str) -> str:

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     book_docs_dir: str = "sample_book"
     book_base_url: str = "http://localhost:3000/docs"
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_min_dense_score: float = Field(default=0.3, ge=-1.0, le=1.0)
+    retrieval_min_term_coverage: float = Field(default=0.34, ge=0.0, le=1.0)
     admin_api_key: SecretStr | None = None
     max_upload_bytes: int = Field(default=5_000_000, ge=1_000)
 
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     history_token_budget: int = Field(default=3000, ge=0)
     max_message_chars: int = Field(default=2000, ge=1, le=100_000)
     max_selected_text_chars: int = Field(default=20_000, ge=1, le=200_000)
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]

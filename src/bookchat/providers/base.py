@@ -68,6 +68,7 @@ AnswerMode = Literal["generative", "extractive"]
 class ChatModel(Protocol):
     """A chat model: one complete answer, or the same answer as a stream of text pieces.
 
+    `stream` yields the answer's text pieces and, last, its `Usage` when the vendor reports it.
     Implementations raise only the project's `LLMError`, `LLMUnavailable` and `LLMTimeout`.
     """
 
@@ -77,6 +78,6 @@ class ChatModel(Protocol):
 
     async def complete(self, prompt: ChatPrompt) -> Completion: ...
 
-    def stream(self, prompt: ChatPrompt) -> AsyncIterator[str]: ...
+    def stream(self, prompt: ChatPrompt) -> AsyncIterator[str | Usage]: ...
 
     async def aclose(self) -> None: ...

@@ -35,14 +35,33 @@ def _terms(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP_WORDS]
 
 
+_HEADING = re.compile(r"^#{1,6}\s")
+_ADMONITION = re.compile(r"^:::")
+_TABLE_ROW = re.compile(r"^\|")
+_LIST_MARKER = re.compile(r"^(?:[-*+]|\d{1,3}[.)])\s+")
+
+
 def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences; code fences and blank-line blocks stay whole pieces."""
+    """Quotable sentences of a passage: no code, headings, tables or admonition markers, no
+    lead-ins to code ("...as follows:"), list markers removed."""
     pieces: list[str] = []
-    for block in re.split(r"(```.*?```)", text, flags=re.DOTALL):
-        if block.startswith("```"):
+    for block in re.split(r"(```.*?```|~~~.*?~~~)", text, flags=re.DOTALL):
+        if block.startswith(("```", "~~~")):
             continue  # quoting half a code block helps nobody; the citation links to it
-        pieces.extend(s.strip() for s in _SENTENCE_END.split(block) if s and s.strip())
-    return [p for p in pieces if len(_terms(p)) >= 2 or len(p) > 20]
+        lines = [
+            _LIST_MARKER.sub("", line.strip())
+            for line in block.splitlines()
+            if not (_HEADING.match(line) or _ADMONITION.match(line) or _TABLE_ROW.match(line))
+        ]
+        prose = "\n".join(lines)
+        pieces.extend(s.strip() for s in _SENTENCE_END.split(prose) if s and s.strip())
+    sentences = []
+    for piece in pieces:
+        piece = " ".join(piece.split())
+        if piece.endswith(":") or (len(_terms(piece)) < 2 and len(piece) <= 20):
+            continue
+        sentences.append(piece)
+    return sentences
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +107,14 @@ class ExtractiveChatModel:
         return " ".join(parts)
 
     def _rank(self, question: str, sources: Sequence[Source]) -> list[_Candidate]:
-        sentences = [
-            (source, position, sentence)
-            for source in sources
-            for position, sentence in enumerate(split_sentences(source.text))
-        ]
+        seen: set[str] = set()
+        sentences = []
+        for source in sources:
+            for position, sentence in enumerate(split_sentences(source.text)):
+                key = sentence.lower()
+                if key not in seen:  # overlapping chunks repeat sentences
+                    seen.add(key)
+                    sentences.append((source, position, sentence))
         if not sentences:
             return []
         document_frequency: Counter[str] = Counter()
@@ -117,7 +139,7 @@ class ExtractiveChatModel:
         text = self.answer(prompt.question, prompt.sources)
         return Completion(text=text, model=self.model, usage=Usage())
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncIterator[str]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncIterator[str | Usage]:
         for piece in re.findall(r"\S+\s*", self.answer(prompt.question, prompt.sources)):
             yield piece
 

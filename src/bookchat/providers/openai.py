@@ -91,15 +91,21 @@ class OpenAIChatModel:
         )
         return Completion(text=text, model=response.model or self.model, usage=usage)
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncIterator[str]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncIterator[str | Usage]:
         started = time.perf_counter()
         pieces = 0
+        usage: Usage | None = None
         try:
             stream = await self._client.chat.completions.create(
                 **self._request(prompt), stream=True, stream_options={"include_usage": True}
             )
             async with stream:
                 async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(
+                            prompt_tokens=chunk.usage.prompt_tokens,
+                            completion_tokens=chunk.usage.completion_tokens,
+                        )
                     if not chunk.choices:
                         continue
                     delta = chunk.choices[0].delta.content
@@ -115,8 +121,12 @@ class OpenAIChatModel:
             model=self.model,
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
             pieces=pieces,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
             stream=True,
         )
+        if usage is not None:
+            yield usage
 
     def _log_failure(self, exc: openai.OpenAIError, started: float) -> None:
         logger.warning(

@@ -68,6 +68,9 @@ class Hit:
     module: str | None
     text: str
     score: float
+    # Filled only when the search asked for vectors (to judge relevance with raw similarities).
+    dense: list[float] | None = None
+    sparse_indices: frozenset[int] = frozenset()
 
     @property
     def section(self) -> str | None:
@@ -296,8 +299,12 @@ class QdrantIndex:
         candidates: int = 20,
         module: str | None = None,
         document_id: uuid.UUID | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
-        """The best chunks for a query: dense and BM25 candidates fused by reciprocal rank."""
+        """The best chunks for a query: dense and BM25 candidates fused by reciprocal rank.
+
+        `with_vectors` also returns each hit's stored vectors, so the caller can compute its
+        raw similarity to the query (fused scores are ranks, not similarities)."""
         conditions = []
         if module:
             conditions.append(_match("module", module))
@@ -329,6 +336,7 @@ class QdrantIndex:
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
+                with_vectors=with_vectors,
             )
         else:
             response = await self._run(
@@ -339,6 +347,7 @@ class QdrantIndex:
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
+                with_vectors=with_vectors,
             )
         return [_hit(point) for point in response.points]
 
@@ -353,6 +362,9 @@ def _match(key: str, value: str) -> models.FieldCondition:
 
 def _hit(point: models.ScoredPoint) -> Hit:
     payload = point.payload or {}
+    vectors = point.vector if isinstance(point.vector, dict) else {}
+    dense = vectors.get(DENSE)
+    sparse = vectors.get(SPARSE)
     return Hit(
         chunk_id=uuid.UUID(str(point.id)),
         document_id=uuid.UUID(payload["document_id"]),
@@ -363,4 +375,9 @@ def _hit(point: models.ScoredPoint) -> Hit:
         module=payload.get("module"),
         text=payload["text"],
         score=float(point.score),
+        # Named dense vectors come back as a flat list of floats.
+        dense=[float(x) for x in dense] if isinstance(dense, list) else None,  # type: ignore[arg-type]
+        sparse_indices=(
+            frozenset(sparse.indices) if isinstance(sparse, models.SparseVector) else frozenset()
+        ),
     )

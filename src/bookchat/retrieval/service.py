@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from bookchat.providers.base import Source
 from bookchat.providers.embeddings import Embedder
-from bookchat.providers.sparse import SparseEncoder
+from bookchat.providers.sparse import SparseEncoder, SparseVector
 from bookchat.retrieval.index import Hit, QdrantIndex
 
 # How much a chunk of the page the reader is on is preferred over other pages' chunks.
@@ -25,6 +27,38 @@ class Retriever(Protocol):
 
 
 @dataclass(slots=True)
+class RelevanceFloor:
+    """When a passage counts as relevant to a question (fused RRF scores are only ranks).
+
+    A passage passes when its cosine similarity to the question reaches `min_dense_score`
+    (dense retrieval on), or when it contains at least `min_term_coverage` of the question's
+    distinct BM25 terms (stemmed, stop words removed). Defaults measured on the textbook-a
+    question set: see the README.
+    """
+
+    min_dense_score: float = 0.3
+    min_term_coverage: float = 0.34
+
+    def passes(self, hit: Hit, dense: Sequence[float] | None, sparse: SparseVector | None) -> bool:
+        if (
+            dense is not None
+            and hit.dense is not None
+            and cosine(dense, hit.dense) >= self.min_dense_score
+        ):
+            return True
+        if sparse is not None and sparse.indices:
+            terms = set(sparse.indices)
+            if len(terms & hit.sparse_indices) / len(terms) >= self.min_term_coverage:
+                return True
+        return False
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+    return math.fsum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
+
+
+@dataclass(slots=True)
 class HybridRetriever:
     """Dense (when an embedder is configured) and BM25 candidates, fused by reciprocal rank."""
 
@@ -32,6 +66,7 @@ class HybridRetriever:
     sparse: SparseEncoder
     embedder: Embedder | None = None
     candidates: int = 20
+    floor: RelevanceFloor = field(default_factory=RelevanceFloor)
 
     @property
     def name(self) -> str:
@@ -47,8 +82,10 @@ class HybridRetriever:
         page_context: str | None = None,
         use_dense: bool = True,
         use_sparse: bool = True,
+        relevant_only: bool = False,
     ) -> list[Hit]:
-        """The best chunks for `query`; `page_context` lifts the chunks of that page."""
+        """The best chunks for `query`; `page_context` lifts the chunks of that page;
+        `relevant_only` drops the chunks under the relevance floor."""
         dense = (
             await self.embedder.embed_query(query)
             if self.embedder is not None and use_dense
@@ -64,7 +101,10 @@ class HybridRetriever:
             candidates=max(self.candidates, fetch),
             module=module,
             document_id=document_id,
+            with_vectors=relevant_only,
         )
+        if relevant_only:
+            hits = [hit for hit in hits if self.floor.passes(hit, dense, sparse)]
         if page_context:
             hits = boost_page(hits, page_context)
         return hits[:limit]
@@ -72,7 +112,7 @@ class HybridRetriever:
     async def retrieve(
         self, query: str, *, limit: int = 5, page_context: str | None = None
     ) -> list[Source]:
-        hits = await self.search(query, limit=limit, page_context=page_context)
+        hits = await self.search(query, limit=limit, page_context=page_context, relevant_only=True)
         return [hit_to_source(number, hit) for number, hit in enumerate(hits, start=1)]
 
 

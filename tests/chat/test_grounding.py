@@ -1,0 +1,193 @@
+"""Answers grounded in the book: sources, citations, follow-ups, the not-covered answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import select
+
+from bookchat.chat.models import Message, MessageRole
+from bookchat.core.config import Settings
+from bookchat.core.db import create_engine, create_sessionmaker
+from bookchat.main import create_app
+from bookchat.providers.base import Source
+from bookchat.retrieval.service import Retriever
+from tests.conftest import AppFactory, ingest_book, make_settings, openai_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+QUESTION = "How does a publisher send messages?"
+
+
+async def book_settings(database_url: str, **overrides: Any) -> Settings:
+    settings = make_settings(database_url, **overrides)
+    await ingest_book(settings)
+    return settings
+
+
+async def user_messages(database_url: str) -> list[Message]:
+    engine = create_engine(database_url)
+    async with create_sessionmaker(engine)() as db:
+        rows = await db.scalars(
+            select(Message).where(Message.role == MessageRole.USER).order_by(Message.created_at)
+        )
+        messages = list(rows)
+    await engine.dispose()
+    return messages
+
+
+class TestNotCovered:
+    async def test_no_relevant_passage_means_no_model_call(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            response = await client.post(
+                "/api/v1/chat", json={"message": "What is the capital of France?"}
+            )
+
+        body = response.json()
+        assert response.status_code == 200
+        assert body["mode"] == "no_context"
+        assert body["model"] == "none"
+        assert "couldn't find this" in body["response"]
+        assert body["citations"] == []
+        assert fake_openai.chat_requests() == []
+
+    async def test_an_empty_book_is_not_covered_either(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url)) as client:
+            body = (await client.post("/chat", json={"message": QUESTION})).json()
+        assert body["mode"] == "no_context"
+
+
+class TestSources:
+    async def test_the_model_gets_the_retrieved_sources_in_order(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            body = (await client.post("/chat", json={"message": QUESTION})).json()
+
+        system = fake_openai.chat_requests()[-1]["messages"][0]["content"]
+        titles = [
+            f"[{c['index']}] {c['title']}" + (f" > {c['section']}" if c["section"] else "")
+            for c in body["citations"]
+        ]
+        positions = [system.index(title) for title in titles]
+        assert positions == sorted(positions)
+        assert "[1] Messaging > Publishers and subscribers" in system
+        assert "A publisher sends messages on a named topic" in system
+
+    async def test_markers_become_citations_and_unknown_ones_vanish(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = "A publisher sends on a topic [1]. Nobody waits [1, 9]. Ghost [7]."
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            body = (await client.post("/chat", json={"message": QUESTION})).json()
+
+        assert body["response"] == "A publisher sends on a topic [1]. Nobody waits [1]. Ghost."
+        cited = {c["index"]: c["cited"] for c in body["citations"]}
+        assert cited[1] is True
+        assert all(not flag for index, flag in cited.items() if index != 1)
+        stored = await user_messages(database_url)
+        assert stored[0].search_query == QUESTION
+
+
+@dataclass
+class CountingRetriever:
+    """The real retriever, counting its calls (to prove a path makes none)."""
+
+    inner: Retriever
+    queries: list[str] = field(default_factory=list)
+
+    async def retrieve(
+        self, query: str, *, limit: int = 5, page_context: str | None = None
+    ) -> list[Source]:
+        self.queries.append(query)
+        return await self.inner.retrieve(query, limit=limit, page_context=page_context)
+
+
+@pytest.fixture
+async def counted(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, CountingRetriever]]:
+    settings = await book_settings(sqlite_url)
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        container = app.state.container
+        spy = CountingRetriever(container.retriever)
+        container.retriever = spy
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client, spy
+
+
+class TestSelection:
+    async def test_selected_text_makes_no_retrieval_call(
+        self, counted: tuple[httpx.AsyncClient, CountingRetriever]
+    ) -> None:
+        client, spy = counted
+        selected = await client.post(
+            "/chat",
+            json={"message": "Explain this", "selected_text": "Legs swing in the swing phase."},
+        )
+        asked = await client.post("/chat", json={"message": QUESTION})
+
+        assert selected.json()["mode"] == "selected_text"
+        assert asked.json()["mode"] == "rag"
+        assert spy.queries == [QUESTION]
+
+
+class TestFollowUps:
+    async def test_the_model_rewrites_a_follow_up_and_it_is_stored(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
+            second = (
+                await client.post(
+                    "/chat",
+                    json={"message": "And who gets them?", "session_id": first["session_id"]},
+                )
+            ).json()
+
+        rewrite = fake_openai.chat_requests()[1]
+        assert "standalone search query" in rewrite["messages"][0]["content"]
+        assert QUESTION in rewrite["messages"][1]["content"]
+        assert "Last message: And who gets them?" in rewrite["messages"][1]["content"]
+        assert rewrite["temperature"] == 0
+        assert second["mode"] == "rag"
+        stored = await user_messages(database_url)
+        assert stored[0].search_query == QUESTION
+        assert stored[1].search_query == "publisher subscriber topic"
+
+    async def test_offline_the_previous_question_is_joined(
+        self, database_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(await book_settings(database_url)) as client:
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
+            await client.post(
+                "/chat", json={"message": "And who gets them?", "session_id": first["session_id"]}
+            )
+        stored = await user_messages(database_url)
+        assert stored[1].search_query == f"{QUESTION} And who gets them?"
+
+    async def test_a_failed_rewrite_falls_back(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
+            fake_openai.fail_next(500)
+            second = await client.post(
+                "/chat", json={"message": "And who gets them?", "session_id": first["session_id"]}
+            )
+        assert second.status_code == 200
+        stored = await user_messages(sqlite_url)
+        assert stored[1].search_query == f"{QUESTION} And who gets them?"

@@ -1,0 +1,208 @@
+"""The answer as Server-Sent Events: order, content, pings, headers, failures, hang-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bookchat.chat.models import Message, MessageRole, MessageStatus
+from bookchat.core.db import create_engine, create_sessionmaker
+from tests.conftest import AppFactory, ingest_book, live_server, make_settings, openai_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+QUESTION = "How does a publisher send messages?"
+Event = tuple[str, dict[str, Any]]
+
+
+def parse_sse(body: str) -> tuple[list[Event], list[str]]:
+    """Events (name, JSON data) and comment lines of a text/event-stream body."""
+    events: list[Event] = []
+    comments: list[str] = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                comments.append(line)
+            elif line.startswith("event:"):
+                name = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").strip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events, comments
+
+
+async def assistant_messages(database_url: str) -> list[Message]:
+    engine = create_engine(database_url)
+    async with create_sessionmaker(engine)() as db:
+        rows = await db.scalars(select(Message).where(Message.role == MessageRole.ASSISTANT))
+        messages = list(rows)
+    await engine.dispose()
+    return messages
+
+
+async def book_settings(database_url: str, fake: FakeOpenAIServer, **overrides: Any) -> Any:
+    settings = make_settings(database_url, **{**openai_settings(fake), **overrides})
+    await ingest_book(settings)
+    return settings
+
+
+class TestStream:
+    async def test_events_in_order_and_the_answer_stored(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = "Publishers send messages on a topic [1]."
+        settings = await book_settings(database_url, fake_openai)
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        events, _ = parse_sse(response.text)
+        names = [name for name, _ in events]
+        assert names[:2] == ["start", "sources"]
+        assert names[-1] == "done"
+        assert set(names[2:-1]) == {"token"}
+        assert len(names) > 5
+        start, sources, done = events[0][1], events[1][1], events[-1][1]
+        assert start["mode"] == "rag"
+        assert start["message_id"] == done["message_id"]
+        assert start["session_id"] == done["session_id"]
+        assert sources["citations"][0]["page_url"].endswith(
+            "/basics/messaging#publishers-and-subscribers"
+        )
+        assert all(c["cited"] is False for c in sources["citations"])
+        streamed = "".join(data["text"] for name, data in events if name == "token")
+        assert streamed == "Publishers send messages on a topic [1]."
+        assert done["response"] == streamed
+        assert done["citations"][0]["cited"] is True
+        assert done["usage"]["completion_tokens"] > 0
+        stored = await assistant_messages(database_url)
+        assert [(m.content, m.status) for m in stored] == [(streamed, MessageStatus.COMPLETE)]
+        assert str(stored[0].id) == done["message_id"]
+        assert stored[0].completion_tokens == done["usage"]["completion_tokens"]
+
+    async def test_not_covered_streams_without_a_model_call(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(sqlite_url, fake_openai)
+        async with app_factory(settings) as client:
+            response = await client.post(
+                "/api/v1/chat/stream", json={"message": "What is the capital of France?"}
+            )
+        events, _ = parse_sse(response.text)
+        assert events[0][1]["mode"] == "no_context"
+        assert events[-1][0] == "done"
+        assert "couldn't find this" in events[-1][1]["response"]
+        assert fake_openai.chat_requests() == []
+
+    async def test_offline_extractive_stream(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url)
+        await ingest_book(settings)
+        async with app_factory(settings) as client:
+            response = await client.post(
+                "/api/v1/chat/stream", json={"message": "How does a biped keep its balance?"}
+            )
+        events, _ = parse_sse(response.text)
+        done = events[-1][1]
+        assert done["model"] == "extractive"
+        assert "zero moment point" in done["response"]
+        assert any(c["cited"] for c in done["citations"])
+
+    async def test_pings_keep_an_idle_stream_alive(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.ttft = 0.5
+        settings = await book_settings(sqlite_url, fake_openai, sse_ping_seconds=0.1)
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+        events, comments = parse_sse(response.text)
+        assert any("ping" in comment for comment in comments)
+        assert events[-1][0] == "done"
+
+    async def test_bad_input_is_a_plain_400(self, sqlite_url: str, app_factory: AppFactory) -> None:
+        async with app_factory(make_settings(sqlite_url)) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": " "})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "validation_error"
+
+    @pytest.mark.parametrize(
+        ("fault", "code"),
+        [("429", "llm_unavailable"), ("hang", "llm_timeout")],
+    )
+    async def test_upstream_failure_before_the_first_token(
+        self,
+        fault: str,
+        code: str,
+        sqlite_url: str,
+        fake_openai: FakeOpenAIServer,
+        app_factory: AppFactory,
+    ) -> None:
+        settings = await book_settings(sqlite_url, fake_openai, llm_timeout_seconds=0.5)
+        if fault == "hang":
+            fake_openai.hang_next(5.0)
+        else:
+            fake_openai.fail_next(429, message="vendor secret detail")
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+        events, _ = parse_sse(response.text)
+        assert [name for name, _ in events] == ["start", "sources", "error"]
+        assert events[-1][1]["code"] == code
+        assert "vendor secret" not in response.text
+        stored = await assistant_messages(sqlite_url)
+        assert [(m.content, m.status) for m in stored] == [("", MessageStatus.ERROR)]
+
+    async def test_a_cut_upstream_stream_ends_in_error_and_keeps_the_text(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = "one two three four five six"
+        fake_openai.cut_stream_next(after_tokens=3)
+        settings = await book_settings(database_url, fake_openai)
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+        events, _ = parse_sse(response.text)
+        names = [name for name, _ in events]
+        assert names == ["start", "sources", "token", "token", "token", "error"]
+        stored = await assistant_messages(database_url)
+        assert [(m.content, m.status) for m in stored] == [("one two three", MessageStatus.ERROR)]
+
+
+class TestHangUp:
+    async def test_a_client_that_leaves_keeps_a_partial_answer(
+        self, database_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = " ".join(f"word{i}" for i in range(60))
+        fake_openai.token_delay = 0.05
+        settings = await book_settings(database_url, fake_openai)
+        with live_server(settings) as base:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=10) as client,
+                client.stream(
+                    "POST", "/api/v1/chat/stream", json={"message": QUESTION}
+                ) as reply,
+            ):
+                tokens = 0
+                async for line in reply.aiter_lines():
+                    if line.startswith("event: token"):
+                        tokens += 1
+                    if tokens == 3:
+                        break
+            # The server notices the hang-up, cancels the model call and stores what it had.
+            for _ in range(200):
+                stored = await assistant_messages(database_url)
+                if stored:
+                    break
+                await asyncio.sleep(0.025)
+        assert len(stored) == 1
+        assert stored[0].status == MessageStatus.PARTIAL
+        assert stored[0].content.startswith("word0 word1 word2")
+        assert len(stored[0].content.split()) < 60
