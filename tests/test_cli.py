@@ -225,6 +225,7 @@ class TestBookCommands:
             '{"id": "2", "question": "stereo disparity depth", '
             '"pages": ["01-basics/02-cameras.md"]}\n'
             '{"id": "3", "question": "request and reply", "pages": ["nowhere.md"]}\n'
+            '{"id": "4", "question": "What is the capital of France?", "pages": []}\n'
         )
         output = tmp_path / "scores.json"
         result = runner.invoke(
@@ -237,6 +238,9 @@ class TestBookCommands:
         assert scores[0]["mode"] == "bm25"
         assert scores[0]["hit_at_k"] == pytest.approx(2 / 3)
         assert scores[0]["misses"] == ["3"]
+        assert scores[0]["questions"] == 3
+        assert scores[0]["refused_off_topic"] == scores[0]["off_topic"] == 1
+        assert scores[0]["refused_answerable"] == 0
 
     def test_eval_rejects_a_malformed_question_file(
         self, book_env: dict[str, str], tmp_path: Path

@@ -290,10 +290,14 @@ async def _evaluate(
                 await evaluate(container.retriever, questions, mode=mode, k=k)
                 for mode in modes_for(container.retriever)
             ]
-    typer.echo(f"{'mode':8} {'hit@1':>7} {'hit@' + str(k):>7} {'MRR':>7}")
-    for scores in results:
+    typer.echo(
+        f"{'mode':8} {'hit@1':>7} {'hit@' + str(k):>7} {'MRR':>7}   "
+        "relevance floor: answerable refused, off-topic refused"
+    )
+    for s in results:
         typer.echo(
-            f"{scores.mode:8} {scores.hit_at_1:7.3f} {scores.hit_at_k:7.3f} {scores.mrr:7.3f}"
+            f"{s.mode:8} {s.hit_at_1:7.3f} {s.hit_at_k:7.3f} {s.mrr:7.3f}   "
+            f"{s.refused_answerable}/{s.questions}, {s.refused_off_topic}/{s.off_topic}"
         )
     if output is not None:
         text = json.dumps([asdict(s) for s in results], indent=2) + "\n"

@@ -186,9 +186,7 @@ class TestHangUp:
         with live_server(settings) as base:
             async with (
                 httpx.AsyncClient(base_url=base, timeout=10) as client,
-                client.stream(
-                    "POST", "/api/v1/chat/stream", json={"message": QUESTION}
-                ) as reply,
+                client.stream("POST", "/api/v1/chat/stream", json={"message": QUESTION}) as reply,
             ):
                 tokens = 0
                 async for line in reply.aiter_lines():

@@ -12,11 +12,17 @@ from bookchat.retrieval.service import HybridRetriever
 
 @dataclass(frozen=True, slots=True)
 class Question:
+    """A question and the pages that answer it; no pages means the book does not cover it."""
+
     id: str
     question: str
     pages: tuple[str, ...]
     kind: str = ""
     section: str | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.pages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,10 @@ class Scores:
     mrr: float
     k: int
     misses: tuple[str, ...] = ()
+    # The relevance floor: answerable questions it would refuse, off-topic ones it refuses.
+    refused_answerable: int = 0
+    off_topic: int = 0
+    refused_off_topic: int = 0
 
 
 class QuestionFileError(ValueError):
@@ -63,17 +73,19 @@ def modes_for(retriever: HybridRetriever) -> list[str]:
 async def evaluate(
     retriever: HybridRetriever, questions: Sequence[Question], *, mode: str, k: int = 5
 ) -> Scores:
-    """Rank of the first chunk from an expected page, over the question set."""
-    hits_1 = hits_k = 0
+    """Rank of the first chunk from an expected page, over the answerable questions; and how
+    the relevance floor treats answerable and off-topic questions."""
+    use_dense = mode in ("dense", "hybrid")
+    use_sparse = mode in ("bm25", "hybrid")
+    answerable = [q for q in questions if q.answerable]
+    hits_1 = hits_k = refused = 0
     reciprocal = 0.0
     misses = []
-    for question in questions:
+    for question in answerable:
         results = await retriever.search(
-            question.question,
-            limit=k,
-            use_dense=mode in ("dense", "hybrid"),
-            use_sparse=mode in ("bm25", "hybrid"),
+            question.question, limit=k, use_dense=use_dense, use_sparse=use_sparse
         )
+        refused += not await _passes_floor(retriever, question, k, use_dense, use_sparse)
         rank = next(
             (i for i, hit in enumerate(results, start=1) if hit.source_path in question.pages),
             None,
@@ -84,13 +96,31 @@ async def evaluate(
         hits_k += 1
         hits_1 += rank == 1
         reciprocal += 1 / rank
-    total = max(len(questions), 1)
+    off_topic = [q for q in questions if not q.answerable]
+    refused_off_topic = 0
+    for question in off_topic:
+        refused_off_topic += not await _passes_floor(retriever, question, k, use_dense, use_sparse)
+    total = max(len(answerable), 1)
     return Scores(
         mode=mode,
-        questions=len(questions),
+        questions=len(answerable),
         hit_at_1=hits_1 / total,
         hit_at_k=hits_k / total,
         mrr=reciprocal / total,
         k=k,
         misses=tuple(misses),
+        refused_answerable=refused,
+        off_topic=len(off_topic),
+        refused_off_topic=refused_off_topic,
     )
+
+
+async def _passes_floor(
+    retriever: HybridRetriever, question: Question, k: int, use_dense: bool, use_sparse: bool
+) -> bool:
+    """Whether chat would find a usable passage (as `retrieve` does: the top k, then the
+    floor) rather than answer that the book does not cover the question."""
+    relevant = await retriever.search(
+        question.question, limit=k, use_dense=use_dense, use_sparse=use_sparse, relevant_only=True
+    )
+    return bool(relevant)
