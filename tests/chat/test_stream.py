@@ -204,3 +204,38 @@ class TestHangUp:
         assert stored[0].status == MessageStatus.PARTIAL
         assert stored[0].content.startswith("word0 word1 word2")
         assert len(stored[0].content.split()) < 60
+
+
+class TestClosedAtAYield:
+    """A response that fails to send closes the event generator where it is suspended: at a
+    yield, not in an await. The answer so far must still be stored."""
+
+    @pytest.mark.parametrize("events_read", [1, 2, 5])
+    async def test_closing_the_stream_stores_a_partial_answer(
+        self, events_read: int, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        from bookchat.chat.router import _as_sse
+        from bookchat.chat.schemas import ChatCreate
+        from bookchat.chat.service import ChatService
+        from bookchat.container import open_container
+
+        fake_openai.reply = "one two three four five six seven"
+        settings = await book_settings(sqlite_url, fake_openai)
+        async with open_container(settings) as container:
+            service = ChatService(
+                settings=settings,
+                model=container.providers.chat,
+                retriever=container.retriever,
+                sessionmaker=container.sessionmaker,
+            )
+            async with container.sessionmaker() as db:
+                turn = await service.prepare(db, ChatCreate(message=QUESTION))
+            events = _as_sse(service.stream(turn))
+            received = [await anext(events) for _ in range(events_read)]
+            await events.aclose()
+
+        stored = await assistant_messages(sqlite_url)
+        tokens = [e.data for e in received if e.event == "token"]
+        assert len(stored) == 1
+        assert stored[0].status == MessageStatus.PARTIAL
+        assert stored[0].content == "".join(json.loads(t)["text"] for t in tokens).strip()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -71,9 +72,12 @@ async def stream_chat_message(
     )
 
 
-async def _as_sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[ServerSentEvent]:
-    async for name, payload in events:
-        yield ServerSentEvent(event=name, data=json.dumps(payload, ensure_ascii=False))
+async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncIterator[ServerSentEvent]:
+    # aclosing: when the response closes this generator after a failed send (the client left),
+    # the service's stream is closed too, at once, and stores the partial answer.
+    async with aclosing(events):
+        async for name, payload in events:
+            yield ServerSentEvent(event=name, data=json.dumps(payload, ensure_ascii=False))
 
 
 seed_router = APIRouter(include_in_schema=False)

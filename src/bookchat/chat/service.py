@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,27 +237,29 @@ class ChatService:
             db, turn, completion.text, usage=completion.usage, model=completion.model
         )
 
-    async def stream(self, turn: Turn) -> AsyncIterator[StreamEvent]:
+    async def stream(self, turn: Turn) -> AsyncGenerator[StreamEvent]:
         """The answer as events: `start`, `sources`, `token`..., then `done` or `error`.
 
-        A client that goes away cancels this generator: the model call is abandoned with it and
-        what was produced is stored as `partial`. A model failure sends `error` and stores what
-        was produced with status `error`.
+        A client that goes away cancels this generator (or closes it at a yield): the model call
+        is abandoned with it and what was produced is stored as `partial`. A model failure
+        sends `error` and stores what was produced with status `error`.
         """
         _, pending_citations = resolve_citations("", turn.prompt.sources)
-        yield (
-            "start",
-            {
-                "session_id": str(turn.session_id),
-                "message_id": str(turn.reply_id),
-                "mode": turn.mode,
-            },
-        )
-        yield "sources", {"citations": [c.model_dump(mode="json") for c in pending_citations]}
         parts: list[str] = []
         usage: Usage | None = None
         model = self.model.model if turn.mode != "no_context" else NO_MODEL
         try:
+            # Every yield until the answer is stored sits in this block: a client can hang up
+            # at any of them (cancellation mid-await, or `aclose()` at a yield).
+            yield (
+                "start",
+                {
+                    "session_id": str(turn.session_id),
+                    "message_id": str(turn.reply_id),
+                    "mode": turn.mode,
+                },
+            )
+            yield "sources", {"citations": [c.model_dump(mode="json") for c in pending_citations]}
             if turn.mode == "no_context":
                 for piece in re.findall(r"\S+\s*", self.not_covered()):
                     parts.append(piece)
