@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -239,3 +240,37 @@ class TestClosedAtAYield:
         assert len(stored) == 1
         assert stored[0].status == MessageStatus.PARTIAL
         assert stored[0].content == "".join(json.loads(t)["text"] for t in tokens).strip()
+
+    async def test_a_hang_up_during_the_final_write_does_not_lose_the_answer(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        from bookchat.chat.schemas import ChatCreate
+        from bookchat.chat.service import ChatService
+        from bookchat.container import open_container
+
+        fake_openai.reply = "one two three"
+        settings = await book_settings(sqlite_url, fake_openai)
+        async with open_container(settings) as container:
+            service = ChatService(
+                settings=settings,
+                model=container.providers.chat,
+                retriever=container.retriever,
+                sessionmaker=container.sessionmaker,
+            )
+            async with container.sessionmaker() as db:
+                turn = await service.prepare(db, ChatCreate(message=QUESTION))
+            events = service.stream(turn)
+            names = [(await anext(events))[0] for _ in range(5)]  # start, sources, 3 tokens
+            # The next step writes the answer; the reader hangs up while it does.
+            writing = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0.001)
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await writing
+            await events.aclose()
+
+        assert names == ["start", "sources", "token", "token", "token"]
+        stored = await assistant_messages(sqlite_url)
+        assert [(m.content, m.status) for m in stored] == [
+            ("one two three", MessageStatus.COMPLETE)
+        ]

@@ -272,8 +272,7 @@ class ChatService:
                     parts.append(item)
                     yield "token", {"text": item}
         except (asyncio.CancelledError, GeneratorExit):
-            with anyio.CancelScope(shield=True):
-                await self._store(turn, "".join(parts), usage, model, MessageStatus.PARTIAL)
+            await self._store(turn, "".join(parts), usage, model, MessageStatus.PARTIAL)
             raise
         except AppError as exc:
             await self._store(turn, "".join(parts), usage, model, MessageStatus.ERROR)
@@ -299,7 +298,34 @@ class ChatService:
         model: str,
         status: MessageStatus,
     ) -> ChatRead | None:
-        """`finish` in a session of its own (a stream outlives its request's session)."""
+        """`finish` in a session of its own (a stream outlives its request's session).
+
+        The write cannot be cancelled halfway: a reader who hangs up while the answer is being
+        written (the last token has gone, the commit has not) would otherwise lose it. The
+        write runs as its own task; a cancellation of this one waits for it, then goes on.
+        """
+        write = asyncio.ensure_future(self._write(turn, text, usage, model, status))
+        interrupted = False
+        # anyio's shield stops anyio scopes from re-cancelling at every await; asyncio's
+        # shield covers a plain Task.cancel(), which anyio's shield does not.
+        with anyio.CancelScope(shield=True):
+            while not write.done():
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    interrupted = True
+        if interrupted:
+            raise asyncio.CancelledError
+        return write.result()
+
+    async def _write(
+        self,
+        turn: Turn,
+        text: str,
+        usage: Usage | None,
+        model: str,
+        status: MessageStatus,
+    ) -> ChatRead | None:
         try:
             async with self.sessionmaker() as db:
                 return await self.finish(db, turn, text, usage=usage, model=model, status=status)
