@@ -60,3 +60,25 @@ class TestExtractive:
         assert len(pieces) > 1
         assert completion.model == "extractive"
         await model.aclose()
+
+
+class TestQuotableSentences:
+    def test_headings_tables_admonitions_and_lead_ins_are_not_quoted(self) -> None:
+        text = (
+            "### A Minimal Publisher\n\nThis node publishes a counter every second.\n\n"
+            "The node is created as follows:\n\n```python\nnode = Node('talker')\n```\n\n"
+            "| sensor | rate |\n| --- | --- |\n| IMU | 200 Hz |\n\n"
+            ":::tip Remember\nQueues drop old messages when they are full.\n:::\n\n"
+            "- Publishers never wait for subscribers to read a message."
+        )
+        assert split_sentences(text) == [
+            "This node publishes a counter every second.",
+            "Queues drop old messages when they are full.",
+            "Publishers never wait for subscribers to read a message.",
+        ]
+
+    def test_overlapping_chunks_are_not_quoted_twice(self) -> None:
+        first = Source(index=1, title="A", text="Topics carry messages between nodes. Nodes run.")
+        second = Source(index=2, title="A", text="Topics carry messages between nodes. More text.")
+        text = answer("What do topics carry between nodes?", first, second)
+        assert text.count("Topics carry messages between nodes.") == 1
