@@ -100,13 +100,29 @@ class Settings(BaseSettings):
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     cors_allow_credentials: bool = True
+    max_request_bytes: int = Field(default=1_000_000, ge=1_000)
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+
+    # Accounts
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    access_token_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    better_auth_jwks_url: str | None = None
+    better_auth_issuer: str | None = None
+    better_auth_audience: str | None = None
+    require_auth_for_chat: bool = False
+
+    # Redis (shared rate limits and caches for several replicas); in-process without it
+    redis_url: SecretStr | None = None
+    rate_limit_chat: str = "20/minute"
+    rate_limit_login: str = "5/minute"
+    rate_limit_generation: str = "10/hour"
+    answer_cache_ttl_seconds: int = Field(default=3600, ge=0)
 
     # Logging
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.CONSOLE
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -131,12 +147,29 @@ class Settings(BaseSettings):
         "embeddings_model_path",
         "embeddings_dimensions",
         "fastembed_cache_dir",
+        "better_auth_jwks_url",
+        "better_auth_issuer",
+        "better_auth_audience",
+        "redis_url",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         # `.env.example` ships `OPENAI_API_KEY=` and friends; an empty value means "not set".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limit_chat", "rate_limit_login", "rate_limit_generation")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        from limits import parse_many  # local: only settings validation needs it here
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write it like 20/minute or 100/hour;5/second"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
