@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -302,6 +303,69 @@ async def _evaluate(
     if output is not None:
         text = json.dumps([asdict(s) for s in results], indent=2) + "\n"
         await asyncio.to_thread(output.write_text, text)
+    return 0
+
+
+@app.command(name="create-admin")
+def create_admin(
+    email: Annotated[str, typer.Argument(help="The admin's email address.", show_default=False)],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from one line of stdin (no prompt)."
+        ),
+    ] = False,
+) -> None:
+    """Create an admin account, or make an existing account an admin (and set its password)."""
+    from bookchat.accounts.passwords import password_problem
+    from bookchat.accounts.schemas import valid_email
+
+    settings = cli_settings()
+    try:
+        address = valid_email(email)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(
+            "Password (empty keeps an existing account's password)",
+            default="",
+            show_default=False,
+            hide_input=True,
+            confirmation_prompt=True,
+        )
+    problem = password_problem(password, address) if password else None
+    if problem is not None:
+        typer.echo(f"Weak password: {problem}", err=True)
+        raise typer.Exit(code=1)
+    run_async(_create_admin(settings, address, password or None))
+
+
+async def _create_admin(settings: Settings, email: str, password: str | None) -> int:
+    from bookchat.accounts.service import ensure_admin
+    from bookchat.core.db import create_engine, create_sessionmaker
+    from bookchat.core.errors import AppError
+
+    # The database only: opening the container would lock embedded Qdrant while a server runs.
+    engine = create_engine(settings.database_url.get_secret_value())
+    try:
+        async with create_sessionmaker(engine)() as db:
+            result = await ensure_admin(db, email, password)
+    except (ValueError, AppError) as exc:
+        typer.echo(str(exc), err=True)
+        return 1
+    finally:
+        await engine.dispose()
+    if result.created:
+        typer.echo(f"Created the admin account {email}.")
+    elif result.was_admin:
+        change = "password updated" if result.password_set else "nothing changed"
+        typer.echo(f"{email} is already an admin; {change}.")
+    else:
+        change = " and its password updated" if result.password_set else ""
+        typer.echo(f"{email} is now an admin{change}.")
     return 0
 
 

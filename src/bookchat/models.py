@@ -4,5 +4,6 @@ from __future__ import annotations
 
 
 def load_all_models() -> None:
+    import bookchat.accounts.models
     import bookchat.chat.models
     import bookchat.content.models  # noqa: F401

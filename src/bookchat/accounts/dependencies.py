@@ -1,30 +1,92 @@
-"""Who may do what. Today: the admin key for content writes (admin users come with accounts)."""
+"""Who is asking: the signed-in user (if any) from a bearer token, and the admin gate."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
+from fastapi.security import OAuth2PasswordBearer
 
-from bookchat.core.deps import SettingsDep
+from bookchat.accounts.models import User
+from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import Forbidden, Unauthorized
+
+# Only documents the scheme (the Authorize button of /docs); the header is read below, so that
+# a malformed one is an error rather than "anonymous".
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/login",
+    auto_error=False,
+    description="A bookchat access token (POST /api/v1/auth/login) or a Better-Auth JWT.",
+)
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header; None without the header, 401 for any
+    other form of it."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(
+            "Send the access token as `Authorization: Bearer <token>`.", headers=_CHALLENGE
+        )
+    return token
+
+
+async def get_optional_user(
+    request: Request,
+    db: SessionDep,
+    container: ContainerDep,
+    _documented: Annotated[str | None, Depends(oauth2_scheme)] = None,
+) -> User | None:
+    """The signed-in user, or None when the request carries no Authorization header.
+
+    A token that fails is a 401, never a silent fall-back to anonymous.
+    """
+    token = bearer_token(request)
+    if token is None:
+        return None
+    return await container.auth.authenticate(db, token)
+
+
+async def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -> User:
+    """The signed-in user; 401 without one."""
+    if user is None:
+        raise Unauthorized("Sign-in required.", headers=_CHALLENGE)
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def require_admin(
     settings: SettingsDep,
+    user: OptionalUser,
     x_admin_key: Annotated[str | None, Header(description="The ADMIN_API_KEY.")] = None,
 ) -> None:
-    """Allow the request only with the configured admin key."""
+    """Allow an admin user's bearer token or the configured admin key."""
+    if user is not None and user.is_admin:
+        return
+    if settings.admin_api_key is not None and x_admin_key is not None:
+        expected = settings.admin_api_key.get_secret_value()
+        # Constant-time comparison: the key must not leak through response timing.
+        if secrets.compare_digest(x_admin_key.encode(), expected.encode()):
+            return
+        raise Unauthorized("A valid X-Admin-Key header is required for this operation.")
+    if user is not None:
+        raise Forbidden("This operation needs an admin account.")
     if settings.admin_api_key is None:
         raise Forbidden(
             "Content writes are disabled on this server: set ADMIN_API_KEY and send it in the "
             "X-Admin-Key header."
         )
-    expected = settings.admin_api_key.get_secret_value()
-    # Constant-time comparison: the key must not leak through response timing.
-    if x_admin_key is None or not secrets.compare_digest(x_admin_key.encode(), expected.encode()):
-        raise Unauthorized("A valid X-Admin-Key header is required for this operation.")
+    raise Unauthorized("A valid X-Admin-Key header is required for this operation.")
 
 
 AdminDep = Depends(require_admin)

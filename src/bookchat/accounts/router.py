@@ -1,0 +1,149 @@
+"""Accounts endpoints: sign-up, login, the signed-in user and their profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+
+from bookchat.accounts import service
+from bookchat.accounts.dependencies import CurrentUser
+from bookchat.accounts.models import User
+from bookchat.accounts.schemas import (
+    LoginCreate,
+    MeRead,
+    ProfileRead,
+    ProfileUpdate,
+    SignupCreate,
+    TokenRead,
+    UserRead,
+)
+from bookchat.core.deps import ContainerDep, SessionDep
+from bookchat.core.errors import ValidationFailed
+from bookchat.core.openapi import error_responses
+from bookchat.core.ratelimit import client_ip, enforce, ip_identity, rate_limited
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+_LOGIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            FORM_TYPE: {
+                "schema": {
+                    "title": "OAuth2PasswordForm",
+                    "type": "object",
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "username": {"type": "string", "description": "The email address."},
+                        "password": {"type": "string", "format": "password"},
+                    },
+                    "required": ["username", "password"],
+                }
+            },
+            "application/json": {"schema": LoginCreate.model_json_schema()},
+        },
+    }
+}
+
+
+def _token(container: ContainerDep, user: User) -> TokenRead:
+    issued = container.auth.issue(user)
+    return TokenRead(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        user=UserRead.model_validate(user),
+    )
+
+
+@router.post(
+    "/signup",
+    status_code=201,
+    response_model=TokenRead,
+    responses=error_responses(400, 409, 429),
+    # Account creation is limited per client address like login attempts are.
+    dependencies=[Depends(rate_limited("signup", "rate_limit_login"))],
+)
+async def create_account(body: SignupCreate, db: SessionDep, container: ContainerDep) -> TokenRead:
+    """Create an account with an email and a password; answers with an access token."""
+    user = await service.create_user(db, email=body.email, password=body.password, name=body.name)
+    return _token(container, user)
+
+
+@router.post(
+    "/login",
+    response_model=TokenRead,
+    responses=error_responses(400, 401, 429),
+    openapi_extra=_LOGIN_BODY,
+)
+async def create_access_token(
+    request: Request, db: SessionDep, container: ContainerDep
+) -> TokenRead:
+    """Exchange an email and password for an access token (OAuth2 password form or JSON)."""
+    credentials = await _read_login(request)
+    # Every attempt counts, per client address and per account: guessing one account's password
+    # from many addresses is slowed as much as guessing many accounts from one.
+    limiter = container.limiter
+    await enforce(
+        limiter,
+        "login",
+        [
+            ip_identity(client_ip(request, limiter.trusted_proxies)),
+            f"email:{credentials.email.strip().lower()}",
+        ],
+        container.settings.rate_limit_login,
+    )
+    user = await service.authenticate_password(db, credentials.email, credentials.password)
+    return _token(container, user)
+
+
+async def _read_login(request: Request) -> LoginCreate:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # Swagger's Authorize button and OAuth2 clients send the urlencoded form; some send multipart.
+    is_form = content_type in (FORM_TYPE, "multipart/form-data")
+    try:
+        if is_form:
+            form = await request.form()
+            if form.get("grant_type") not in (None, "", "password"):
+                raise ValidationFailed("grant_type: only the `password` grant is supported.")
+            return LoginCreate.model_validate(
+                {"email": form.get("username"), "password": form.get("password")}
+            )
+        return LoginCreate.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise _invalid_login(exc, is_form) from None
+
+
+def _invalid_login(exc: ValidationError, is_form: bool) -> ValidationFailed:
+    details = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if is_form and loc[:1] == ["email"]:
+            loc[0] = "username"  # the form's name for it
+        details.append({"loc": ["body", *loc], "msg": error["msg"], "type": error["type"]})
+    first = details[0]
+    if first["type"] == "json_invalid":
+        message = "Send the credentials as JSON {email, password} or as an OAuth2 password form."
+    else:
+        message = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"
+    return ValidationFailed(message, details=details)
+
+
+@router.get("/me", response_model=MeRead, responses=error_responses(401, 503))
+async def read_me(user: CurrentUser, db: SessionDep) -> MeRead:
+    """The signed-in user and their profile."""
+    profile = await service.get_profile(db, user.id)
+    return MeRead(
+        **UserRead.model_validate(user).model_dump(),
+        profile=ProfileRead.model_validate(profile) if profile is not None else None,
+    )
+
+
+@router.put("/me/profile", response_model=ProfileRead, responses=error_responses(400, 401, 503))
+async def update_profile(body: ProfileUpdate, user: CurrentUser, db: SessionDep) -> ProfileRead:
+    """Replace the signed-in user's profile (levels, background, goals, preferred language)."""
+    profile = await service.save_profile(db, user.id, body)
+    return ProfileRead.model_validate(profile)

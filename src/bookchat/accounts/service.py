@@ -1,0 +1,265 @@
+"""Accounts: sign-up, password login, profiles, admins, and whose a bearer token is."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookchat.accounts.models import User, UserProfile, UserRole
+from bookchat.accounts.passwords import hash_password, password_problem, verify_password
+from bookchat.accounts.schemas import ProfileUpdate, normalize_email, valid_email
+from bookchat.accounts.tokens import (
+    EXTERNAL_ALGORITHMS,
+    LOCAL_ALGORITHM,
+    BetterAuthVerifier,
+    ExternalIdentity,
+    InvalidToken,
+    IssuedToken,
+    issue_access_token,
+    read_access_token,
+    token_algorithm,
+)
+from bookchat.core.config import Settings
+from bookchat.core.db import new_id, utcnow
+from bookchat.core.errors import Conflict, Unauthorized, ValidationFailed
+
+logger = structlog.get_logger(__name__)
+
+INVALID_CREDENTIALS = "The email or password is not correct."
+EMAIL_TAKEN = "An account with this email already exists; sign in instead."
+PLACEHOLDER_EMAIL_DOMAIN = "users.invalid"
+JWKS_TIMEOUT_SECONDS = 5.0
+
+
+def check_new_password(password: str, email: str) -> None:
+    """ValidationFailed (400) naming the rule a new password breaks."""
+    problem = password_problem(password, email)
+    if problem is not None:
+        raise ValidationFailed(
+            f"password: {problem}",
+            details=[{"loc": ["body", "password"], "msg": problem, "type": "value_error"}],
+        )
+
+
+async def get_user_by_email(db: AsyncSession, email: str) -> User | None:
+    return await db.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+async def create_user(
+    db: AsyncSession,
+    *,
+    email: str,
+    password: str | None,
+    name: str | None = None,
+    role: UserRole = UserRole.USER,
+) -> User:
+    """Create a local account; Conflict (409) when the email is taken, in any letter case."""
+    email = normalize_email(email)
+    if password is not None:
+        check_new_password(password, email)
+    if await get_user_by_email(db, email) is not None:
+        raise Conflict(EMAIL_TAKEN)
+    hashed = await asyncio.to_thread(hash_password, password) if password is not None else None
+    user = User(email=email, password_hash=hashed, name=name, role=role)
+    db.add(user)
+    try:
+        await db.commit()
+    except IntegrityError:  # the same email signed up concurrently
+        await db.rollback()
+        raise Conflict(EMAIL_TAKEN) from None
+    logger.info("accounts.user_created", user_id=str(user.id), role=user.role.value)
+    return user
+
+
+async def authenticate_password(db: AsyncSession, email: str, password: str) -> User:
+    """The account these credentials open; one and the same 401 for every failure.
+
+    An unknown email and an account without a password (an external identity) still verify the
+    password once, against a dummy hash: same path, same cost as a wrong password.
+    """
+    user = await get_user_by_email(db, email)
+    hashed = user.password_hash if user is not None else None
+    valid = await asyncio.to_thread(verify_password, password, hashed)
+    if user is None or not valid:
+        raise Unauthorized(INVALID_CREDENTIALS)
+    return user
+
+
+async def get_profile(db: AsyncSession, user_id: uuid.UUID) -> UserProfile | None:
+    return await db.get(UserProfile, user_id)
+
+
+async def save_profile(db: AsyncSession, user_id: uuid.UUID, update: ProfileUpdate) -> UserProfile:
+    """Replace the user's profile (created on first save)."""
+    try:
+        return await _write_profile(db, user_id, update)
+    except IntegrityError:  # a concurrent first save won: update its row instead
+        await db.rollback()
+        return await _write_profile(db, user_id, update)
+
+
+async def _write_profile(
+    db: AsyncSession, user_id: uuid.UUID, update: ProfileUpdate
+) -> UserProfile:
+    profile = await db.get(UserProfile, user_id)
+    if profile is None:
+        profile = UserProfile(user_id=user_id)
+        db.add(profile)
+    for field, value in update.model_dump().items():
+        setattr(profile, field, value)
+    profile.updated_at = utcnow()  # also when nothing changed: the reader saved it
+    await db.commit()
+    return profile
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    user: User
+    created: bool
+    was_admin: bool
+    password_set: bool
+
+
+async def ensure_admin(db: AsyncSession, email: str, password: str | None) -> AdminResult:
+    """Create an admin, or promote an existing account (and set its password when given).
+
+    ValueError for an invalid email, ValidationFailed for a weak password, and ValueError when a
+    new account is asked for without a password.
+    """
+    email = valid_email(email)
+    if password is not None:
+        check_new_password(password, email)
+    user = await get_user_by_email(db, email)
+    if user is None:
+        if password is None:
+            raise ValueError(f"{email} has no account yet; a new admin needs a password.")
+        user = await create_user(db, email=email, password=password, role=UserRole.ADMIN)
+        return AdminResult(user, created=True, was_admin=False, password_set=True)
+    was_admin = user.is_admin
+    user.role = UserRole.ADMIN
+    if password is not None:
+        user.password_hash = await asyncio.to_thread(hash_password, password)
+    await db.commit()
+    logger.info("accounts.admin_ensured", user_id=str(user.id), was_admin=was_admin)
+    return AdminResult(user, created=False, was_admin=was_admin, password_set=password is not None)
+
+
+def _claimed_email(identity: ExternalIdentity) -> str | None:
+    if identity.email is None:
+        return None
+    try:
+        return valid_email(identity.email)
+    except ValueError:
+        return None
+
+
+async def user_for_identity(db: AsyncSession, identity: ExternalIdentity) -> User:
+    """The local account of a Better-Auth subject, created on first sight.
+
+    A local account with the token's email and no external identity yet is linked to it, unless
+    the token says the email is unverified (`emailVerified: false`): linking on an unverified
+    address would hand that account to whoever typed it in. A token without a (valid) email
+    claim gets the placeholder `<user id>@users.invalid`: unique, never deliverable (RFC 2606),
+    refused by sign-up, and never used for linking.
+    """
+    user = await db.scalar(select(User).where(User.external_id == identity.subject))
+    if user is not None:
+        return user
+    email = _claimed_email(identity)
+    if email is not None:
+        existing = await get_user_by_email(db, email)
+        if existing is not None:
+            return await _link(db, existing, identity)
+    user_id = new_id()
+    user = User(
+        id=user_id,
+        email=email or f"{user_id.hex}@{PLACEHOLDER_EMAIL_DOMAIN}",
+        external_id=identity.subject,
+        name=identity.name,
+        role=UserRole.USER,
+    )
+    db.add(user)
+    try:
+        await db.commit()
+    except IntegrityError:  # this subject's first two requests raced: use the winner's row
+        await db.rollback()
+        winner = await db.scalar(select(User).where(User.external_id == identity.subject))
+        if winner is None:
+            raise Conflict(EMAIL_TAKEN) from None
+        return winner
+    logger.info("accounts.external_user_created", user_id=str(user.id))
+    return user
+
+
+async def _link(db: AsyncSession, user: User, identity: ExternalIdentity) -> User:
+    if user.external_id is not None:
+        raise Conflict("This email belongs to an account of another sign-in identity.")
+    if identity.email_verified is False:
+        raise Conflict(
+            "An account with this email already exists; verify the address with the sign-in "
+            "service to link it."
+        )
+    user.external_id = identity.subject
+    await db.commit()
+    logger.info("accounts.external_identity_linked", user_id=str(user.id))
+    return user
+
+
+class Authenticator:
+    """Issues local access tokens and resolves any accepted bearer token to its user.
+
+    An HS256 token is only ever checked as a local token (JWT_SECRET); EdDSA, ES256 and RS256
+    tokens only against Better-Auth's keys, and only when BETTER_AUTH_JWKS_URL is set; anything
+    else (`none`, HS512, garbage) is refused.
+    """
+
+    def __init__(
+        self, *, secret: str, token_minutes: int, better_auth: BetterAuthVerifier | None = None
+    ) -> None:
+        self._secret = secret
+        self.token_minutes = token_minutes
+        self.better_auth = better_auth
+
+    def issue(self, user: User) -> IssuedToken:
+        return issue_access_token(user.id, secret=self._secret, minutes=self.token_minutes)
+
+    async def authenticate(self, db: AsyncSession, token: str) -> User:
+        """The user a bearer token stands for: InvalidToken (401) or DependencyUnavailable."""
+        alg = token_algorithm(token)
+        if alg == LOCAL_ALGORITHM:
+            user = await db.get(User, read_access_token(token, secret=self._secret))
+            if user is None:
+                raise InvalidToken("The account of this token no longer exists.")
+            return user
+        if alg in EXTERNAL_ALGORITHMS and self.better_auth is not None:
+            return await user_for_identity(db, await self.better_auth.verify(token))
+        raise InvalidToken()
+
+
+@asynccontextmanager
+async def open_authenticator(settings: Settings) -> AsyncIterator[Authenticator]:
+    """The authenticator for these settings, with its JWKS client closed on the way out."""
+    secret = settings.jwt_secret.get_secret_value()
+    minutes = settings.access_token_minutes
+    if settings.better_auth_jwks_url is None:
+        yield Authenticator(secret=secret, token_minutes=minutes)
+        return
+    async with httpx.AsyncClient(
+        timeout=JWKS_TIMEOUT_SECONDS, follow_redirects=True, max_redirects=3
+    ) as http:
+        verifier = BetterAuthVerifier(
+            settings.better_auth_jwks_url,
+            issuer=settings.better_auth_issuer,
+            audience=settings.better_auth_audience,
+            http=http,
+        )
+        yield Authenticator(secret=secret, token_minutes=minutes, better_auth=verifier)
