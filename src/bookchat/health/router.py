@@ -12,6 +12,7 @@ from bookchat.health.service import (
     HealthRead,
     check_database,
     check_index,
+    check_redis,
     overall,
 )
 
@@ -64,6 +65,18 @@ async def read_index_health(container: ContainerDep) -> ComponentRead:
             details=[{"component": "qdrant", "error": index.detail}],
         )
     return index
+
+
+@router.get("/redis", response_model=ComponentRead, responses=error_responses(503))
+async def read_redis_health(container: ContainerDep) -> ComponentRead:
+    """Redis (shared rate limits and caches), or `memory` when not configured (503 when down)."""
+    redis = await check_redis(container)
+    if redis.status != "ok":
+        raise DependencyUnavailable(
+            "Redis is unavailable; rate limits and caches fail open.",
+            details=[{"component": "redis", "error": redis.detail}],
+        )
+    return redis
 
 
 seed_router = APIRouter(include_in_schema=False)

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bookchat import __version__
 from bookchat.container import Container
 from bookchat.core.db import resolve_database_url
+from bookchat.core.redis import describe_redis_url
 
 DB_CHECK_TIMEOUT = 3.0
+REDIS_CHECK_TIMEOUT = 1.0
 
 Status = Literal["ok", "unavailable"]
 
@@ -75,9 +77,52 @@ async def check_index(container: Container) -> ComponentRead:
     )
 
 
+async def check_redis(container: Container) -> ComponentRead:
+    """Ping Redis when it is configured; `memory` when rate limits and caches are in process.
+
+    Unavailable Redis degrades the service without stopping it (limits and caches fail open),
+    so it is not part of readiness.
+    """
+    redis = container.redis
+    if redis is None or container.settings.redis_url is None:
+        return ComponentRead(
+            status="ok",
+            profile="memory",
+            detail="rate limits and caches in this process (set REDIS_URL to share them "
+            "between replicas)",
+        )
+    target = describe_redis_url(container.settings.redis_url.get_secret_value())
+    last_failure = container.redis_status.describe_last_failure()
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(REDIS_CHECK_TIMEOUT):
+            await redis.ping()
+    except Exception as exc:  # any failure is "unavailable"; the type is enough to diagnose
+        detail = (
+            f"{target}: {type(exc).__name__}; rate limits are not enforced and caches are off "
+            "until it is back"
+        )
+        if last_failure:
+            detail += f"; last failure: {last_failure}"
+        return ComponentRead(status="unavailable", profile="redis", detail=detail)
+    return ComponentRead(
+        status="ok",
+        profile="redis",
+        detail=f"{target}; last failure: {last_failure}" if last_failure else target,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
 async def overall(container: Container) -> HealthRead:
-    database, index = await asyncio.gather(check_database(container.engine), check_index(container))
-    components = {"database": database, "qdrant": index, "llm": describe_llm(container)}
+    database, index, redis = await asyncio.gather(
+        check_database(container.engine), check_index(container), check_redis(container)
+    )
+    components = {
+        "database": database,
+        "qdrant": index,
+        "llm": describe_llm(container),
+        "redis": redis,
+    }
     degraded = any(c.status != "ok" for c in components.values())
     return HealthRead(
         status="degraded" if degraded else "ok",
