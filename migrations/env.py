@@ -48,6 +48,12 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Batch mode rebuilds a table by dropping it; with foreign keys enforced, that DROP
+        # cascades and deletes the children's rows (messages, feedback). The pragma must be set
+        # before the migration's transaction begins: inside one, SQLite ignores it.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -17,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -273,3 +276,101 @@ AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 def app_factory() -> AppFactory:
     """`async with app_factory(settings) as client:` runs an app for the test."""
     return running_app
+
+
+# --- Redis (rate limits and caches) -------------------------------------------------------------
+# Added with core/ratelimit.py and core/cache.py. Tests use database 15 of TEST_REDIS_URL, emptied
+# around each test; `private_redis` runs a throwaway redis-server for tests that stop it.
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The test Redis URL (skips, or fails under BOOKCHAT_REQUIRE_SERVICES=1, when it is down)."""
+    client = _redis_client(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        service_unavailable("Redis", f"{type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """The test Redis database, empty at the start and the end of the test."""
+    client = _redis_client(redis_server_url)
+    try:
+        client.flushdb()
+        yield redis_server_url
+        client.flushdb()
+    finally:
+        client.close()
+
+
+class PrivateRedis:
+    """A redis-server of this test alone, on a free loopback port, without persistence."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            service_unavailable("redis-server", "the binary is not on PATH")
+            raise AssertionError  # unreachable: the call above skips or fails
+        self.binary = binary
+        self.directory = directory
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or restart, empty) the server on its port."""
+        options = {"port": str(self.port), "bind": "127.0.0.1", "save": "", "appendonly": "no"}
+        arguments = [part for name, value in options.items() for part in (f"--{name}", value)]
+        self.process = subprocess.Popen(
+            [self.binary, *arguments, "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_until_up()
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + 10
+        client = _redis_client(self.url)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError:
+                    exited = self.process is None or self.process.poll() is not None
+                    if exited or time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("the private redis-server did not start") from None
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Kill the server (an outage, as far as clients can tell)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server just for this test, stopped at the end (never the shared one)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -6,15 +6,20 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bookchat.accounts.service import Authenticator, open_authenticator
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
+from bookchat.core.cache import Cache, build_cache
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
+from bookchat.core.ratelimit import RateLimiter, build_limiter
+from bookchat.core.redis import RedisStatus, create_redis
 from bookchat.providers.factory import Providers, build_providers
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
-from bookchat.retrieval.service import HybridRetriever
+from bookchat.retrieval.service import HybridRetriever, RelevanceFloor
 
 
 @dataclass(slots=True)
@@ -27,6 +32,11 @@ class Container:
     retriever: HybridRetriever
     ingestor: Ingestor
     content: ContentService
+    auth: Authenticator
+    redis: Redis | None  # None: rate limits and caches live in this process
+    redis_status: RedisStatus
+    limiter: RateLimiter
+    cache: Cache
 
 
 def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
@@ -68,14 +78,29 @@ async def open_container(
         if check_index:
             await index.ensure_collection()
         sessionmaker = create_sessionmaker(engine)
+        auth = await stack.enter_async_context(open_authenticator(settings))
+        # Redis is optional and connects lazily: an outage at startup is not fatal (fail open).
+        redis_status = RedisStatus()
+        redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
+        if redis is not None:
+            stack.push_async_callback(redis.aclose)
         retriever = HybridRetriever(
-            index=index, sparse=providers.sparse, embedder=providers.embedder
+            index=index,
+            sparse=providers.sparse,
+            embedder=providers.embedder,
+            floor=RelevanceFloor(
+                min_dense_score=settings.retrieval_min_dense_score,
+                min_term_coverage=settings.retrieval_min_term_coverage,
+            ),
         )
+        limiter = build_limiter(settings, redis, redis_status)
+        cache = build_cache(settings, redis, redis_status)
         ingestor = Ingestor(
             sessionmaker=sessionmaker,
             index=index,
             sparse=providers.sparse,
             embedder=providers.embedder,
+            cache=cache,
         )
         jobs = JobRunner()
         # Registered last, so it runs first: running jobs finish before the index closes.
@@ -91,4 +116,9 @@ async def open_container(
             content=ContentService(
                 sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
             ),
+            auth=auth,
+            redis=redis,
+            redis_status=redis_status,
+            limiter=limiter,
+            cache=cache,
         )

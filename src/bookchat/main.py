@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from bookchat import __version__
+from bookchat.accounts.router import router as accounts_router
 from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
 from bookchat.container import Container, open_container
@@ -17,7 +18,11 @@ from bookchat.content.router import router as content_router
 from bookchat.core.config import Settings, get_settings
 from bookchat.core.errors import install_error_handlers
 from bookchat.core.logging import configure_logging
-from bookchat.core.middleware import RequestContextMiddleware
+from bookchat.core.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from bookchat.core.migrations import warn_if_not_migrated
 from bookchat.core.openapi import use_400_for_validation
 from bookchat.health.router import router as health_router
@@ -28,10 +33,14 @@ from bookchat.retrieval.index import VectorIndexError
 
 logger = structlog.get_logger(__name__)
 
+# Requests that carry book files: limited by MAX_UPLOAD_BYTES instead of MAX_REQUEST_BYTES.
+UPLOAD_PATHS = ("/api/v1/content/ingest", "/api/content/ingest")
+
 
 def api_router() -> APIRouter:
     """Every `/api/v1` route (also served under `/api` for the seeds' clients)."""
     router = APIRouter()
+    router.include_router(accounts_router)
     router.include_router(chat_router)
     router.include_router(content_router)
     router.include_router(health_router)
@@ -57,6 +66,11 @@ async def log_profile(container: Container) -> None:
         "profile.retrieval",
         retrieval=container.retriever.name,
         embedder=embedder.name if embedder else "none (BM25 only)",
+    )
+    logger.info(
+        "profile.limits_and_cache",
+        profile=container.limiter.profile,
+        cache=container.cache.profile,
     )
 
 
@@ -92,7 +106,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The seeds' contracts at the root, kept for existing front ends.
     app.include_router(seed_chat_router)
     app.include_router(seed_health_router)
-    # Added last = outermost: error responses made inside still get CORS headers.
+    # Each add_middleware wraps the ones before it, so the order below is innermost first.
+    # Outermost to innermost: SecurityHeaders -> CORS -> RequestContext -> BodySizeLimit -> app.
+    # - BodySizeLimit inside RequestContext: its 413 carries the request id and is logged.
+    # - CORS outside both: a browser can read the 413s, 429s and the safe 500 made inside.
+    # - SecurityHeaders outermost: every response, CORS preflight answers included.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        upload_max_bytes=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(
         CORSMiddleware,
@@ -103,4 +127,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

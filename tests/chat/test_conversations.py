@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bookchat.accounts.service import create_user
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.models import ChatSession, Message, MessageFeedback
 from bookchat.core.db import create_engine, create_sessionmaker
@@ -392,10 +393,11 @@ class TestMessageFeedback:
     ) -> None:
         async with app_factory(make_settings(database_url)) as client:
             answer = await ask(client, "What is ROS 2?")
-        alice, bob = uuid.uuid4(), uuid.uuid4()
         service = ConversationService()
         engine = create_engine(database_url)
         async with create_sessionmaker(engine)() as db:
+            alice = (await create_user(db, email="alice@example.org", password=None)).id
+            bob = (await create_user(db, email="bob@example.org", password=None)).id
             outcomes = [
                 (await service.give_feedback(db, answer["message_id"], rating, None, user))[1]
                 for user, rating in [(alice, 1), (bob, -1), (None, 1), (alice, -1), (None, -1)]

@@ -64,6 +64,10 @@ class TestProductionGuards:
         with pytest.raises(ValidationError, match="JWT_SECRET"):
             settings(environment="production")
 
+    def test_short_jwt_secret_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="at least 32 bytes"):
+            settings(environment="production", jwt_secret="s" * 31)
+
     def test_wildcard_cors_with_credentials_is_refused(self) -> None:
         with pytest.raises(ValidationError, match="CORS_ORIGINS"):
             settings(environment="production", jwt_secret="s" * 40, cors_origins="*")

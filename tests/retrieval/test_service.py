@@ -65,3 +65,14 @@ class TestRetrieve:
         assert plain[0].source_path == "02-motion/walking.md"
         assert on_page[0].source_path == "01-basics/02-cameras.md"
         assert on_page[1].source_path == "02-motion/walking.md"
+
+
+async def test_the_floor_comes_from_the_settings(sqlite_url: str) -> None:
+    """RETRIEVAL_MIN_TERM_COVERAGE=1 needs every term of the question in one passage."""
+    strict = make_settings(sqlite_url, retrieval_min_term_coverage=1.0)
+    async with open_container(strict) as container:
+        await container.ingestor.ingest(load_folder(MINI_BOOK, "https://example.org/book"))
+        partial = await container.retriever.retrieve("zero moment point banana", limit=3)
+        whole = await container.retriever.retrieve("zero moment point", limit=3)
+    assert partial == []
+    assert whole

@@ -80,3 +80,20 @@ class FeedbackRead(BaseModel):
     comment: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class SessionRead(BaseModel):
+    id: uuid.UUID
+    title: str | None
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+class SessionPage(BaseModel):
+    """A reader's sessions, most recently active first."""
+
+    items: list[SessionRead]
+    total: int
+    limit: int
+    offset: int

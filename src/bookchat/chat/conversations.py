@@ -7,11 +7,17 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.chat.conversation_schemas import FeedbackRead, HistoryRead, MessageRead
+from bookchat.chat.conversation_schemas import (
+    FeedbackRead,
+    HistoryRead,
+    MessageRead,
+    SessionPage,
+    SessionRead,
+)
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
 from bookchat.chat.schemas import Citation, UsageRead
 from bookchat.core.db import utcnow
@@ -32,12 +38,18 @@ class ConversationService:
     """History, deletion and feedback; owns the transaction of every call."""
 
     async def history(
-        self, db: AsyncSession, session_id: str, *, limit: int, before: str | None
+        self,
+        db: AsyncSession,
+        session_id: str,
+        *,
+        limit: int,
+        before: str | None,
+        user_id: uuid.UUID | None = None,
     ) -> HistoryRead:
         """The newest `limit` messages older than `before` (a message id), oldest first."""
         if limit < 1:
             raise ValidationFailed("limit must be at least 1.")
-        session = await self._session(db, session_id)
+        session = await self._session(db, session_id, user_id)
         query = select(Message).where(Message.session_id == session.id)
         if before is not None:
             cursor = await self._cursor(db, session.id, before)
@@ -63,9 +75,11 @@ class ConversationService:
             next_before=page[0].id if has_more else None,
         )
 
-    async def delete_session(self, db: AsyncSession, session_id: str) -> None:
+    async def delete_session(
+        self, db: AsyncSession, session_id: str, user_id: uuid.UUID | None = None
+    ) -> None:
         """Delete a session; the database cascades to its messages and their feedback."""
-        session = await self._session(db, session_id)
+        session = await self._session(db, session_id, user_id)
         await db.delete(session)
         await db.commit()
         logger.info("chat.session_deleted", session_id=str(session.id))
@@ -81,6 +95,9 @@ class ConversationService:
         """Record a reader's rating of an answer; True when created, False when it replaced
         the reader's earlier feedback (anonymous readers count as one reader)."""
         message = await self._message(db, message_id)
+        session = await db.get(ChatSession, message.session_id)
+        if session is None or not session.visible_to(user_id):
+            raise NotFound("No message with this id.")
         if message.role != MessageRole.ASSISTANT:
             raise ValidationFailed("Feedback can only be given on an assistant's answer.")
         target = message.id  # read now: a rollback expires `message`
@@ -129,10 +146,50 @@ class ConversationService:
         await db.commit()
         return feedback, created
 
-    async def _session(self, db: AsyncSession, raw_id: str) -> ChatSession:
+    async def list_sessions(
+        self, db: AsyncSession, user_id: uuid.UUID, *, limit: int, offset: int
+    ) -> SessionPage:
+        """A reader's sessions, most recently active first."""
+        counts = (
+            select(Message.session_id, func.count().label("n"))
+            .group_by(Message.session_id)
+            .subquery()
+        )
+        rows = await db.execute(
+            select(ChatSession, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.session_id == ChatSession.id)
+            .where(ChatSession.user_id == user_id)
+            .order_by(ChatSession.updated_at.desc(), ChatSession.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await db.scalar(
+            select(func.count()).select_from(ChatSession).where(ChatSession.user_id == user_id)
+        )
+        return SessionPage(
+            items=[
+                SessionRead(
+                    id=session.id,
+                    title=session.title,
+                    created_at=session.created_at,
+                    updated_at=session.updated_at,
+                    message_count=count,
+                )
+                for session, count in rows
+            ],
+            total=total or 0,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def _session(
+        self, db: AsyncSession, raw_id: str, user_id: uuid.UUID | None
+    ) -> ChatSession:
         session_id = _parse_id(raw_id)
         session = await db.get(ChatSession, session_id) if session_id is not None else None
-        if session is None:
+        # Another reader's session answers exactly like a missing one: ids are not secrets
+        # to probe for.
+        if session is None or not session.visible_to(user_id):
             raise NotFound("No chat session with this id.")
         return session
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -40,8 +42,10 @@ class ChatSession(Base):
     __tablename__ = "chat_sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    # Accounts arrive later; until then every session is anonymous and reachable by its id.
-    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    # NULL for an anonymous session; deleting the account keeps its sessions, anonymous.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     title: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -49,6 +53,10 @@ class ChatSession(Base):
     messages: Mapped[list[Message]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    def visible_to(self, user_id: uuid.UUID | None) -> bool:
+        """Anonymous sessions are reachable by their id alone; a reader's only by that reader."""
+        return self.user_id is None or self.user_id == user_id
 
 
 class Message(Base):
@@ -74,6 +82,8 @@ class Message(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    # Served from the answer cache (the same first question asked before), not generated anew.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
@@ -96,8 +106,10 @@ class MessageFeedback(Base):
         Uuid,
         ForeignKey("messages.id", ondelete="CASCADE"),
     )
-    # Accounts arrive later: no foreign key yet, and NULL means an anonymous reader.
-    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # NULL means an anonymous reader; a deleted account takes its feedback with it.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE")
+    )
     rating: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

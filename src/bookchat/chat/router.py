@@ -10,12 +10,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from bookchat.chat.conversation_schemas import FeedbackCreate, FeedbackRead, HistoryRead
+from bookchat.accounts.dependencies import CurrentUser, OptionalUser
+from bookchat.accounts.models import User
+from bookchat.chat.answer_cache import AnswerCache
+from bookchat.chat.conversation_schemas import (
+    FeedbackCreate,
+    FeedbackRead,
+    HistoryRead,
+    SessionPage,
+)
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.service import ChatService, StreamEvent
 from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
+from bookchat.core.errors import Unauthorized
 from bookchat.core.openapi import error_responses
+from bookchat.core.ratelimit import rate_limited
 
 
 def get_chat_service(container: ContainerDep) -> ChatService:
@@ -24,10 +34,30 @@ def get_chat_service(container: ContainerDep) -> ChatService:
         model=container.providers.chat,
         retriever=container.retriever,
         sessionmaker=container.sessionmaker,
+        cache=AnswerCache(
+            cache=container.cache,
+            model=container.providers.chat,
+            ttl_seconds=container.settings.answer_cache_ttl_seconds,
+            top_k=container.settings.retrieval_top_k,
+        ),
     )
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+
+
+async def get_chat_reader(user: OptionalUser, settings: SettingsDep) -> User | None:
+    """Who is chatting: the signed-in reader, or None; 401 when REQUIRE_AUTH_FOR_CHAT is on."""
+    if user is None and settings.require_auth_for_chat:
+        raise Unauthorized(
+            "Sign in to chat with this book.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return user
+
+
+ChatReader = Annotated[User | None, Depends(get_chat_reader)]
+# Counted per signed-in reader, else per client address; after sign-in so it knows which.
+CHAT_RATE_LIMIT = Depends(rate_limited("chat", "rate_limit_chat", after=get_chat_reader))
 
 router = APIRouter(tags=["chat"])
 
@@ -35,13 +65,14 @@ router = APIRouter(tags=["chat"])
 @router.post(
     "/chat",
     response_model=ChatRead,
-    responses=error_responses(400, 502, 503, 504),
+    responses=error_responses(400, 401, 404, 429, 502, 503, 504),
+    dependencies=[CHAT_RATE_LIMIT],
 )
 async def create_chat_message(
-    payload: ChatCreate, db: SessionDep, service: ChatServiceDep
+    payload: ChatCreate, db: SessionDep, service: ChatServiceDep, reader: ChatReader
 ) -> ChatRead:
     """Ask a question and get one answer, grounded in the book or in the selected text."""
-    return await service.answer(db, payload)
+    return await service.answer(db, payload, reader.id if reader else None)
 
 
 _STREAM_DOC = """Server-Sent Events, each `data:` a JSON object: `start` {session_id, message_id,
@@ -55,16 +86,21 @@ idle stream."""
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": _STREAM_DOC},
-        **error_responses(400, 503),
+        **error_responses(400, 401, 404, 429, 503),
     },
+    dependencies=[CHAT_RATE_LIMIT],
 )
 async def stream_chat_message(
-    payload: ChatCreate, db: SessionDep, service: ChatServiceDep, settings: SettingsDep
+    payload: ChatCreate,
+    db: SessionDep,
+    service: ChatServiceDep,
+    settings: SettingsDep,
+    reader: ChatReader,
 ) -> EventSourceResponse:
     """Ask a question and watch the answer arrive token by token (Server-Sent Events)."""
     # Validation and storing the question happen before the stream opens, so bad input is a
     # plain 400 in the error shape, not an event.
-    turn = await service.prepare(db, payload)
+    turn = await service.prepare(db, payload, reader.id if reader else None)
     return EventSourceResponse(
         _as_sse(service.stream(turn)),
         ping=settings.sse_ping_seconds,
@@ -81,7 +117,13 @@ async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncIterator[ServerSe
 
 
 seed_router = APIRouter(include_in_schema=False)
-seed_router.add_api_route("/chat", create_chat_message, methods=["POST"], response_model=ChatRead)
+seed_router.add_api_route(
+    "/chat",
+    create_chat_message,
+    methods=["POST"],
+    response_model=ChatRead,
+    dependencies=[CHAT_RATE_LIMIT],
+)
 
 
 # --- conversations (history, delete, feedback) ---
@@ -94,15 +136,28 @@ def get_conversation_service() -> ConversationService:
 ConversationServiceDep = Annotated[ConversationService, Depends(get_conversation_service)]
 
 
+@router.get("/chat/sessions", response_model=SessionPage, responses=error_responses(400, 401))
+async def list_chat_sessions(
+    user: CurrentUser,
+    db: SessionDep,
+    service: ConversationServiceDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SessionPage:
+    """The signed-in reader's conversations, most recently active first."""
+    return await service.list_sessions(db, user.id, limit=limit, offset=offset)
+
+
 @router.get(
     "/chat/history/{session_id}",
     response_model=HistoryRead,
-    responses=error_responses(400, 404),
+    responses=error_responses(400, 401, 404),
 )
 async def read_chat_history(
     session_id: str,
     db: SessionDep,
     service: ConversationServiceDep,
+    reader: OptionalUser,
     limit: Annotated[int, Query(ge=1, le=200, description="Messages per page.")] = 50,
     before: Annotated[
         str | None,
@@ -110,7 +165,9 @@ async def read_chat_history(
     ] = None,
 ) -> HistoryRead:
     """A session's messages, oldest first, a page at a time from the newest."""
-    return await service.history(db, session_id, limit=limit, before=before)
+    return await service.history(
+        db, session_id, limit=limit, before=before, user_id=reader.id if reader else None
+    )
 
 
 @router.post(
@@ -119,7 +176,7 @@ async def read_chat_history(
     status_code=201,
     responses={
         200: {"model": FeedbackRead, "description": "Earlier feedback replaced"},
-        **error_responses(400, 404),
+        **error_responses(400, 401, 404),
     },
 )
 async def create_message_feedback(
@@ -128,19 +185,22 @@ async def create_message_feedback(
     response: Response,
     db: SessionDep,
     service: ConversationServiceDep,
+    reader: OptionalUser,
 ) -> FeedbackRead:
     """Rate an answer (1 or -1, optional comment); sending again replaces the earlier rating."""
-    feedback, created = await service.give_feedback(db, message_id, payload.rating, payload.comment)
+    feedback, created = await service.give_feedback(
+        db, message_id, payload.rating, payload.comment, reader.id if reader else None
+    )
     response.status_code = 201 if created else 200
     return feedback
 
 
 # Keep this route last: `/chat/{session_id}` also matches paths such as `/chat/sessions`, so a
 # DELETE route on such a path registered after it would never be reached (other methods are safe).
-@router.delete("/chat/{session_id}", status_code=204, responses=error_responses(404))
+@router.delete("/chat/{session_id}", status_code=204, responses=error_responses(401, 404))
 async def delete_chat_session(
-    session_id: str, db: SessionDep, service: ConversationServiceDep
+    session_id: str, db: SessionDep, service: ConversationServiceDep, reader: OptionalUser
 ) -> Response:
     """Delete a session with its messages and their feedback."""
-    await service.delete_session(db, session_id)
+    await service.delete_session(db, session_id, reader.id if reader else None)
     return Response(status_code=204)

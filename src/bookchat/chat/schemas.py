@@ -86,3 +86,7 @@ class ChatRead(BaseModel):
     citations: list[Citation]
     usage: UsageRead
     latency_ms: int
+    cached: bool = Field(
+        default=False,
+        description="Served from the answer cache: the same first question was answered before.",
+    )

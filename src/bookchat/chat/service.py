@@ -21,12 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.chat import prompts
+from bookchat.chat.answer_cache import AnswerCache, CachedAnswer
 from bookchat.chat.citations import resolve_citations
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
 from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
-from bookchat.core.errors import AppError, ValidationFailed
+from bookchat.core.errors import AppError, NotFound, ValidationFailed
 from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt, Source, Usage
 from bookchat.retrieval.service import Retriever
 
@@ -62,6 +63,9 @@ class Turn:
     search_query: str | None
     history: int
     started: float
+    # First turns are cacheable: the key to store the answer under, or the answer found there.
+    cache_key: str | None = None
+    cached: CachedAnswer | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +76,7 @@ class ChatService:
     model: ChatModel
     retriever: Retriever
     sessionmaker: async_sessionmaker[AsyncSession]
+    cache: AnswerCache | None = None
 
     def check_limits(self, request: ChatCreate) -> None:
         """Limits that come from settings, so they cannot live in the static schema."""
@@ -94,11 +99,13 @@ class ChatService:
 
     # --- the shared path ----------------------------------------------------------------------
 
-    async def prepare(self, db: AsyncSession, request: ChatCreate) -> Turn:
+    async def prepare(
+        self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
+    ) -> Turn:
         """Store the question, then gather what the answer may use."""
         self.check_limits(request)
         started = time.perf_counter()
-        session, is_new = await self._resolve_session(db, request)
+        session, is_new = await self._resolve_session(db, request, user_id)
         structlog.contextvars.bind_contextvars(session_id=str(session.id))
         history = [] if is_new or request.selected_text else await self._history(db, session.id)
         question = Message(
@@ -114,6 +121,8 @@ class ChatService:
         # Committed before anything can fail: a failing model never loses what the reader wrote.
         await db.commit()
 
+        cache_key: str | None = None
+        cached: CachedAnswer | None = None
         if request.selected_text:
             mode: ChatMode = "selected_text"
             search_query = None
@@ -132,10 +141,18 @@ class ChatService:
             )
         else:
             search_query = await self._search_query(request.message, history)
-            sources = await self.retriever.retrieve(
-                search_query,
-                limit=self.settings.retrieval_top_k,
-                page_context=request.page_context,
+            # Only a first question (no history) means the same thing in every session.
+            if self.cache is not None and not history:
+                cache_key = await self.cache.key(request.message, request.page_context)
+                cached = await self.cache.get(cache_key)
+            sources = (
+                cached.sources
+                if cached is not None
+                else await self.retriever.retrieve(
+                    search_query,
+                    limit=self.settings.retrieval_top_k,
+                    page_context=request.page_context,
+                )
             )
             mode = "rag" if sources else "no_context"
             messages = prompts.book_messages(
@@ -160,6 +177,8 @@ class ChatService:
             search_query=search_query,
             history=len(history),
             started=started,
+            cache_key=None if request.selected_text else cache_key,
+            cached=None if request.selected_text else cached,
         )
 
     async def finish(
@@ -188,6 +207,7 @@ class ChatService:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             latency_ms=latency_ms,
+            cached=turn.cached is not None,
         )
         db.add(reply)
         if turn.search_query is not None:
@@ -219,6 +239,7 @@ class ChatService:
                 total_tokens=usage.total_tokens,
             ),
             latency_ms=latency_ms,
+            cached=turn.cached is not None,
         )
 
     def not_covered(self) -> str:
@@ -226,16 +247,29 @@ class ChatService:
 
     # --- delivery -----------------------------------------------------------------------------
 
-    async def answer(self, db: AsyncSession, request: ChatCreate) -> ChatRead:
+    async def answer(
+        self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
+    ) -> ChatRead:
         """Answer one message in one piece."""
-        turn = await self.prepare(db, request)
+        turn = await self.prepare(db, request, user_id)
         if turn.mode == "no_context":
             # Nothing in the book to answer from: no model call, no invented answer.
             return await self.finish(db, turn, self.not_covered(), usage=None, model=NO_MODEL)
+        if turn.cached is not None:
+            return await self.finish(
+                db, turn, turn.cached.text, usage=None, model=turn.cached.model
+            )
         completion = await self.model.complete(turn.prompt)
-        return await self.finish(
+        read = await self.finish(
             db, turn, completion.text, usage=completion.usage, model=completion.model
         )
+        await self._remember(turn, completion.text, completion.model)
+        return read
+
+    async def _remember(self, turn: Turn, text: str, model: str) -> None:
+        """Keep a fresh first-turn answer from the book for the next reader who asks the same."""
+        if self.cache is not None and turn.cached is None and turn.mode == "rag":
+            await self.cache.put(turn.cache_key, text, model, turn.prompt.sources)
 
     async def stream(self, turn: Turn) -> AsyncGenerator[StreamEvent]:
         """The answer as events: `start`, `sources`, `token`..., then `done` or `error`.
@@ -248,6 +282,8 @@ class ChatService:
         parts: list[str] = []
         usage: Usage | None = None
         model = self.model.model if turn.mode != "no_context" else NO_MODEL
+        if turn.cached is not None:
+            model = turn.cached.model
         try:
             # Every yield until the answer is stored sits in this block: a client can hang up
             # at any of them (cancellation mid-await, or `aclose()` at a yield).
@@ -260,8 +296,11 @@ class ChatService:
                 },
             )
             yield "sources", {"citations": [c.model_dump(mode="json") for c in pending_citations]}
-            if turn.mode == "no_context":
-                for piece in re.findall(r"\S+\s*", self.not_covered()):
+            canned = self.not_covered() if turn.mode == "no_context" else None
+            if turn.cached is not None:
+                canned = turn.cached.text
+            if canned is not None:
+                for piece in re.findall(r"\S+\s*", canned):
                     parts.append(piece)
                     yield "token", {"text": piece}
             else:
@@ -279,6 +318,8 @@ class ChatService:
             yield "error", {"code": exc.code, "message": exc.message}
             return
         read = await self._store(turn, "".join(parts), usage, model, MessageStatus.COMPLETE)
+        if read is not None:
+            await self._remember(turn, "".join(parts), model)
         if read is None:
             yield (
                 "error",
@@ -336,15 +377,22 @@ class ChatService:
     # --- steps ------------------------------------------------------------------------------
 
     async def _resolve_session(
-        self, db: AsyncSession, request: ChatCreate
+        self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None
     ) -> tuple[ChatSession, bool]:
-        """The requested session; a missing, malformed or unknown id starts a new one."""
+        """The requested session; a missing, malformed or unknown id starts a new one.
+
+        Another reader's session answers 404; an anonymous session becomes the signed-in
+        reader's the first time they write to it."""
         session_id = parse_session_id(request.session_id)
         if session_id is not None:
             existing = await db.get(ChatSession, session_id)
             if existing is not None:
+                if not existing.visible_to(user_id):
+                    raise NotFound("No chat session with this id.")
+                if existing.user_id is None and user_id is not None:
+                    existing.user_id = user_id
                 return existing, False
-        session = ChatSession(id=uuid.uuid4(), title=_title(request.message))
+        session = ChatSession(id=uuid.uuid4(), user_id=user_id, title=_title(request.message))
         db.add(session)
         return session, True
 

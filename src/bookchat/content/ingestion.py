@@ -24,6 +24,7 @@ from bookchat.content.chunker import Chunk as TextChunk
 from bookchat.content.chunker import chunk_document
 from bookchat.content.loader import LoadedDocument
 from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_for
+from bookchat.core.cache import INDEX_VERSION, Cache
 from bookchat.core.db import utcnow
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.sparse import SparseEncoder
@@ -85,8 +86,11 @@ class Ingestor:
         sparse: SparseEncoder,
         embedder: Embedder | None,
         policy: ChunkingPolicy | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Cached answers embed the index version; every change to the book bumps it.
+        self._cache = cache
         self._index = index
         self._sparse = sparse
         self._embedder = embedder
@@ -127,6 +131,8 @@ class Ingestor:
                             progress(source_path, "removed")
             if reconcile:
                 await self._reconcile()
+            if report.changed:
+                await self._book_changed()
         report.seconds = time.perf_counter() - started
         logger.info("ingest.finished", **report.counts, seconds=round(report.seconds, 2))
         return report
@@ -161,6 +167,8 @@ class Ingestor:
             stored = await self._stored_hashes()
             report = IngestReport()
             outcome = await self._ingest_one(document, stored, report)
+            if outcome in ("added", "updated"):
+                await self._book_changed()
         if outcome == "failed":
             raise RuntimeError(report.failed[document.source_path])
         return outcome
@@ -173,7 +181,12 @@ class Ingestor:
             if exists is None:
                 return False
             await self._delete(document_id)
+            await self._book_changed()
             return True
+
+    async def _book_changed(self) -> None:
+        if self._cache is not None:
+            await self._cache.bump(INDEX_VERSION)
 
     async def _delete(self, document_id: uuid.UUID) -> None:
         # Index first: a document that is gone from search but still in SQL is re-added by the
@@ -297,6 +310,7 @@ class Ingestor:
                 total += await self._reindex_document(document)
                 if progress is not None:
                     progress(number, len(documents))
+            await self._book_changed()
             return total
 
     async def reconcile(self) -> tuple[int, int]:

@@ -10,7 +10,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/bookchat.db"
-DEFAULT_JWT_SECRET = "change-me-in-production"  # noqa: S105 - a placeholder production refuses
+# A placeholder that production refuses; long enough that development tokens sign without
+# PyJWT's short-key warning.
+DEFAULT_JWT_SECRET = "change-me-in-production-not-a-secret-at-all"  # noqa: S105
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -179,6 +182,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ENVIRONMENT=production needs JWT_SECRET set to a long random value "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if len(self.jwt_secret.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"ENVIRONMENT=production needs a JWT_SECRET of at least {MIN_JWT_SECRET_BYTES} "
+                "bytes (HS256 keys shorter than the hash are weak)"
             )
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ValueError(

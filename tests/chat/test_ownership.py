@@ -1,0 +1,209 @@
+"""Whose conversation is it: readers see their own sessions, anonymous ones by id alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import AppFactory, ingest_book, make_settings, openai_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+QUESTION = "How does a publisher send messages?"
+
+
+async def sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    response = await client.post(
+        "/api/v1/auth/signup", json={"email": email, "password": "correct horse battery"}
+    )
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def ask(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **body: Any
+) -> httpx.Response:
+    return await client.post("/api/v1/chat", json={"message": QUESTION, **body}, headers=headers)
+
+
+class TestOwnership:
+    async def test_another_reader_gets_404_everywhere(
+        self, database_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(database_url)) as client:
+            alice = await sign_up(client, "alice@example.org")
+            bob = await sign_up(client, "bob@example.org")
+            answer = (await ask(client, alice)).json()
+            session, message = answer["session_id"], answer["message_id"]
+
+            responses = {
+                "history": await client.get(f"/api/v1/chat/history/{session}", headers=bob),
+                "continue": await ask(client, bob, session_id=session),
+                "feedback": await client.post(
+                    f"/api/v1/chat/messages/{message}/feedback", json={"rating": 1}, headers=bob
+                ),
+                "delete": await client.delete(f"/api/v1/chat/{session}", headers=bob),
+                "anonymous history": await client.get(f"/api/v1/chat/history/{session}"),
+                "anonymous continue": await ask(client, session_id=session),
+            }
+            still_there = await client.get(f"/api/v1/chat/history/{session}", headers=alice)
+
+        assert {name: r.status_code for name, r in responses.items()} == dict.fromkeys(
+            responses, 404
+        )
+        assert all(r.json()["error"]["code"] == "not_found" for r in responses.values())
+        assert still_there.status_code == 200
+        assert len(still_there.json()["messages"]) == 2
+
+    async def test_an_anonymous_session_is_claimed_by_the_first_signed_in_writer(
+        self, database_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(database_url)) as client:
+            session = (await ask(client)).json()["session_id"]
+            public = await client.get(f"/api/v1/chat/history/{session}")
+            alice = await sign_up(client, "alice@example.org")
+            bob = await sign_up(client, "bob@example.org")
+            claimed = await ask(client, alice, session_id=session)
+            after_claim = await client.get(f"/api/v1/chat/history/{session}")
+            for_bob = await client.get(f"/api/v1/chat/history/{session}", headers=bob)
+            for_alice = await client.get(f"/api/v1/chat/history/{session}", headers=alice)
+
+        assert public.status_code == 200
+        assert claimed.json()["session_id"] == session
+        assert after_claim.status_code == 404
+        assert for_bob.status_code == 404
+        assert len(for_alice.json()["messages"]) == 4
+
+    async def test_sessions_lists_only_the_callers_newest_first(
+        self, database_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(database_url)) as client:
+            alice = await sign_up(client, "alice@example.org")
+            bob = await sign_up(client, "bob@example.org")
+            first = (await ask(client, alice)).json()["session_id"]
+            second = (await ask(client, alice, message="What is a depth camera?")).json()
+            await ask(client, bob)
+            await ask(client)
+            await ask(client, alice, session_id=first, message="And who receives them?")
+            listing = (await client.get("/api/v1/chat/sessions", headers=alice)).json()
+            page = (await client.get("/api/v1/chat/sessions?limit=1", headers=alice)).json()
+            anonymous = await client.get("/api/v1/chat/sessions")
+
+        assert [s["id"] for s in listing["items"]] == [first, second["session_id"]]
+        assert listing["total"] == 2
+        assert listing["items"][0]["message_count"] == 4
+        assert listing["items"][0]["title"] == QUESTION
+        assert [s["id"] for s in page["items"]] == [first]
+        assert anonymous.status_code == 401
+
+
+class TestSignInRequired:
+    async def test_chat_needs_a_reader_when_configured(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, require_auth_for_chat=True)
+        async with app_factory(settings) as client:
+            anonymous = await ask(client)
+            stream = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+            seed = await client.post("/chat", json={"message": QUESTION})
+            alice = await sign_up(client, "alice@example.org")
+            signed_in = await ask(client, alice)
+
+        assert (anonymous.status_code, stream.status_code, seed.status_code) == (401, 401, 401)
+        assert anonymous.json()["error"]["code"] == "unauthorized"
+        assert signed_in.status_code == 200
+
+    async def test_a_bad_token_is_never_anonymous(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url)) as client:
+            response = await ask(client, {"Authorization": "Bearer not-a-token"})
+        assert response.status_code == 401
+
+
+class TestChatRateLimit:
+    @pytest.mark.parametrize("path", ["/api/v1/chat", "/chat", "/api/chat"])
+    async def test_every_chat_route_counts(
+        self, path: str, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, rate_limit_chat="2/minute")
+        async with app_factory(settings) as client:
+            codes = [
+                (await client.post(path, json={"message": QUESTION})).status_code for _ in range(3)
+            ]
+            refused = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+        assert codes == [200, 200, 429]
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+
+    async def test_signed_in_readers_have_their_own_quota(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, rate_limit_chat="1/minute")
+        async with app_factory(settings) as client:
+            alice = await sign_up(client, "alice@example.org")
+            bob = await sign_up(client, "bob@example.org")
+            codes = [
+                (await ask(client, alice)).status_code,
+                (await ask(client, alice)).status_code,
+                (await ask(client, bob)).status_code,
+                (await ask(client)).status_code,
+            ]
+        assert codes == [200, 429, 200, 200]
+
+
+class TestAnswerCache:
+    async def test_the_same_first_question_costs_one_model_call(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(database_url, **openai_settings(fake_openai))
+        await ingest_book(settings)
+        async with app_factory(settings) as client:
+            first = (await ask(client)).json()
+            second = (await ask(client, message="  how does a PUBLISHER send messages ")).json()
+            streamed = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+            follow_up = (await ask(client, session_id=second["session_id"])).json()
+            history = (await client.get(f"/api/v1/chat/history/{second['session_id']}")).json()
+
+        answer_calls = [
+            r
+            for r in fake_openai.chat_requests()
+            if "standalone" not in r["messages"][0]["content"]
+        ]
+        # The first question, then the follow-up (history makes it uncacheable).
+        assert len(answer_calls) == 2
+        assert (first["cached"], second["cached"], follow_up["cached"]) == (False, True, False)
+        assert second["response"] == first["response"]
+        assert second["citations"] == first["citations"]
+        assert second["session_id"] != first["session_id"]
+        assert '"cached": true' in streamed.text
+        assert [m["role"] for m in history["messages"]][:2] == ["user", "assistant"]
+
+    async def test_ingestion_invalidates_cached_answers(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, admin_api_key="key", **openai_settings(fake_openai))
+        await ingest_book(settings)
+        async with app_factory(settings) as client:
+            await ask(client)
+            fake_openai.reply = "A newer answer [1]."
+            update = await client.post(
+                "/api/v1/content/ingest",
+                headers={"X-Admin-Key": "key"},
+                json={"documents": [{"source_path": "extra.md", "content": "# Extra\n\nNew."}]},
+            )
+            for _ in range(200):
+                job = (
+                    await client.get(
+                        f"/api/v1/content/jobs/{update.json()['id']}",
+                        headers={"X-Admin-Key": "key"},
+                    )
+                ).json()
+                if job["status"] == "succeeded":
+                    break
+            again = (await ask(client)).json()
+
+        assert job["status"] == "succeeded"
+        assert again["cached"] is False
+        assert again["response"] == "A newer answer [1]."
