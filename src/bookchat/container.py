@@ -84,6 +84,8 @@ async def open_container(
         redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
         if redis is not None:
             stack.push_async_callback(redis.aclose)
+        limiter = build_limiter(settings, redis, redis_status)
+        cache = build_cache(settings, redis, redis_status)
         retriever = HybridRetriever(
             index=index,
             sparse=providers.sparse,
@@ -92,9 +94,8 @@ async def open_container(
                 min_dense_score=settings.retrieval_min_dense_score,
                 min_term_coverage=settings.retrieval_min_term_coverage,
             ),
+            cache=cache,
         )
-        limiter = build_limiter(settings, redis, redis_status)
-        cache = build_cache(settings, redis, redis_status)
         ingestor = Ingestor(
             sessionmaker=sessionmaker,
             index=index,

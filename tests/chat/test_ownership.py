@@ -154,10 +154,17 @@ class TestChatRateLimit:
 
 
 class TestAnswerCache:
+    @pytest.mark.parametrize("store", ["memory", "redis"])
     async def test_the_same_first_question_costs_one_model_call(
-        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+        self,
+        store: str,
+        request: pytest.FixtureRequest,
+        database_url: str,
+        fake_openai: FakeOpenAIServer,
+        app_factory: AppFactory,
     ) -> None:
-        settings = make_settings(database_url, **openai_settings(fake_openai))
+        redis = request.getfixturevalue("redis_url") if store == "redis" else None
+        settings = make_settings(database_url, redis_url=redis, **openai_settings(fake_openai))
         await ingest_book(settings)
         async with app_factory(settings) as client:
             first = (await ask(client)).json()

@@ -8,7 +8,8 @@ from bookchat.container import open_container
 from bookchat.content.loader import load_folder
 from bookchat.retrieval.index import Hit
 from bookchat.retrieval.service import boost_page
-from tests.conftest import MINI_BOOK, make_settings
+from tests.conftest import MINI_BOOK, make_settings, openai_settings
+from tests.fakes.openai_server import FakeOpenAIServer
 
 
 def hit(page_url: str, score: float) -> Hit:
@@ -76,3 +77,21 @@ async def test_the_floor_comes_from_the_settings(sqlite_url: str) -> None:
         whole = await container.retriever.retrieve("zero moment point", limit=3)
     assert partial == []
     assert whole
+
+
+async def test_a_repeated_query_is_embedded_once(
+    sqlite_url: str, fake_openai: FakeOpenAIServer
+) -> None:
+    settings = make_settings(
+        sqlite_url, embeddings_provider="openai", **openai_settings(fake_openai)
+    )
+    async with open_container(settings) as container:
+        await container.ingestor.ingest(load_folder(MINI_BOOK, "https://example.org/book"))
+        before = len(fake_openai.embedding_requests())
+        first = await container.retriever.retrieve("zero moment point balance", limit=3)
+        second = await container.retriever.retrieve("zero moment point balance", limit=3)
+        other = await container.retriever.retrieve("depth camera", limit=3)
+        after = len(fake_openai.embedding_requests())
+    assert after - before == 2  # the repeated query came from the cache
+    assert [s.page_url for s in first] == [s.page_url for s in second]
+    assert other

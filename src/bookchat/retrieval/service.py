@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from bookchat.core.cache import Cache
 from bookchat.providers.base import Source
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.sparse import SparseEncoder, SparseVector
@@ -67,6 +70,10 @@ class HybridRetriever:
     embedder: Embedder | None = None
     candidates: int = 20
     floor: RelevanceFloor = field(default_factory=RelevanceFloor)
+    # Query vectors, shared by replicas through Redis when configured: a popular question is
+    # embedded once.
+    cache: Cache | None = None
+    embedding_ttl_seconds: float = 24 * 3600
 
     @property
     def name(self) -> str:
@@ -86,11 +93,7 @@ class HybridRetriever:
     ) -> list[Hit]:
         """The best chunks for `query`; `page_context` lifts the chunks of that page;
         `relevant_only` drops the chunks under the relevance floor."""
-        dense = (
-            await self.embedder.embed_query(query)
-            if self.embedder is not None and use_dense
-            else None
-        )
+        dense = await self._embed_query(query) if use_dense else None
         sparse = await self.sparse.encode_query(query) if use_sparse else None
         # Fetch more than asked when boosting, so a chunk of the current page can move up.
         fetch = max(limit, self.candidates // 2) if page_context else limit
@@ -108,6 +111,21 @@ class HybridRetriever:
         if page_context:
             hits = boost_page(hits, page_context)
         return hits[:limit]
+
+    async def _embed_query(self, query: str) -> list[float] | None:
+        if self.embedder is None:
+            return None
+        key = None
+        if self.cache is not None:
+            digest = hashlib.sha256(query.encode()).hexdigest()
+            key = f"embedding:{self.embedder.name}:{digest}"
+            raw = await self.cache.get(key)
+            if raw is not None and len(raw) == 4 * self.embedder.dimension:
+                return list(array("f", raw))
+        vector = await self.embedder.embed_query(query)
+        if key is not None and self.cache is not None:
+            await self.cache.set(key, array("f", vector).tobytes(), self.embedding_ttl_seconds)
+        return vector
 
     async def retrieve(
         self, query: str, *, limit: int = 5, page_context: str | None = None
