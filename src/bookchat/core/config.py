@@ -114,7 +114,13 @@ class Settings(BaseSettings):
     better_auth_audience: str | None = None
     require_auth_for_chat: bool = False
 
-    # Redis (shared rate limits and caches for several replicas); in-process without it
+    # Personalized and translated chapters
+    allow_anonymous_personalization: bool = False
+    generation_concurrency: int = Field(default=4, ge=1, le=32)
+    generation_section_tokens: int = Field(default=1200, ge=100, le=16_000)
+    generation_timeout_seconds: float = Field(default=180.0, gt=0)
+
+        # Redis (shared rate limits and caches for several replicas); in-process without it
     redis_url: SecretStr | None = None
     rate_limit_chat: str = "20/minute"
     rate_limit_login: str = "5/minute"
