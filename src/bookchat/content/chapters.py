@@ -1,0 +1,293 @@
+"""Chapters rewritten by a language model (personalized, translated): which chapter, the cache,
+the rewrite, and its delivery as one answer or as a stream of events.
+
+The cache (`generated_content`) is keyed by the document, the kind, the variant (a profile
+fingerprint or a language tag), the document's content hash and the model, so a re-ingested
+chapter never serves a variant of its old text and a new model never serves an old model's.
+Ad-hoc `content` is not cached: nothing could invalidate or delete those rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bookchat.content.chapter_schemas import ChapterSource, GeneratedRead
+from bookchat.content.generation import Rewriter
+from bookchat.content.models import Document, GeneratedContent, GeneratedKind
+from bookchat.core.config import Settings
+from bookchat.core.db import utcnow
+from bookchat.core.errors import AppError, NotFound
+from bookchat.providers.base import ChatModel
+
+logger = structlog.get_logger(__name__)
+
+# One event of a chapter stream: its name and its JSON payload.
+StreamEvent = tuple[str, dict[str, Any]]
+_CACHED_PIECE_RE = re.compile(r"(?:[^\n]*\n){1,40}|[^\n]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Chapter:
+    """The Markdown to rewrite and where it comes from."""
+
+    document_id: uuid.UUID | None
+    source_hash: str
+    markdown: str
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """What to make of a chapter: the kind, its cache key and the model's instructions.
+
+    `extra` goes into the `start` and `done` events and the answer (a translation's language
+    and direction)."""
+
+    kind: GeneratedKind
+    key: str
+    instructions: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedChapter:
+    content: str
+    document_id: uuid.UUID | None
+    variant: str
+    cached: bool
+    model: str
+    generated_at: datetime
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The answer's fields (JSON-ready), extras included."""
+        read = GeneratedRead(
+            content=self.content,
+            document_id=self.document_id,
+            variant=self.variant,
+            cached=self.cached,
+            model=self.model,
+            generated_at=self.generated_at,
+        )
+        return {**read.model_dump(mode="json"), **self.extra}
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A request that is validated and ready: the chapter, the variant, a cache hit if any."""
+
+    chapter: Chapter
+    variant: Variant
+    cached: GeneratedChapter | None
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class ChapterService:
+    """Finds a chapter, serves it from the cache or has it rewritten, and caches the result."""
+
+    settings: Settings
+    model: ChatModel
+    sessionmaker: async_sessionmaker[AsyncSession]
+    rewriter: Rewriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rewriter = Rewriter(
+            self.model,
+            concurrency=self.settings.generation_concurrency,
+            section_tokens=self.settings.generation_section_tokens,
+            timeout_seconds=self.settings.generation_timeout_seconds,
+        )
+
+    # --- before the model ----------------------------------------------------------------------
+
+    async def prepare(
+        self, db: AsyncSession, source: ChapterSource, variant: Variant
+    ) -> Generation:
+        """Find the chapter (404, 413) and look it up in the cache.
+
+        Ends the request session's transaction: the rewrite that follows may take a minute,
+        and must not hold a database connection while it does."""
+        chapter = await self.resolve(db, source)
+        cached = await self._lookup(db, chapter, variant)
+        # Read-only: committing (not rolling back) keeps loaded objects such as the reader usable.
+        await db.commit()
+        return Generation(chapter=chapter, variant=variant, cached=cached)
+
+    async def resolve(self, db: AsyncSession, source: ChapterSource) -> Chapter:
+        if source.content is not None:
+            text = source.content.replace("\r\n", "\n").replace("\r", "\n")
+            return Chapter(document_id=None, source_hash=content_hash(text), markdown=text)
+        if source.document_id is not None:
+            document = await db.get(Document, source.document_id)
+            if document is None:
+                raise NotFound(f"No document with id {source.document_id}.")
+        else:
+            path = (source.source_path or "").replace("\\", "/").lstrip("/")
+            document = await db.scalar(select(Document).where(Document.source_path == path))
+            if document is None:
+                raise NotFound(f"No document at source_path {path!r}.")
+        return Chapter(
+            document_id=document.id, source_hash=document.content_hash, markdown=document.body
+        )
+
+    async def _lookup(
+        self, db: AsyncSession, chapter: Chapter, variant: Variant
+    ) -> GeneratedChapter | None:
+        if chapter.document_id is None:
+            return None
+        row = await db.scalar(
+            select(GeneratedContent).where(
+                GeneratedContent.kind == variant.kind,
+                GeneratedContent.document_id == chapter.document_id,
+                GeneratedContent.variant == variant.key,
+                GeneratedContent.source_hash == chapter.source_hash,
+                GeneratedContent.model == self.model.model,
+            )
+        )
+        if row is None:
+            return None
+        return GeneratedChapter(
+            content=row.body,
+            document_id=chapter.document_id,
+            variant=variant.key,
+            cached=True,
+            model=row.model,
+            generated_at=row.created_at,
+            extra=variant.extra,
+        )
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    async def generate(self, generation: Generation) -> GeneratedChapter:
+        """The chapter in one piece: from the cache, or rewritten and then cached."""
+        if generation.cached is not None:
+            self._log(generation, cached=True, started=time.perf_counter())
+            return generation.cached
+        started = time.perf_counter()
+        chapter, variant = generation.chapter, generation.variant
+        content = await self.rewriter.rewrite(chapter.markdown, variant.instructions)
+        result = await self._finish(generation, content)
+        self._log(generation, cached=False, started=started)
+        return result
+
+    async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent]:
+        """The chapter as events: `start`, `token`... (whole sections, in order), then `done`
+        (the same object as the one-piece answer) or `error` {code, message}.
+
+        A client that goes away closes this generator, which cancels the model calls."""
+        started = time.perf_counter()
+        chapter, variant = generation.chapter, generation.variant
+        pieces = []
+        if generation.cached is None:
+            pieces = await self.rewriter.plan_off_loop(chapter.markdown)
+        yield (
+            "start",
+            {
+                "document_id": str(chapter.document_id) if chapter.document_id else None,
+                "variant": variant.key,
+                "cached": generation.cached is not None,
+                "model": generation.cached.model if generation.cached else self.model.model,
+                "sections": len(pieces) or 1,
+                **variant.extra,
+            },
+        )
+        if generation.cached is not None:
+            for piece in _CACHED_PIECE_RE.findall(generation.cached.content):
+                yield "token", {"text": piece}
+            self._log(generation, cached=True, started=started)
+            yield "done", generation.cached.payload()
+            return
+        parts: list[str] = []
+        try:
+            async with aclosing(self.rewriter.pieces(pieces, variant.instructions)) as rewritten:
+                async for part in rewritten:
+                    # Pieces are joined line by line: every one after the first starts a line.
+                    yield "token", {"text": f"\n{part}" if parts else part}
+                    parts.append(part)
+        except AppError as exc:
+            yield "error", {"code": exc.code, "message": exc.message}
+            return
+        result = await self._finish(generation, "\n".join(parts))
+        self._log(generation, cached=False, started=started)
+        yield "done", result.payload()
+
+    async def _finish(self, generation: Generation, content: str) -> GeneratedChapter:
+        generated_at = utcnow()
+        await self._store(generation, content, generated_at)
+        return GeneratedChapter(
+            content=content,
+            document_id=generation.chapter.document_id,
+            variant=generation.variant.key,
+            cached=False,
+            model=self.model.model,
+            generated_at=generated_at,
+            extra=generation.variant.extra,
+        )
+
+    async def _store(self, generation: Generation, content: str, generated_at: datetime) -> None:
+        """Cache a new variant, and drop the variants of the chapter's older versions.
+
+        Skipped when the chapter changed while it was being rewritten (this result is already
+        stale) and when the same variant was stored meanwhile. A failure only costs the cache:
+        the reader still gets the chapter."""
+        chapter, variant = generation.chapter, generation.variant
+        if chapter.document_id is None:
+            return
+        try:
+            async with self.sessionmaker() as db:
+                current = await db.scalar(
+                    select(Document.content_hash).where(Document.id == chapter.document_id)
+                )
+                if current != chapter.source_hash:
+                    return
+                await db.execute(
+                    delete(GeneratedContent).where(
+                        GeneratedContent.document_id == chapter.document_id,
+                        GeneratedContent.source_hash != current,
+                    )
+                )
+                db.add(
+                    GeneratedContent(
+                        kind=variant.kind,
+                        document_id=chapter.document_id,
+                        variant=variant.key,
+                        source_hash=chapter.source_hash,
+                        model=self.model.model,
+                        body=content,
+                        created_at=generated_at,
+                    )
+                )
+                try:
+                    await db.commit()
+                except IntegrityError:  # the same variant, stored by a concurrent request
+                    await db.rollback()
+        except Exception:
+            logger.exception("generation.store_failed", kind=variant.kind.value)
+
+    def _log(self, generation: Generation, *, cached: bool, started: float) -> None:
+        logger.info(
+            "generation.done",
+            kind=generation.variant.kind.value,
+            variant=generation.variant.key,
+            document_id=str(generation.chapter.document_id)
+            if generation.chapter.document_id
+            else None,
+            cached=cached,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+        )
