@@ -1,0 +1,120 @@
+"""A chapter's Markdown as HTML, with the heading ids that citations link to."""
+
+from __future__ import annotations
+
+import html
+import re
+from functools import cache
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+
+from bookchat.content.loader import fence_opening, is_fence_close
+from bookchat.content.routing import HeadingSlugger, split_heading_id
+
+# Docusaurus admonitions: `:::tip`, `:::warning Real hardware`, `:::note[Title]` ... `:::`.
+# The opening pattern is the chunker's (content/markdown.py), so both see the same blocks.
+_ADMONITION_OPEN_RE = re.compile(
+    r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)"
+    r"(?:\[(?P<bracketed>[^\]]*)\]|[ \t]+(?P<title>.*?))?[ \t]*$"
+)
+_ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:{3,}[ \t]*$")
+
+
+@cache
+def _parser() -> MarkdownIt:
+    # Raw HTML off: the book's text is shown, never run (ingested pages come from uploads too).
+    parser = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    parser.core.ruler.after("block", "heading_ids", _heading_ids)
+    return parser
+
+
+def _heading_ids(state: StateCore) -> None:
+    """Give each heading the anchor the chunker gave it (Docusaurus's), and drop `{#id}`.
+
+    Runs between block and inline parsing, so the inline parser sees the text without the
+    explicit id. One `HeadingSlugger` per chapter (in `env`) numbers repeated headings.
+    """
+    slugger: HeadingSlugger = state.env["slugger"]
+    tokens = state.tokens
+    for index, token in enumerate(tokens[:-1]):
+        inline = tokens[index + 1]
+        if token.type != "heading_open" or inline.type != "inline":
+            continue
+        _, anchor = slugger.heading(inline.content)
+        inline.content, _ = split_heading_id(inline.content)
+        token.attrSet("id", anchor)
+
+
+def _block_end(lines: list[str], start: int) -> int | None:
+    """The index after the `:::` closing the admonition opened at `start`, or None."""
+    depth = 0
+    index = start
+    while index < len(lines):
+        line = lines[index]
+        fence = fence_opening(line)
+        if fence is not None:
+            index = _fence_end(lines, index, fence)
+            continue
+        if _ADMONITION_OPEN_RE.match(line):
+            depth += 1
+        elif _ADMONITION_CLOSE_RE.match(line):
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return None
+
+
+def _fence_end(lines: list[str], start: int, fence: str) -> int:
+    for index in range(start + 1, len(lines)):
+        if is_fence_close(lines[index], fence):
+            return index + 1
+    return len(lines)
+
+
+def _render_lines(lines: list[str], slugger: HeadingSlugger) -> str:
+    """Render Markdown lines; admonitions become asides around their rendered content."""
+    parts: list[str] = []
+    plain: list[str] = []
+
+    def flush() -> None:
+        if any(line.strip() for line in plain):
+            parts.append(_parser().render("\n".join(plain), {"slugger": slugger}))
+        plain.clear()
+
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        fence = fence_opening(line)
+        if fence is not None:
+            end = _fence_end(lines, index, fence)
+            plain.extend(lines[index:end])
+            index = end
+            continue
+        opening = _ADMONITION_OPEN_RE.match(line)
+        closing = _block_end(lines, index) if opening else None
+        if opening is None or closing is None:
+            plain.append(line)
+            index += 1
+            continue
+        flush()
+        kind = opening.group("kind").lower()
+        title = opening.group("bracketed") or opening.group("title") or kind.capitalize()
+        inner = _render_lines(lines[index + 1 : closing - 1], slugger)
+        parts.append(
+            f'<aside class="admonition admonition-{html.escape(kind)}">'
+            f'<p class="admonition-title">{html.escape(title)}</p>\n{inner}</aside>\n'
+        )
+        index = closing
+    flush()
+    return "".join(parts)
+
+
+def render_chapter(title: str, body: str) -> str:
+    """The chapter as HTML. Headings carry the same ids as the citations' `#anchor`s."""
+    rendered = _render_lines(body.split("\n"), HeadingSlugger())
+    if "<h1" not in rendered:
+        # Docusaurus shows the front-matter title when the page has no H1 of its own.
+        rendered = f"<h1>{html.escape(title)}</h1>\n{rendered}"
+    return rendered

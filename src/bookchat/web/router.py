@@ -1,0 +1,125 @@
+"""The demo site and the embeddable widget (HTTP only; outside /api and the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
+from bookchat.web.service import (
+    BookPages,
+    Chapter,
+    etag_matches,
+    find_chapter,
+    message_article,
+    page_html,
+    static_asset,
+)
+
+# The demo page loads only its own script and stylesheet and calls only this server. The
+# widget styles itself with constructed stylesheets and CSSOM, which style-src does not govern.
+DEMO_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+STATIC_CACHE_CONTROL = "public, max-age=3600"
+
+
+def get_book_pages(request: Request, container: ContainerDep) -> BookPages:
+    # One per app, made on first use (nothing at import time): its render cache lives as long
+    # as the app's content service.
+    pages: BookPages | None = getattr(request.app.state, "book_pages", None)
+    if pages is None or pages.content is not container.content:
+        pages = BookPages(container.content)
+        request.app.state.book_pages = pages
+    return pages
+
+
+BookPagesDep = Annotated[BookPages, Depends(get_book_pages)]
+
+router = APIRouter(include_in_schema=False)
+
+
+async def _page(
+    request: Request,
+    db: AsyncSession,
+    pages: BookPages,
+    book_title: str,
+    chapters: list[Chapter],
+    current: Chapter | None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    if current is not None:
+        article = await pages.article(db, current)
+    elif chapters:
+        article = message_article("Page not found", "No chapter of this book lives here.")
+    else:
+        article = message_article(
+            "No chapters yet",
+            "Ingest a book first with: uv run bookchat ingest (make run does it when the "
+            "book is empty).",
+        )
+    body = page_html(
+        book_title=book_title,
+        chapters=chapters,
+        current=current,
+        article=article,
+        base_url=str(request.base_url),
+    )
+    return HTMLResponse(
+        body,
+        status_code=status_code,
+        headers={"Content-Security-Policy": DEMO_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def read_demo_page(
+    request: Request, db: SessionDep, pages: BookPagesDep, settings: SettingsDep
+) -> HTMLResponse:
+    """The demo: the book's first chapter, the chapter list and the chat widget."""
+    chapters = await pages.chapters(db)
+    current = chapters[0] if chapters else None
+    return await _page(request, db, pages, settings.book_title, chapters, current)
+
+
+@router.get("/book", response_class=HTMLResponse)
+@router.get("/book/{route:path}", response_class=HTMLResponse)
+async def read_chapter_page(
+    request: Request,
+    db: SessionDep,
+    pages: BookPagesDep,
+    settings: SettingsDep,
+    route: str = "",
+) -> HTMLResponse:
+    """A chapter at its Docusaurus route under /book (404 page when there is none)."""
+    chapters = await pages.chapters(db)
+    current = find_chapter(chapters, route)
+    status_code = 200 if current is not None else 404
+    return await _page(
+        request, db, pages, settings.book_title, chapters, current, status_code=status_code
+    )
+
+
+def _static(request: Request, name: str) -> Response:
+    asset = static_asset(name)
+    headers = {"Cache-Control": STATIC_CACHE_CONTROL, "ETag": asset.etag}
+    if etag_matches(request.headers.get("if-none-match"), asset.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+@router.api_route("/widget.js", methods=["GET", "HEAD"])
+async def read_widget_script(request: Request) -> Response:
+    """The embeddable chat widget (one script, no dependencies)."""
+    return _static(request, "widget.js")
+
+
+@router.api_route("/demo.css", methods=["GET", "HEAD"])
+async def read_demo_stylesheet(request: Request) -> Response:
+    """The demo page's stylesheet."""
+    return _static(request, "demo.css")
