@@ -201,15 +201,30 @@ class TestBookCommands:
         assert "motion/walking#balance" in found.output
 
     def test_locked_store_is_a_message(self, book_env: dict[str, str]) -> None:
-        from qdrant_client import QdrantClient
-
-        holder = QdrantClient(path=book_env["QDRANT_PATH"])
+        """Another process (as a running `bookchat serve` would) holds the embedded store."""
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from qdrant_client import QdrantClient\n"
+                f"client = QdrantClient(path={book_env['QDRANT_PATH']!r})\n"
+                "print('holding', flush=True)\n"
+                "time.sleep(60)\n",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "holding"
             result = runner.invoke(app, ["ingest", str(MINI_BOOK)])
         finally:
-            holder.close()
+            holder.kill()
+            holder.wait(timeout=10)
         assert result.exit_code == 1
         assert "in use by another process" in result.output
+        assert "POST /api/v1/content/ingest" in result.output
         assert "Traceback" not in result.output
 
     def test_missing_folder(self, book_env: dict[str, str], tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.service import ChatService, StreamEvent
 from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import Unauthorized
-from bookchat.core.openapi import error_responses
+from bookchat.core.openapi import MAX_OFFSET, error_responses
 from bookchat.core.ratelimit import rate_limited
 
 
@@ -142,7 +142,7 @@ async def list_chat_sessions(
     db: SessionDep,
     service: ConversationServiceDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionPage:
     """The signed-in reader's conversations, most recently active first."""
     return await service.list_sessions(db, user.id, limit=limit, offset=offset)

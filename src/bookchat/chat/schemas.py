@@ -20,7 +20,12 @@ class ChatCreate(BaseModel):
     )
 
     message: str = Field(
-        description="The question; 1 to MAX_MESSAGE_CHARS characters once trimmed."
+        min_length=1,
+        # At least one visible character; the length limit (MAX_MESSAGE_CHARS, 2000 by default)
+        # applies once trimmed and comes from settings, so the schema states the default.
+        pattern=r"\S",
+        json_schema_extra={"maxLength": 2000},
+        description="The question: 1 to MAX_MESSAGE_CHARS (2000) characters once trimmed.",
     )
     session_id: str | None = Field(
         default=None,
@@ -29,6 +34,7 @@ class ChatCreate(BaseModel):
     )
     selected_text: str | None = Field(
         default=None,
+        json_schema_extra={"maxLength": 20_000},
         description="Text the reader selected: the answer then comes from this text alone.",
     )
     page_context: str | None = Field(

@@ -204,7 +204,9 @@ class Ingestor:
             return {row.id: (row.source_path, row.content_hash) for row in rows}
 
     async def _write(self, document_id: uuid.UUID, document: LoadedDocument) -> int:
-        pieces = chunk_document(
+        # CPU-bound (a large page takes a while): off the event loop, so serving goes on.
+        pieces = await asyncio.to_thread(
+            chunk_document,
             document.body,
             title=document.title,
             target_tokens=self._policy.target_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from bookchat.content.schemas import (
 from bookchat.content.service import ContentService, parse_uploads, resolve_docs_folder
 from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import PayloadTooLarge, ValidationFailed
-from bookchat.core.openapi import error_responses
+from bookchat.core.openapi import MAX_OFFSET, error_responses
 
 MAX_UPLOAD_FILES = 500
 
@@ -46,6 +47,7 @@ _INGEST_BODY: dict[str, Any] = {
                     "properties": {
                         "files": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                             "description": ".md / .mdx files",
                         },
@@ -77,7 +79,9 @@ async def create_ingest_job(
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         uploads, base_url = await _read_multipart(request, settings.max_upload_bytes)
-        documents = parse_uploads(uploads, base_url or settings.book_base_url)
+        documents = await asyncio.to_thread(
+            parse_uploads, uploads, base_url or settings.book_base_url
+        )
         return await service.start_job(
             db, source="upload", documents=documents, base_url=settings.book_base_url
         )
@@ -96,7 +100,7 @@ async def create_ingest_job(
         ) from None
     base_url = payload.base_url or settings.book_base_url
     if payload.documents is not None:
-        documents = parse_uploads(payload.documents, base_url)
+        documents = await asyncio.to_thread(parse_uploads, payload.documents, base_url)
         return await service.start_job(db, source="json", documents=documents, base_url=base_url)
     folder = resolve_docs_folder(settings.book_docs_dir, payload.path)
     return await service.start_job(
@@ -117,6 +121,8 @@ async def _read_multipart(request: Request, limit: int) -> tuple[list[DocumentUp
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ValidationFailed(f"{item.filename}: not UTF-8 text") from None
+        if "\x00" in text:
+            raise ValidationFailed(f"{item.filename}: contains NUL characters; not a text file")
         uploads.append(DocumentUpload(source_path=item.filename or "", content=text))
     if not uploads:
         raise ValidationFailed("Send one or more .md/.mdx files in the `files` field.")
@@ -138,7 +144,11 @@ async def read_ingest_job(job_id: uuid.UUID, db: SessionDep, service: ContentSer
 @router.get("/search", response_model=SearchRead, responses=error_responses(400))
 async def search_content(
     service: ContentServiceDep,
-    q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for.")],
+    q: Annotated[
+        str,
+        # At least one visible character: a blank query is refused.
+        Query(min_length=1, max_length=2000, pattern=r"\S", description="What to look for."),
+    ],
     limit: Annotated[int, Query(ge=1, le=50)] = 5,
     module: Annotated[str | None, Query(max_length=500)] = None,
     document_id: uuid.UUID | None = None,
@@ -154,7 +164,7 @@ async def list_documents(
     db: SessionDep,
     service: ContentServiceDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     module: Annotated[str | None, Query(max_length=500)] = None,
 ) -> DocumentPage:
     """The book's documents, by source path."""

@@ -8,6 +8,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+# Paging offsets beyond any real table, but within every database's integer range (SQLite
+# and PostgreSQL BIGINT): a larger one would be a driver overflow, not an empty page.
+MAX_OFFSET = 1_000_000_000
+
 
 class ErrorDetail(BaseModel):
     code: str
@@ -43,6 +47,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _error_ref(status: int) -> dict[str, Any]:
+    return {
+        "description": _DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorRead"}}},
+    }
+
+
 def use_400_for_validation(app: FastAPI) -> None:
     """Document validation failures as they are answered: 400 in the error shape, not 422."""
 
@@ -57,15 +68,11 @@ def use_400_for_validation(app: FastAPI) -> None:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     responses = operation.get("responses", {})
-                    if responses.pop("422", None) is not None and "400" not in responses:
-                        responses["400"] = {
-                            "description": _DESCRIPTIONS[400],
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ErrorRead"}
-                                }
-                            },
-                        }
+                    if responses.pop("422", None) is not None:
+                        responses.setdefault("400", _error_ref(400))
+                    if "requestBody" in operation:
+                        # The body size limit answers any request body over it.
+                        responses.setdefault("413", _error_ref(413))
             components = schema.get("components", {}).get("schemas", {})
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
