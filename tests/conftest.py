@@ -75,6 +75,14 @@ def _stores(tmp_path_factory: pytest.TempPathFactory) -> None:
     _stores_root = tmp_path_factory.mktemp("qdrant")
 
 
+def free_port() -> int:
+    """A loopback port that is free now (for a server whose settings must name its own URL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def scratch_dir() -> str:
     """A new empty folder for this test run (embedded Qdrant stores)."""
     return tempfile.mkdtemp(dir=_stores_root)
@@ -246,12 +254,12 @@ async def running_app(
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[str]:
+def live_server(settings: Settings, *, port: int = 0) -> Iterator[str]:
     """The app served by a real uvicorn on a loopback port (for what in-process transports
-    cannot show, such as a client hanging up mid-stream)."""
+    cannot show, such as a client hanging up mid-stream); any free port unless `port` says."""
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
         )
     )
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)

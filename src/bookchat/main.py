@@ -20,6 +20,7 @@ from bookchat.core.errors import install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.middleware import (
     BodySizeLimitMiddleware,
+    RejectNulMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -28,8 +29,11 @@ from bookchat.core.openapi import use_400_for_validation
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
+from bookchat.personalization.router import router as personalization_router
 from bookchat.providers.factory import ProviderConfigError
 from bookchat.retrieval.index import VectorIndexError
+from bookchat.translation.router import router as translation_router
+from bookchat.web.router import router as web_router
 
 logger = structlog.get_logger(__name__)
 
@@ -44,6 +48,8 @@ def api_router() -> APIRouter:
     router.include_router(chat_router)
     router.include_router(content_router)
     router.include_router(health_router)
+    router.include_router(personalization_router)
+    router.include_router(translation_router)
     return router
 
 
@@ -106,9 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The seeds' contracts at the root, kept for existing front ends.
     app.include_router(seed_chat_router)
     app.include_router(seed_health_router)
+    app.include_router(web_router)  # the demo page and /widget.js, outside the OpenAPI schema
     # Each add_middleware wraps the ones before it, so the order below is innermost first.
-    # Outermost to innermost: SecurityHeaders -> CORS -> RequestContext -> BodySizeLimit -> app.
-    # - BodySizeLimit inside RequestContext: its 413 carries the request id and is logged.
+    # Outermost to innermost: SecurityHeaders -> CORS -> RequestContext -> RejectNul
+    # -> BodySizeLimit -> app.
+    # - RejectNul and BodySizeLimit inside RequestContext: their 400/413 carry the request id.
     # - CORS outside both: a browser can read the 413s, 429s and the safe 500 made inside.
     # - SecurityHeaders outermost: every response, CORS preflight answers included.
     app.add_middleware(
@@ -117,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.max_upload_bytes,
         upload_paths=UPLOAD_PATHS,
     )
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(
         CORSMiddleware,

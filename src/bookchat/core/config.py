@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     generation_section_tokens: int = Field(default=1200, ge=100, le=16_000)
     generation_timeout_seconds: float = Field(default=180.0, gt=0)
 
-        # Redis (shared rate limits and caches for several replicas); in-process without it
+    # Redis (shared rate limits and caches for several replicas); in-process without it
     redis_url: SecretStr | None = None
     rate_limit_chat: str = "20/minute"
     rate_limit_login: str = "5/minute"
