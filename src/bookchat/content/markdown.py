@@ -65,7 +65,8 @@ def fence_end(lines: list[str], start: int, fence: str) -> int:
     return len(lines)
 
 
-def _admonition_end(lines: list[str], start: int) -> int | None:
+def admonition_end(lines: list[str], start: int) -> int | None:
+    """The index after the `:::` closing the admonition opened at `start`, or None."""
     depth = 0
     index = start
     while index < len(lines):
@@ -143,7 +144,7 @@ def parse_blocks(lines: list[str], slugger: HeadingSlugger | None) -> list[Block
             continue
         fence = fence_opening(line)
         heading = HEADING_RE.match(line)
-        admonition_end = _admonition_end(lines, index) if _ADMONITION_OPEN_RE.match(line) else None
+        block_end = admonition_end(lines, index) if _ADMONITION_OPEN_RE.match(line) else None
         if fence is not None:
             end = fence_end(lines, index, fence)
             blocks.append(make_block("fence", lines[index:end]))
@@ -153,8 +154,8 @@ def parse_blocks(lines: list[str], slugger: HeadingSlugger | None) -> list[Block
             block.level, block.title, block.anchor = len(heading.group("hashes")), title, anchor
             blocks.append(block)
             end = index + 1
-        elif admonition_end is not None:
-            end = admonition_end
+        elif block_end is not None:
+            end = block_end
             blocks.append(make_block("admonition", lines[index:end]))
             if slugger is not None:
                 _count_inner_headings(lines[index + 1 : end - 1], slugger)

@@ -54,7 +54,8 @@ class RequestContextMiddleware:
         except Exception:
             logger.exception("request.unhandled_error")
             if not response_started:
-                await _send_internal_error(send_with_id)
+                # Never the exception text: it can carry SQL, paths or secrets.
+                await send_error(send_with_id, 500, "internal_error", INTERNAL_ERROR_MESSAGE)
         finally:
             logger.info(
                 "http.request",
@@ -73,22 +74,6 @@ def _incoming_request_id(scope: Scope) -> str | None:
             candidate = value.decode("latin-1").strip()
             return candidate if _REQUEST_ID_OK.match(candidate) else None
     return None
-
-
-async def _send_internal_error(send: Send) -> None:
-    # Never the exception text: it can carry SQL, paths or secrets.
-    body = json.dumps(error_body("internal_error", INTERNAL_ERROR_MESSAGE)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # --- request size limits and security headers -------------------------------------------------
@@ -164,6 +149,17 @@ class BodySizeLimitMiddleware:
             await _send_too_large(send, limit)
 
 
+async def _send_too_large(send: Send, limit: int) -> None:
+    # The unread body is still on the wire: do not reuse this connection.
+    await send_error(
+        send,
+        413,
+        "payload_too_large",
+        _too_large_message(limit),
+        extra_headers=((b"connection", b"close"),),
+    )
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
@@ -172,23 +168,6 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None  # the server rejects a malformed length before we see it
     return None
-
-
-async def _send_too_large(send: Send, limit: int) -> None:
-    body = json.dumps(error_body("payload_too_large", _too_large_message(limit))).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The unread body is still on the wire: do not reuse this connection.
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 NUL_MESSAGE = "Text in the request must not contain NUL characters (\\u0000)."
@@ -224,7 +203,7 @@ class RejectNulMiddleware:
             return
         query: bytes = scope.get("query_string", b"")
         if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
-            await _send_error(send, 400, "validation_error", NUL_MESSAGE)
+            await send_error(send, 400, "validation_error", NUL_MESSAGE)
             return
         content_type = _header(scope, b"content-type") or b""
         if not content_type.startswith(_SCANNED_TYPES) and b"+json" not in content_type:
@@ -253,7 +232,14 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer from middleware, in the one error shape (the request id comes from context)."""
     body = json.dumps(error_body(code, message)).encode()
     await send(
         {
@@ -262,6 +248,7 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *extra_headers,
             ],
         }
     )

@@ -9,7 +9,8 @@ from functools import cache
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 
-from bookchat.content.loader import fence_opening, is_fence_close
+from bookchat.content.loader import fence_opening
+from bookchat.content.markdown import admonition_end, fence_end
 from bookchat.content.routing import HeadingSlugger, split_heading_id
 
 # Docusaurus admonitions: `:::tip`, `:::warning Real hardware`, `:::note[Title]` ... `:::`.
@@ -18,7 +19,6 @@ _ADMONITION_OPEN_RE = re.compile(
     r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)"
     r"(?:\[(?P<bracketed>[^\]]*)\]|[ \t]+(?P<title>.*?))?[ \t]*$"
 )
-_ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:{3,}[ \t]*$")
 
 
 @cache
@@ -46,33 +46,6 @@ def _heading_ids(state: StateCore) -> None:
         token.attrSet("id", anchor)
 
 
-def _block_end(lines: list[str], start: int) -> int | None:
-    """The index after the `:::` closing the admonition opened at `start`, or None."""
-    depth = 0
-    index = start
-    while index < len(lines):
-        line = lines[index]
-        fence = fence_opening(line)
-        if fence is not None:
-            index = _fence_end(lines, index, fence)
-            continue
-        if _ADMONITION_OPEN_RE.match(line):
-            depth += 1
-        elif _ADMONITION_CLOSE_RE.match(line):
-            depth -= 1
-            if depth == 0:
-                return index + 1
-        index += 1
-    return None
-
-
-def _fence_end(lines: list[str], start: int, fence: str) -> int:
-    for index in range(start + 1, len(lines)):
-        if is_fence_close(lines[index], fence):
-            return index + 1
-    return len(lines)
-
-
 def _render_lines(lines: list[str], slugger: HeadingSlugger) -> str:
     """Render Markdown lines; admonitions become asides around their rendered content."""
     parts: list[str] = []
@@ -88,12 +61,12 @@ def _render_lines(lines: list[str], slugger: HeadingSlugger) -> str:
         line = lines[index]
         fence = fence_opening(line)
         if fence is not None:
-            end = _fence_end(lines, index, fence)
+            end = fence_end(lines, index, fence)
             plain.extend(lines[index:end])
             index = end
             continue
         opening = _ADMONITION_OPEN_RE.match(line)
-        closing = _block_end(lines, index) if opening else None
+        closing = admonition_end(lines, index) if opening else None
         if opening is None or closing is None:
             plain.append(line)
             index += 1
