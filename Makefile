@@ -11,7 +11,17 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
-.PHONY: help run test lint format migrate ingest clean
+.PHONY: help run test lint format migrate ingest bench clean
+
+# Citations link to BOOK_BASE_URL + a page's route + #heading. Unless the environment, the
+# command line or .env sets it, `run` and `ingest` point it at this server's demo pages
+# (http://HOST:PORT/book/...), so a citation opens the cited section on the demo instead of a
+# Docusaurus site that is not running.
+ifeq ($(origin BOOK_BASE_URL),undefined)
+ifeq ($(shell grep -qsiE '^[[:space:]]*(export[[:space:]]+)?BOOK_BASE_URL[[:space:]]*=' .env && echo set),)
+run ingest: export BOOK_BASE_URL := http://$(HOST):$(PORT)/book
+endif
+endif
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +31,7 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
-run: $(UV) ## Install, migrate, ingest the book if the index is empty, serve on http://$(HOST):$(PORT)
+run: $(UV) ## Install, migrate, ingest the book if the index is empty, serve the demo on http://$(HOST):$(PORT)
 	$(UV) sync --locked --no-dev --inexact
 	$(UV) run --no-sync bookchat migrate
 	$(UV) run --no-sync bookchat ingest --if-empty
@@ -47,6 +57,10 @@ migrate: $(UV) ## Apply database migrations
 
 ingest: $(UV) ## (Re-)ingest BOOK_DOCS_DIR; unchanged pages are skipped
 	$(UV) run --no-sync bookchat ingest
+
+bench: $(UV) ## Measure the budgets of DESIGN.md section 10 (needs ../shared/corpus/textbook-a)
+	$(UV) sync --locked --group bench
+	$(UV) run --no-sync python benchmarks/bench.py $(BENCH_ARGS)
 
 clean: ## Remove local state (database, caches)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

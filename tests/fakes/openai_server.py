@@ -13,6 +13,11 @@ Supported endpoints: ``POST /v1/chat/completions`` (plain and streamed),
 ``POST /v1/embeddings`` (float and base64) and ``GET /v1/models[/<id>]``.
 Faults can be injected with :meth:`FakeOpenAIServer.fail_next`,
 :meth:`FakeOpenAIServer.hang_next` and :meth:`FakeOpenAIServer.cut_stream_next`.
+
+For benchmarks run against the fake in another process, two control endpoints (not recorded
+as requests, never faulted): ``GET /_fake/first_tokens`` lists the wall-clock times
+(``time.time()``) at which each streamed answer's first content token was sent, in request
+order, and ``POST /_fake/reset`` does what :meth:`FakeOpenAIServer.reset` does.
 """
 
 from __future__ import annotations
@@ -318,6 +323,7 @@ class FakeOpenAIServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port: int | None = None
         self._calls: set[_Call] = set()  # only touched on the server loop
+        self._first_tokens: list[float] = []
         self._stopping = False  # only touched on the server loop
         self._thread_error: BaseException | None = None
 
@@ -449,6 +455,11 @@ class FakeOpenAIServer:
                 r.json for r in self.requests if r.method == "POST" and r.path == "/v1/embeddings"
             ]
 
+    def first_token_times(self) -> list[float]:
+        """When (``time.time()``) each streamed answer's first content token was sent."""
+        with self._lock:
+            return list(self._first_tokens)
+
     def fail_next(
         self,
         status: int,
@@ -483,6 +494,7 @@ class FakeOpenAIServer:
             self.requests.clear()
             self._faults.clear()
             self._cuts.clear()
+            self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
 
     def _record(self, request: RecordedRequest) -> _Fault | None:
@@ -517,6 +529,8 @@ class FakeOpenAIServer:
                 bad_json = True
         method: str = scope["method"]
         path: str = scope["path"].rstrip("/") or "/"
+        if path.startswith("/_fake/") and await self._control(method, path, send):
+            return
         fault = self._record(RecordedRequest(method, path, headers, body))
 
         call = _Call(self, receive)
@@ -544,6 +558,17 @@ class FakeOpenAIServer:
         finally:
             self._calls.discard(call)
             call.close()
+
+    async def _control(self, method: str, path: str, send: Send) -> bool:
+        """Answer a control request (benchmarks); False when it is not one."""
+        if path == "/_fake/first_tokens" and method == "GET":
+            await _send_json(send, 200, self.first_token_times())
+        elif path == "/_fake/reset" and method == "POST":
+            self.reset()
+            await _send_json(send, 200, {"status": "ok"})
+        else:
+            return False
+        return True
 
     async def _route(self, call: _Call, method: str, path: str, body: Any, send: Send) -> None:
         if path == "/v1/chat/completions":
@@ -657,6 +682,9 @@ class FakeOpenAIServer:
                 return  # uvicorn closes the connection: the response is incomplete
             if index:
                 await call.sleep(self.token_delay)
+            else:
+                with self._lock:
+                    self._first_tokens.append(time.time())
             await emit(chunk({"content": token}, None))
         if cut_after is not None:
             return

@@ -1,0 +1,248 @@
+"""The budgets of DESIGN.md section 10 against the measurements; JSON, chart and table."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt
+
+Results = dict[str, Any]
+MEASURED_WIDTH = 60  # longer reasons are cut in the table (latest.json has them whole)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    what: str
+    budget: str
+    measured: str
+    met: bool | None  # None: not measured (the reason is in `measured`)
+
+
+def _get(results: Results, *path: str) -> Any:
+    """results[path...], or None when any step is missing."""
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _level(results: Results, concurrency: int) -> dict[str, Any] | None:
+    for level in results.get("chat_instant") or []:
+        if level.get("concurrency") == concurrency:
+            found: dict[str, Any] = level
+            return found
+    return None
+
+
+def _missing(results: Results, key: str) -> str:
+    reason = _get(results, "skipped", key)
+    return f"not measured: {reason}" if reason else "not measured"
+
+
+def _at_most(what: str, budget: float, value: float | None, unit: str, skip: str) -> Budget:
+    if value is None or math.isnan(value):
+        return Budget(what, f"<= {budget:g} {unit}", skip, None)
+    return Budget(what, f"<= {budget:g} {unit}", f"{value:.1f} {unit}", value <= budget)
+
+
+def _throughput(what: str, budget: float, level: dict[str, Any] | None, skip: str) -> Budget:
+    rule = f">= {budget:g}/s" + (", 0 errors" if "LLM" in what else "")
+    if level is None:
+        return Budget(what, rule, skip, None)
+    value, errors = level["throughput_per_s"], level["errors"]
+    met = value >= budget and (errors == 0 or "LLM" not in what)
+    return Budget(what, rule, f"{value:.1f}/s, {errors} errors", met)
+
+
+def budgets(results: Results) -> list[Budget]:
+    """Every section-10 budget with its measured value (or why it was not measured)."""
+    c1 = _get(_level(results, 1) or {}, "latency_ms")
+    c16 = _level(results, 16)
+    rows = [
+        _at_most(
+            "POST /chat server time beyond the LLM (c=1), p50",
+            20,
+            _get(c1 or {}, "p50"),
+            "ms",
+            _missing(results, "chat_instant"),
+        ),
+        _at_most(
+            "POST /chat server time beyond the LLM (c=1), p95",
+            50,
+            _get(c1 or {}, "p95"),
+            "ms",
+            _missing(results, "chat_instant"),
+        ),
+        _throughput(
+            "throughput, 16 clients, instant fake, SQLite",
+            85,
+            c16,
+            _missing(results, "chat_instant"),
+        ),
+    ]
+    for store in ("sqlite", "postgresql"):
+        rows.append(
+            _throughput(
+                f"throughput, 16 clients, slow fake LLM, {store}",
+                6.6,
+                _get(results, "slow_c16", store),
+                _missing(results, f"slow_{store}"),
+            )
+        )
+    rows += [
+        _at_most(
+            "SSE: first token event after the fake's first token, p50",
+            25,
+            _get(results, "sse", "first_token_delay_ms", "p50"),
+            "ms",
+            _missing(results, "sse"),
+        ),
+        _at_most(
+            "GET /health/live while 16 chats are in flight, p95",
+            20,
+            _get(results, "liveness_ms", "p95"),
+            "ms",
+            _missing(results, "slow_sqlite"),
+        ),
+        _at_most(
+            "ingest textbook-a from scratch",
+            15,
+            _get(results, "ingestion", "sqlite", "scratch_seconds"),
+            "s",
+            _missing(results, "ingestion"),
+        ),
+        _at_most(
+            "ingest textbook-a unchanged",
+            2,
+            _get(results, "ingestion", "sqlite", "unchanged_seconds"),
+            "s",
+            _missing(results, "ingestion"),
+        ),
+        Budget(
+            "retrieval hit@5, hybrid",
+            ">= 0.90",
+            "not here: needs all-MiniLM-L6-v2 (`bookchat eval`, README)",
+            None,
+        ),
+    ]
+    bm25 = _get(results, "ingestion", "sqlite", "bm25_hit_at_5")
+    rows.append(
+        Budget(
+            "retrieval hit@5, BM25 only",
+            ">= 0.80",
+            f"{bm25:.3f}" if bm25 is not None else _missing(results, "ingestion"),
+            bm25 >= 0.80 if bm25 is not None else None,
+        )
+    )
+    return rows
+
+
+def table(rows: list[Budget]) -> str:
+    """A plain-text table: budget, measured value, met / not met."""
+    header = ("budget (DESIGN.md section 10)", "limit", "measured", "result")
+    lines = [
+        (
+            row.what,
+            row.budget,
+            row.measured if len(row.measured) <= MEASURED_WIDTH else row.measured[:57] + "...",
+            {True: "met", False: "NOT MET", None: "-"}[row.met],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(4)]
+    rule = "  ".join("-" * w for w in widths)
+    out = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.append(rule)
+    return "\n".join(out)
+
+
+def extras(results: Results) -> str:
+    """Other numbers worth a glance: every level, Redis, memory, the profile."""
+    lines = ["", "chat, instant fake LLM (SQLite):"]
+    for level in results.get("chat_instant") or []:
+        lat, cpu = level["latency_ms"], level.get("server_cpu_ms_per_request")
+        lines.append(
+            f"  c={level['concurrency']:<3} {level['throughput_per_s']:7.1f}/s  "
+            f"p50 {lat['p50']:7.1f} ms  p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  "
+            f"errors {level['errors']}"
+            + (f"  server CPU {cpu:.1f} ms/request" if cpu is not None else "")
+            + (
+                f"  machine {level['machine_busy_percent']:.0f}% busy"
+                if level.get("machine_busy_percent") is not None
+                else ""
+            )
+        )
+    redis = results.get("redis_c16")
+    if redis:
+        lines.append(
+            f"  c=16 with Redis: {redis['throughput_per_s']:.1f}/s, "
+            f"p95 {redis['latency_ms']['p95']:.1f} ms, errors {redis['errors']}"
+        )
+    for name, mb in (results.get("peak_rss_mb") or {}).items():
+        lines.append(f"peak RSS of the server ({name}): {mb:.0f} MB")
+    for key, reason in (results.get("skipped") or {}).items():
+        lines.append(f"skipped {key}: {reason}")
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """The value with NaN (an empty sample) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def write_json(results: Results, rows: list[Budget], path: Path) -> None:
+    payload = _finite({**results, "budgets": [asdict(row) for row in rows]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_chart(results: Results, path: Path) -> None:
+    """Latency p50/p95/p99 and throughput by concurrency (instant fake LLM, SQLite)."""
+    levels = results.get("chat_instant") or []
+    if not levels:
+        return
+    concurrency = [level["concurrency"] for level in levels]
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        latency.plot(concurrency, [lv["latency_ms"][key] for lv in levels], style, label=key)
+    latency.axhline(20, color="grey", linestyle=":", label="budget p50 (c=1)")
+    latency.axhline(50, color="grey", linestyle="--", label="budget p95 (c=1)")
+    latency.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="latency (ms)")
+    latency.set_title("POST /api/v1/chat latency")
+    throughput.plot(concurrency, [lv["throughput_per_s"] for lv in levels], "o-", label="SQLite")
+    redis = results.get("redis_c16")
+    if redis:
+        throughput.plot([16], [redis["throughput_per_s"]], "D", label="SQLite + Redis")
+    throughput.axhline(85, color="grey", linestyle="--", label="budget at c=16")
+    throughput.set(xscale="log", xlabel="concurrent clients", ylabel="answers / s", ylim=(0, None))
+    throughput.set_title("throughput, instant fake LLM")
+    for axes in (latency, throughput):
+        axes.set_xticks(concurrency, [str(c) for c in concurrency])
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=8)
+    machine = results.get("machine", {})
+    figure.suptitle(
+        f"bookchat {str(machine.get('git_commit', ''))[:10]}, "
+        f"{machine.get('cpu_count')} CPUs, one worker",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
