@@ -31,15 +31,20 @@ async def read_liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def require_ok(component: ComponentRead, name: str, message: str) -> ComponentRead:
+    """The component when it answers; a 503 in the error shape naming it otherwise."""
+    if component.status != "ok":
+        raise DependencyUnavailable(
+            message, details=[{"component": name, "error": component.detail}]
+        )
+    return component
+
+
 @router.get("/ready", responses=error_responses(503))
 async def read_readiness(container: ContainerDep) -> dict[str, str]:
     """Ready to serve: the database answers (503 otherwise)."""
     database = await check_database(container.engine)
-    if database.status != "ok":
-        raise DependencyUnavailable(
-            "Not ready: the database is unavailable.",
-            details=[{"component": "database", "error": database.detail}],
-        )
+    require_ok(database, "database", "Not ready: the database is unavailable.")
     return {"status": "ok"}
 
 
@@ -47,36 +52,21 @@ async def read_readiness(container: ContainerDep) -> dict[str, str]:
 async def read_database_health(container: ContainerDep) -> ComponentRead:
     """The database: reachable or not, its dialect and round-trip time."""
     database = await check_database(container.engine)
-    if database.status != "ok":
-        raise DependencyUnavailable(
-            "The database is unavailable.",
-            details=[{"component": "database", "error": database.detail}],
-        )
-    return database
+    return require_ok(database, "database", "The database is unavailable.")
 
 
 @router.get("/qdrant", response_model=ComponentRead, responses=error_responses(503))
 async def read_index_health(container: ContainerDep) -> ComponentRead:
     """The vector index: embedded or server, collection, points, embedder (503 when down)."""
     index = await check_index(container)
-    if index.status != "ok":
-        raise DependencyUnavailable(
-            "The vector index is unavailable.",
-            details=[{"component": "qdrant", "error": index.detail}],
-        )
-    return index
+    return require_ok(index, "qdrant", "The vector index is unavailable.")
 
 
 @router.get("/redis", response_model=ComponentRead, responses=error_responses(503))
 async def read_redis_health(container: ContainerDep) -> ComponentRead:
     """Redis (shared rate limits and caches), or `memory` when not configured (503 when down)."""
     redis = await check_redis(container)
-    if redis.status != "ok":
-        raise DependencyUnavailable(
-            "Redis is unavailable; rate limits and caches fail open.",
-            details=[{"component": "redis", "error": redis.detail}],
-        )
-    return redis
+    return require_ok(redis, "redis", "Redis is unavailable; rate limits and caches fail open.")
 
 
 seed_router = APIRouter(include_in_schema=False)
