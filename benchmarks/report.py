@@ -166,6 +166,10 @@ def table(rows: list[Budget]) -> str:
     return "\n".join(out)
 
 
+def _rounded(values: Any) -> str:
+    return " ".join(f"{v:.2f}" for v in values) if values else "?"
+
+
 def extras(results: Results) -> str:
     """Other numbers worth a glance: every level, Redis, memory, the profile."""
     lines = ["", "chat, instant fake LLM (SQLite):"]
@@ -188,6 +192,13 @@ def extras(results: Results) -> str:
             f"  c=16 with Redis: {redis['throughput_per_s']:.1f}/s, "
             f"p95 {redis['latency_ms']['p95']:.1f} ms, errors {redis['errors']}"
         )
+    machine = results.get("machine", {})
+    lines.append(
+        f"machine: {machine.get('cpu_count')} CPUs, load average at start "
+        f"{_rounded(machine.get('load_average_at_start'))}, a fixed Python loop took "
+        f"{machine.get('python_loop_ms_at_start')} ms at start and "
+        f"{machine.get('python_loop_ms_at_end')} ms at the end (lower is a faster machine)"
+    )
     for name, mb in (results.get("peak_rss_mb") or {}).items():
         lines.append(f"peak RSS of the server ({name}): {mb:.0f} MB")
     for key, reason in (results.get("skipped") or {}).items():
