@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -12,6 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from bookchat.chat.models import Message, MessageRole, MessageStatus
+from bookchat.chat.schemas import ChatCreate
+from bookchat.chat.service import ChatService, Turn
+from bookchat.container import open_container
 from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import AppFactory, ingest_book, live_server, make_settings, openai_settings
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -207,6 +212,21 @@ class TestHangUp:
         assert len(stored[0].content.split()) < 60
 
 
+@asynccontextmanager
+async def prepared_turn(settings: Any) -> AsyncIterator[tuple[ChatService, Turn]]:
+    """A chat service over real stores and a question already stored, ready to stream."""
+    async with open_container(settings) as container:
+        service = ChatService(
+            settings=settings,
+            model=container.providers.chat,
+            retriever=container.retriever,
+            sessionmaker=container.sessionmaker,
+        )
+        async with container.sessionmaker() as db:
+            turn = await service.prepare(db, ChatCreate(message=QUESTION))
+        yield service, turn
+
+
 class TestClosedAtAYield:
     """A response that fails to send closes the event generator where it is suspended: at a
     yield, not in an await. The answer so far must still be stored."""
@@ -216,21 +236,10 @@ class TestClosedAtAYield:
         self, events_read: int, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:
         from bookchat.chat.router import _as_sse
-        from bookchat.chat.schemas import ChatCreate
-        from bookchat.chat.service import ChatService
-        from bookchat.container import open_container
 
         fake_openai.reply = "one two three four five six seven"
         settings = await book_settings(sqlite_url, fake_openai)
-        async with open_container(settings) as container:
-            service = ChatService(
-                settings=settings,
-                model=container.providers.chat,
-                retriever=container.retriever,
-                sessionmaker=container.sessionmaker,
-            )
-            async with container.sessionmaker() as db:
-                turn = await service.prepare(db, ChatCreate(message=QUESTION))
+        async with prepared_turn(settings) as (service, turn):
             events = _as_sse(service.stream(turn))
             received = [await anext(events) for _ in range(events_read)]
             await events.aclose()
@@ -244,21 +253,9 @@ class TestClosedAtAYield:
     async def test_a_hang_up_during_the_final_write_does_not_lose_the_answer(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:
-        from bookchat.chat.schemas import ChatCreate
-        from bookchat.chat.service import ChatService
-        from bookchat.container import open_container
-
         fake_openai.reply = "one two three"
         settings = await book_settings(sqlite_url, fake_openai)
-        async with open_container(settings) as container:
-            service = ChatService(
-                settings=settings,
-                model=container.providers.chat,
-                retriever=container.retriever,
-                sessionmaker=container.sessionmaker,
-            )
-            async with container.sessionmaker() as db:
-                turn = await service.prepare(db, ChatCreate(message=QUESTION))
+        async with prepared_turn(settings) as (service, turn):
             events = service.stream(turn)
             names = [(await anext(events))[0] for _ in range(5)]  # start, sources, 3 tokens
             # The next step writes the answer; the reader hangs up while it does.
