@@ -53,6 +53,12 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
 
+    # Serving
+    migrate_on_start: bool = False
+    shutdown_timeout_seconds: float = Field(default=30.0, ge=0, le=3600)
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+
     # Storage
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -160,6 +166,7 @@ class Settings(BaseSettings):
         "better_auth_issuer",
         "better_auth_audience",
         "redis_url",
+        "metrics_token",
         mode="before",
     )
     @classmethod
