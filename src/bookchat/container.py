@@ -15,9 +15,11 @@ from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.cache import Cache, build_cache
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
+from bookchat.core.metrics import Metrics
 from bookchat.core.ratelimit import RateLimiter, build_limiter
 from bookchat.core.redis import RedisStatus, create_redis
 from bookchat.providers.factory import Providers, build_providers
+from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
 from bookchat.retrieval.service import HybridRetriever, RelevanceFloor
 
@@ -37,6 +39,7 @@ class Container:
     redis_status: RedisStatus
     limiter: RateLimiter
     cache: Cache
+    metrics: Metrics
 
 
 def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
@@ -57,13 +60,14 @@ def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
 
 @asynccontextmanager
 async def open_container(
-    settings: Settings, *, check_index: bool = True
+    settings: Settings, *, check_index: bool = True, metrics: Metrics | None = None
 ) -> AsyncIterator[Container]:
     """Build everything, and close it all in reverse order on the way out.
 
     `check_index=False` skips the embedder check of the collection (for `bookchat reindex`,
-    which is how a mismatch gets fixed).
+    which is how a mismatch gets fixed). `metrics` is the app's (a CLI command gets its own).
     """
+    metrics = metrics or Metrics()
     async with AsyncExitStack() as stack:
         engine = create_engine(
             settings.database_url.get_secret_value(),
@@ -73,6 +77,7 @@ async def open_container(
         stack.push_async_callback(engine.dispose)
         providers = await build_providers(settings)
         stack.push_async_callback(providers.aclose)
+        providers.chat = MeasuredChatModel(providers.chat, metrics)
         index = open_index(settings, providers)
         stack.push_async_callback(index.close)
         if check_index:
@@ -84,8 +89,8 @@ async def open_container(
         redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
         if redis is not None:
             stack.push_async_callback(redis.aclose)
-        limiter = build_limiter(settings, redis, redis_status)
-        cache = build_cache(settings, redis, redis_status)
+        limiter = build_limiter(settings, redis, redis_status, metrics)
+        cache = build_cache(settings, redis, redis_status, metrics)
         retriever = HybridRetriever(
             index=index,
             sparse=providers.sparse,
@@ -95,6 +100,7 @@ async def open_container(
                 min_term_coverage=settings.retrieval_min_term_coverage,
             ),
             cache=cache,
+            metrics=metrics,
         )
         ingestor = Ingestor(
             sessionmaker=sessionmaker,
@@ -102,6 +108,7 @@ async def open_container(
             sparse=providers.sparse,
             embedder=providers.embedder,
             cache=cache,
+            metrics=metrics,
         )
         jobs = JobRunner()
         # Registered last, so it runs first: running jobs finish before the index closes.
@@ -122,4 +129,5 @@ async def open_container(
             redis_status=redis_status,
             limiter=limiter,
             cache=cache,
+            metrics=metrics,
         )

@@ -15,9 +15,10 @@ from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
 from bookchat.container import Container, open_container
 from bookchat.content.router import router as content_router
-from bookchat.core.config import Settings, get_settings
+from bookchat.core.config import Environment, Settings, get_settings
 from bookchat.core.errors import install_error_handlers
 from bookchat.core.logging import configure_logging
+from bookchat.core.metrics import Metrics, MetricsMiddleware
 from bookchat.core.middleware import (
     BodySizeLimitMiddleware,
     RejectNulMiddleware,
@@ -26,6 +27,7 @@ from bookchat.core.middleware import (
 )
 from bookchat.core.migrations import warn_if_not_migrated
 from bookchat.core.openapi import use_400_for_validation
+from bookchat.health.router import metrics_router
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
@@ -78,17 +80,28 @@ async def log_profile(container: Container) -> None:
         profile=container.limiter.profile,
         cache=container.cache.profile,
     )
+    if not settings.metrics_enabled:
+        logger.info("profile.metrics", metrics="off")
+    elif settings.metrics_token is None and settings.environment is Environment.PRODUCTION:
+        # Counts and route names only, no secrets; still, not everyone's business.
+        logger.warning(
+            "profile.metrics_public",
+            hint="set METRICS_TOKEN or keep /metrics off the public network",
+        )
+    else:
+        logger.info("profile.metrics", protected=settings.metrics_token is not None)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for these settings (the environment's by default)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format.value)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with open_container(settings) as container:
+            async with open_container(settings, metrics=metrics) as container:
                 app.state.container = container
                 await log_profile(container)
                 await warn_if_not_migrated(container.engine)
@@ -112,10 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The seeds' contracts at the root, kept for existing front ends.
     app.include_router(seed_chat_router)
     app.include_router(seed_health_router)
+    app.include_router(metrics_router)
     app.include_router(web_router)  # the demo page and /widget.js, outside the OpenAPI schema
     # Each add_middleware wraps the ones before it, so the order below is innermost first.
-    # Outermost to innermost: SecurityHeaders -> CORS -> RequestContext -> RejectNul
+    # Outermost to innermost: Metrics -> SecurityHeaders -> CORS -> RequestContext -> RejectNul
     # -> BodySizeLimit -> app.
+    # - Metrics outermost: its timing and status cover every other layer's work and answers.
     # - RejectNul and BodySizeLimit inside RequestContext: their 400/413 carry the request id.
     # - CORS outside both: a browser can read the 413s, 429s and the safe 500 made inside.
     # - SecurityHeaders outermost: every response, CORS preflight answers included.
@@ -137,4 +152,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

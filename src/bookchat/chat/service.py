@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,12 +305,15 @@ class ChatService:
                     parts.append(piece)
                     yield "token", {"text": piece}
             else:
-                async for item in self.model.stream(turn.prompt):
-                    if isinstance(item, Usage):
-                        usage = item
-                        continue
-                    parts.append(item)
-                    yield "token", {"text": item}
+                # aclosing: a reader who hangs up closes the model's stream at once (its HTTP
+                # call is cancelled) instead of whenever the generator is collected.
+                async with aclosing(self.model.stream(turn.prompt)) as pieces:
+                    async for item in pieces:
+                        if isinstance(item, Usage):
+                            usage = item
+                            continue
+                        parts.append(item)
+                        yield "token", {"text": item}
         except (asyncio.CancelledError, GeneratorExit):
             await self._store(turn, "".join(parts), usage, model, MessageStatus.PARTIAL)
             raise

@@ -26,6 +26,7 @@ from bookchat.content.loader import LoadedDocument
 from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_for
 from bookchat.core.cache import INDEX_VERSION, Cache
 from bookchat.core.db import utcnow
+from bookchat.core.metrics import Metrics
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.sparse import SparseEncoder
 from bookchat.retrieval.index import IndexedChunk, QdrantIndex
@@ -87,8 +88,10 @@ class Ingestor:
         embedder: Embedder | None,
         policy: ChunkingPolicy | None = None,
         cache: Cache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._metrics = metrics
         # Cached answers embed the index version; every change to the book bumps it.
         self._cache = cache
         self._index = index
@@ -127,6 +130,7 @@ class Ingestor:
                     if document_id not in keep:
                         await self._delete(document_id)
                         report.record(source_path, "removed")
+                        self._count("removed")
                         if progress is not None:
                             progress(source_path, "removed")
             if reconcile:
@@ -147,6 +151,7 @@ class Ingestor:
         previous = stored.get(document_id)
         if previous is not None and previous[1] == document.content_hash:
             report.record(document.source_path, "unchanged")
+            self._count("unchanged")
             return "unchanged"
         try:
             written = await self._write(document_id, document)
@@ -155,10 +160,12 @@ class Ingestor:
                 "ingest.document_failed", source_path=document.source_path, error=str(exc)
             )
             report.failed[document.source_path] = f"{type(exc).__name__}: {exc}"
+            self._count("failed")
             return "failed"
         outcome: Outcome = "added" if previous is None else "updated"
         report.record(document.source_path, outcome)
         report.chunks += written
+        self._count(outcome, chunks=written)
         return outcome
 
     async def upsert_document(self, document: LoadedDocument) -> Outcome:
@@ -182,7 +189,14 @@ class Ingestor:
                 return False
             await self._delete(document_id)
             await self._book_changed()
+            self._count("removed")
             return True
+
+    def _count(self, outcome: Outcome, *, chunks: int = 0) -> None:
+        if self._metrics is not None:
+            self._metrics.ingested_documents.labels(outcome).inc()
+            if chunks:
+                self._metrics.ingested_chunks.inc(chunks)
 
     async def _book_changed(self) -> None:
         if self._cache is not None:

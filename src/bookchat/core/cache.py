@@ -26,6 +26,7 @@ import structlog
 from redis.asyncio import Redis
 
 from bookchat.core.config import Settings
+from bookchat.core.metrics import Metrics
 from bookchat.core.redis import REDIS_OUTAGE_ERRORS, RedisStatus
 
 logger = structlog.get_logger(__name__)
@@ -230,8 +231,41 @@ def _clock_version() -> int:
     return time.time_ns() // 1_000_000
 
 
-def build_cache(settings: Settings, redis: Redis | None, status: RedisStatus) -> Cache:
-    """The Redis cache when Redis is configured, else the in-process one."""
-    if redis is None:
-        return MemoryCache()
-    return RedisCache(redis, status)
+class MeasuredCache:
+    """A cache that counts its reads as hits and misses, per kind of entry (the key's first
+    segment: `answer`, `embedding`)."""
+
+    def __init__(self, inner: Cache, metrics: Metrics) -> None:
+        self.inner = inner
+        self._lookups = metrics.cache_lookups
+
+    @property
+    def profile(self) -> str:
+        return self.inner.profile
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.inner.get(key)
+        kind = key.partition(":")[0]
+        self._lookups.labels(kind, "miss" if value is None else "hit").inc()
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self.inner.set(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    async def version(self, name: str) -> int | None:
+        return await self.inner.version(name)
+
+    async def bump(self, name: str) -> int | None:
+        return await self.inner.bump(name)
+
+
+def build_cache(
+    settings: Settings, redis: Redis | None, status: RedisStatus, metrics: Metrics | None = None
+) -> Cache:
+    """The Redis cache when Redis is configured, else the in-process one (measured when
+    `metrics` is given)."""
+    cache: Cache = MemoryCache() if redis is None else RedisCache(redis, status)
+    return cache if metrics is None else MeasuredCache(cache, metrics)

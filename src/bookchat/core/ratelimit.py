@@ -34,6 +34,7 @@ from starlette.types import Scope
 
 from bookchat.core.config import Settings
 from bookchat.core.errors import RateLimited
+from bookchat.core.metrics import Metrics
 from bookchat.core.redis import REDIS_OUTAGE_ERRORS, RedisStatus
 
 logger = structlog.get_logger(__name__)
@@ -78,8 +79,10 @@ class RateLimiter:
         profile: str,
         status: RedisStatus | None = None,
         trusted_proxies: Sequence[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.storage = storage
+        self.metrics = metrics
         self.profile = profile
         self.status = status
         self.trusted_proxies = parse_trusted_proxies(tuple(trusted_proxies))
@@ -150,11 +153,16 @@ class RateLimiter:
         self.status.record_failure(STORAGE_UNAVAILABLE_EVENT, cause, scope=scope)
 
 
-def build_limiter(settings: Settings, redis: Redis | None, status: RedisStatus) -> RateLimiter:
+def build_limiter(
+    settings: Settings, redis: Redis | None, status: RedisStatus, metrics: Metrics | None = None
+) -> RateLimiter:
     """The Redis-backed limiter when Redis is configured, else the in-process one."""
     if redis is None:
-        return RateLimiter.in_memory(trusted_proxies=settings.trusted_proxies)
-    return RateLimiter.on_redis(redis, status, trusted_proxies=settings.trusted_proxies)
+        limiter = RateLimiter.in_memory(trusted_proxies=settings.trusted_proxies)
+    else:
+        limiter = RateLimiter.on_redis(redis, status, trusted_proxies=settings.trusted_proxies)
+    limiter.metrics = metrics
+    return limiter
 
 
 def refusal(decision: RateDecision) -> RateLimited:
@@ -179,6 +187,8 @@ async def enforce(limiter: RateLimiter, scope: str, identities: Sequence[str], r
                 kind=identity.partition(":")[0],
                 retry_after=decision.retry_after,
             )
+            if limiter.metrics is not None:
+                limiter.metrics.rate_limited.labels(scope).inc()
             raise refusal(decision)
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bookchat.core.deps import ContainerDep
-from bookchat.core.errors import DependencyUnavailable
+from bookchat.core.errors import DependencyUnavailable, NotFound, Unauthorized
+from bookchat.core.metrics import METRICS_CONTENT_TYPE
 from bookchat.core.openapi import error_responses
 from bookchat.health.service import (
     ComponentRead,
@@ -67,6 +74,39 @@ async def read_redis_health(container: ContainerDep) -> ComponentRead:
     """Redis (shared rate limits and caches), or `memory` when not configured (503 when down)."""
     redis = await check_redis(container)
     return require_ok(redis, "redis", "Redis is unavailable; rate limits and caches fail open.")
+
+
+metrics_router = APIRouter(tags=["health"])
+_metrics_bearer = HTTPBearer(auto_error=False, description="METRICS_TOKEN, when it is set.")
+
+
+@metrics_router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {METRICS_CONTENT_TYPE: {}}, "description": "Prometheus text format."},
+        **error_responses(401, 404),
+    },
+)
+async def read_metrics(
+    container: ContainerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)],
+) -> Response:
+    """Prometheus metrics (404 when METRICS_ENABLED=false; a bearer token when METRICS_TOKEN)."""
+    settings = container.settings
+    if not settings.metrics_enabled:
+        raise NotFound("Metrics are turned off (METRICS_ENABLED=false).")
+    token = settings.metrics_token
+    if token is not None and not (
+        credentials is not None
+        and hmac.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode())
+    ):
+        raise Unauthorized(
+            "Metrics need `Authorization: Bearer <METRICS_TOKEN>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    body = await asyncio.to_thread(container.metrics.render)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)
 
 
 seed_router = APIRouter(include_in_schema=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -78,6 +78,6 @@ class ChatModel(Protocol):
 
     async def complete(self, prompt: ChatPrompt) -> Completion: ...
 
-    def stream(self, prompt: ChatPrompt) -> AsyncIterator[str | Usage]: ...
+    def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]: ...
 
     async def aclose(self) -> None: ...

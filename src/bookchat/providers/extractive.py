@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Source, Usage
@@ -139,7 +139,7 @@ class ExtractiveChatModel:
         text = self.answer(prompt.question, prompt.sources)
         return Completion(text=text, model=self.model, usage=Usage())
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncIterator[str | Usage]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
         for piece in re.findall(r"\S+\s*", self.answer(prompt.question, prompt.sources)):
             yield piece
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import openai
@@ -91,7 +91,7 @@ class OpenAIChatModel:
         )
         return Completion(text=text, model=response.model or self.model, usage=usage)
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncIterator[str | Usage]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
         started = time.perf_counter()
         pieces = 0
         usage: Usage | None = None

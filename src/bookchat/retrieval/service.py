@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 import uuid
 from array import array
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from bookchat.core.cache import Cache
+from bookchat.core.metrics import Metrics
 from bookchat.providers.base import Source
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.sparse import SparseEncoder, SparseVector
@@ -74,6 +76,7 @@ class HybridRetriever:
     # embedded once.
     cache: Cache | None = None
     embedding_ttl_seconds: float = 24 * 3600
+    metrics: Metrics | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +96,7 @@ class HybridRetriever:
     ) -> list[Hit]:
         """The best chunks for `query`; `page_context` lifts the chunks of that page;
         `relevant_only` drops the chunks under the relevance floor."""
+        started = time.perf_counter()
         dense = await self._embed_query(query) if use_dense else None
         sparse = await self.sparse.encode_query(query) if use_sparse else None
         # Fetch more than asked when boosting, so a chunk of the current page can move up.
@@ -110,6 +114,8 @@ class HybridRetriever:
             hits = [hit for hit in hits if self.floor.passes(hit, dense, sparse)]
         if page_context:
             hits = boost_page(hits, page_context)
+        if self.metrics is not None:
+            self.metrics.retrieval_duration.labels(self.name).observe(time.perf_counter() - started)
         return hits[:limit]
 
     async def _embed_query(self, query: str) -> list[float] | None:

@@ -1,0 +1,208 @@
+"""Prometheus metrics: what operators watch (traffic, model calls, retrieval, caches, limits).
+
+Each app owns a `Metrics` (its own registry, so tests and several apps in one process never
+share counters). When several worker processes serve one port, Prometheus would scrape a random
+worker; `bookchat serve --workers N` therefore sets `PROMETHEUS_MULTIPROC_DIR`, every process
+writes its values there, and `/metrics` adds them up across the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+
+from fastapi.routing import iter_route_contexts
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from starlette.routing import BaseRoute, compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Request latency from a fast health check to a long answer stream.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Model calls take from milliseconds (extractive, cached) to a minute (long chapters).
+LLM_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+RETRIEVAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Requests no route answered (scanners, typos, CORS preflights): one label, not one per path.
+UNMATCHED_ROUTE = "unmatched"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared folder of a multi-worker server, or None for a single process."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class Metrics:
+    """Every metric the service records, in one registry."""
+
+    def __init__(self) -> None:
+        # No `*_created` series next to every counter: timestamps nobody graphs.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        if multiprocess_dir() is None:
+            # Per-process facts (memory, CPU, open files, GC); meaningless summed over workers.
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                self.registry.register(collector)
+        registry = self.registry
+        self.http_requests = Counter(
+            "bookchat_http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "bookchat_http_request_duration_seconds",
+            "Time from request to the end of the response (a stream counts until its end).",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.llm_calls = Counter(
+            "bookchat_llm_calls",
+            "Language model calls by outcome: ok, cancelled (the reader left) or an error code.",
+            ["provider", "model", "outcome"],
+            registry=registry,
+        )
+        self.llm_duration = Histogram(
+            "bookchat_llm_call_duration_seconds",
+            "Duration of a language model call (a stream until its last piece).",
+            ["provider", "model"],
+            buckets=LLM_BUCKETS,
+            registry=registry,
+        )
+        self.llm_first_token = Histogram(
+            "bookchat_llm_first_token_seconds",
+            "Time from a streamed call to its first piece of text.",
+            ["provider", "model"],
+            buckets=LLM_BUCKETS,
+            registry=registry,
+        )
+        self.llm_tokens = Counter(
+            "bookchat_llm_tokens",
+            "Tokens the language model reported, by kind (prompt or completion).",
+            ["provider", "model", "kind"],
+            registry=registry,
+        )
+        self.retrieval_duration = Histogram(
+            "bookchat_retrieval_duration_seconds",
+            "Time to find the passages for a query (embedding, BM25 encoding, index search).",
+            ["retrieval"],
+            buckets=RETRIEVAL_BUCKETS,
+            registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "bookchat_cache_lookups",
+            "Cache reads by cache (answer, embedding) and result (hit or miss).",
+            ["cache", "result"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "bookchat_rate_limited",
+            "Requests refused with 429, by limit (chat, login, signup, generation).",
+            ["limit"],
+            registry=registry,
+        )
+        self.ingested_documents = Counter(
+            "bookchat_ingested_documents",
+            "Documents through ingestion by outcome: added, updated, unchanged, removed, failed.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.ingested_chunks = Counter(
+            "bookchat_ingested_chunks",
+            "Chunks written to the database and the index by ingestion.",
+            registry=registry,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric (summed over workers if several)."""
+        if multiprocess_dir() is not None:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class RouteTemplates:
+    """The full path template of the route that answered a request.
+
+    Labels use templates (`/api/v1/chat/history/{session_id}`), never raw paths: ids in paths
+    would make one time series per session. FastAPI puts the matched route in the scope, but
+    as the router declared it (`/chat/history/{session_id}`); one route is included under
+    several prefixes (`/api/v1`, `/api`), so its full templates are looked up here and the
+    one matching the path is chosen.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._by_route: dict[int, list[tuple[re.Pattern[str], str]]] = {}
+        for context in iter_route_contexts(routes):
+            template = context.path_format
+            if template:
+                pattern = compile_path(template)[0]
+                self._by_route.setdefault(id(context.original_route), []).append(
+                    (pattern, template)
+                )
+
+    def label(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED_ROUTE
+        candidates = self._by_route.get(id(route), ())
+        path = scope["path"]
+        for pattern, template in candidates:
+            if pattern.match(path):
+                return template
+        declared = getattr(route, "path", None)
+        return declared if isinstance(declared, str) else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request and times it, labelled by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._templates: RouteTemplates | None = None  # built at the first request
+
+    def _route_label(self, scope: Scope) -> str:
+        if self._templates is None:
+            self._templates = RouteTemplates(scope["app"].routes)
+        return self._templates.label(scope)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        # Unless a response starts, the server answers 500 (an exception escaped the app).
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            route = self._route_label(scope)
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
