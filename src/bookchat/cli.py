@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -22,6 +23,26 @@ app = typer.Typer(
 )
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from bookchat import __version__
+
+        typer.echo(f"bookchat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Chat with a Markdown/Docusaurus textbook."""
+
+
 def load_settings() -> Settings:
     """The settings, or a readable message and exit code 2 when they are invalid."""
     try:
@@ -35,27 +56,85 @@ def load_settings() -> Settings:
         raise typer.Exit(code=2) from None
 
 
+# Beyond SHUTDOWN_TIMEOUT_SECONDS, the streams still open are cut (their partial answers are
+# stored); uvicorn waits this much longer before it cancels what remains.
+SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes (more than one needs QDRANT_URL)."),
+    ] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API (applies migrations first when MIGRATE_ON_START=true)."""
     import uvicorn
 
     settings = load_settings()
+    if workers > 1:
+        check_several_workers(settings, reload=reload)
+    if settings.migrate_on_start:
+        apply_migrations(settings, "head")
+    if workers > 1:
+        share_metrics_between_workers()
     uvicorn.run(
         "bookchat.main:create_app",
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         reload=reload,
         log_config=None,  # our structlog configuration handles uvicorn's loggers
         log_level=settings.log_level.lower(),
         access_log=False,  # the request middleware logs one line per request
         proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS),
     )
+
+
+def check_several_workers(settings: Settings, *, reload: bool) -> None:
+    """Refuse what cannot work with several processes; warn about what works worse."""
+    if reload:
+        typer.echo("--reload runs one process: drop --workers or --reload.", err=True)
+        raise typer.Exit(code=2)
+    if settings.qdrant_url is None:
+        typer.echo(
+            "Embedded Qdrant (QDRANT_PATH) can be opened by one process only, so it cannot "
+            "serve several workers. Serve with --workers 1, or set QDRANT_URL to a Qdrant "
+            "server (docker run -p 6333:6333 qdrant/qdrant, or Qdrant Cloud) and run "
+            "`bookchat reindex` once against it.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if settings.redis_url is None:
+        typer.echo(
+            "Warning: without REDIS_URL every worker keeps its own rate limits and caches "
+            "(a reader gets the chat limit once per worker).",
+            err=True,
+        )
+
+
+def share_metrics_between_workers() -> None:
+    """Point every worker's metrics at one folder, so /metrics adds the workers up."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from bookchat.core.metrics import MULTIPROC_ENV
+
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder:
+        # The operator's folder: last run's files would be counted again.
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+        return
+    folder = tempfile.mkdtemp(prefix="bookchat-metrics-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ[MULTIPROC_ENV] = folder  # inherited by the workers uvicorn starts
 
 
 @app.command()
@@ -63,12 +142,18 @@ def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply database migrations (creates the SQLite file on first use)."""
-    from bookchat.core.db import resolve_database_url
     from bookchat.core.logging import configure_logging
-    from bookchat.core.migrations import upgrade
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format.value)
+    apply_migrations(settings, revision)
+
+
+def apply_migrations(settings: Settings, revision: str) -> None:
+    """Upgrade the database to `revision`; a failure is one line and exit code 1."""
+    from bookchat.core.db import resolve_database_url
+    from bookchat.core.migrations import upgrade
+
     raw = settings.database_url.get_secret_value()
     target = resolve_database_url(raw)
     try:

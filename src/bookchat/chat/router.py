@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from bookchat.accounts.dependencies import CurrentUser, OptionalUser
 from bookchat.accounts.models import User
@@ -21,11 +18,12 @@ from bookchat.chat.conversation_schemas import (
 )
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.schemas import ChatCreate, ChatRead
-from bookchat.chat.service import ChatService, StreamEvent
+from bookchat.chat.service import ChatService
 from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import Unauthorized
 from bookchat.core.openapi import MAX_OFFSET, error_responses
 from bookchat.core.ratelimit import rate_limited
+from bookchat.core.sse import event_stream
 
 
 def get_chat_service(container: ContainerDep) -> ChatService:
@@ -101,19 +99,7 @@ async def stream_chat_message(
     # Validation and storing the question happen before the stream opens, so bad input is a
     # plain 400 in the error shape, not an event.
     turn = await service.prepare(db, payload, reader.id if reader else None)
-    return EventSourceResponse(
-        _as_sse(service.stream(turn)),
-        ping=settings.sse_ping_seconds,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncIterator[ServerSentEvent]:
-    # aclosing: when the response closes this generator after a failed send (the client left),
-    # the service's stream is closed too, at once, and stores the partial answer.
-    async with aclosing(events):
-        async for name, payload in events:
-            yield ServerSentEvent(event=name, data=json.dumps(payload, ensure_ascii=False))
+    return event_stream(service.stream(turn), settings)
 
 
 seed_router = APIRouter(include_in_schema=False)

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import structlog
@@ -29,6 +28,7 @@ from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import AppError, NotFound, ValidationFailed
+from bookchat.core.sse import StreamEvent
 from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt, Source, Usage
 from bookchat.retrieval.service import Retriever
 
@@ -39,7 +39,6 @@ SELECTION_TITLE = "Selected text"
 NO_MODEL = "none"
 REWRITE_MAX_TOKENS = 64
 # One event of the answer stream: its name and its JSON payload.
-StreamEvent = tuple[str, dict[str, Any]]
 
 
 def parse_session_id(raw: str | None) -> uuid.UUID | None:

@@ -3,17 +3,12 @@ gate, the generation rate limit, the chapter service and the event stream."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import Depends
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from bookchat.accounts.dependencies import get_optional_user
-from bookchat.content.chapters import ChapterService, StreamEvent
-from bookchat.core.config import Settings
+from bookchat.content.chapters import ChapterService
 from bookchat.core.deps import ContainerDep
 from bookchat.core.errors import LLMUnavailable
 from bookchat.core.openapi import error_responses
@@ -61,20 +56,3 @@ def stream_responses() -> dict[int | str, dict[str, Any]]:
         200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
         **error_responses(400, 401, 404, 413, 429, 503),
     }
-
-
-def event_stream(events: AsyncGenerator[StreamEvent], settings: Settings) -> EventSourceResponse:
-    """The events as an SSE response that proxies neither buffer nor cache."""
-    return EventSourceResponse(
-        _as_sse(events),
-        ping=settings.sse_ping_seconds,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncIterator[ServerSentEvent]:
-    # aclosing: a client that leaves closes the service's stream at once, cancelling the
-    # model calls still running.
-    async with aclosing(events):
-        async for name, payload in events:
-            yield ServerSentEvent(event=name, data=json.dumps(payload, ensure_ascii=False))

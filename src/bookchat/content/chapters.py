@@ -30,12 +30,12 @@ from bookchat.content.models import Document, GeneratedContent, GeneratedKind
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import AppError, NotFound
+from bookchat.core.sse import StreamEvent
 from bookchat.providers.base import ChatModel
 
 logger = structlog.get_logger(__name__)
 
 # One event of a chapter stream: its name and its JSON payload.
-StreamEvent = tuple[str, dict[str, Any]]
 _CACHED_PIECE_RE = re.compile(r"(?:[^\n]*\n){1,40}|[^\n]+")
 
 

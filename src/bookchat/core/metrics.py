@@ -53,7 +53,7 @@ class Metrics:
 
     def __init__(self) -> None:
         # No `*_created` series next to every counter: timestamps nobody graphs.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         if multiprocess_dir() is None:
             # Per-process facts (memory, CPU, open files, GC); meaningless summed over workers.

@@ -16,12 +16,12 @@ from bookchat.content.chapters import (
     ChapterService,
     GeneratedChapter,
     Generation,
-    StreamEvent,
     Variant,
 )
 from bookchat.content.models import GeneratedKind
 from bookchat.core.config import Settings
 from bookchat.core.errors import Unauthorized, ValidationFailed
+from bookchat.core.sse import StreamEvent
 from bookchat.personalization.schemas import PersonalizeCreate, ReaderProfile
 
 FILL_PROFILE = (

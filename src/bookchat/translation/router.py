@@ -11,10 +11,10 @@ from bookchat.content.chapter_api import (
     GENERATION_ERRORS,
     GENERATION_GUARDS,
     ChapterServiceDep,
-    event_stream,
     stream_responses,
 )
 from bookchat.core.deps import SessionDep, SettingsDep
+from bookchat.core.sse import event_stream
 from bookchat.translation.schemas import TranslateCreate, TranslationRead
 from bookchat.translation.service import TranslationService
 

@@ -11,11 +11,11 @@ from bookchat.content.chapters import (
     ChapterService,
     GeneratedChapter,
     Generation,
-    StreamEvent,
     Variant,
 )
 from bookchat.content.models import GeneratedKind
 from bookchat.core.config import Settings
+from bookchat.core.sse import StreamEvent
 from bookchat.translation.languages import direction, language_name
 from bookchat.translation.schemas import TranslateCreate
 
