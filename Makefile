@@ -43,13 +43,13 @@ test: $(UV) ## Run the whole suite with coverage (fails under 85%)
 
 lint: $(UV) ## ruff and mypy
 	$(UV) sync --locked
-	$(UV) run --no-sync ruff check src tests migrations
-	$(UV) run --no-sync ruff format --check src tests migrations
+	$(UV) run --no-sync ruff check src tests migrations api
+	$(UV) run --no-sync ruff format --check src tests migrations api
 	$(UV) run --no-sync mypy
 
 format: $(UV) ## Apply ruff's fixes and formatting
-	$(UV) run ruff check --fix src tests migrations
-	$(UV) run ruff format src tests migrations
+	$(UV) run ruff check --fix src tests migrations api
+	$(UV) run ruff format src tests migrations api
 
 migrate: $(UV) ## Apply database migrations
 	$(UV) sync --locked --no-dev --inexact

@@ -112,7 +112,7 @@ async def open_container(
         )
         jobs = JobRunner()
         # Registered last, so it runs first: running jobs finish before the index closes.
-        stack.push_async_callback(jobs.aclose)
+        stack.push_async_callback(jobs.aclose, settings.shutdown_timeout_seconds)
         yield Container(
             settings=settings,
             engine=engine,

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import MINI_BOOK, AppFactory, make_settings
+from tests.conftest import ingest_book as ingest_folder
 
 KEY = "admin-test-key"
 ADMIN = {"X-Admin-Key": KEY}
@@ -65,6 +66,23 @@ class TestAuthorisation:
 
 
 class TestIngestJobs:
+    async def test_turned_off_points_to_the_alternatives(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, admin_api_key=KEY, ingest_jobs_enabled=False)
+        await ingest_folder(settings)
+        async with app_factory(settings) as client:
+            job = await client.post("/api/v1/content/ingest", headers=ADMIN)
+            listing = (await client.get("/api/v1/content/documents")).json()
+            walking = next(d for d in listing["items"] if d["title"] == "Walking")
+            # A page is replaced within the request, so that still works.
+            page = await client.put(
+                f"/api/v1/content/{walking['id']}", headers=ADMIN, json={"content": RUNNING}
+            )
+        assert job.status_code == 403
+        assert "bookchat ingest" in job.json()["error"]["message"]
+        assert page.status_code == 200
+
     async def test_configured_folder(self, database_url: str, app_factory: AppFactory) -> None:
         async with app_factory(make_settings(database_url, admin_api_key=KEY)) as client:
             job = await ingest_book(client)

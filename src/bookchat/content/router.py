@@ -22,7 +22,7 @@ from bookchat.content.schemas import (
 )
 from bookchat.content.service import ContentService, parse_uploads, resolve_docs_folder
 from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
-from bookchat.core.errors import PayloadTooLarge, ValidationFailed
+from bookchat.core.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from bookchat.core.openapi import MAX_OFFSET, error_responses
 
 MAX_UPLOAD_FILES = 500
@@ -73,6 +73,13 @@ async def create_ingest_job(
     request: Request, db: SessionDep, service: ContentServiceDep, settings: SettingsDep
 ) -> JobRead:
     """Ingest uploaded files, JSON documents, or the configured docs folder (a background job)."""
+    if not settings.ingest_jobs_enabled:
+        raise Forbidden(
+            "Ingestion jobs are off on this deployment (INGEST_JOBS_ENABLED=false, as on "
+            "serverless platforms, where work stops when the response is sent). Run "
+            "`bookchat ingest` against the same DATABASE_URL and QDRANT_URL, or replace pages "
+            "one by one with PUT /api/v1/content/{document_id}."
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"Uploads are limited to {settings.max_upload_bytes} bytes.")

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     retrieval_min_dense_score: float = Field(default=0.3, ge=-1.0, le=1.0)
     retrieval_min_term_coverage: float = Field(default=0.34, ge=0.0, le=1.0)
     admin_api_key: SecretStr | None = None
+    ingest_jobs_enabled: bool = True
     max_upload_bytes: int = Field(default=5_000_000, ge=1_000)
 
     # Language model

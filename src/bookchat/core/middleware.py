@@ -240,7 +240,7 @@ async def send_error(
     extra_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     """Answer from middleware, in the one error shape (the request id comes from context)."""
-    body = json.dumps(error_body(code, message)).encode()
+    body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
