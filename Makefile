@@ -11,7 +11,7 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
-.PHONY: help run test lint format migrate ingest bench clean
+.PHONY: help run test lint format docs migrate ingest bench clean
 
 # Citations link to BOOK_BASE_URL + a page's route + #heading. Unless the environment, the
 # command line or .env sets it, `run` and `ingest` point it at this server's demo pages
@@ -43,13 +43,16 @@ test: $(UV) ## Run the whole suite with coverage (fails under 85%)
 
 lint: $(UV) ## ruff and mypy
 	$(UV) sync --locked
-	$(UV) run --no-sync ruff check src tests migrations api
-	$(UV) run --no-sync ruff format --check src tests migrations api
+	$(UV) run --no-sync ruff check src tests migrations api scripts
+	$(UV) run --no-sync ruff format --check src tests migrations api scripts
 	$(UV) run --no-sync mypy
 
 format: $(UV) ## Apply ruff's fixes and formatting
-	$(UV) run ruff check --fix src tests migrations api
-	$(UV) run ruff format src tests migrations api
+	$(UV) run ruff check --fix src tests migrations api scripts
+	$(UV) run ruff format src tests migrations api scripts
+
+docs: $(UV) ## Regenerate docs/configuration.md from the Settings class
+	$(UV) run --no-sync python scripts/configuration_docs.py
 
 migrate: $(UV) ## Apply database migrations
 	$(UV) sync --locked --no-dev --inexact

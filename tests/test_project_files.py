@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 from bookchat.core.config import Settings
 
@@ -33,3 +35,26 @@ def test_ci_requires_the_services() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "BOOKCHAT_REQUIRE_SERVICES=1" in ci
     assert "make test" in ci
+
+
+def configuration_docs() -> ModuleType:
+    path = ROOT / "scripts" / "configuration_docs.py"
+    spec = importlib.util.spec_from_file_location("configuration_docs", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_reference_is_generated_from_the_settings() -> None:
+    """docs/configuration.md is what `make docs` writes from Settings today."""
+    expected = configuration_docs().render()
+    assert (ROOT / "docs" / "configuration.md").read_text() == expected, "run `make docs`"
+
+
+def test_configuration_reference_describes_every_setting() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for name, field in Settings.model_fields.items():
+        assert f"| `{name.upper()}` |" in text
+        assert field.description, f"{name} needs a description (the string under it)"

@@ -49,94 +49,208 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        # The string under each setting is its description (docs/configuration.md).
+        use_attribute_docstrings=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
+    """`development`, `test` or `production`. Production refuses to start with the default
+    JWT_SECRET, a JWT_SECRET under 32 bytes, or CORS_ORIGINS=* with credentials.
+    """
 
     # Serving
     migrate_on_start: bool = False
+    """`bookchat serve` applies the database migrations before it starts (once, before the
+    workers). The Docker Compose setup turns it on.
+    """
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """When the server is told to stop, open answer streams get this long to finish; past it they
+    are cut and their partial answers stored. Keep it below the platform's kill timeout (Docker
+    waits 10 s unless told otherwise).
+    """
     metrics_enabled: bool = True
+    """Serve Prometheus metrics at `GET /metrics` (404 when off)."""
     metrics_token: SecretStr | None = None
+    """When set, `/metrics` needs `Authorization: Bearer <token>` (401 otherwise)."""
 
     # Storage
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    """SQLite by default. For Neon or any PostgreSQL paste the URL as the console gives it
+    (`postgresql://user:pw@host/db?sslmode=require`): the driver and SSL options are translated
+    for asyncpg, and `-pooler` hosts get prepared-statement caches off.
+    """
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    """Database connections kept per process (PostgreSQL); as many again may be opened under load.
+    """
     database_echo: bool = False
+    """Log every SQL statement (development only)."""
 
     # Vector index (Qdrant): embedded at QDRANT_PATH unless QDRANT_URL names a server
     qdrant_url: str | None = None
+    """A Qdrant server or Qdrant Cloud (`https://…:6333`). Unset: embedded Qdrant in QDRANT_PATH,
+    which one process only may open.
+    """
     qdrant_api_key: SecretStr | None = None
+    """API key of Qdrant Cloud or of a secured server."""
     qdrant_path: str = "./data/qdrant"
+    """Folder of the embedded Qdrant store (when QDRANT_URL is unset)."""
     qdrant_collection: str = Field(default="bookchat", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """Collection holding the book's chunks (letters, digits, `_` and `-`)."""
     qdrant_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds before a call to a Qdrant server is abandoned."""
 
     # Embeddings (dense retrieval); lexical BM25 is always on
     embeddings_provider: EmbeddingsProvider = EmbeddingsProvider.AUTO
+    """`auto` (OpenAI when OPENAI_API_KEY is set, else a local fastembed model when it can be
+    loaded, else BM25 only), `openai`, `fastembed`, `sentence-transformers` or `none`. Changing
+    the embedder needs `bookchat reindex`.
+    """
     embeddings_model: str | None = None
+    """Embedding model (default: `text-embedding-3-small` for openai, `BAAI/bge-small-en-v1.5` for
+    fastembed, `sentence-transformers/all-MiniLM-L6-v2` for sentence-transformers).
+    """
     embeddings_model_path: str | None = None
+    """A local folder holding the model (fastembed, sentence-transformers): nothing is downloaded.
+    """
     embeddings_dimensions: int | None = Field(default=None, ge=8, le=8192)
+    """Vector size for OpenAI-compatible models not known by name (else probed once)."""
     embeddings_download_timeout_seconds: float = Field(default=10.0, ge=0)
+    """Seconds a local model download may take at startup before retrieval falls back to BM25 only.
+    """
     fastembed_cache_dir: str | None = "./data/fastembed"
+    """Where fastembed keeps downloaded models (and looks for cached ones first)."""
 
     # The book
     book_docs_dir: str = "sample_book"
+    """Docs folder ingested by `bookchat ingest`, by `make run` when the book is empty, and by
+    `POST /api/v1/content/ingest` without uploads.
+    """
     book_base_url: str = "http://localhost:3000/docs"
+    """Where the book is published: citations link to this URL + the page's route + `#heading`.
+    Stored at ingestion: re-ingest after changing it.
+    """
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    """Passages retrieved for each question."""
     retrieval_min_dense_score: float = Field(default=0.3, ge=-1.0, le=1.0)
+    """Relevance floor: a passage is used when its cosine similarity to the question reaches this
+    (dense retrieval on; model-dependent)…
+    """
     retrieval_min_term_coverage: float = Field(default=0.34, ge=0.0, le=1.0)
+    """…or when it holds this share of the question's distinct terms. Below both for every passage,
+    the answer says the book does not cover the question, without a model call.
+    """
     admin_api_key: SecretStr | None = None
+    """Key for the content write endpoints (`X-Admin-Key` header). Unset: only admin accounts may
+    write; with neither, writes answer 403.
+    """
     ingest_jobs_enabled: bool = True
+    """`false`: `POST /api/v1/content/ingest` answers 403. Serverless deployments turn it off:
+    their functions stop when the response is sent, so a background job would never finish.
+    """
     max_upload_bytes: int = Field(default=5_000_000, ge=1_000)
+    """Largest accepted upload for `POST /api/v1/content/ingest`, in bytes."""
 
     # Language model
     llm_provider: LLMProvider = LLMProvider.AUTO
+    """`auto` (OpenAI-compatible when OPENAI_API_KEY is set, else the offline extractive answerer),
+    `openai` or `extractive`.
+    """
     llm_model: str = "gpt-4o-mini"
+    """Model name sent to the OpenAI-compatible endpoint."""
     openai_api_key: SecretStr | None = None
+    """API key of OpenAI or of the compatible service."""
     openai_base_url: str | None = None
+    """Base URL of a compatible server (Ollama `http://localhost:11434/v1`, vLLM, OpenRouter,
+    Groq…).
+    """
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Seconds before a model call is abandoned (answered 504 `llm_timeout`)."""
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a failed model call (rate limits, 5xx, connection errors), by the SDK."""
     llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    """Sampling temperature of answers."""
     llm_max_tokens: int = Field(default=800, ge=16, le=16_384)
+    """Longest answer, in tokens."""
 
     # Chat
     book_title: str = "Physical AI & Humanoid Robotics"
+    """The book's title, as the assistant names it."""
     history_messages: int = Field(default=10, ge=0, le=100)
+    """Earlier messages of the session sent with each question (oldest first)."""
     history_token_budget: int = Field(default=3000, ge=0)
+    """Upper bound, in estimated tokens, of that history."""
     max_message_chars: int = Field(default=2000, ge=1, le=100_000)
+    """Longest question, in characters after trimming (longer: 400 `validation_error`)."""
     max_selected_text_chars: int = Field(default=20_000, ge=1, le=200_000)
+    """Longest selected passage, in characters."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    """Seconds between keep-alive comments on a stream (proxies close idle connections)."""
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    """Sites allowed to call the API from a browser, comma-separated."""
     cors_allow_credentials: bool = True
+    """Let browsers send cookies and credentials cross-origin (needs explicit origins in
+    production).
+    """
     max_request_bytes: int = Field(default=1_000_000, ge=1_000)
+    """Largest request body outside uploads, in bytes (larger: 413 `payload_too_large`)."""
     trusted_proxies: Annotated[list[str], NoDecode] = []
+    """Proxies whose `X-Forwarded-For` is believed (comma-separated IPs or CIDRs, e.g.
+    `10.0.0.0/8`). Unset: the client address is the TCP peer.
+    """
 
     # Accounts
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    """Secret that signs access tokens. Production refuses the default; make one with `python -c
+    'import secrets; print(secrets.token_urlsafe(48))'`.
+    """
     access_token_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    """Lifetime of an access token from `/api/v1/auth/login`, in minutes."""
     better_auth_jwks_url: str | None = None
+    """Better-Auth: the JWKS of your site's auth server (e.g.
+    `https://site.example/api/auth/jwks`). Set, bearer tokens it signed are accepted and their
+    users created on first sight.
+    """
     better_auth_issuer: str | None = None
+    """When set, Better-Auth tokens must carry this issuer (`iss`)."""
     better_auth_audience: str | None = None
+    """When set, Better-Auth tokens must carry this audience (`aud`)."""
     require_auth_for_chat: bool = False
+    """Chat needs a signed-in reader (401 otherwise)."""
 
     # Personalized and translated chapters
     allow_anonymous_personalization: bool = False
+    """Readers who are not signed in may personalize with a profile they send."""
     generation_concurrency: int = Field(default=4, ge=1, le=32)
+    """Sections of one chapter rewritten at the same time."""
     generation_section_tokens: int = Field(default=1200, ge=100, le=16_000)
+    """Target size of a section sent to the model, in estimated tokens."""
     generation_timeout_seconds: float = Field(default=180.0, gt=0)
+    """Seconds a whole personalized or translated chapter may take."""
 
     # Redis (shared rate limits and caches for several replicas); in-process without it
     redis_url: SecretStr | None = None
+    """Redis for rate limits and caches shared by every replica (e.g. `redis://localhost:6379/0`).
+    Unset: both live in the process. If Redis goes down, requests are still served.
+    """
     rate_limit_chat: str = "20/minute"
+    """Chat requests per signed-in reader, else per client IP, in the `limits` notation
+    (`20/minute`, `100/hour;5/second`).
+    """
     rate_limit_login: str = "5/minute"
+    """Login attempts per client IP and per account; also sign-ups per IP."""
     rate_limit_generation: str = "10/hour"
+    """Personalized and translated chapters per reader, else per client IP."""
     answer_cache_ttl_seconds: int = Field(default=3600, ge=0)
+    """How long a first-turn answer is reused for the same question (0 turns the cache off)."""
 
     # Logging
     log_level: str = "INFO"
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`. Readers' words are never logged at INFO.
+    """
     log_format: LogFormat = LogFormat.CONSOLE
+    """`console` (readable) or `json` (one object a line, for log collectors)."""
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
