@@ -311,6 +311,13 @@ class TestValidation:
         assert body["request_id"] == response.headers["x-request-id"]
         assert await stored_messages(sqlite_url) == []
 
+    async def test_blank_message_says_so_in_words(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url)) as client:
+            response = await client.post("/api/v1/chat", json={"message": "   "})
+        assert response.json()["error"]["message"] == "message: must not be empty or only spaces"
+
     async def test_message_of_exactly_the_limit_is_accepted(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:

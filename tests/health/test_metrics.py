@@ -126,7 +126,9 @@ class TestWhatIsCounted:
             # The same first question again: served from the answer cache, no model call.
             assert (await client.post("/api/v1/chat", json=QUESTION)).status_code == 200
             async with client.stream(
-                "POST", "/api/v1/chat/stream", json={"message": "How do depth cameras measure distance?"}
+                "POST",
+                "/api/v1/chat/stream",
+                json={"message": "How do depth cameras measure distance?"},
             ) as stream:
                 body = await stream.aread()
             assert b"event: done" in body

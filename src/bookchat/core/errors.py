@@ -138,11 +138,24 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {
             "loc": list(err.get("loc", ())),
-            "msg": str(err.get("msg", "")).removeprefix("Value error, "),
+            "msg": _readable(err),
             "type": err.get("type", ""),
         }
         for err in exc.errors()
     ]
+
+
+# Fields that need "some visible text" say so with the pattern \S; a reader should not see it.
+_VISIBLE_TEXT_PATTERN = r"\S"
+
+
+def _readable(err: Mapping[str, Any]) -> str:
+    if (
+        err.get("type") == "string_pattern_mismatch"
+        and (err.get("ctx") or {}).get("pattern") == _VISIBLE_TEXT_PATTERN
+    ):
+        return "must not be empty or only spaces"
+    return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
 def _validation_message(details: list[dict[str, Any]]) -> str:
