@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -28,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from bookchat.container import open_container
 from bookchat.content.loader import load_folder
-from bookchat.core.config import Settings
+from bookchat.core.config import Settings, get_settings
 from bookchat.core.db import Base, create_engine
 from bookchat.core.migrations import upgrade
 from bookchat.main import create_app
@@ -44,6 +46,24 @@ REQUIRE_SERVICES = os.environ.get("BOOKCHAT_REQUIRE_SERVICES") == "1"
 _SETTING_NAMES = [name.upper() for name in Settings.model_fields]
 
 load_all_models()
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """`get_settings()` reads this test's environment, and forgets it afterwards."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a file that is not in a package (the Vercel entry, the docs script) by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

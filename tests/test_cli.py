@@ -18,17 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from bookchat.cli import app
-from bookchat.core.config import get_settings
 from tests.conftest import MINI_BOOK
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+# Commands read the environment through the cached get_settings().
+pytestmark = pytest.mark.usefixtures("fresh_settings")
 
 
 def free_port() -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
 
 from bookchat.core.config import Settings
+from tests.conftest import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,13 +38,7 @@ def test_ci_requires_the_services() -> None:
 
 
 def configuration_docs() -> ModuleType:
-    path = ROOT / "scripts" / "configuration_docs.py"
-    spec = importlib.util.spec_from_file_location("configuration_docs", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "scripts" / "configuration_docs.py")
 
 
 def test_configuration_reference_is_generated_from_the_settings() -> None:

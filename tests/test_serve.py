@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bookchat.cli import app
-from bookchat.core.config import Settings, get_settings
+from bookchat.core.config import Settings
 from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -32,11 +32,8 @@ SELECTION = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+# Commands read the environment through the cached get_settings().
+pytestmark = pytest.mark.usefixtures("fresh_settings")
 
 
 def server_env(tmp_path: Path, **settings: str) -> dict[str, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -11,33 +9,24 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bookchat.core.config import get_settings
 from bookchat.serverless import (
     LazyLifespan,
     ServerlessConfigError,
     check_serverless_settings,
     create_serverless_app,
 )
-from tests.conftest import make_settings, scratch_dir
+from tests.conftest import load_module, make_settings, scratch_dir
 
 ENTRY = Path(__file__).resolve().parent.parent / "api" / "index.py"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+# Commands read the environment through the cached get_settings().
+pytestmark = pytest.mark.usefixtures("fresh_settings")
 
 
 def import_entry() -> ModuleType:
     """Load `api/index.py` the way the platform does: as a file, settings from the environment."""
-    spec = importlib.util.spec_from_file_location("vercel_entry", ENTRY)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ENTRY)
 
 
 def client_for(app: LazyLifespan) -> httpx.AsyncClient:

@@ -235,7 +235,7 @@ class TestClosedAtAYield:
     async def test_closing_the_stream_stores_a_partial_answer(
         self, events_read: int, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:
-        from bookchat.chat.router import _as_sse
+        from bookchat.core.sse import _as_sse
 
         fake_openai.reply = "one two three four five six seven"
         settings = await book_settings(sqlite_url, fake_openai)
