@@ -41,9 +41,47 @@ class TestMigrate:
         result = runner.invoke(app, ["migrate"])
 
         assert result.exit_code == 0, result.output
-        assert "is at revision head" in result.output
+        assert "is at revision " in result.output
+        assert "is at revision head" not in result.output  # the id, not the word
         tables = {row[0] for row in sqlite3.connect(path).execute("select name from sqlite_master")}
         assert {"chat_sessions", "messages"} <= tables
+
+    def test_goes_back_to_an_older_revision_and_forward_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from bookchat.core.migrations import head_revision
+
+        path = tmp_path / "bookchat.db"
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+        head = head_revision()
+
+        def version() -> str | None:
+            with sqlite3.connect(path) as db:
+                row = db.execute("select version_num from alembic_version").fetchone()
+            return row[0] if row else None
+
+        assert runner.invoke(app, ["migrate"]).exit_code == 0
+        back = runner.invoke(app, ["migrate", "09b47e46cbd8"])
+        assert back.exit_code == 0, back.output
+        assert version() == "09b47e46cbd8"
+        assert "is at revision 09b47e46cbd8" in back.output
+        forward = runner.invoke(app, ["migrate"])
+        assert version() == head
+        assert f"is at revision {head}" in forward.output
+        empty = runner.invoke(app, ["migrate", "base"])
+        assert empty.exit_code == 0, empty.output
+        assert version() is None
+        assert "base (empty)" in empty.output
+
+    def test_unknown_revision_is_a_message(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'b.db'}")
+        assert runner.invoke(app, ["migrate"]).exit_code == 0
+        result = runner.invoke(app, ["migrate", "nosuchrevision"])
+        assert result.exit_code == 1
+        assert "Migration failed" in result.output
+        assert "Traceback" not in result.output
 
     def test_unreachable_database_is_a_message(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DATABASE_URL", "postgresql://admin:pw-secret@127.0.0.1:1/db")
@@ -178,6 +216,26 @@ class TestBookCommands:
         (book / "02-motion" / "walking.md").unlink()
         result = runner.invoke(app, ["ingest", str(book), "--prune"])
         assert "0 added, 0 updated, 3 unchanged, 1 removed" in result.output
+
+    def test_a_reader_that_leaves_the_pipe_is_not_an_error(
+        self, book_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        env = {k: v for k, v in os.environ.items() if k.upper() not in _setting_names()}
+        search = subprocess.Popen(
+            [sys.executable, "-m", "bookchat.cli", "search", "balance"],
+            env=env | book_env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert search.stdout is not None
+        search.stdout.close()  # like `| head -0`: gone before the first line is written
+        _, errors = search.communicate(timeout=60)
+        assert search.returncode == 0, errors
+        assert "database" not in errors
+        assert "Traceback" not in errors
 
     def test_search_before_ingest_says_what_to_do(self, book_env: dict[str, str]) -> None:
         result = runner.invoke(app, ["search", "balance"])

@@ -139,9 +139,11 @@ def share_metrics_between_workers() -> None:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[
+        str, typer.Argument(help="Target revision: head, an older revision id, or base.")
+    ] = "head",
 ) -> None:
-    """Apply database migrations (creates the SQLite file on first use)."""
+    """Apply database migrations, or go back to an older revision (creates SQLite files)."""
     from bookchat.core.logging import configure_logging
 
     settings = load_settings()
@@ -150,18 +152,19 @@ def migrate(
 
 
 def apply_migrations(settings: Settings, revision: str) -> None:
-    """Upgrade the database to `revision`; a failure is one line and exit code 1."""
+    """Move the database to `revision` (up, or down to an older one); a failure is one line
+    and exit code 1."""
     from bookchat.core.db import resolve_database_url
-    from bookchat.core.migrations import upgrade
+    from bookchat.core.migrations import migrate_to
 
     raw = settings.database_url.get_secret_value()
     target = resolve_database_url(raw)
     try:
-        upgrade(raw, revision)
+        reached = migrate_to(raw, revision)
     except Exception as exc:  # a CLI user needs the reason, not a traceback
         typer.echo(f"Migration failed on {target.display}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"Database at {target.display} is at revision {revision}.")
+    typer.echo(f"Database at {target.display} is at revision {reached or 'base (empty)'}.")
 
 
 def run_async(work: Coroutine[Any, Any, int]) -> None:
@@ -175,6 +178,11 @@ def run_async(work: Coroutine[Any, Any, int]) -> None:
     except (VectorIndexError, ProviderConfigError, QuestionFileError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
+    except BrokenPipeError:
+        # The reader of our output left (`bookchat search ... | head`): nothing to report, and
+        # nothing more to write (the exit's own flush would fail on the closed pipe too).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(code=0) from None
     except (OSError, SQLAlchemyError) as exc:
         typer.echo(
             f"The database is unavailable or not migrated ({type(exc).__name__}); "

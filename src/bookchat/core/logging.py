@@ -58,5 +58,6 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     # The SDKs log request URLs and bodies at DEBUG/INFO; keep them quiet unless asked.
-    for name in ("httpx", "httpcore", "openai"):
+    # (openai 3 sends its requests through httpx2, which logs each one at INFO.)
+    for name in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

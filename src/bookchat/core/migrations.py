@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import structlog
@@ -41,6 +42,40 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def migrate_to(database_url: str, revision: str = "head") -> str | None:
+    """Move the database to `revision`, up or down (`base` empties it); the revision it ends at.
+
+    Alembic's upgrade to an older revision does nothing, silently: a target that is an ancestor
+    of the database's revision is a downgrade.
+    """
+    current = asyncio.run(_read_revision(database_url))
+    if current is not None and revision != current and _is_older(revision, current):
+        downgrade(database_url, revision)
+    else:
+        upgrade(database_url, revision)
+    return asyncio.run(_read_revision(database_url))
+
+
+def _is_older(revision: str, current: str) -> bool:
+    if revision == "base":
+        return True
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    target = script.get_revision(revision)  # raises for an unknown revision
+    if target is None:
+        return False
+    return any(r.revision == target.revision for r in script.iterate_revisions(current, "base"))
+
+
+async def _read_revision(database_url: str) -> str | None:
+    from bookchat.core.db import create_engine  # local: db imports nothing from here, keep it so
+
+    engine = create_engine(database_url)
+    try:
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
 
 
 def head_revision() -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from bookchat.providers.sparse import SparseVector
 
@@ -39,6 +40,10 @@ class IndexLocked(VectorIndexError):
 
 class IndexMismatch(VectorIndexError):
     """The collection was built with another embedder than the one configured."""
+
+
+class IndexUnreachable(VectorIndexError):
+    """The Qdrant server did not answer (at startup, where it is fatal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +176,14 @@ class QdrantIndex:
 
     async def ensure_collection(self) -> None:
         """Create the collection if missing; refuse one built with another embedder."""
-        exists = await self._run(self._client.collection_exists, self.collection)
+        try:
+            exists = await self._run(self._client.collection_exists, self.collection)
+        except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
+            # At startup an unreachable server is a configuration problem: one clear line.
+            raise IndexUnreachable(
+                f"The Qdrant server at {self.location} could not be used ({type(exc).__name__}:"
+                f" {exc}). Check QDRANT_URL and QDRANT_API_KEY, and that the server is up."
+            ) from exc
         if not exists:
             await self._create()
             return
