@@ -182,6 +182,7 @@ class TestLogin:
         assert wrong.status_code == unknown.status_code == 401
         assert _without_request_id(wrong.json()) == _without_request_id(unknown.json())
         assert wrong.json()["error"]["message"] == "The email or password is not correct."
+        assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"] == "Bearer"
         # Same code path: one Argon2 verification each, the unknown email's against the dummy.
         assert len(wrong_verified) == 1
         assert wrong_verified[0].startswith("$argon2id$")

@@ -90,7 +90,7 @@ async def authenticate_password(db: AsyncSession, email: str, password: str) -> 
     hashed = user.password_hash if user is not None else None
     valid = await asyncio.to_thread(verify_password, password, hashed)
     if user is None or not valid:
-        raise Unauthorized(INVALID_CREDENTIALS)
+        raise Unauthorized(INVALID_CREDENTIALS, headers={"WWW-Authenticate": "Bearer"})
     return user
 
 
