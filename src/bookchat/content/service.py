@@ -154,7 +154,7 @@ class ContentService:
         )
         return SearchRead(
             query=query,
-            mode="hybrid" if self.retriever.name == "hybrid" else "bm25",
+            mode=self.retriever.name,
             results=[
                 SearchHitRead(
                     chunk_id=hit.chunk_id,

@@ -182,17 +182,7 @@ class RedisCache:
             return await self._pay_bump(name)
         if self.status.is_open():
             return None
-        key = self._version_key(name)
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, _clock_version(), nx=True)
-                pipe.get(key)
-                _, value = await pipe.execute()
-        except REDIS_OUTAGE_ERRORS as exc:
-            self._failed(exc, "version")
-            return None
-        self.status.record_success()
-        return int(value)
+        return await self._versioned(name, "version", increment=False)
 
     async def bump(self, name: str) -> int | None:
         # Entries keyed with the old version must never be served once Redis answers again:
@@ -206,16 +196,26 @@ class RedisCache:
     async def _pay_bump(self, name: str) -> int | None:
         if self.status.is_open():
             return None
+        version = await self._versioned(name, "bump", increment=True)
+        if version is not None:
+            self._owed_bumps.discard(name)
+        return version
+
+    async def _versioned(self, name: str, operation: str, *, increment: bool) -> int | None:
+        """The version of `name` (started from the clock when missing), moved on by one when
+        `increment`; None when Redis fails."""
         key = self._version_key(name)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(key, _clock_version(), nx=True)
-                pipe.incr(key)
+                if increment:
+                    pipe.incr(key)
+                else:
+                    pipe.get(key)
                 _, value = await pipe.execute()
         except REDIS_OUTAGE_ERRORS as exc:
-            self._failed(exc, "bump")
+            self._failed(exc, operation)
             return None
-        self._owed_bumps.discard(name)
         self.status.record_success()
         return int(value)
 

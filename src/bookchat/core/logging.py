@@ -59,5 +59,6 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         logging.getLogger(name).propagate = True
     # The SDKs log request URLs and bodies at DEBUG/INFO; keep them quiet unless asked.
     # (openai 3 sends its requests through httpx2, which logs each one at INFO.)
-    for name in ("httpx", "httpx2", "httpcore", "openai"):
+    # Alembic announces each of its plugins at INFO on every migration: noise for an operator.
+    for name in ("httpx", "httpx2", "httpcore", "openai", "alembic.runtime.plugins"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

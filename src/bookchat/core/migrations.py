@@ -63,7 +63,7 @@ def _is_older(revision: str, current: str) -> bool:
         return True
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     target = script.get_revision(revision)  # raises for an unknown revision
-    if target is None:
+    if target is None or target.revision == current:
         return False
     return any(r.revision == target.revision for r in script.iterate_revisions(current, "base"))
 

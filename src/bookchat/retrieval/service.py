@@ -9,7 +9,7 @@ import uuid
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from bookchat.core.cache import Cache
@@ -79,7 +79,7 @@ class HybridRetriever:
     metrics: Metrics | None = None
 
     @property
-    def name(self) -> str:
+    def name(self) -> Literal["hybrid", "bm25"]:
         return "hybrid" if self.embedder is not None else "bm25"
 
     async def search(
