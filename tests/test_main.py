@@ -25,8 +25,6 @@ async def test_openapi_lists_canonical_paths_only(sqlite_url: str, app_factory: 
     assert set(error["properties"]) == {"error", "request_id"}
 
 
-# qdrant-client asks an unreachable server for its version first, and warns that it cannot.
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
 async def test_an_unreachable_qdrant_server_stops_startup_with_one_clear_reason(
     sqlite_url: str,
 ) -> None:
