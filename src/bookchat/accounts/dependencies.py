@@ -9,8 +9,8 @@ from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from bookchat.accounts.models import User
-from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import Forbidden, Unauthorized
+from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
 
 # Only documents the scheme (the Authorize button of /docs); the header is read below, so that
 # a malformed one is an error rather than "anonymous".

@@ -19,10 +19,10 @@ from bookchat.accounts.schemas import (
     TokenRead,
     UserRead,
 )
-from bookchat.core.deps import ContainerDep, SessionDep
 from bookchat.core.errors import ValidationFailed
 from bookchat.core.openapi import error_responses
-from bookchat.core.ratelimit import client_ip, enforce, ip_identity, rate_limited
+from bookchat.core.ratelimit import client_ip, enforce, ip_identity
+from bookchat.dependencies import ContainerDep, SessionDep, rate_limited
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -65,7 +65,7 @@ def _token(container: ContainerDep, user: User) -> TokenRead:
     response_model=TokenRead,
     responses=error_responses(400, 409, 429),
     # Account creation is limited per client address like login attempts are.
-    dependencies=[Depends(rate_limited("signup", "rate_limit_login"))],
+    dependencies=[Depends(rate_limited("signup", lambda s: s.rate_limit_login))],
 )
 async def create_account(body: SignupCreate, db: SessionDep, container: ContainerDep) -> TokenRead:
     """Create an account with an email and a password; answers with an access token."""

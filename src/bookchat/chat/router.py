@@ -19,11 +19,10 @@ from bookchat.chat.conversation_schemas import (
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.service import ChatService
-from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import Unauthorized
 from bookchat.core.openapi import MAX_OFFSET, error_responses
-from bookchat.core.ratelimit import rate_limited
 from bookchat.core.sse import event_stream
+from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep, rate_limited
 
 
 def get_chat_service(container: ContainerDep) -> ChatService:
@@ -55,7 +54,7 @@ async def get_chat_reader(user: OptionalUser, settings: SettingsDep) -> User | N
 
 ChatReader = Annotated[User | None, Depends(get_chat_reader)]
 # Counted per signed-in reader, else per client address; after sign-in so it knows which.
-CHAT_RATE_LIMIT = Depends(rate_limited("chat", "rate_limit_chat", after=get_chat_reader))
+CHAT_RATE_LIMIT = Depends(rate_limited("chat", lambda s: s.rate_limit_chat, after=get_chat_reader))
 
 router = APIRouter(tags=["chat"])
 

@@ -9,10 +9,9 @@ from fastapi import Depends
 
 from bookchat.accounts.dependencies import get_optional_user
 from bookchat.content.chapters import ChapterService
-from bookchat.core.deps import ContainerDep
 from bookchat.core.errors import LLMUnavailable
 from bookchat.core.openapi import error_responses
-from bookchat.core.ratelimit import rate_limited
+from bookchat.dependencies import ContainerDep, rate_limited
 
 OFFLINE_MESSAGE = (
     "This server answers offline (extractive mode), without a language model. Set "
@@ -41,7 +40,7 @@ ChapterServiceDep = Annotated[ChapterService, Depends(get_chapter_service)]
 # per signed-in reader, else per client address: RATE_LIMIT_GENERATION, one budget for both.
 GENERATION_GUARDS = [
     Depends(require_language_model),
-    Depends(rate_limited("generation", "rate_limit_generation", after=get_optional_user)),
+    Depends(rate_limited("generation", lambda s: s.rate_limit_generation, after=get_optional_user)),
 ]
 GENERATION_ERRORS = error_responses(400, 401, 404, 413, 429, 502, 503, 504)
 

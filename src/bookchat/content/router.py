@@ -21,9 +21,9 @@ from bookchat.content.schemas import (
     SearchRead,
 )
 from bookchat.content.service import ContentService, parse_uploads, resolve_docs_folder
-from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
 from bookchat.core.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from bookchat.core.openapi import MAX_OFFSET, error_responses
+from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
 
 MAX_UPLOAD_FILES = 500
 

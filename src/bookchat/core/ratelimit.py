@@ -18,13 +18,13 @@ import hashlib
 import ipaddress
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -270,30 +270,3 @@ def request_identity(request: Request, limiter: RateLimiter, caller: Any = None)
     if user_id is not None:
         return f"user:{user_id}"
     return ip_identity(client_ip(request, limiter.trusted_proxies))
-
-
-async def _nothing_first() -> None:
-    return None
-
-
-def rate_limited(
-    scope: str, rate_setting: str, *, after: Callable[..., Any] | None = None
-) -> Callable[..., Awaitable[None]]:
-    """A dependency that counts the request against the rate in `Settings.<rate_setting>`.
-
-    Pass the authentication dependency as `after` (for example the optional current user): it
-    runs first, its result (a user, or None) decides the identity — per user when signed in,
-    else per client IP — and FastAPI's per-request cache means the endpoint's own use of that
-    dependency does not run it again.
-    """
-    if rate_setting not in Settings.model_fields:
-        raise ValueError(f"{rate_setting!r} is not a setting")
-    first = after or _nothing_first
-
-    async def check_rate_limit(request: Request, caller: Any = Depends(first)) -> None:
-        container = request.app.state.container
-        limiter: RateLimiter = container.limiter
-        rate: str = getattr(container.settings, rate_setting)
-        await enforce(limiter, scope, [request_identity(request, limiter, caller)], rate)
-
-    return check_rate_limit

@@ -8,10 +8,10 @@ import hmac
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from bookchat.core.deps import ContainerDep
 from bookchat.core.errors import DependencyUnavailable, NotFound, Unauthorized
 from bookchat.core.metrics import METRICS_CONTENT_TYPE
 from bookchat.core.openapi import error_responses
+from bookchat.dependencies import ContainerDep
 from bookchat.health.service import (
     ComponentRead,
     HealthRead,

@@ -14,8 +14,8 @@ from bookchat.content.chapter_api import (
     ChapterServiceDep,
     stream_responses,
 )
-from bookchat.core.deps import SessionDep, SettingsDep
 from bookchat.core.sse import event_stream
+from bookchat.dependencies import SessionDep, SettingsDep
 from bookchat.personalization.schemas import PersonalizationRead, PersonalizeCreate
 from bookchat.personalization.service import PersonalizationService
 

@@ -13,8 +13,8 @@ from bookchat.content.chapter_api import (
     ChapterServiceDep,
     stream_responses,
 )
-from bookchat.core.deps import SessionDep, SettingsDep
 from bookchat.core.sse import event_stream
+from bookchat.dependencies import SessionDep, SettingsDep
 from bookchat.translation.schemas import TranslateCreate, TranslationRead
 from bookchat.translation.service import TranslationService
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.core.deps import ContainerDep, SessionDep, SettingsDep
+from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
 from bookchat.web.service import (
     BookPages,
     Chapter,

@@ -1,0 +1,73 @@
+"""The application's shared dependencies: how routes reach what the lifespan built.
+
+The wiring rule (docs/architecture.md, "Wiring"): every long-lived object is built once, in the
+lifespan, by `container.open_container`; each domain hands its services to its routes through
+typed dependencies in its own `dependencies.py`, which read them from the container through
+`ContainerDep` below. Nothing is built per request except the database session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookchat.container import Container
+from bookchat.core.config import Settings
+from bookchat.core.ratelimit import enforce, request_identity
+
+
+def get_container(request: Request) -> Container:
+    """The container the lifespan built for this app."""
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def get_db(container: ContainerDep) -> AsyncIterator[AsyncSession]:
+    """The request's database session: services commit explicitly; this only closes it.
+
+    Work that outlives the request (a stream's final write, an ingestion job) opens its own
+    session from the sessionmaker instead.
+    """
+    async with container.sessionmaker() as session:
+        yield session
+
+
+def get_settings_dep(container: ContainerDep) -> Settings:
+    """The settings the app was built with."""
+    return container.settings
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def _nobody() -> None:
+    return None
+
+
+def rate_limited(
+    scope: str, rate: Callable[[Settings], str], *, after: Callable[..., Any] | None = None
+) -> Callable[..., Awaitable[None]]:
+    """A dependency that counts the request against the rate `rate(settings)` returns.
+
+    Pass the authentication dependency as `after` (for example the optional current user): it
+    runs first, its result (a user, or None) decides the identity (per user when signed in,
+    else per client IP), and FastAPI's per-request cache means the endpoint's own use of that
+    dependency does not run it again.
+    """
+    first = after or _nobody
+
+    async def check_rate_limit(
+        request: Request, container: ContainerDep, caller: Any = Depends(first)
+    ) -> None:
+        limiter = container.limiter
+        identity = request_identity(request, limiter, caller)
+        await enforce(limiter, scope, [identity], rate(container.settings))
+
+    return check_rate_limit
