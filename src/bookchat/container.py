@@ -18,6 +18,7 @@ from bookchat.core.db import create_engine, create_sessionmaker
 from bookchat.core.metrics import Metrics
 from bookchat.core.ratelimit import RateLimiter, build_limiter
 from bookchat.core.redis import RedisStatus, create_redis
+from bookchat.health.service import HealthService
 from bookchat.providers.factory import Providers, build_providers
 from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
@@ -40,6 +41,7 @@ class Container:
     limiter: RateLimiter
     cache: Cache
     metrics: Metrics
+    health: HealthService
 
 
 def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
@@ -130,4 +132,14 @@ async def open_container(
             limiter=limiter,
             cache=cache,
             metrics=metrics,
+            health=HealthService(
+                engine=engine,
+                index=index,
+                embedder=providers.embedder,
+                chat=providers.chat,
+                redis=redis,
+                redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+                redis_status=redis_status,
+                environment=settings.environment.value,
+            ),
         )

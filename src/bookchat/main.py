@@ -27,10 +27,10 @@ from bookchat.core.middleware import (
 )
 from bookchat.core.migrations import warn_if_not_migrated
 from bookchat.core.openapi import use_400_for_validation
-from bookchat.health.router import metrics_router
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
+from bookchat.metrics.router import router as metrics_router
 from bookchat.personalization.router import router as personalization_router
 from bookchat.providers.factory import ProviderConfigError
 from bookchat.retrieval.index import VectorIndexError

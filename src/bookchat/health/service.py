@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookchat import __version__
-from bookchat.container import Container
 from bookchat.core.db import resolve_database_url
-from bookchat.core.redis import describe_redis_url
+from bookchat.core.redis import RedisStatus, describe_redis_url
+from bookchat.providers.base import ChatModel
+from bookchat.providers.embeddings.base import Embedder
+from bookchat.retrieval.index import QdrantIndex
 
 DB_CHECK_TIMEOUT = 3.0
 REDIS_CHECK_TIMEOUT = 1.0
@@ -50,18 +54,16 @@ async def check_database(engine: AsyncEngine) -> ComponentRead:
     )
 
 
-def describe_llm(container: Container) -> ComponentRead:
-    chat = container.providers.chat
+def describe_llm(chat: ChatModel) -> ComponentRead:
+    """The language model's profile (nothing to call: a model call costs money)."""
     detail = f"model={chat.model}"
     if chat.mode == "extractive":
         detail += " (offline: answers quote the book; set OPENAI_API_KEY for a language model)"
     return ComponentRead(status="ok", profile=chat.provider, detail=detail)
 
 
-async def check_index(container: Container) -> ComponentRead:
+async def check_index(index: QdrantIndex, embedder: Embedder | None) -> ComponentRead:
     """Count the collection's points; an error means the index is unavailable."""
-    index = container.index
-    embedder = container.providers.embedder
     started = time.perf_counter()
     try:
         async with asyncio.timeout(DB_CHECK_TIMEOUT):
@@ -77,22 +79,23 @@ async def check_index(container: Container) -> ComponentRead:
     )
 
 
-async def check_redis(container: Container) -> ComponentRead:
+async def check_redis(
+    redis: Redis | None, redis_url: str | None, status: RedisStatus
+) -> ComponentRead:
     """Ping Redis when it is configured; `memory` when rate limits and caches are in process.
 
     Unavailable Redis degrades the service without stopping it (limits and caches fail open),
     so it is not part of readiness.
     """
-    redis = container.redis
-    if redis is None or container.settings.redis_url is None:
+    if redis is None or redis_url is None:
         return ComponentRead(
             status="ok",
             profile="memory",
             detail="rate limits and caches in this process (set REDIS_URL to share them "
             "between replicas)",
         )
-    target = describe_redis_url(container.settings.redis_url.get_secret_value())
-    last_failure = container.redis_status.describe_last_failure()
+    target = describe_redis_url(redis_url)
+    last_failure = status.describe_last_failure()
     started = time.perf_counter()
     try:
         async with asyncio.timeout(REDIS_CHECK_TIMEOUT):
@@ -113,23 +116,46 @@ async def check_redis(container: Container) -> ComponentRead:
     )
 
 
-async def overall(container: Container) -> HealthRead:
-    database, index, redis = await asyncio.gather(
-        check_database(container.engine), check_index(container), check_redis(container)
-    )
-    components = {
-        "database": database,
-        "qdrant": index,
-        "llm": describe_llm(container),
-        "redis": redis,
-    }
-    degraded = any(c.status != "ok" for c in components.values())
-    return HealthRead(
-        status="degraded" if degraded else "ok",
-        version=__version__,
-        environment=container.settings.environment.value,
-        components=components,
-    )
+@dataclass(frozen=True, slots=True)
+class HealthService:
+    """Checks every part the service depends on; holds exactly what it checks."""
+
+    engine: AsyncEngine
+    index: QdrantIndex
+    embedder: Embedder | None
+    chat: ChatModel
+    redis: Redis | None
+    redis_url: str | None
+    redis_status: RedisStatus
+    environment: str
+
+    async def database(self) -> ComponentRead:
+        return await check_database(self.engine)
+
+    async def vector_index(self) -> ComponentRead:
+        return await check_index(self.index, self.embedder)
+
+    async def shared_store(self) -> ComponentRead:
+        return await check_redis(self.redis, self.redis_url, self.redis_status)
+
+    async def overall(self) -> HealthRead:
+        """Every part at once; `degraded` when any of them does not answer."""
+        database, index, redis = await asyncio.gather(
+            self.database(), self.vector_index(), self.shared_store()
+        )
+        components = {
+            "database": database,
+            "qdrant": index,
+            "llm": describe_llm(self.chat),
+            "redis": redis,
+        }
+        degraded = any(c.status != "ok" for c in components.values())
+        return HealthRead(
+            status="degraded" if degraded else "ok",
+            version=__version__,
+            environment=self.environment,
+            components=components,
+        )
 
 
 def database_profile(raw_url: str) -> str:
