@@ -45,6 +45,29 @@ def english_stop_words() -> frozenset[str]:
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip())
 
 
+@lru_cache(maxsize=4)
+def _bm25_model(k: float, b: float, avg_len: float) -> Bm25:
+    """fastembed's BM25 with our stop words, loaded once per process and parameter set.
+
+    Loading takes a noticeable fraction of a second (the stemmer, stop words and punctuation
+    tables), and the model holds no per-call state, so every encoder of a process shares it:
+    the server builds one, but the CLI and the test suite open many containers.
+    """
+    data_dir = str(_BM25_DATA)
+    return Bm25(
+        BM25_MODEL,
+        # Both point at our package folder: fastembed returns `specific_model_path` without
+        # any download, and `cache_dir` keeps it from creating a cache folder in /tmp.
+        cache_dir=data_dir,
+        specific_model_path=data_dir,
+        stopwords=set(english_stop_words()),
+        language="english",
+        k=k,
+        b=b,
+        avg_len=avg_len,
+    )
+
+
 def _to_vector(embedding: SparseEmbedding) -> SparseVector:
     pairs = sorted(zip(embedding.indices.tolist(), embedding.values.tolist(), strict=True))
     return SparseVector(
@@ -70,20 +93,8 @@ class FastEmbedBm25Encoder:
         avg_len: float = 256.0,
         batch_size: int = 256,
     ) -> None:
-        data_dir = str(_BM25_DATA)
         self._batch_size = batch_size
-        self._model = Bm25(
-            BM25_MODEL,
-            # Both point at our package folder: fastembed returns `specific_model_path` without
-            # any download, and `cache_dir` keeps it from creating a cache folder in /tmp.
-            cache_dir=data_dir,
-            specific_model_path=data_dir,
-            stopwords=set(english_stop_words()),
-            language="english",
-            k=k,
-            b=b,
-            avg_len=avg_len,
-        )
+        self._model = _bm25_model(k, b, avg_len)
 
     def _encode_documents(self, texts: list[str]) -> list[SparseVector]:
         embeddings: Iterable[SparseEmbedding] = self._model.embed(
