@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bookchat.content.routing import (
+from bookchat.content.docusaurus import (
     HeadingSlugger,
     doc_route,
     page_url,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bookchat.content.docusaurus import HeadingSlugger
 from bookchat.content.markdown import parse_blocks
-from bookchat.content.routing import HeadingSlugger
 from bookchat.web.render import render_chapter
 
 BODY = """\

@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bookchat.content.loader import fence_opening, is_fence_close
+from bookchat.content.docusaurus import HeadingSlugger
 from bookchat.content.markdown import (
     Block,
     estimate_tokens,
     fence_end,
+    fence_opening,
+    is_fence_close,
     lines_tokens,
     make_block,
     parse_blocks,
 )
-from bookchat.content.routing import HeadingSlugger
 
 SMALL_SECTION_TOKENS = 80
 MIN_MAX_TOKENS = 64

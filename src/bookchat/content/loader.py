@@ -13,23 +13,23 @@ from typing import Any
 
 import yaml
 
-from bookchat.content.routing import (
+from bookchat.content.docusaurus import (
     doc_route,
     page_url,
     split_heading_id,
     strip_inline_markdown,
     strip_number_prefix,
 )
-
-# MDX has no indented code blocks and fences inside list items are indented, so a fence may
-# start at any indentation (CommonMark alone would allow only 0-3 spaces).
-FENCE_OPEN_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-HEADING_RE = re.compile(r"^ {0,3}(?P<hashes>#{1,6})(?:[ \t]+(?P<text>.*?))?(?:[ \t]+#+)?[ \t]*$")
+from bookchat.content.markdown import (
+    FRONTMATTER_FENCE_RE,
+    HEADING_RE,
+    is_table_line,
+    split_fenced,
+)
 
 _DOC_SUFFIXES = (".md", ".mdx")
 _BACKUP_SUFFIXES = (".backup", ".bak", ".orig", "~")
 _CATEGORY_FILES = ("_category_.json", "_category_.yml", "_category_.yaml")
-_FRONTMATTER_FENCE_RE = re.compile(r"^---[ \t]*$")
 _IMPORT_RE = re.compile(r"^import(?:\s*['\"{*]|\s+[\w$]+\s*(?:,|from\b)|\s+type\s)")
 _EXPORT_RE = re.compile(
     r"^export\s+(?:const|let|var|function|default|class|async|type|interface|\{|\*)"
@@ -67,55 +67,16 @@ class LoadedDocument:
     content_hash: str
 
 
-def is_fence_close(line: str, fence: str) -> bool:
-    """Tell whether `line` closes a fence opened with `fence` (same char, at least as long)."""
-    stripped = line.strip()
-    return len(stripped) >= len(fence) and stripped == fence[0] * len(stripped)
-
-
-def fence_opening(line: str) -> str | None:
-    """Return the fence marker (e.g. "```") when `line` opens a code fence, else None."""
-    match = FENCE_OPEN_RE.match(line)
-    if match is None:
-        return None
-    fence = match.group("fence")
-    if fence[0] == "`" and "`" in match.group("info"):
-        return None
-    return fence
-
-
-def split_fenced(lines: list[str]) -> Iterator[tuple[bool, list[str]]]:
-    """Yield (inside_fence, lines) runs; an unclosed fence runs to the end of the text."""
-    run: list[str] = []
-    fence: str | None = None
-    for line in lines:
-        if fence is None:
-            opening = fence_opening(line)
-            if opening is None:
-                run.append(line)
-                continue
-            if run:
-                yield False, run
-            run, fence = [line], opening
-        else:
-            run.append(line)
-            if is_fence_close(line, fence):
-                yield True, run
-                run, fence = [], None
-    if run:
-        yield fence is not None, run
-
-
 def _normalise_text(text: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _split_frontmatter(text: str, source_path: str) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
-    if not lines or not _FRONTMATTER_FENCE_RE.match(lines[0]):
+    if not lines or not FRONTMATTER_FENCE_RE.match(lines[0]):
         return {}, text
     for index in range(1, len(lines)):
-        if _FRONTMATTER_FENCE_RE.match(lines[index]):
+        if FRONTMATTER_FENCE_RE.match(lines[index]):
             raw = "\n".join(lines[1:index])
             body = "\n".join(lines[index + 1 :])
             break
@@ -166,7 +127,7 @@ def _strip_markup(text: str) -> str:
     # The placeholder characters must not occur in the text itself.
     lines = text.replace(_MARKER, "").replace("\x01", "").split("\n")
     # Tables are kept exactly: only prose lines lose comments and tags.
-    table = [line.lstrip().startswith("|") for line in lines]
+    table = [is_table_line(line) for line in lines]
     prose = "\n".join("" if is_table else line for line, is_table in zip(lines, table, strict=True))
     prose = _INLINE_CODE_RE.sub(protect, prose)
     prose = _COMMENT_RE.sub(lambda m: _MARKER + "\n" * m.group().count("\n"), prose)

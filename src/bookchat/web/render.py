@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import html
-import re
 from functools import cache
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 
-from bookchat.content.loader import fence_opening
-from bookchat.content.markdown import admonition_end, fence_end
-from bookchat.content.routing import HeadingSlugger, split_heading_id
-
-# Docusaurus admonitions: `:::tip`, `:::warning Real hardware`, `:::note[Title]` ... `:::`.
-# The opening pattern is the chunker's (content/markdown.py), so both see the same blocks.
-_ADMONITION_OPEN_RE = re.compile(
-    r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)"
-    r"(?:\[(?P<bracketed>[^\]]*)\]|[ \t]+(?P<title>.*?))?[ \t]*$"
-)
+from bookchat.content.docusaurus import HeadingSlugger, split_heading_id
+from bookchat.content.markdown import ADMONITION_TITLE_RE, admonition_end, fence_end, fence_opening
 
 
 @cache
@@ -65,7 +56,9 @@ def _render_lines(lines: list[str], slugger: HeadingSlugger) -> str:
             plain.extend(lines[index:end])
             index = end
             continue
-        opening = _ADMONITION_OPEN_RE.match(line)
+        # A well-formed opening line gives the aside its kind and title; where it ends is found
+        # the chunker's way (admonition_end), so the page shows the blocks citations point into.
+        opening = ADMONITION_TITLE_RE.match(line)
         closing = admonition_end(lines, index) if opening else None
         if opening is None or closing is None:
             plain.append(line)

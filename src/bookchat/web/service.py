@@ -15,7 +15,7 @@ from string import Template
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.content.routing import doc_route
+from bookchat.content.docusaurus import doc_route
 from bookchat.content.schemas import DocumentRead
 from bookchat.content.service import ContentService
 from bookchat.web.render import render_chapter
