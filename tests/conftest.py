@@ -7,16 +7,23 @@ import importlib.util
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    closing,
+    contextmanager,
+)
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -72,12 +79,12 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def service_unavailable(what: str, reason: str) -> None:
-    """Skip with the reason, or fail when CI requires the real services."""
+def service_unavailable(what: str, reason: str, remedy: str) -> None:
+    """Skip with the reason and the remedy, or fail when CI requires the real services."""
     message = f"{what} is not reachable ({reason})"
     if REQUIRE_SERVICES:
         pytest.fail(f"{message}; BOOKCHAT_REQUIRE_SERVICES=1 forbids skipping", pytrace=False)
-    pytest.skip(f"{message}; set TEST_DATABASE_URL / start it to run this test")
+    pytest.skip(f"{message}; {remedy} to run this test")
 
 
 def plain_dsn(url: str) -> str:
@@ -146,7 +153,11 @@ def postgres_server_url() -> str:
     try:
         asyncio.run(_ping_postgres(TEST_DATABASE_URL))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        service_unavailable("PostgreSQL", f"{type(exc).__name__}: {exc}")
+        service_unavailable(
+            "PostgreSQL",
+            f"{type(exc).__name__}: {exc}",
+            "start it or point TEST_DATABASE_URL at a server",
+        )
     return TEST_DATABASE_URL
 
 
@@ -250,10 +261,47 @@ def book_reply(request: dict[str, Any]) -> str:
     return f"Fake answer to: {messages[-1]['content']}"
 
 
+# What `ingest_book` wrote for a (folder, base URL, collection) into a fresh SQLite file and Qdrant folder:
+# later calls on fresh stores copy it instead of ingesting again (the same bytes, much sooner).
+_book_snapshots: dict[tuple[str, str, str], Path] = {}
+
+
+def _fresh_sqlite_stores(settings: Settings) -> Path | None:
+    """The SQLite file when both stores are as `make_settings` left them (migrated, empty)."""
+    url = make_url(settings.database_url.get_secret_value())
+    qdrant = Path(settings.qdrant_path)
+    if url.get_backend_name() != "sqlite" or settings.embeddings_provider != "none":
+        return None  # only the BM25-only SQLite profile: vectors from a fake server are not
+    if settings.qdrant_url or any(qdrant.iterdir()) or url.database is None:
+        return None
+    database = Path(url.database)
+    with closing(sqlite3.connect(database)) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if name != "alembic_version"
+        ]
+        if any(connection.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables):
+            return None
+    return database
+
+
 async def ingest_book(settings: Settings, folder: Path = MINI_BOOK) -> None:
     """Ingest a docs folder into the stores these settings name (before an app opens them)."""
+    fresh = _fresh_sqlite_stores(settings)
+    key = (str(folder), settings.book_base_url, settings.qdrant_collection)
+    snapshot = _book_snapshots.get(key)
+    if fresh is not None and snapshot is not None:
+        shutil.copy(snapshot / "book.db", fresh)
+        shutil.copytree(snapshot / "qdrant", settings.qdrant_path, dirs_exist_ok=True)
+        return
     async with open_container(settings) as container:
         await container.ingestor.ingest(load_folder(folder, settings.book_base_url))
+    if fresh is not None:
+        snapshot = Path(tempfile.mkdtemp(dir=_stores_root))
+        shutil.copy(fresh, snapshot / "book.db")
+        shutil.copytree(settings.qdrant_path, snapshot / "qdrant")
+        _book_snapshots[key] = snapshot
 
 
 # --- apps -------------------------------------------------------------------------------------
@@ -307,10 +355,22 @@ def app_factory() -> AppFactory:
 
 
 # --- Redis (rate limits and caches) -------------------------------------------------------------
-# Added with core/ratelimit.py and core/cache.py. Tests use database 15 of TEST_REDIS_URL, emptied
+# Tests use database 15 of TEST_REDIS_URL (14, 13... for the other pytest-xdist workers), emptied
 # around each test; `private_redis` runs a throwaway redis-server for tests that stop it.
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _worker_redis_url(url: str) -> str:
+    """The Redis database of this pytest-xdist worker: the URL's own for the first worker (or
+    without xdist), one lower for each further worker, so workers never empty each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))
+    if database < 0:
+        raise RuntimeError(f"TEST_REDIS_URL's database number leaves none for worker {worker}")
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+TEST_REDIS_URL = _worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 
 
 def _redis_client(url: str) -> redis.Redis:
@@ -324,7 +384,9 @@ def redis_server_url() -> str:
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        service_unavailable("Redis", f"{type(exc).__name__}: {exc}")
+        service_unavailable(
+            "Redis", f"{type(exc).__name__}: {exc}", "start it or point TEST_REDIS_URL at a server"
+        )
     finally:
         client.close()
     return TEST_REDIS_URL
@@ -348,7 +410,7 @@ class PrivateRedis:
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            service_unavailable("redis-server", "the binary is not on PATH")
+            service_unavailable("redis-server", "the binary is not on PATH", "install redis-server")
             raise AssertionError  # unreachable: the call above skips or fails
         self.binary = binary
         self.directory = directory
