@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from bookchat import __version__
 from bookchat.accounts.router import router as accounts_router
+from bookchat.chapters.router import router as chapters_router
 from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
 from bookchat.container import Container, open_container
@@ -31,10 +32,8 @@ from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
 from bookchat.metrics.router import router as metrics_router
-from bookchat.personalization.router import router as personalization_router
 from bookchat.providers.factory import ProviderConfigError
 from bookchat.retrieval.index import VectorIndexError
-from bookchat.translation.router import router as translation_router
 from bookchat.web.router import router as web_router
 
 logger = structlog.get_logger(__name__)
@@ -50,8 +49,7 @@ def api_router() -> APIRouter:
     router.include_router(chat_router)
     router.include_router(content_router)
     router.include_router(health_router)
-    router.include_router(personalization_router)
-    router.include_router(translation_router)
+    router.include_router(chapters_router)
     return router
 
 

@@ -5,5 +5,6 @@ from __future__ import annotations
 
 def load_all_models() -> None:
     import bookchat.accounts.models
+    import bookchat.chapters.models
     import bookchat.chat.models
     import bookchat.content.models  # noqa: F401

@@ -1,6 +1,5 @@
-"""The book as stored: documents, their chunks, ingestion jobs, and the chapters a language
-model made from them. The SQL store is the source of truth; the Qdrant collection is an index
-rebuilt from it by `bookchat reindex`."""
+"""The book as stored: documents, their chunks and ingestion jobs. The SQL store is the source of
+truth; the Qdrant collection is an index rebuilt from it by `bookchat reindex`."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from bookchat.core.db import Base, UTCDateTime, new_id, portable_enum, utcnow
+from bookchat.core.db import Base, UTCDateTime, portable_enum, utcnow
 
 # Fixed namespace: document and chunk ids are the same on every machine for the same content.
 ID_NAMESPACE = uuid.UUID("6f1c1d3e-6a55-4b5e-9f0e-3d1b8f0c2a77")
@@ -91,32 +90,3 @@ class IngestJob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class GeneratedKind(StrEnum):
-    PERSONALIZED = "personalized"
-    TRANSLATED = "translated"
-
-
-class GeneratedContent(Base):
-    """A chapter rewritten by a language model, cached for the next reader who asks the same.
-
-    A lookup names the document's current `content_hash`, so a re-ingested chapter never serves
-    a variant made from its old text; deleting the document deletes its variants.
-    """
-
-    __tablename__ = "generated_content"
-    __table_args__ = (UniqueConstraint("kind", "document_id", "variant", "source_hash", "model"),)
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    kind: Mapped[GeneratedKind] = mapped_column(portable_enum(GeneratedKind, "generated_kind"))
-    document_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("documents.id", ondelete="CASCADE"), index=True
-    )
-    # A fingerprint of the reader profile, or the target language tag.
-    variant: Mapped[str] = mapped_column(String(64))
-    # The document's content_hash when this was generated.
-    source_hash: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(String(200))
-    body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

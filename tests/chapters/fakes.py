@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bookchat.content.models import GeneratedContent
+from bookchat.chapters.models import GeneratedContent
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import MINI_BOOK, ingest_book

@@ -20,16 +20,23 @@ from dataclasses import dataclass
 
 import structlog
 
-from bookchat.content.loader import HEADING_RE, fence_opening
-from bookchat.content.markdown import estimate_tokens, fence_end, parse_blocks
-from bookchat.content.protect import (
+from bookchat.chapters.protect import (
     Protected,
     frontmatter_end,
     placeholder_problems,
     protect,
     restore,
 )
-from bookchat.content.routing import HeadingSlugger
+from bookchat.content.docusaurus import HeadingSlugger
+from bookchat.content.markdown import (
+    ADMONITION_CLOSE_RE,
+    ADMONITION_OPEN_RE,
+    HEADING_RE,
+    estimate_tokens,
+    fence_end,
+    fence_opening,
+    parse_blocks,
+)
 from bookchat.core.errors import LLMError, LLMTimeout
 from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt
 
@@ -49,8 +56,6 @@ a token alone on its line must stay alone on its line.
 and the paragraph breaks. Do not add code blocks, links, URLs or images.
 - Answer with the rewritten Markdown only: no preamble, no notes, no code block around it."""
 
-_ADMONITION_OPEN_RE = re.compile(r"^[ \t]*:{3,}[ \t]*[A-Za-z]")
-_ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:{3,}[ \t]*$")
 _WRAPPED_RE = re.compile(r"\A\s*```[ \t]*(?:markdown|md|mdx)?[ \t]*\n(?P<body>.*)\n```\s*\Z", re.S)
 _LEADING_BLANK_LINES_RE = re.compile(r"\A(?:[ \t]*\n)*")
 
@@ -109,9 +114,9 @@ def _section_starts(lines: list[str], start: int) -> list[int]:
         if fence is not None:
             index = fence_end(lines, index, fence)
             continue
-        if _ADMONITION_OPEN_RE.match(line):
+        if ADMONITION_OPEN_RE.match(line):
             depth += 1
-        elif _ADMONITION_CLOSE_RE.match(line):
+        elif ADMONITION_CLOSE_RE.match(line):
             depth = max(0, depth - 1)
         elif depth == 0 and HEADING_RE.match(line) and index > start:
             starts.append(index)

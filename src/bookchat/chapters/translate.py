@@ -7,17 +7,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.content.chapters import (
+from bookchat.chapters.languages import direction, language_name
+from bookchat.chapters.models import GeneratedKind
+from bookchat.chapters.schemas import TranslateCreate
+from bookchat.chapters.service import (
     ChapterService,
     GeneratedChapter,
     Generation,
     Variant,
 )
-from bookchat.content.models import GeneratedKind
 from bookchat.core.config import Settings
 from bookchat.core.sse import StreamEvent
-from bookchat.translation.languages import direction, language_name
-from bookchat.translation.schemas import TranslateCreate
 
 
 def instructions(tag: str, book_title: str) -> str:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bookchat.content.protect import PLACEHOLDER_RE, placeholder_problems, protect, restore
-from tests.content.chapter_fakes import CHAPTER, KEPT
+from bookchat.chapters.protect import PLACEHOLDER_RE, placeholder_problems, protect, restore
+from tests.chapters.fakes import CHAPTER, KEPT
 
 MDX = """---
 title: "Tabs: a guide"

@@ -9,12 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bookchat.content.generation import plan
+from bookchat.chapters.generation import plan
 from bookchat.content.models import document_id_for
 from tests.accounts.conftest import bearer, signup
-from tests.chat.test_stream import parse_sse
-from tests.conftest import AppFactory, make_settings, openai_settings
-from tests.content.chapter_fakes import (
+from tests.chapters.fakes import (
     CHAPTER_PATH,
     KEPT,
     broken_first_then,
@@ -25,6 +23,8 @@ from tests.content.chapter_fakes import (
     shouting_reply,
     system_prompt,
 )
+from tests.chat.test_stream import parse_sse
+from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.fakes.openai_server import FakeOpenAIServer
 
 URL = "/api/v1/personalize"

@@ -24,9 +24,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bookchat.content.chapter_schemas import ChapterSource, GeneratedRead
-from bookchat.content.generation import Rewriter
-from bookchat.content.models import Document, GeneratedContent, GeneratedKind
+from bookchat.chapters.generation import Rewriter
+from bookchat.chapters.models import GeneratedContent, GeneratedKind
+from bookchat.chapters.schemas import ChapterSource, GeneratedRead
+from bookchat.content.models import Document
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import AppError, NotFound

@@ -23,16 +23,19 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bookchat.content.loader import HEADING_RE, fence_opening
-from bookchat.content.markdown import fence_end
+from bookchat.content.markdown import (
+    ADMONITION_CLOSE_RE,
+    ADMONITION_MARKER_RE,
+    FRONTMATTER_FENCE_RE,
+    HEADING_RE,
+    fence_end,
+    fence_opening,
+)
 
 OPEN, CLOSE = "⟦", "⟧"
 PLACEHOLDER_RE = re.compile(r"⟦\s*P\s*(\d{1,6})\s*⟧")
 
-_FRONTMATTER_RE = re.compile(r"^---[ \t]*$")
 _MATH_BLOCK_RE = re.compile(r"^[ \t]*\$\$[ \t]*$")
-_ADMONITION_OPEN_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<marker>:{3,}[A-Za-z][\w-]*)")
-_ADMONITION_CLOSE_RE = re.compile(r"^[ \t]*:{3,}[ \t]*$")
 _DELIMITER_ROW_RE = re.compile(r"^[ \t]*\|?(?:[ \t]*:?-+:?[ \t]*\|)+(?:[ \t]*:?-+:?[ \t]*)?$")
 _LINK_DEFINITION_RE = re.compile(r"^ {0,3}\[[^\[\]\n]+\]:[ \t]*\S")
 _ESM_RE = re.compile(r"^(?:import|export)\s")
@@ -204,10 +207,10 @@ class _Protector:
 
 
 def frontmatter_end(lines: list[str]) -> int | None:
-    if not lines or not _FRONTMATTER_RE.match(lines[0]):
+    if not lines or not FRONTMATTER_FENCE_RE.match(lines[0]):
         return None
     for index in range(1, len(lines)):
-        if _FRONTMATTER_RE.match(lines[index]):
+        if FRONTMATTER_FENCE_RE.match(lines[index]):
             return index + 1
     return None
 
@@ -248,7 +251,7 @@ def protect(text: str, first: int = 0) -> Protected:
         line = lines[index]
         fence = fence_opening(line)
         heading = HEADING_RE.match(line)
-        admonition = _ADMONITION_OPEN_RE.match(line)
+        admonition = ADMONITION_MARKER_RE.match(line)
         if fence is not None or _MATH_BLOCK_RE.match(line):
             end = fence_end(lines, index, fence) if fence else _math_end(lines, index)
             if end > index + 1 or fence is not None:
@@ -269,7 +272,7 @@ def protect(text: str, first: int = 0) -> Protected:
                 + protector.hold("admonition", marker, line_start=True)
                 + protector.inline(line[marker_end:])
             )
-        elif _ADMONITION_CLOSE_RE.match(line):
+        elif ADMONITION_CLOSE_RE.match(line):
             flush()
             out.append(_block_span(protector, "admonition", [line]))
         elif (_DELIMITER_ROW_RE.match(line) and "-" in line) or _LINK_DEFINITION_RE.match(line):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bookchat.content.generation import (
+from bookchat.chapters.generation import (
     Rewriter,
     keep_edges,
     plan,
@@ -22,7 +22,7 @@ from bookchat.content.loader import parse_markdown
 from bookchat.content.markdown import estimate_tokens
 from bookchat.core.errors import LLMError, LLMTimeout
 from bookchat.providers.openai import OpenAIChatModel
-from tests.content.chapter_fakes import (
+from tests.chapters.fakes import (
     CHAPTER,
     FENCE,
     KEPT,

@@ -9,11 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bookchat.chapters.languages import direction, language_name
 from bookchat.content.models import document_id_for
-from bookchat.translation.languages import direction, language_name
-from tests.chat.test_stream import parse_sse
-from tests.conftest import AppFactory, make_settings, openai_settings
-from tests.content.chapter_fakes import (
+from tests.chapters.fakes import (
     CHAPTER,
     CHAPTER_PATH,
     KEPT,
@@ -23,6 +21,8 @@ from tests.content.chapter_fakes import (
     system_prompt,
     urdu_reply,
 )
+from tests.chat.test_stream import parse_sse
+from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.fakes.openai_server import FakeOpenAIServer
 
 URL = "/api/v1/translate"

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 
 from bookchat.accounts.dependencies import get_optional_user
-from bookchat.content.chapters import ChapterService
+from bookchat.chapters.service import ChapterService
 from bookchat.core.errors import LLMUnavailable
 from bookchat.core.openapi import error_responses
 from bookchat.dependencies import ContainerDep, rate_limited

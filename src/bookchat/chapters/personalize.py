@@ -12,17 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookchat.accounts import service as accounts
 from bookchat.accounts.models import SkillLevel, User
-from bookchat.content.chapters import (
+from bookchat.chapters.models import GeneratedKind
+from bookchat.chapters.schemas import PersonalizeCreate, ReaderProfile
+from bookchat.chapters.service import (
     ChapterService,
     GeneratedChapter,
     Generation,
     Variant,
 )
-from bookchat.content.models import GeneratedKind
 from bookchat.core.config import Settings
 from bookchat.core.errors import Unauthorized, ValidationFailed
 from bookchat.core.sse import StreamEvent
-from bookchat.personalization.schemas import PersonalizeCreate, ReaderProfile
 
 FILL_PROFILE = (
     "Your profile is empty: fill it in (PUT /api/v1/auth/me/profile) or send a `profile` with "
