@@ -11,7 +11,7 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
-.PHONY: help run test lint format docs migrate ingest bench clean
+.PHONY: help run test test-fast lint format docs migrate ingest bench clean
 
 # Citations link to BOOK_BASE_URL + a page's route + #heading. Unless the environment, the
 # command line or .env sets it, `run` and `ingest` point it at this server's demo pages
@@ -24,7 +24,9 @@ endif
 endif
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| sed -e 's/$$(HOST)/$(HOST)/g' -e 's/$$(PORT)/$(PORT)/g' \
+		| awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	@echo "uv not found: installing it into .tools/ with pip"
@@ -37,9 +39,16 @@ run: $(UV) ## Install, migrate, ingest the book if the index is empty, serve the
 	$(UV) run --no-sync bookchat ingest --if-empty
 	$(UV) run --no-sync bookchat serve --host $(HOST) --port $(PORT)
 
+# pytest-xdist workers: one per core by default (TEST_WORKERS=0 runs in one process).
+TEST_WORKERS ?= auto
+
 test: $(UV) ## Run the whole suite with coverage (fails under 85%)
 	$(UV) sync --locked
-	$(UV) run --no-sync pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
+
+test-fast: $(UV) ## The inner loop: no PostgreSQL, Redis, browser or server processes; no coverage
+	$(UV) sync --locked
+	$(UV) run --no-sync pytest -n $(TEST_WORKERS) -m "not slow and not postgres and not redis" $(PYTEST_ARGS)
 
 lint: $(UV) ## ruff and mypy
 	$(UV) sync --locked

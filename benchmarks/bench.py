@@ -2,7 +2,8 @@
 
 Starts the fake LLM in a process of its own, ingests `../shared/corpus/textbook-a` into scratch
 stores, serves them with `bookchat serve` (one worker) and drives it with closed-loop clients;
-writes benchmarks/results/latest.json and latest.png and prints each budget as met or not.
+writes benchmarks/results/latest.json and latest.png (a --quick run writes quick.json and
+quick.png, so it never replaces a full run's results) and prints each budget as met or not.
 Missed budgets never fail the run (speed lives here, not in the tests).
 
     make bench                                                  # the full run
@@ -174,10 +175,12 @@ def main() -> int:
     results["machine"]["python_loop_ms_at_end"] = python_speed_ms()
     results["seconds"] = round(time.perf_counter() - started, 1)
     rows = report.budgets(results)
-    report.write_json(results, rows, args.output / "latest.json")
-    report.write_chart(results, args.output / "latest.png")
+    # A smoke run must not replace the committed results of a full one.
+    name = "quick" if args.quick else "latest"
+    report.write_json(results, rows, args.output / f"{name}.json")
+    report.write_chart(results, args.output / f"{name}.png")
     say("\n" + report.table(rows) + report.extras(results))
-    say(f"\nWrote {args.output / 'latest.json'} and latest.png in {results['seconds']} s.")
+    say(f"\nWrote {args.output / name}.json and {name}.png in {results['seconds']} s.")
     return code
 
 

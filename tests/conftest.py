@@ -55,6 +55,33 @@ _SETTING_NAMES = [name.upper() for name in Settings.model_fields]
 load_all_models()
 
 
+# Marks for `make test-fast` (`-m "not slow and not postgres and not redis"`), given by where a
+# test lives or which services it asks for, so no test has to remember to carry them.
+SLOW_MODULES = (
+    "tests/web/test_widget_browser.py",
+    "tests/web/test_widget_embed.py",
+    "tests/test_serve.py",
+    "tests/resilience/",
+)
+POSTGRES_FIXTURES = {"postgres_server_url", "postgres_url", "clean_postgres_url"}
+REDIS_FIXTURES = {"redis_server_url", "redis_url", "private_redis"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent.parent
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = set(callspec.params.values()) if callspec is not None else set()
+        if path.startswith(SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
+        if fixtures & POSTGRES_FIXTURES or "postgresql" in params:
+            item.add_marker(pytest.mark.postgres)
+        if fixtures & REDIS_FIXTURES or "redis" in params:
+            item.add_marker(pytest.mark.redis)
+
+
 @pytest.fixture
 def fresh_settings() -> Iterator[None]:
     """`get_settings()` reads this test's environment, and forgets it afterwards."""
@@ -261,8 +288,8 @@ def book_reply(request: dict[str, Any]) -> str:
     return f"Fake answer to: {messages[-1]['content']}"
 
 
-# What `ingest_book` wrote for a (folder, base URL, collection) into a fresh SQLite file and Qdrant folder:
-# later calls on fresh stores copy it instead of ingesting again (the same bytes, much sooner).
+# What `ingest_book` wrote for a (folder, base URL, collection) into a fresh SQLite file and
+# Qdrant folder: later calls on fresh stores copy it instead of ingesting again (same bytes).
 _book_snapshots: dict[tuple[str, str, str], Path] = {}
 
 

@@ -101,6 +101,25 @@ class TestMigrate:
         assert "Traceback" not in result.output
 
 
+def test_migrate_prints_each_revision_once_and_no_alembic_setup_lines(tmp_path: Path) -> None:
+    """An operator sees which revisions ran, not Alembic's "Context impl" once per context."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _setting_names()}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'migrate.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "bookchat.cli", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    output = result.stdout + result.stderr
+    assert "Context impl" not in output
+    assert "Will assume" not in output
+    assert output.count("Running upgrade  -> ") == 1  # the first revision, once
+    assert "is at revision" in output
+
+
 def test_serve_answers_and_logs_its_profile(tmp_path: Path) -> None:
     """`bookchat serve` in a real process: one profile line per part, then it answers."""
     env = {k: v for k, v in os.environ.items() if k.upper() not in _setting_names()}

@@ -19,6 +19,19 @@ def current_request_id() -> str | None:
     return request_id_var.get()
 
 
+class _AlembicSetupNoise(logging.Filter):
+    """Drops Alembic's "Context impl" / "Will assume ... DDL" lines: it prints them each time it
+    opens a migration context (three times per `bookchat migrate`), and they say nothing an
+    operator acts on. "Running upgrade ..." lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not message.startswith(("Context impl", "Will assume"))
+
+
+_ALEMBIC_FILTER = _AlembicSetupNoise()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     """Route structlog and the standard library through one renderer."""
     shared: list[Any] = [
@@ -62,3 +75,6 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     # Alembic announces each of its plugins at INFO on every migration: noise for an operator.
     for name in ("httpx", "httpx2", "httpcore", "openai", "alembic.runtime.plugins"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    migration = logging.getLogger("alembic.runtime.migration")
+    if _ALEMBIC_FILTER not in migration.filters:
+        migration.addFilter(_ALEMBIC_FILTER)
