@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from bookchat.accounts.models import User
 from bookchat.core.errors import Forbidden, Unauthorized
+from bookchat.core.http import parse_bearer
 from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
 
 # Only documents the scheme (the Authorize button of /docs); the header is read below, so that
@@ -29,9 +30,8 @@ def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
         return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = parse_bearer(header)
+    if token is None:
         raise Unauthorized(
             "Send the access token as `Authorization: Bearer <token>`.", headers=_CHALLENGE
         )

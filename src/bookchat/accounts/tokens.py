@@ -18,6 +18,7 @@ import structlog
 from jwt import PyJWK
 
 from bookchat.core.errors import DependencyUnavailable, Unauthorized
+from bookchat.core.ids import parse_uuid
 
 logger = structlog.get_logger(__name__)
 
@@ -78,10 +79,11 @@ def read_access_token(token: str, *, secret: str) -> uuid.UUID:
         raise InvalidToken() from None
     if claims.get("typ") != "access":
         raise InvalidToken()
-    try:
-        return uuid.UUID(claims["sub"])
-    except ValueError:
-        raise InvalidToken() from None
+    # PyJWT has checked that `sub` is a string; it must also be a user id.
+    user_id = parse_uuid(claims["sub"])
+    if user_id is None:
+        raise InvalidToken()
+    return user_id
 
 
 def token_algorithm(token: str) -> str:

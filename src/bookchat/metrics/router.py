@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from bookchat.core.errors import NotFound, Unauthorized
+from bookchat.core.http import parse_bearer
 from bookchat.core.metrics import METRICS_CONTENT_TYPE
 from bookchat.core.openapi import error_responses
 from bookchat.dependencies import ContainerDep
@@ -33,10 +34,10 @@ async def read_metrics(request: Request, container: ContainerDep) -> Response:
     if not settings.metrics_enabled:
         raise NotFound("Metrics are turned off (METRICS_ENABLED=false).")
     token = settings.metrics_token
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = parse_bearer(request.headers.get("authorization"))
     if token is not None and not (
-        scheme.lower() == "bearer"
-        and hmac.compare_digest(presented.strip().encode(), token.get_secret_value().encode())
+        presented is not None
+        and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
     ):
         raise Unauthorized(
             "Metrics need `Authorization: Bearer <METRICS_TOKEN>`.",
