@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookchat.content.chunker import Chunk, chunk_document, estimate_tokens
+from bookchat.content.chunker import TextChunk, chunk_document, estimate_tokens
 
 SMALL = {"target_tokens": 120, "overlap_tokens": 20, "max_tokens": 200}
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "textbook-a"
@@ -29,7 +29,7 @@ def code_fence(lines: int, info: str = "python") -> str:
     return f"```{info}\n{body}\n```"
 
 
-def assert_valid(chunks: list[Chunk], max_tokens: int) -> None:
+def assert_valid(chunks: list[TextChunk], max_tokens: int) -> None:
     assert [chunk.ordinal for chunk in chunks] == list(range(len(chunks)))
     for chunk in chunks:
         assert chunk.token_count == estimate_tokens(chunk.embedding_text)

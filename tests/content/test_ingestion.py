@@ -69,6 +69,17 @@ class TestIngest:
         assert f"{BASE}/basics/messaging#publishers-and-subscribers" in urls
         assert f"{BASE}/motion/walking#balance" in urls or f"{BASE}/motion/walking#walking" in urls
 
+    async def test_chunk_ids_are_stable_across_releases(self, sqlite_url: str) -> None:
+        # Ids hash the embedded text: a change to it would re-embed every stored point.
+        async with open_container(make_settings(sqlite_url)) as container:
+            await ingest_folder(container, MINI_BOOK)
+            stored = await chunk_ids(container)
+        assert {
+            uuid.UUID("6e326007-7052-5cff-83c3-c35127c58307"),  # Messaging > Publishers...
+            uuid.UUID("8b6a69ae-f5fa-574f-a409-715b2ea21432"),  # Messaging > Request and reply
+            uuid.UUID("2c1cf91a-77a9-5c54-8e9b-3ae81b2b4211"),  # Mini Book
+        } <= stored
+
     async def test_unchanged_reingest_changes_nothing(self, database_url: str) -> None:
         async with open_container(make_settings(database_url)) as container:
             await ingest_folder(container, MINI_BOOK)

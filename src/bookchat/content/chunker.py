@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bookchat.content.docusaurus import HeadingSlugger
@@ -19,14 +20,26 @@ from bookchat.content.markdown import (
 
 SMALL_SECTION_TOKENS = 80
 MIN_MAX_TOKENS = 64
+HEADING_PATH_SEPARATOR = " > "
 
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？۔])\s+")
 _TABLE_DELIMITER_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 
 
+def embedding_text(heading_path: Sequence[str], text: str) -> str:
+    """What is embedded and indexed for a chunk, and hashed into its id: the heading path, a
+    blank line, the chunk's text.
+
+    Changing it changes every stored chunk id (`content.models.chunk_id_for`), so every point
+    is re-embedded on the next ingestion.
+    """
+    return HEADING_PATH_SEPARATOR.join(heading_path) + "\n\n" + text
+
+
 @dataclass(frozen=True, slots=True)
-class Chunk:
-    """A piece of a document small enough to embed, with the headings it sits under."""
+class TextChunk:
+    """A piece of a document's body small enough to embed, with the headings it sits under:
+    what the chunker plans, before ingestion stores it as a `content.models.Chunk` row."""
 
     ordinal: int
     heading_path: tuple[str, ...]
@@ -36,8 +49,8 @@ class Chunk:
 
     @property
     def embedding_text(self) -> str:
-        """The text that gets embedded and indexed: heading path, blank line, chunk text."""
-        return " > ".join(self.heading_path) + "\n\n" + self.text
+        """The text that gets embedded and indexed (the module's `embedding_text`)."""
+        return embedding_text(self.heading_path, self.text)
 
 
 @dataclass(slots=True)
@@ -250,7 +263,7 @@ def _splitmake_block(block: Block, budget: int, limit: int) -> list[list[str]]:
 def _fit_path(path: tuple[str, ...], limit: int) -> tuple[str, ...]:
     """Shorten absurdly long headings so the heading path never eats the chunk's budget."""
     parts = list(path)
-    while estimate_tokens(" > ".join(parts)) > limit:
+    while estimate_tokens(HEADING_PATH_SEPARATOR.join(parts)) > limit:
         longest = max(range(len(parts)), key=lambda i: (estimate_tokens(parts[i]), -i))
         words = parts[longest].split()
         if len(words) > 1:
@@ -320,7 +333,7 @@ def _section_items(section: _Section, room: int, piece_budget: int) -> list[_Ite
 def _pack_section(
     section: _Section, *, target_tokens: int, overlap_tokens: int, max_tokens: int
 ) -> list[list[_Item]]:
-    prefix = estimate_tokens(" > ".join(section.path))
+    prefix = estimate_tokens(HEADING_PATH_SEPARATOR.join(section.path))
     room = max_tokens - prefix
     target = target_tokens - prefix
     piece_budget = min(room, max(target, room // 2))
@@ -361,11 +374,6 @@ def _items_text(items: list[_Item]) -> str:
     return "\n\n".join("\n".join(item.lines) for item in items)
 
 
-def _make_chunk(ordinal: int, section: _Section, text: str) -> Chunk:
-    tokens = estimate_tokens(" > ".join(section.path) + "\n\n" + text)
-    return Chunk(ordinal, section.path, section.anchor, text, tokens)
-
-
 def chunk_document(
     body: str,
     *,
@@ -373,7 +381,7 @@ def chunk_document(
     target_tokens: int = 350,
     overlap_tokens: int = 50,
     max_tokens: int = 480,
-) -> list[Chunk]:
+) -> list[TextChunk]:
     """Split a Markdown body into heading-aware chunks of about `target_tokens` tokens.
 
     Blocks (code fences, tables, admonitions) stay whole unless one alone exceeds
@@ -411,13 +419,13 @@ def chunk_document(
     ]
     merged = _merge(sections, packed, target_tokens=target_tokens, max_tokens=max_tokens)
     return [
-        Chunk(ordinal, section.path, section.anchor, text, _prefix_tokens(section) + tokens)
+        TextChunk(ordinal, section.path, section.anchor, text, _prefix_tokens(section) + tokens)
         for ordinal, (section, text, tokens) in enumerate(merged)
     ]
 
 
 def _prefix_tokens(section: _Section) -> int:
-    return estimate_tokens(" > ".join(section.path))
+    return estimate_tokens(HEADING_PATH_SEPARATOR.join(section.path))
 
 
 def _heading_only(section: _Section) -> bool:

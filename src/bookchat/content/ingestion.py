@@ -20,8 +20,7 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bookchat.content.chunker import Chunk as TextChunk
-from bookchat.content.chunker import chunk_document
+from bookchat.content.chunker import TextChunk, chunk_document, embedding_text
 from bookchat.content.loader import LoadedDocument
 from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_for
 from bookchat.core.cache import INDEX_VERSION, Cache
@@ -249,7 +248,9 @@ class Ingestor:
     def _chunk_row(
         self, document_id: uuid.UUID, document: LoadedDocument, piece: TextChunk
     ) -> Chunk:
-        text_hash = hashlib.sha256(piece.embedding_text.encode()).hexdigest()
+        # The id hashes exactly what `_indexed` embeds: the same text keeps its point.
+        text = embedding_text(piece.heading_path, piece.text)
+        text_hash = hashlib.sha256(text.encode()).hexdigest()
         return Chunk(
             id=chunk_id_for(document_id, piece.ordinal, text_hash),
             document_id=document_id,
@@ -365,11 +366,6 @@ class Ingestor:
             )
         )
         return len(rows)
-
-
-def embedding_text(heading_path: Sequence[str], text: str) -> str:
-    """What is embedded for a chunk: its heading path, then its text (as the chunker builds it)."""
-    return " > ".join(heading_path) + "\n\n" + text
 
 
 def document_metadata(document: LoadedDocument) -> dict[str, object]:
