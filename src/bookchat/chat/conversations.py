@@ -11,15 +11,16 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.chat.conversation_schemas import (
+from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
+from bookchat.chat.schemas import (
+    Citation,
     FeedbackRead,
     HistoryRead,
     MessageRead,
     SessionPage,
     SessionRead,
+    UsageRead,
 )
-from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
-from bookchat.chat.schemas import Citation, UsageRead
 from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
 

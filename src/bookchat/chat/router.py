@@ -10,14 +10,15 @@ from sse_starlette import EventSourceResponse
 from bookchat.accounts.dependencies import CurrentUser, OptionalUser
 from bookchat.accounts.models import User
 from bookchat.chat.answer_cache import AnswerCache
-from bookchat.chat.conversation_schemas import (
+from bookchat.chat.conversations import ConversationService
+from bookchat.chat.schemas import (
+    ChatCreate,
+    ChatRead,
     FeedbackCreate,
     FeedbackRead,
     HistoryRead,
     SessionPage,
 )
-from bookchat.chat.conversations import ConversationService
-from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.service import ChatService
 from bookchat.core.errors import Unauthorized
 from bookchat.core.openapi import MAX_OFFSET, error_responses
