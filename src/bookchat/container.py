@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bookchat.accounts.service import Authenticator, open_authenticator
+from bookchat.chapters.service import ChapterService
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.cache import Cache, build_cache
@@ -35,6 +36,7 @@ class Container:
     retriever: HybridRetriever
     ingestor: Ingestor
     content: ContentService
+    chapters: ChapterService
     auth: Authenticator
     redis: Redis | None  # None: rate limits and caches live in this process
     redis_status: RedisStatus
@@ -125,6 +127,9 @@ async def open_container(
             ingestor=ingestor,
             content=ContentService(
                 sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
+            ),
+            chapters=ChapterService(
+                settings=settings, model=providers.chat, sessionmaker=sessionmaker
             ),
             auth=auth,
             redis=redis,

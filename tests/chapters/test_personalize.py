@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bookchat.chapters.generation import plan
+from bookchat.chapters.pieces import plan
 from bookchat.content.models import document_id_for
 from tests.accounts.conftest import bearer, signup
 from tests.chapters.fakes import (

@@ -1,17 +1,18 @@
-"""HTTP plumbing shared by the personalized and translated chapter routes: the language-model
-gate, the generation rate limit, the chapter service and the event stream."""
+"""What the chapter routes depend on: the chapter service the lifespan built, the variant each
+request asks for, the language-model gate and the generation rate limit."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
 
-from bookchat.accounts.dependencies import get_optional_user
-from bookchat.chapters.service import ChapterService
+from bookchat.accounts.dependencies import OptionalUser, get_optional_user
+from bookchat.chapters import personalize, translate
+from bookchat.chapters.schemas import PersonalizeCreate, TranslateCreate
+from bookchat.chapters.service import ChapterService, Variant
 from bookchat.core.errors import LLMUnavailable
-from bookchat.core.openapi import error_responses
-from bookchat.dependencies import ContainerDep, rate_limited
+from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep, rate_limited
 
 OFFLINE_MESSAGE = (
     "This server answers offline (extractive mode), without a language model. Set "
@@ -20,21 +21,19 @@ OFFLINE_MESSAGE = (
 )
 
 
-def require_language_model(container: ContainerDep) -> None:
-    """503 `llm_unavailable` when the server runs the offline extractive answerer."""
-    if container.providers.chat.mode == "extractive":
-        raise LLMUnavailable(OFFLINE_MESSAGE)
-
-
 def get_chapter_service(container: ContainerDep) -> ChapterService:
-    return ChapterService(
-        settings=container.settings,
-        model=container.providers.chat,
-        sessionmaker=container.sessionmaker,
-    )
+    """The chapter service the lifespan built."""
+    return container.chapters
 
 
 ChapterServiceDep = Annotated[ChapterService, Depends(get_chapter_service)]
+
+
+def require_language_model(chapters: ChapterServiceDep) -> None:
+    """503 `llm_unavailable` when the server runs the offline extractive answerer."""
+    if chapters.offline:
+        raise LLMUnavailable(OFFLINE_MESSAGE)
+
 
 # Offline first (no point counting a request that cannot be served), then the limit, counted
 # per signed-in reader, else per client address: RATE_LIMIT_GENERATION, one budget for both.
@@ -42,16 +41,24 @@ GENERATION_GUARDS = [
     Depends(require_language_model),
     Depends(rate_limited("generation", lambda s: s.rate_limit_generation, after=get_optional_user)),
 ]
-GENERATION_ERRORS = error_responses(400, 401, 404, 413, 429, 502, 503, 504)
-
-STREAM_DOC = """Server-Sent Events, each `data:` a JSON object: `start` {document_id, variant,
-cached, model, sections, ...} → `token` {text} (whole sections, in order; their concatenation is
-the chapter) → `done` (the same object as the one-piece answer), or `error` {code, message}.
-A comment ping keeps proxies from closing the stream while a section is being written."""
 
 
-def stream_responses() -> dict[int | str, dict[str, Any]]:
-    return {
-        200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
-        **error_responses(400, 401, 404, 413, 429, 503),
-    }
+# The variant dependencies read the same body as their route (FastAPI parses it once). They run
+# after the body is validated, so an invalid request is a 400 before any profile is looked up.
+
+
+async def get_personalized_variant(
+    payload: PersonalizeCreate, db: SessionDep, reader: OptionalUser, settings: SettingsDep
+) -> Variant:
+    """The reader's profile as a variant: 401 without a reader or a profile to use, 400 when
+    the profile says nothing to personalize for."""
+    return await personalize.variant_for(db, payload.profile, reader, settings)
+
+
+async def get_translated_variant(payload: TranslateCreate, settings: SettingsDep) -> Variant:
+    """The target language as a variant."""
+    return translate.variant_for(payload.target_language, settings.book_title)
+
+
+PersonalizedVariant = Annotated[Variant, Depends(get_personalized_variant)]
+TranslatedVariant = Annotated[Variant, Depends(get_translated_variant)]

@@ -1,28 +1,21 @@
-"""A chapter rewritten for one reader: whose profile, its fingerprint, the instructions."""
+"""The personalized variant: whose profile, its fingerprint, the instructions for the model."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookchat.accounts import service as accounts
-from bookchat.accounts.models import SkillLevel, User
+from bookchat.accounts.models import SkillLevel, User, UserProfile
 from bookchat.chapters.models import GeneratedKind
-from bookchat.chapters.schemas import PersonalizeCreate, ReaderProfile
-from bookchat.chapters.service import (
-    ChapterService,
-    GeneratedChapter,
-    Generation,
-    Variant,
-)
+from bookchat.chapters.schemas import ReaderProfile
+from bookchat.chapters.service import Variant
 from bookchat.core.config import Settings
 from bookchat.core.errors import Unauthorized, ValidationFailed
-from bookchat.core.sse import StreamEvent
 
 FILL_PROFILE = (
     "Your profile is empty: fill it in (PUT /api/v1/auth/me/profile) or send a `profile` with "
@@ -85,6 +78,16 @@ class Profile:
     hardware_level: SkillLevel | None = None
     background: str | None = None
     goals: str | None = None
+
+    @classmethod
+    def of(cls, fields: ReaderProfile | UserProfile) -> Profile:
+        """The parts of a profile sent with a request, or of a saved one."""
+        return cls(
+            software_level=fields.software_level,
+            hardware_level=fields.hardware_level,
+            background=fields.background,
+            goals=fields.goals,
+        )
 
     @property
     def is_empty(self) -> bool:
@@ -149,63 +152,37 @@ def instructions(profile: Profile, book_title: str) -> str:
     )
 
 
-@dataclass(slots=True)
-class PersonalizationService:
-    chapters: ChapterService
-    settings: Settings
+async def variant_for(
+    db: AsyncSession, explicit: ReaderProfile | None, reader: User | None, settings: Settings
+) -> Variant:
+    """The personalized variant: the profile's fingerprint and the instructions it gives."""
+    profile = await profile_for(
+        db, explicit, reader, allow_anonymous=settings.allow_anonymous_personalization
+    )
+    return Variant(
+        kind=GeneratedKind.PERSONALIZED,
+        key=profile.fingerprint(),
+        instructions=instructions(profile, settings.book_title),
+    )
 
-    async def personalize(
-        self, db: AsyncSession, request: PersonalizeCreate, reader: User | None
-    ) -> GeneratedChapter:
-        """The chapter for the reader's profile, from the cache or newly written."""
-        return await self.chapters.generate(await self._prepare(db, request, reader))
 
-    async def stream(
-        self, db: AsyncSession, request: PersonalizeCreate, reader: User | None
-    ) -> AsyncGenerator[StreamEvent]:
-        """Check everything (errors are plain responses), then the stream of events."""
-        return self.chapters.stream(await self._prepare(db, request, reader))
+async def profile_for(
+    db: AsyncSession, explicit: ReaderProfile | None, reader: User | None, *, allow_anonymous: bool
+) -> Profile:
+    """The explicit profile, else the signed-in reader's saved one.
 
-    async def _prepare(
-        self, db: AsyncSession, request: PersonalizeCreate, reader: User | None
-    ) -> Generation:
-        profile = await self.profile_for(db, request.profile, reader)
-        variant = Variant(
-            kind=GeneratedKind.PERSONALIZED,
-            key=profile.fingerprint(),
-            instructions=instructions(profile, self.settings.book_title),
-        )
-        return await self.chapters.prepare(db, request, variant)
-
-    async def profile_for(
-        self, db: AsyncSession, explicit: ReaderProfile | None, reader: User | None
-    ) -> Profile:
-        """The explicit profile, else the signed-in reader's saved one.
-
-        Anonymous callers need ALLOW_ANONYMOUS_PERSONALIZATION and an explicit profile."""
-        if reader is None and not self.settings.allow_anonymous_personalization:
-            raise Unauthorized(SIGN_IN, headers={"WWW-Authenticate": "Bearer"})
-        if explicit is not None:
-            profile = Profile(
-                software_level=explicit.software_level,
-                hardware_level=explicit.hardware_level,
-                background=explicit.background,
-                goals=explicit.goals,
-            )
-        elif reader is None:
-            raise Unauthorized(SIGN_IN_OR_SEND, headers={"WWW-Authenticate": "Bearer"})
-        else:
-            saved = await accounts.get_profile(db, reader.id)
-            if saved is None:
-                raise ValidationFailed(FILL_PROFILE)
-            profile = Profile(
-                software_level=saved.software_level,
-                hardware_level=saved.hardware_level,
-                background=saved.background,
-                goals=saved.goals,
-            )
-            if profile.is_empty:
-                raise ValidationFailed(FILL_PROFILE)
+    Anonymous callers need ALLOW_ANONYMOUS_PERSONALIZATION and an explicit profile."""
+    if reader is None and not allow_anonymous:
+        raise Unauthorized(SIGN_IN, headers={"WWW-Authenticate": "Bearer"})
+    if explicit is not None:
+        profile = Profile.of(explicit)
+    elif reader is None:
+        raise Unauthorized(SIGN_IN_OR_SEND, headers={"WWW-Authenticate": "Bearer"})
+    else:
+        saved = await accounts.get_profile(db, reader.id)
+        profile = Profile.of(saved) if saved is not None else Profile()
         if profile.is_empty:
-            raise ValidationFailed(EMPTY_PROFILE)
-        return profile
+            raise ValidationFailed(FILL_PROFILE)
+    if profile.is_empty:
+        raise ValidationFailed(EMPTY_PROFILE)
+    return profile

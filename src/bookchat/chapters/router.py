@@ -1,115 +1,105 @@
-"""Personalized and translated chapters: one answer, or Server-Sent Events while the chapter is
-written."""
+"""Chapters rewritten by a language model, personalized or translated: each as one answer, or as
+Server-Sent Events while the chapter is written."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
-from bookchat.accounts.dependencies import OptionalUser
 from bookchat.chapters.dependencies import (
-    GENERATION_ERRORS,
     GENERATION_GUARDS,
     ChapterServiceDep,
-    stream_responses,
+    PersonalizedVariant,
+    TranslatedVariant,
 )
-from bookchat.chapters.personalize import PersonalizationService
 from bookchat.chapters.schemas import (
     PersonalizationRead,
     PersonalizeCreate,
     TranslateCreate,
     TranslationRead,
 )
-from bookchat.chapters.translate import TranslationService
+from bookchat.core.openapi import error_responses
 from bookchat.core.sse import event_stream
 from bookchat.dependencies import SessionDep, SettingsDep
 
+GENERATION_ERRORS = error_responses(400, 401, 404, 413, 429, 502, 503, 504)
+STREAM_DOC = """Server-Sent Events, each `data:` a JSON object: `start` {document_id, variant,
+cached, model, sections, ...} → `token` {text} (whole sections, in order; their concatenation is
+the chapter) → `done` (the same object as the one-piece answer), or `error` {code, message}.
+A comment ping keeps proxies from closing the stream while a section is being written."""
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
+    **error_responses(400, 401, 404, 413, 429, 503),
+}
 
-def get_personalization_service(
-    chapters: ChapterServiceDep, settings: SettingsDep
-) -> PersonalizationService:
-    return PersonalizationService(chapters=chapters, settings=settings)
-
-
-PersonalizationServiceDep = Annotated[PersonalizationService, Depends(get_personalization_service)]
-
-
-def get_translation_service(
-    chapters: ChapterServiceDep, settings: SettingsDep
-) -> TranslationService:
-    return TranslationService(chapters=chapters, settings=settings)
-
-
-TranslationServiceDep = Annotated[TranslationService, Depends(get_translation_service)]
-
-router = APIRouter()
+router = APIRouter(dependencies=GENERATION_GUARDS)
 
 
 @router.post(
     "/personalize",
     response_model=PersonalizationRead,
     responses=GENERATION_ERRORS,
-    dependencies=GENERATION_GUARDS,
     tags=["personalization"],
 )
 async def personalize_chapter(
     payload: PersonalizeCreate,
+    variant: PersonalizedVariant,
     db: SessionDep,
-    service: PersonalizationServiceDep,
-    reader: OptionalUser,
+    chapters: ChapterServiceDep,
 ) -> PersonalizationRead:
     """A chapter rewritten for the reader's profile: same facts, headings, code and links."""
-    chapter = await service.personalize(db, payload, reader)
+    chapter = await chapters.generate(db, payload, variant)
     return PersonalizationRead.model_validate(chapter.payload())
 
 
 @router.post(
     "/personalize/stream",
     response_class=EventSourceResponse,
-    responses=stream_responses(),
-    dependencies=GENERATION_GUARDS,
+    responses=STREAM_RESPONSES,
     tags=["personalization"],
 )
 async def stream_personalized_chapter(
     payload: PersonalizeCreate,
+    variant: PersonalizedVariant,
     db: SessionDep,
-    service: PersonalizationServiceDep,
+    chapters: ChapterServiceDep,
     settings: SettingsDep,
-    reader: OptionalUser,
 ) -> EventSourceResponse:
     """The personalized chapter as Server-Sent Events, section by section."""
-    return event_stream(await service.stream(db, payload, reader), settings)
+    return event_stream(await chapters.stream(db, payload, variant), settings)
 
 
 @router.post(
     "/translate",
     response_model=TranslationRead,
     responses=GENERATION_ERRORS,
-    dependencies=GENERATION_GUARDS,
     tags=["translation"],
 )
 async def translate_chapter(
-    payload: TranslateCreate, db: SessionDep, service: TranslationServiceDep
+    payload: TranslateCreate,
+    variant: TranslatedVariant,
+    db: SessionDep,
+    chapters: ChapterServiceDep,
 ) -> TranslationRead:
     """A chapter translated (Urdu by default); code, URLs and identifiers stay as they are."""
-    chapter = await service.translate(db, payload)
+    chapter = await chapters.generate(db, payload, variant)
     return TranslationRead.model_validate(chapter.payload())
 
 
 @router.post(
     "/translate/stream",
     response_class=EventSourceResponse,
-    responses=stream_responses(),
-    dependencies=GENERATION_GUARDS,
+    responses=STREAM_RESPONSES,
     tags=["translation"],
 )
 async def stream_translated_chapter(
     payload: TranslateCreate,
+    variant: TranslatedVariant,
     db: SessionDep,
-    service: TranslationServiceDep,
+    chapters: ChapterServiceDep,
     settings: SettingsDep,
 ) -> EventSourceResponse:
     """The translated chapter as Server-Sent Events, section by section."""
-    return event_stream(await service.stream(db, payload), settings)
+    return event_stream(await chapters.stream(db, payload, variant), settings)

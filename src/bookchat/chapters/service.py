@@ -36,13 +36,14 @@ from bookchat.providers.base import ChatModel
 
 logger = structlog.get_logger(__name__)
 
-# One event of a chapter stream: its name and its JSON payload.
+# A cached chapter streams as `token` events of up to 40 lines each.
 _CACHED_PIECE_RE = re.compile(r"(?:[^\n]*\n){1,40}|[^\n]+")
 
 
 @dataclass(frozen=True, slots=True)
-class Chapter:
-    """The Markdown to rewrite and where it comes from."""
+class ChapterText:
+    """The Markdown to rewrite and where it comes from: a stored document (its id and content
+    hash) or text sent with the request."""
 
     document_id: uuid.UUID | None
     source_hash: str
@@ -89,7 +90,7 @@ class GeneratedChapter:
 class Generation:
     """A request that is validated and ready: the chapter, the variant, a cache hit if any."""
 
-    chapter: Chapter
+    chapter: ChapterText
     variant: Variant
     cached: GeneratedChapter | None
 
@@ -115,6 +116,24 @@ class ChapterService:
             timeout_seconds=self.settings.generation_timeout_seconds,
         )
 
+    @property
+    def offline(self) -> bool:
+        """True when the server answers with the extractive answerer: nothing can rewrite."""
+        return self.model.mode == "extractive"
+
+    async def generate(
+        self, db: AsyncSession, source: ChapterSource, variant: Variant
+    ) -> GeneratedChapter:
+        """The chapter in one piece: from the cache, or rewritten and then cached."""
+        return await self._deliver(await self.prepare(db, source, variant))
+
+    async def stream(
+        self, db: AsyncSession, source: ChapterSource, variant: Variant
+    ) -> AsyncGenerator[StreamEvent]:
+        """Check everything first (a missing chapter is a plain 404, not an event), then the
+        chapter as events (`_events`)."""
+        return self._events(await self.prepare(db, source, variant))
+
     # --- before the model ----------------------------------------------------------------------
 
     async def prepare(
@@ -130,10 +149,10 @@ class ChapterService:
         await db.commit()
         return Generation(chapter=chapter, variant=variant, cached=cached)
 
-    async def resolve(self, db: AsyncSession, source: ChapterSource) -> Chapter:
+    async def resolve(self, db: AsyncSession, source: ChapterSource) -> ChapterText:
         if source.content is not None:
             text = source.content.replace("\r\n", "\n").replace("\r", "\n")
-            return Chapter(document_id=None, source_hash=content_hash(text), markdown=text)
+            return ChapterText(document_id=None, source_hash=content_hash(text), markdown=text)
         if source.document_id is not None:
             document = await db.get(Document, source.document_id)
             if document is None:
@@ -143,12 +162,12 @@ class ChapterService:
             document = await db.scalar(select(Document).where(Document.source_path == path))
             if document is None:
                 raise NotFound(f"No document at source_path {path!r}.")
-        return Chapter(
+        return ChapterText(
             document_id=document.id, source_hash=document.content_hash, markdown=document.body
         )
 
     async def _lookup(
-        self, db: AsyncSession, chapter: Chapter, variant: Variant
+        self, db: AsyncSession, chapter: ChapterText, variant: Variant
     ) -> GeneratedChapter | None:
         if chapter.document_id is None:
             return None
@@ -175,8 +194,7 @@ class ChapterService:
 
     # --- delivery ------------------------------------------------------------------------------
 
-    async def generate(self, generation: Generation) -> GeneratedChapter:
-        """The chapter in one piece: from the cache, or rewritten and then cached."""
+    async def _deliver(self, generation: Generation) -> GeneratedChapter:
         if generation.cached is not None:
             self._log(generation, cached=True, started=time.perf_counter())
             return generation.cached
@@ -187,7 +205,7 @@ class ChapterService:
         self._log(generation, cached=False, started=started)
         return result
 
-    async def stream(self, generation: Generation) -> AsyncGenerator[StreamEvent]:
+    async def _events(self, generation: Generation) -> AsyncGenerator[StreamEvent]:
         """The chapter as events: `start`, `token`... (whole sections, in order), then `done`
         (the same object as the one-piece answer) or `error` {code, message}.
 

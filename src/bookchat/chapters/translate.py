@@ -1,23 +1,10 @@
-"""A chapter translated: the instructions for the model and the direction for the page."""
+"""The translated variant: the instructions for the model and the direction for the page."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bookchat.chapters.languages import direction, language_name
 from bookchat.chapters.models import GeneratedKind
-from bookchat.chapters.schemas import TranslateCreate
-from bookchat.chapters.service import (
-    ChapterService,
-    GeneratedChapter,
-    Generation,
-    Variant,
-)
-from bookchat.core.config import Settings
-from bookchat.core.sse import StreamEvent
+from bookchat.chapters.service import Variant
 
 
 def instructions(tag: str, book_title: str) -> str:
@@ -44,27 +31,12 @@ def instructions(tag: str, book_title: str) -> str:
     return "\n".join(lines)
 
 
-@dataclass(slots=True)
-class TranslationService:
-    chapters: ChapterService
-    settings: Settings
-
-    async def translate(self, db: AsyncSession, request: TranslateCreate) -> GeneratedChapter:
-        """The chapter in the target language, from the cache or newly translated."""
-        return await self.chapters.generate(await self._prepare(db, request))
-
-    async def stream(
-        self, db: AsyncSession, request: TranslateCreate
-    ) -> AsyncGenerator[StreamEvent]:
-        """Check everything (errors are plain responses), then the stream of events."""
-        return self.chapters.stream(await self._prepare(db, request))
-
-    async def _prepare(self, db: AsyncSession, request: TranslateCreate) -> Generation:
-        tag = request.target_language
-        variant = Variant(
-            kind=GeneratedKind.TRANSLATED,
-            key=tag,
-            instructions=instructions(tag, self.settings.book_title),
-            extra={"language": tag, "direction": direction(tag)},
-        )
-        return await self.chapters.prepare(db, request, variant)
+def variant_for(tag: str, book_title: str) -> Variant:
+    """The translated variant: the language tag, the instructions, and the language and its
+    direction for the answer."""
+    return Variant(
+        kind=GeneratedKind.TRANSLATED,
+        key=tag,
+        instructions=instructions(tag, book_title),
+        extra={"language": tag, "direction": direction(tag)},
+    )
