@@ -256,8 +256,9 @@ def fake_openai_server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 def fake_openai(fake_openai_server: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
-    """The fake OpenAI-compatible server, with clean state for this test."""
-    fake_openai_server.reset()
+    """The fake OpenAI-compatible server, with clean state for this test (what a previous test's
+    clients still send is neither recorded nor given this test's faults)."""
+    fake_openai_server.reset(retire_connections=True)
     fake_openai_server.reply = book_reply
     yield fake_openai_server
     fake_openai_server.reset()

@@ -326,6 +326,14 @@ class FakeOpenAIServer:
         self._first_tokens: list[float] = []
         self._stopping = False  # only touched on the server loop
         self._thread_error: BaseException | None = None
+        # Client connections (address, port) seen since connections were last retired, and
+        # those retired then. A request that a previous test's client sent just before it went
+        # away can reach this server after the next test started: it must not be recorded or
+        # use up a fault the new test injected. (A kernel does not soon give the port of a
+        # connection that just closed to a new one towards the same server, so a retired
+        # address is a previous test's connection.)
+        self._clients: set[tuple[str, int]] = set()
+        self._retired_clients: set[tuple[str, int]] = set()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -488,19 +496,34 @@ class FakeOpenAIServer:
         with self._lock:
             self._cuts.extend([after_tokens] * times)
 
-    def reset(self) -> None:
-        """Forget recorded requests and pending faults; restore constructor settings."""
+    def reset(self, *, retire_connections: bool = False) -> None:
+        """Forget recorded requests and pending faults; restore constructor settings.
+
+        With `retire_connections` (between tests), the connections opened so far are retired:
+        what they still send is answered 503 and neither recorded nor given a fault meant for
+        the next test. Without it, clients keep their connections (a reset mid-test).
+        """
         with self._lock:
+            if retire_connections:
+                self._retired_clients = self._clients
+                self._clients = set()
             self.requests.clear()
             self._faults.clear()
             self._cuts.clear()
             self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
 
-    def _record(self, request: RecordedRequest) -> _Fault | None:
+    def _record(
+        self, request: RecordedRequest, client: tuple[str, int] | None
+    ) -> tuple[bool, _Fault | None]:
+        """Record a request; (False, None) when it comes from a connection of before a reset."""
         with self._lock:
+            if client is not None:
+                if client in self._retired_clients:
+                    return False, None
+                self._clients.add(client)
             self.requests.append(request)
-            return self._faults.popleft() if self._faults else None
+            return True, self._faults.popleft() if self._faults else None
 
     def _pop_cut(self) -> int | None:
         with self._lock:
@@ -531,7 +554,13 @@ class FakeOpenAIServer:
         path: str = scope["path"].rstrip("/") or "/"
         if path.startswith("/_fake/") and await self._control(method, path, send):
             return
-        fault = self._record(RecordedRequest(method, path, headers, body))
+        client = scope.get("client")
+        current, fault = self._record(
+            RecordedRequest(method, path, headers, body), tuple(client) if client else None
+        )
+        if not current:
+            await _send_error(send, 503, "this connection was opened before the fake was reset")
+            return
 
         call = _Call(self, receive)
         if self._stopping:

@@ -541,3 +541,33 @@ async def test_stop_does_not_wait_for_hanging_request() -> None:
         # The slow stream finishes without its delays.
         text = "".join([ch.choices[0].delta.content or "" async for ch in slow_stream])
         assert text == "Fake answer to: q"
+
+
+async def test_a_previous_tests_connection_cannot_reach_the_next_test(
+    fake: FakeOpenAIServer,
+) -> None:
+    """A request a previous test's client sent as it went away (a cancelled batch) reaches the
+    server late: it must neither be recorded nor use up the fault the next test injected."""
+    body = {"model": EMBED_MODEL, "input": ["late"]}
+    async with httpx.AsyncClient(base_url=fake.base_url) as previous:
+        assert (await previous.post("/embeddings", json=body)).status_code == 200
+
+        fake.reset(retire_connections=True)  # the next test starts
+        fake.fail_next(500, retry_after=0)
+        late = await previous.post("/embeddings", json=body)  # same keep-alive connection
+
+    assert late.status_code == 503
+    assert fake.embedding_requests() == []
+    async with openai.AsyncOpenAI(base_url=fake.base_url, api_key=API_KEY, max_retries=1) as new:
+        result = await new.embeddings.create(model=EMBED_MODEL, input=["mine"])
+    assert len(result.data) == 1
+    assert len(fake.embedding_requests()) == 2  # the injected failure, then the retry
+
+
+async def test_a_reset_mid_test_keeps_the_clients_connections(
+    fake: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    await client.chat.completions.create(model=MODEL, messages=_user("one"))
+    fake.reset()
+    await client.chat.completions.create(model=MODEL, messages=_user("two"))
+    assert [r["messages"][-1]["content"] for r in fake.chat_requests()] == ["two"]
