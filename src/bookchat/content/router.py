@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from bookchat.accounts.dependencies import AdminDep
+from bookchat.content.dependencies import ContentServiceDep
 from bookchat.content.schemas import (
     DocumentDetail,
     DocumentPage,
@@ -20,19 +21,12 @@ from bookchat.content.schemas import (
     JobRead,
     SearchRead,
 )
-from bookchat.content.service import ContentService, parse_uploads, resolve_docs_folder
+from bookchat.content.service import parse_uploads, resolve_docs_folder
 from bookchat.core.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from bookchat.core.openapi import MAX_OFFSET, error_responses
-from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
+from bookchat.dependencies import SessionDep, SettingsDep
 
 MAX_UPLOAD_FILES = 500
-
-
-def get_content_service(container: ContainerDep) -> ContentService:
-    return container.content
-
-
-ContentServiceDep = Annotated[ContentService, Depends(get_content_service)]
 
 router = APIRouter(prefix="/content", tags=["content"])
 

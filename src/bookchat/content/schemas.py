@@ -60,6 +60,8 @@ class DocumentRead(BaseModel):
 
 
 class ChunkRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     ordinal: int
     heading_path: list[str]
@@ -90,6 +92,8 @@ class DocumentUpdate(BaseModel):
 
 
 class SearchHitRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     chunk_id: uuid.UUID
     document_id: uuid.UUID
     title: str

@@ -133,17 +133,7 @@ class ContentService:
         return DocumentDetail(
             **document_read(document, len(chunks)).model_dump(),
             content=document.body,
-            chunks=[
-                ChunkRead(
-                    id=c.id,
-                    ordinal=c.ordinal,
-                    heading_path=c.heading_path,
-                    page_url=c.page_url,
-                    token_count=c.token_count,
-                    text=c.text,
-                )
-                for c in chunks
-            ],
+            chunks=[ChunkRead.model_validate(chunk) for chunk in chunks],
         )
 
     async def search(
@@ -155,21 +145,7 @@ class ContentService:
         return SearchRead(
             query=query,
             mode=self.retriever.name,
-            results=[
-                SearchHitRead(
-                    chunk_id=hit.chunk_id,
-                    document_id=hit.document_id,
-                    title=hit.title,
-                    section=hit.section,
-                    heading_path=hit.heading_path,
-                    page_url=hit.page_url,
-                    source_path=hit.source_path,
-                    module=hit.module,
-                    text=hit.text,
-                    score=hit.score,
-                )
-                for hit in hits
-            ],
+            results=[SearchHitRead.model_validate(hit) for hit in hits],
         )
 
     # --- writing ----------------------------------------------------------------------------
@@ -279,6 +255,8 @@ def _failures(report: IngestReport) -> str | None:
 
 
 def document_read(document: Document, chunk_count: int) -> DocumentRead:
+    """By hand, unlike the other reads: the count is not a column, and the ORM names the
+    `metadata` column `meta` (SQLAlchemy reserves the name)."""
     return DocumentRead(
         id=document.id,
         source_path=document.source_path,
