@@ -24,6 +24,7 @@ from bookchat.providers.factory import Providers, build_providers
 from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
 from bookchat.retrieval.service import HybridRetriever, RelevanceFloor
+from bookchat.web.service import BookPages
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class Container:
     retriever: HybridRetriever
     ingestor: Ingestor
     content: ContentService
+    book_pages: BookPages  # the demo site's chapters, each rendered once per content version
     chapters: ChapterService
     auth: Authenticator
     redis: Redis | None  # None: rate limits and caches live in this process
@@ -117,6 +119,9 @@ async def open_container(
         jobs = JobRunner()
         # Registered last, so it runs first: running jobs finish before the index closes.
         stack.push_async_callback(jobs.aclose, settings.shutdown_timeout_seconds)
+        content = ContentService(
+            sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
+        )
         yield Container(
             settings=settings,
             engine=engine,
@@ -125,9 +130,8 @@ async def open_container(
             index=index,
             retriever=retriever,
             ingestor=ingestor,
-            content=ContentService(
-                sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
-            ),
+            content=content,
+            book_pages=BookPages(content),
             chapters=ChapterService(
                 settings=settings, model=providers.chat, sessionmaker=sessionmaker
             ),

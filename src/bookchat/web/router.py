@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
+from bookchat.dependencies import SessionDep, SettingsDep
+from bookchat.web.dependencies import BookPagesDep
 from bookchat.web.service import (
     BookPages,
     Chapter,
@@ -27,18 +26,6 @@ DEMO_CSP = (
 )
 STATIC_CACHE_CONTROL = "public, max-age=3600"
 
-
-def get_book_pages(request: Request, container: ContainerDep) -> BookPages:
-    # One per app, made on first use (nothing at import time): its render cache lives as long
-    # as the app's content service.
-    pages: BookPages | None = getattr(request.app.state, "book_pages", None)
-    if pages is None or pages.content is not container.content:
-        pages = BookPages(container.content)
-        request.app.state.book_pages = pages
-    return pages
-
-
-BookPagesDep = Annotated[BookPages, Depends(get_book_pages)]
 
 router = APIRouter(include_in_schema=False)
 
