@@ -1,43 +1,28 @@
-"""POST /api/v1/translate and its stream: languages, direction, the Markdown kept, the cache."""
+"""POST /api/v1/translate: languages, their direction, the Markdown kept, ad-hoc content.
+
+What holds for personalizing too is in test_router.py."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from bookchat.chapters.languages import direction, language_name
-from bookchat.content.models import document_id_for
+from tests.chapters.conftest import CHAPTER_ID, ready
 from tests.chapters.fakes import (
     CHAPTER,
     CHAPTER_PATH,
     KEPT,
     generated_rows,
-    ingest_chapter,
     sent_text,
     system_prompt,
     urdu_reply,
 )
-from tests.chat.test_stream import parse_sse
 from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.fakes.openai_server import FakeOpenAIServer
 
 URL = "/api/v1/translate"
-CHAPTER_ID = str(document_id_for(CHAPTER_PATH))
-KEY = "admin-test-key"
-ADMIN = {"X-Admin-Key": KEY}
-
-
-async def ready(database_url: str, fake: FakeOpenAIServer, tmp_path: Path, **overrides: Any) -> Any:
-    fake.reply = urdu_reply
-    settings = make_settings(
-        database_url, **{**openai_settings(fake), "admin_api_key": KEY, **overrides}
-    )
-    await ingest_chapter(settings, tmp_path)
-    return settings
 
 
 class TestTranslate:
@@ -49,6 +34,7 @@ class TestTranslate:
         tmp_path: Path,
     ) -> None:
         settings = await ready(database_url, fake_openai, tmp_path)
+        fake_openai.reply = urdu_reply
         async with app_factory(settings) as client:
             response = await client.post(URL, json={"source_path": CHAPTER_PATH})
 
@@ -148,146 +134,6 @@ class TestTranslate:
         assert second.json()["cached"] is False
         assert len(fake_openai.chat_requests()) == 2
         assert await generated_rows(sqlite_url) == 0
-
-
-class TestCache:
-    async def test_second_reader_gets_the_cache_until_the_chapter_changes(
-        self,
-        database_url: str,
-        fake_openai: FakeOpenAIServer,
-        app_factory: AppFactory,
-        tmp_path: Path,
-    ) -> None:
-        settings = await ready(database_url, fake_openai, tmp_path)
-        body = {"document_id": CHAPTER_ID, "target_language": "ur"}
-        async with app_factory(settings) as client:
-            first = await client.post(URL, json=body)
-            calls = len(fake_openai.chat_requests())
-            second = await client.post(URL, json={"source_path": CHAPTER_PATH})
-            assert len(fake_openai.chat_requests()) == calls
-            arabic = await client.post(URL, json={**body, "target_language": "ar"})
-            assert await generated_rows(database_url) == 2
-
-            changed = await client.put(
-                f"/api/v1/content/{CHAPTER_ID}",
-                json={"content": CHAPTER.replace("8 GB", "12 GB")},
-                headers=ADMIN,
-            )
-            assert changed.status_code == 200
-            calls = len(fake_openai.chat_requests())
-            after = await client.post(URL, json=body)
-            assert len(fake_openai.chat_requests()) > calls
-
-        assert second.json()["cached"] is True
-        assert second.json()["content"] == first.json()["content"]
-        assert arabic.json()["cached"] is False
-        assert arabic.json()["direction"] == "rtl"
-        assert after.json()["cached"] is False
-        assert "12" in after.json()["content"]
-        # The variants of the old text are gone: only the new Urdu one is left.
-        assert await generated_rows(database_url) == 1
-
-    async def test_two_readers_at_once_store_one_variant(
-        self,
-        database_url: str,
-        fake_openai: FakeOpenAIServer,
-        app_factory: AppFactory,
-        tmp_path: Path,
-    ) -> None:
-        settings = await ready(database_url, fake_openai, tmp_path)
-        fake_openai.ttft = 0.3
-        async with app_factory(settings) as client:
-            answers = await asyncio.gather(
-                *(client.post(URL, json={"document_id": CHAPTER_ID}) for _ in range(2))
-            )
-        assert [a.status_code for a in answers] == [200, 200]
-        assert answers[0].json()["content"] == answers[1].json()["content"]
-        assert await generated_rows(database_url) == 1
-
-    async def test_a_chapter_changed_during_the_translation_is_not_cached(
-        self,
-        database_url: str,
-        fake_openai: FakeOpenAIServer,
-        app_factory: AppFactory,
-        tmp_path: Path,
-    ) -> None:
-        settings = await ready(database_url, fake_openai, tmp_path)
-        fake_openai.ttft = 0.5
-
-        async def change(client: httpx.AsyncClient) -> httpx.Response:
-            await asyncio.sleep(0.1)
-            return await client.put(
-                f"/api/v1/content/{CHAPTER_ID}",
-                json={"content": CHAPTER.replace("8 GB", "12 GB")},
-                headers=ADMIN,
-            )
-
-        async with app_factory(settings) as client:
-            translated, changed = await asyncio.gather(
-                client.post(URL, json={"document_id": CHAPTER_ID}), change(client)
-            )
-        assert changed.status_code == 200
-        assert translated.status_code == 200
-        assert "12" not in translated.json()["content"]  # the text it was asked for
-        assert await generated_rows(database_url) == 0  # but already stale: not cached
-
-    async def test_deleting_a_document_deletes_its_variants(
-        self,
-        database_url: str,
-        fake_openai: FakeOpenAIServer,
-        app_factory: AppFactory,
-        tmp_path: Path,
-    ) -> None:
-        settings = await ready(database_url, fake_openai, tmp_path)
-        async with app_factory(settings) as client:
-            for language in ("ur", "fa"):
-                response = await client.post(
-                    URL, json={"document_id": CHAPTER_ID, "target_language": language}
-                )
-                assert response.status_code == 200
-            assert await generated_rows(database_url) == 2
-            deleted = await client.delete(f"/api/v1/content/{CHAPTER_ID}", headers=ADMIN)
-            gone = await client.post(URL, json={"document_id": CHAPTER_ID})
-
-        assert deleted.status_code == 204
-        assert await generated_rows(database_url) == 0
-        assert gone.status_code == 404
-
-
-class TestStream:
-    async def test_start_says_the_direction_and_done_is_the_answer(
-        self,
-        database_url: str,
-        fake_openai: FakeOpenAIServer,
-        app_factory: AppFactory,
-        tmp_path: Path,
-    ) -> None:
-        settings = await ready(database_url, fake_openai, tmp_path)
-        async with app_factory(settings) as client:
-            response = await client.post(f"{URL}/stream", json={"document_id": CHAPTER_ID})
-            plain = await client.post(URL, json={"document_id": CHAPTER_ID})
-
-        events, _ = parse_sse(response.text)
-        assert [name for name, _ in events] == ["start", "token", "done"]
-        start, done = events[0][1], events[-1][1]
-        assert start["language"] == "ur"
-        assert start["direction"] == "rtl"
-        assert start["cached"] is False
-        assert events[1][1]["text"] == done["content"]
-        assert done["direction"] == "rtl"
-        assert plain.json() == {**done, "cached": True}
-
-    async def test_offline_and_unknown(
-        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
-    ) -> None:
-        async with app_factory(make_settings(sqlite_url)) as client:
-            offline = await client.post(f"{URL}/stream", json={"document_id": CHAPTER_ID})
-        settings = make_settings(sqlite_url, **openai_settings(fake_openai))
-        async with app_factory(settings) as client:
-            unknown = await client.post(f"{URL}/stream", json={"document_id": CHAPTER_ID})
-        assert offline.status_code == 503
-        assert "OPENAI_BASE_URL with LLM_PROVIDER=openai" in offline.json()["error"]["message"]
-        assert unknown.status_code == 404
 
 
 def test_language_names_and_directions() -> None:
