@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = item.path.relative_to(root).as_posix()
         fixtures = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
-        params = set(callspec.params.values()) if callspec is not None else set()
+        params = list(callspec.params.values()) if callspec is not None else []
         if path.startswith(SLOW_MODULES):
             item.add_marker(pytest.mark.slow)
         if fixtures & POSTGRES_FIXTURES or "postgresql" in params:
