@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from bookchat.chat.models import Message, MessageRole, MessageStatus
 from bookchat.chat.schemas import ChatCreate
-from bookchat.chat.service import ChatService, Turn
+from bookchat.chat.service import ChatService
+from bookchat.chat.turns import Turn
 from bookchat.container import open_container
 from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import AppFactory, ingest_book, live_server, make_settings, openai_settings

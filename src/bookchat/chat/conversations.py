@@ -7,10 +7,11 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.chat import queries
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
 from bookchat.chat.schemas import (
     Citation,
@@ -25,13 +26,6 @@ from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
 
 logger = structlog.get_logger(__name__)
-
-
-def _parse_id(raw: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
 
 
 @dataclass(slots=True)
@@ -51,23 +45,8 @@ class ConversationService:
         if limit < 1:
             raise ValidationFailed("limit must be at least 1.")
         session = await self._session(db, session_id, user_id)
-        query = select(Message).where(Message.session_id == session.id)
-        if before is not None:
-            cursor = await self._cursor(db, session.id, before)
-            # Keyset on (created_at, id), the order chat/service.py reads history in.
-            query = query.where(
-                or_(
-                    Message.created_at < cursor.created_at,
-                    and_(Message.created_at == cursor.created_at, Message.id < cursor.id),
-                )
-            )
-        rows = list(
-            await db.scalars(
-                query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
-            )
-        )
-        has_more = len(rows) > limit
-        page = rows[:limit][::-1]
+        cursor = await self._cursor(db, session.id, before) if before is not None else None
+        page, has_more = await queries.history_page(db, session.id, limit=limit, before=cursor)
         return HistoryRead(
             session_id=session.id,
             title=session.title,
@@ -151,22 +130,7 @@ class ConversationService:
         self, db: AsyncSession, user_id: uuid.UUID, *, limit: int, offset: int
     ) -> SessionPage:
         """A reader's sessions, most recently active first."""
-        counts = (
-            select(Message.session_id, func.count().label("n"))
-            .group_by(Message.session_id)
-            .subquery()
-        )
-        rows = await db.execute(
-            select(ChatSession, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.session_id == ChatSession.id)
-            .where(ChatSession.user_id == user_id)
-            .order_by(ChatSession.updated_at.desc(), ChatSession.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        total = await db.scalar(
-            select(func.count()).select_from(ChatSession).where(ChatSession.user_id == user_id)
-        )
+        rows, total = await queries.reader_sessions(db, user_id, limit=limit, offset=offset)
         return SessionPage(
             items=[
                 SessionRead(
@@ -178,7 +142,7 @@ class ConversationService:
                 )
                 for session, count in rows
             ],
-            total=total or 0,
+            total=total,
             limit=limit,
             offset=offset,
         )
@@ -186,8 +150,7 @@ class ConversationService:
     async def _session(
         self, db: AsyncSession, raw_id: str, user_id: uuid.UUID | None
     ) -> ChatSession:
-        session_id = _parse_id(raw_id)
-        session = await db.get(ChatSession, session_id) if session_id is not None else None
+        session = await queries.find_session(db, raw_id)
         # Another reader's session answers exactly like a missing one: ids are not secrets
         # to probe for.
         if session is None or not session.visible_to(user_id):
@@ -195,15 +158,13 @@ class ConversationService:
         return session
 
     async def _message(self, db: AsyncSession, raw_id: str) -> Message:
-        message_id = _parse_id(raw_id)
-        message = await db.get(Message, message_id) if message_id is not None else None
+        message = await queries.find_message(db, raw_id)
         if message is None:
             raise NotFound("No message with this id.")
         return message
 
     async def _cursor(self, db: AsyncSession, session_id: uuid.UUID, raw_id: str) -> Message:
-        message_id = _parse_id(raw_id)
-        cursor = await db.get(Message, message_id) if message_id is not None else None
+        cursor = await queries.find_message(db, raw_id)
         if cursor is None or cursor.session_id != session_id:
             raise ValidationFailed(
                 "before must be the id of a message of this session.",

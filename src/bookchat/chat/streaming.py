@@ -1,0 +1,140 @@
+"""The answer as a stream of events (DESIGN.md section 7, "Streaming events"), and the final
+write that a reader who hangs up cannot interrupt.
+
+The stream outlives its request: its request's database session may be gone by the time the
+answer is complete, so the answer is stored in a session of its own from the sessionmaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import anyio
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bookchat.chat.answer_cache import AnswerCache
+from bookchat.chat.citations import resolve_citations
+from bookchat.chat.models import MessageStatus
+from bookchat.chat.schemas import ChatRead
+from bookchat.chat.turns import CannedAnswer, Turn, finish_turn, remember_answer
+from bookchat.core.errors import AppError
+from bookchat.core.sse import StreamEvent
+from bookchat.providers.base import ChatModel, Usage
+
+logger = structlog.get_logger(__name__)
+
+
+async def answer_events(
+    turn: Turn,
+    *,
+    model: ChatModel,
+    canned: CannedAnswer | None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: AnswerCache | None,
+) -> AsyncGenerator[StreamEvent]:
+    """The answer as events: `start`, `sources`, `token`..., then `done` or `error`.
+
+    `canned` is the answer when no model is to be asked; it is sent word by word. A client that
+    goes away cancels this generator (or closes it at a yield): the model call is abandoned
+    with it and what was produced is stored as `partial`. A model failure sends `error` and
+    stores what was produced with status `error`.
+    """
+    _, pending_citations = resolve_citations("", turn.prompt.sources)
+    parts: list[str] = []
+    usage: Usage | None = None
+    model_name = canned.model if canned is not None else model.model
+    try:
+        # Every yield until the answer is stored sits in this block: a client can hang up
+        # at any of them (cancellation mid-await, or `aclose()` at a yield).
+        yield (
+            "start",
+            {
+                "session_id": str(turn.session_id),
+                "message_id": str(turn.reply_id),
+                "mode": turn.mode,
+            },
+        )
+        yield "sources", {"citations": [c.model_dump(mode="json") for c in pending_citations]}
+        if canned is not None:
+            for piece in re.findall(r"\S+\s*", canned.text):
+                parts.append(piece)
+                yield "token", {"text": piece}
+        else:
+            # aclosing: a reader who hangs up closes the model's stream at once (its HTTP
+            # call is cancelled) instead of whenever the generator is collected.
+            async with aclosing(model.stream(turn.prompt)) as pieces:
+                async for item in pieces:
+                    if isinstance(item, Usage):
+                        usage = item
+                        continue
+                    parts.append(item)
+                    yield "token", {"text": item}
+    except (asyncio.CancelledError, GeneratorExit):
+        await _store(sessionmaker, turn, "".join(parts), usage, model_name, MessageStatus.PARTIAL)
+        raise
+    except AppError as exc:
+        await _store(sessionmaker, turn, "".join(parts), usage, model_name, MessageStatus.ERROR)
+        yield "error", {"code": exc.code, "message": exc.message}
+        return
+    text = "".join(parts)
+    read = await _store(sessionmaker, turn, text, usage, model_name, MessageStatus.COMPLETE)
+    if read is None:
+        yield (
+            "error",
+            {
+                "code": "dependency_unavailable",
+                "message": "The answer could not be saved; try again shortly.",
+            },
+        )
+        return
+    await remember_answer(cache, turn, text, model_name)
+    yield "done", read.model_dump(mode="json")
+
+
+async def _store(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    turn: Turn,
+    text: str,
+    usage: Usage | None,
+    model: str,
+    status: MessageStatus,
+) -> ChatRead | None:
+    """`finish_turn` in a session of its own; None when the write failed.
+
+    The write cannot be cancelled halfway: a reader who hangs up while the answer is being
+    written (the last token has gone, the commit has not) would otherwise lose it. The write
+    runs as its own task; a cancellation of this one waits for it, then goes on.
+    """
+    write = asyncio.ensure_future(_write(sessionmaker, turn, text, usage, model, status))
+    interrupted = False
+    # anyio's shield stops anyio scopes from re-cancelling at every await; asyncio's shield
+    # covers a plain Task.cancel(), which anyio's shield does not.
+    with anyio.CancelScope(shield=True):
+        while not write.done():
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
+    return write.result()
+
+
+async def _write(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    turn: Turn,
+    text: str,
+    usage: Usage | None,
+    model: str,
+    status: MessageStatus,
+) -> ChatRead | None:
+    try:
+        async with sessionmaker() as db:
+            return await finish_turn(db, turn, text, usage=usage, model=model, status=status)
+    except Exception:  # the stream reports it; the reader's question is already stored
+        logger.exception("chat.store_failed", status=status.value)
+        return None

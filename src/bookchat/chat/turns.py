@@ -1,0 +1,280 @@
+"""A turn of the chat (DESIGN.md section 7): the path every answer shares, however it is delivered.
+
+`prepare_turn` validates, resolves the session, stores the question and gathers what the answer
+may use; `finish_turn` stores the answer (or what there is of it) and describes it. In between,
+the one-piece answer (service.py) and the stream (streaming.py) only differ in how the model's
+text arrives.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookchat.chat import prompts, queries
+from bookchat.chat.answer_cache import AnswerCache, CachedAnswer
+from bookchat.chat.citations import resolve_citations
+from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
+from bookchat.chat.rewriting import standalone_query
+from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
+from bookchat.core.config import Settings
+from bookchat.core.db import utcnow
+from bookchat.core.errors import NotFound, ValidationFailed
+from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt, Source, Usage
+from bookchat.retrieval.service import Retriever
+
+logger = structlog.get_logger(__name__)
+
+TITLE_CHARS = 80
+SELECTION_TITLE = "Selected text"
+# The model stored with an answer that no model wrote (the book does not cover the question).
+NO_MODEL = "none"
+
+
+@dataclass(slots=True)
+class Turn:
+    """A question that is stored and ready to be answered."""
+
+    session_id: uuid.UUID
+    question_id: uuid.UUID
+    reply_id: uuid.UUID
+    mode: ChatMode
+    prompt: ChatPrompt
+    search_query: str | None
+    history: int
+    started: float
+    # First turns are cacheable: the key to store the answer under, or the answer found there.
+    cache_key: str | None = None
+    cached: CachedAnswer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CannedAnswer:
+    """An answer given without asking the model, and the model name stored with it."""
+
+    text: str
+    model: str
+
+
+def check_limits(settings: Settings, request: ChatCreate) -> None:
+    """Limits that come from settings, so they cannot live in the static schema."""
+    for field, value, limit in (
+        ("message", request.message, settings.max_message_chars),
+        ("selected_text", request.selected_text, settings.max_selected_text_chars),
+    ):
+        if value is not None and len(value) > limit:
+            hint = "; select a shorter passage" if field == "selected_text" else ""
+            raise ValidationFailed(
+                f"{field} is longer than {limit} characters{hint}",
+                details=[
+                    {
+                        "loc": ["body", field],
+                        "msg": f"at most {limit} characters",
+                        "type": "string_too_long",
+                    }
+                ],
+            )
+
+
+async def prepare_turn(
+    db: AsyncSession,
+    request: ChatCreate,
+    user_id: uuid.UUID | None,
+    *,
+    settings: Settings,
+    model: ChatModel,
+    retriever: Retriever,
+    cache: AnswerCache | None,
+) -> Turn:
+    """Store the question, then gather what the answer may use."""
+    check_limits(settings, request)
+    started = time.perf_counter()
+    session, is_new = await _resolve_session(db, request, user_id)
+    structlog.contextvars.bind_contextvars(session_id=str(session.id))
+    history: list[ChatMessage] = (
+        []
+        if is_new or request.selected_text or settings.history_messages == 0
+        else await queries.recent_history(db, session.id, settings.history_messages)
+    )
+    question = Message(
+        id=uuid.uuid4(),
+        session_id=session.id,
+        role=MessageRole.USER,
+        content=request.message,
+        selected_text=request.selected_text,
+        page_context=request.page_context,
+    )
+    db.add(question)
+    session.updated_at = utcnow()
+    # Committed before anything can fail: a failing model never loses what the reader wrote.
+    await db.commit()
+
+    cache_key: str | None = None
+    cached: CachedAnswer | None = None
+    if request.selected_text:
+        # The selection alone: no retrieval, no history.
+        mode: ChatMode = "selected_text"
+        search_query = None
+        sources = [
+            Source(
+                index=1,
+                title=SELECTION_TITLE,
+                text=request.selected_text,
+                page_url=request.page_context,
+            )
+        ]
+        messages = prompts.selection_messages(
+            title=settings.book_title, question=request.message, selection=request.selected_text
+        )
+    else:
+        search_query = await standalone_query(
+            model, title=settings.book_title, question=request.message, history=history
+        )
+        # Only a first question (no history) means the same thing in every session.
+        if cache is not None and not history:
+            cache_key = await cache.key(request.message, request.page_context)
+            cached = await cache.get(cache_key)
+        sources = (
+            cached.sources
+            if cached is not None
+            else await retriever.retrieve(
+                search_query, limit=settings.retrieval_top_k, page_context=request.page_context
+            )
+        )
+        mode = "rag" if sources else "no_context"
+        messages = prompts.book_messages(
+            title=settings.book_title,
+            question=request.message,
+            sources=sources,
+            history=history,
+            history_token_budget=settings.history_token_budget,
+        )
+    return Turn(
+        session_id=session.id,
+        question_id=question.id,
+        reply_id=uuid.uuid4(),
+        mode=mode,
+        prompt=ChatPrompt(
+            messages=messages,
+            question=request.message,
+            sources=sources,
+            temperature=settings.llm_temperature,
+            max_tokens=settings.llm_max_tokens,
+        ),
+        search_query=search_query,
+        history=len(history),
+        started=started,
+        cache_key=cache_key,
+        cached=cached,
+    )
+
+
+def not_covered(book_title: str) -> str:
+    """The answer when the book has nothing relevant to the question."""
+    return prompts.NOT_COVERED_ANSWER.format(title=book_title)
+
+
+def canned_answer(turn: Turn, book_title: str) -> CannedAnswer | None:
+    """The answer when no model is to be asked: the book does not cover the question (nothing
+    invented), or the same first question was answered before (the cached answer)."""
+    if turn.mode == "no_context":
+        return CannedAnswer(text=not_covered(book_title), model=NO_MODEL)
+    if turn.cached is not None:
+        return CannedAnswer(text=turn.cached.text, model=turn.cached.model)
+    return None
+
+
+async def finish_turn(
+    db: AsyncSession,
+    turn: Turn,
+    text: str,
+    *,
+    usage: Usage | None,
+    model: str,
+    status: MessageStatus = MessageStatus.COMPLETE,
+) -> ChatRead:
+    """Store the answer (or what there is of it) and describe it."""
+    text, citations = resolve_citations(text, turn.prompt.sources)
+    usage = usage or Usage()
+    latency_ms = round((time.perf_counter() - turn.started) * 1000)
+    reply = Message(
+        id=turn.reply_id,
+        session_id=turn.session_id,
+        role=MessageRole.ASSISTANT,
+        content=text,
+        status=status,
+        mode=turn.mode,
+        model=model,
+        citations=[c.model_dump(mode="json") for c in citations],
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        latency_ms=latency_ms,
+        cached=turn.cached is not None,
+    )
+    db.add(reply)
+    if turn.search_query is not None:
+        await db.execute(
+            update(Message)
+            .where(Message.id == turn.question_id)
+            .values(search_query=turn.search_query)
+        )
+    await db.commit()
+    logger.info(
+        "chat.answered",
+        mode=turn.mode,
+        status=status.value,
+        sources=len(turn.prompt.sources),
+        history=turn.history,
+        latency_ms=latency_ms,
+    )
+    return ChatRead(
+        response=text,
+        session_id=turn.session_id,
+        message_id=reply.id,
+        timestamp=reply.created_at,
+        mode=turn.mode,
+        model=model,
+        citations=citations,
+        usage=UsageRead(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        ),
+        latency_ms=latency_ms,
+        cached=turn.cached is not None,
+    )
+
+
+async def remember_answer(cache: AnswerCache | None, turn: Turn, text: str, model: str) -> None:
+    """Keep a fresh first-turn answer from the book for the next reader who asks the same."""
+    if cache is not None and turn.cached is None and turn.mode == "rag":
+        await cache.put(turn.cache_key, text, model, turn.prompt.sources)
+
+
+async def _resolve_session(
+    db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None
+) -> tuple[ChatSession, bool]:
+    """The requested session; a missing, malformed or unknown id starts a new one.
+
+    Another reader's session answers 404; an anonymous session becomes the signed-in reader's
+    the first time they write to it."""
+    existing = await queries.find_session(db, request.session_id)
+    if existing is not None:
+        if not existing.visible_to(user_id):
+            raise NotFound("No chat session with this id.")
+        if existing.user_id is None and user_id is not None:
+            existing.user_id = user_id
+        return existing, False
+    session = ChatSession(id=uuid.uuid4(), user_id=user_id, title=_title(request.message))
+    db.add(session)
+    return session, True
+
+
+def _title(message: str) -> str:
+    title = " ".join(message.split())
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
