@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -20,8 +19,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from bookchat.accounts.service import ensure_admin
 from bookchat.core.config import Settings
-from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import make_settings
+from tests.factories import open_db
 
 SECRET = "test-secret-long-enough-even-for-hs512-0123456789abcdefghijklmnopqrstuv"
 ISSUER = "https://auth.example.org"
@@ -33,29 +32,10 @@ def account_settings(database_url: str, **overrides: Any) -> Settings:
     return make_settings(database_url, jwt_secret=SECRET, **overrides)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def signup(
-    client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/auth/signup", json={"email": email, "password": password, **extra}
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def promote(database_url: str, email: str) -> None:
     """Make an existing account an admin, as `bookchat create-admin` does."""
-    engine = create_engine(database_url)
-    try:
-        async with create_sessionmaker(engine)() as db:
-            await ensure_admin(db, email, None)
-    finally:
-        await engine.dispose()
+    async with open_db(database_url) as db:
+        await ensure_admin(db, email, None)
 
 
 def closed_port_url() -> str:

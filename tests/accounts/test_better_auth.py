@@ -8,11 +8,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import select
 
 from bookchat.accounts.models import User
 from bookchat.accounts.tokens import BetterAuthVerifier, InvalidToken, usable_keys
-from bookchat.core.db import create_engine, create_sessionmaker
 from bookchat.core.errors import DependencyUnavailable
 from tests.accounts.conftest import (
     AUDIENCE,
@@ -21,13 +19,12 @@ from tests.accounts.conftest import (
     JWKSServer,
     SigningKey,
     account_settings,
-    bearer,
     claims,
     closed_port_url,
     new_key,
-    signup,
 )
 from tests.conftest import AppFactory
+from tests.factories import bearer, sign_up, stored
 
 ME = "/api/v1/auth/me"
 
@@ -43,12 +40,7 @@ def better_auth_settings(database_url: str, jwks_url: str, **overrides: Any) -> 
 
 
 async def users(database_url: str) -> list[User]:
-    engine = create_engine(database_url)
-    try:
-        async with create_sessionmaker(engine)() as db:
-            return list((await db.scalars(select(User).order_by(User.created_at))).all())
-    finally:
-        await engine.dispose()
+    return await stored(database_url, User, order_by=(User.created_at,))
 
 
 class TestBetterAuthTokens:
@@ -85,7 +77,7 @@ class TestBetterAuthTokens:
     ) -> None:
         key = signing_keys["EdDSA"]
         async with app_factory(better_auth_settings(database_url, jwks_server.url)) as client:
-            local = await signup(client, "reader@example.org")
+            local = await sign_up(client, "reader@example.org")
             external = await client.get(
                 ME, headers=bearer(key.sign(claims("ba-1", email="READER@example.org")))
             )
@@ -122,7 +114,7 @@ class TestBetterAuthTokens:
     ) -> None:
         token = signing_keys["EdDSA"].sign(claims("ba-1", emailVerified=False))
         async with app_factory(better_auth_settings(sqlite_url, jwks_server.url)) as client:
-            await signup(client, "reader@example.org")
+            await sign_up(client, "reader@example.org")
             response = await client.get(ME, headers=bearer(token))
         assert response.status_code == 409
         [user] = await users(sqlite_url)
@@ -158,7 +150,7 @@ class TestBetterAuthTokens:
         }
         jwks_server.publish(*signing_keys.values(), extra=[oct_key])
         async with app_factory(better_auth_settings(sqlite_url, jwks_server.url)) as client:
-            local = await signup(client, "reader@example.org")
+            local = await sign_up(client, "reader@example.org")
             with_local_token = await client.get(ME, headers=bearer(local["access_token"]))
             with_jwks_hmac = await client.get(
                 ME,

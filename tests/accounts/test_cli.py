@@ -6,14 +6,13 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bookchat.accounts.models import User, UserRole
 from bookchat.accounts.passwords import verify_password
 from bookchat.cli import app
 from bookchat.core.config import get_settings
-from bookchat.core.db import create_engine, create_sessionmaker
+from tests.factories import stored
 
 runner = CliRunner()
 
@@ -27,15 +26,7 @@ def _database(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 def stored_users(url: str) -> list[User]:
-    async def read() -> list[User]:
-        engine = create_engine(url)
-        try:
-            async with create_sessionmaker(engine)() as db:
-                return list((await db.scalars(select(User))).all())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
+    return asyncio.run(stored(url, User))
 
 
 class TestCreateAdmin:

@@ -15,30 +15,18 @@ from sqlalchemy import text
 from bookchat.accounts import passwords
 from bookchat.accounts.tokens import issue_access_token
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
-from bookchat.core.db import create_engine, create_sessionmaker
 from tests.accounts.conftest import (
     PASSWORD,
     SECRET,
     account_settings,
-    bearer,
     promote,
-    signup,
 )
 from tests.conftest import AppFactory
+from tests.factories import bearer, execute_sql, open_db, sign_up
 
 ME = "/api/v1/auth/me"
 PROFILE = "/api/v1/auth/me/profile"
 LOGIN = "/api/v1/auth/login"
-
-
-async def execute(database_url: str, sql: str, **params: Any) -> list[Any]:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            result = await connection.execute(text(sql), params)
-            return list(result.all()) if result.returns_rows else []
-    finally:
-        await engine.dispose()
 
 
 class TestSignup:
@@ -62,7 +50,7 @@ class TestSignup:
         assert me.status_code == 200
         assert me.json()["id"] == body["user"]["id"]
         assert me.json()["profile"] is None
-        rows = await execute(database_url, "SELECT email, password_hash FROM users")
+        rows = await execute_sql(database_url, "SELECT email, password_hash FROM users")
         assert rows[0][0] == "ada@example.org"
         assert rows[0][1].startswith("$argon2id$")  # never the password itself
 
@@ -70,13 +58,13 @@ class TestSignup:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(account_settings(database_url)) as client:
-            await signup(client, "ada@example.org")
+            await sign_up(client, "ada@example.org")
             again = await client.post(
                 "/api/v1/auth/signup", json={"email": "ADA@example.org", "password": PASSWORD}
             )
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "conflict"
-        assert await execute(database_url, "SELECT count(*) FROM users") == [(1,)]
+        assert await execute_sql(database_url, "SELECT count(*) FROM users") == [(1,)]
 
     @pytest.mark.parametrize(
         ("password", "message"),
@@ -132,14 +120,14 @@ class TestSignup:
         self, email: str, sqlite_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(account_settings(sqlite_url)) as client:
-            body = await signup(client, email)
+            body = await sign_up(client, email)
         assert body["user"]["email"] == email.lower()
 
 
 class TestLogin:
     async def test_json_and_oauth2_form(self, database_url: str, app_factory: AppFactory) -> None:
         async with app_factory(account_settings(database_url)) as client:
-            await signup(client, "ada@example.org")
+            await sign_up(client, "ada@example.org")
             as_json = await client.post(
                 LOGIN, json={"email": "Ada@Example.org", "password": PASSWORD}
             )
@@ -168,7 +156,7 @@ class TestLogin:
     ) -> None:
         counting = CountingHash(passwords.PASSWORD_HASH)
         async with app_factory(account_settings(database_url)) as client:
-            await signup(client, "ada@example.org")
+            await sign_up(client, "ada@example.org")
             monkeypatch.setattr(passwords, "PASSWORD_HASH", counting)
             wrong = await client.post(
                 LOGIN, json={"email": "ada@example.org", "password": "wrong password"}
@@ -194,8 +182,8 @@ class TestLogin:
     ) -> None:
         counting = CountingHash(passwords.PASSWORD_HASH)
         async with app_factory(account_settings(sqlite_url)) as client:
-            await signup(client, "ada@example.org")
-            await execute(sqlite_url, "UPDATE users SET password_hash = NULL")
+            await sign_up(client, "ada@example.org")
+            await execute_sql(sqlite_url, "UPDATE users SET password_hash = NULL")
             monkeypatch.setattr(passwords, "PASSWORD_HASH", counting)
             response = await client.post(
                 LOGIN, json={"email": "ada@example.org", "password": PASSWORD}
@@ -274,8 +262,8 @@ class TestTokens:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(account_settings(database_url)) as client:
-            ada = await signup(client, "ada@example.org")
-            bob = await signup(client, "bob@example.org")
+            ada = await sign_up(client, "ada@example.org")
+            bob = await sign_up(client, "bob@example.org")
             token = ada["access_token"]
             header, _, signature = token.split(".")
             good = _claims_of(token)
@@ -314,15 +302,15 @@ class TestTokens:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(account_settings(database_url)) as client:
-            ada = await signup(client, "ada@example.org")
-            await execute(database_url, "DELETE FROM users")
+            ada = await sign_up(client, "ada@example.org")
+            await execute_sql(database_url, "DELETE FROM users")
             response = await client.get(ME, headers=bearer(ada["access_token"]))
         assert response.status_code == 401
         assert "no longer exists" in response.json()["error"]["message"]
 
     async def test_claims(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(account_settings(sqlite_url, access_token_minutes=15)) as client:
-            ada = await signup(client, "ada@example.org")
+            ada = await sign_up(client, "ada@example.org")
         claims = jwt.decode(ada["access_token"], SECRET, algorithms=["HS256"], issuer="bookchat")
         assert jwt.get_unverified_header(ada["access_token"])["alg"] == "HS256"
         assert claims["sub"] == ada["user"]["id"]
@@ -342,7 +330,7 @@ class TestProfile:
             "preferred_language": "PT-br",
         }
         async with app_factory(account_settings(database_url)) as client:
-            ada = await signup(client, "ada@example.org")
+            ada = await sign_up(client, "ada@example.org")
             saved = await client.put(PROFILE, json=profile, headers=bearer(ada["access_token"]))
             me = await client.get(ME, headers=bearer(ada["access_token"]))
             cleared = await client.put(
@@ -380,7 +368,7 @@ class TestProfile:
         self, profile: dict[str, Any], sqlite_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(account_settings(sqlite_url)) as client:
-            ada = await signup(client, "ada@example.org")
+            ada = await sign_up(client, "ada@example.org")
             response = await client.put(PROFILE, json=profile, headers=bearer(ada["access_token"]))
             me = await client.get(ME, headers=bearer(ada["access_token"]))
         assert response.status_code == 400
@@ -390,7 +378,7 @@ class TestProfile:
     @pytest.mark.parametrize("tag", ["en", "ur", "pt-BR", "zh-Hant-TW", "es-419"])
     async def test_language_tags(self, tag: str, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(account_settings(sqlite_url)) as client:
-            ada = await signup(client, "ada@example.org")
+            ada = await sign_up(client, "ada@example.org")
             response = await client.put(
                 PROFILE, json={"preferred_language": tag}, headers=bearer(ada["access_token"])
             )
@@ -408,36 +396,28 @@ class TestDeletingAUser:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(account_settings(database_url)) as client:
-            ada = await signup(client, "ada@example.org")
+            ada = await sign_up(client, "ada@example.org")
             await client.put(
                 PROFILE, json={"goals": "Learn ROS"}, headers=bearer(ada["access_token"])
             )
         user_id = uuid.UUID(ada["user"]["id"])
         session_id, message_id = uuid.uuid4(), uuid.uuid4()
         now = datetime.now(UTC)
-        engine = create_engine(database_url)
-        try:
-            async with create_sessionmaker(engine)() as db:
-                db.add(ChatSession(id=session_id, user_id=user_id, created_at=now, updated_at=now))
-                await db.flush()
-                db.add(
-                    Message(
-                        id=message_id, session_id=session_id, role=MessageRole.USER, content="hi"
-                    )
-                )
-                await db.flush()
-                db.add(MessageFeedback(message_id=message_id, user_id=user_id, rating=1))
-                await db.commit()
-                await db.execute(text("DELETE FROM users"))
-                await db.commit()
-                db.expire_all()
-                session = await db.get(ChatSession, session_id)
-                feedback = (
-                    await db.execute(text("SELECT count(*) FROM message_feedback"))
-                ).scalar()
-                profiles = (await db.execute(text("SELECT count(*) FROM user_profiles"))).scalar()
-        finally:
-            await engine.dispose()
+        async with open_db(database_url) as db:
+            db.add(ChatSession(id=session_id, user_id=user_id, created_at=now, updated_at=now))
+            await db.flush()
+            db.add(
+                Message(id=message_id, session_id=session_id, role=MessageRole.USER, content="hi")
+            )
+            await db.flush()
+            db.add(MessageFeedback(message_id=message_id, user_id=user_id, rating=1))
+            await db.commit()
+            await db.execute(text("DELETE FROM users"))
+            await db.commit()
+            db.expire_all()
+            session = await db.get(ChatSession, session_id)
+            feedback = (await db.execute(text("SELECT count(*) FROM message_feedback"))).scalar()
+            profiles = (await db.execute(text("SELECT count(*) FROM user_profiles"))).scalar()
         assert session is not None
         assert session.user_id is None
         assert feedback == 0
@@ -454,8 +434,8 @@ class TestAdminGate:
     ) -> None:
         settings = account_settings(database_url, admin_api_key="the-admin-key")
         async with app_factory(settings) as client:
-            admin = await signup(client, "admin@example.org")
-            reader = await signup(client, "reader@example.org")
+            admin = await sign_up(client, "admin@example.org")
+            reader = await sign_up(client, "reader@example.org")
             await promote(database_url, "admin@example.org")
             as_admin = await client.delete(self.path, headers=bearer(admin["access_token"]))
             as_reader = await client.delete(self.path, headers=bearer(reader["access_token"]))
@@ -481,8 +461,8 @@ class TestAdminGate:
 
     async def test_without_an_admin_key(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(account_settings(sqlite_url)) as client:
-            admin = await signup(client, "admin@example.org")
-            reader = await signup(client, "reader@example.org")
+            admin = await sign_up(client, "admin@example.org")
+            reader = await sign_up(client, "reader@example.org")
             await promote(sqlite_url, "admin@example.org")
             as_admin = await client.delete(self.path, headers=bearer(admin["access_token"]))
             as_reader = await client.delete(self.path, headers=bearer(reader["access_token"]))
