@@ -35,9 +35,11 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def inspect_database(url: str, fn: Any) -> Any:
     engine = create_engine(url)
-    async with engine.connect() as connection:
-        result = await connection.run_sync(fn)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            result = await connection.run_sync(fn)
+    finally:
+        await engine.dispose()
     return result
 
 

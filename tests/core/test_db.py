@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
 
 from bookchat.chat.models import ChatSession
-from bookchat.core.db import create_engine, create_sessionmaker, resolve_database_url
+from bookchat.core.db import resolve_database_url
+from tests.factories import open_db, stored
 
 
 class TestResolveDatabaseUrl:
@@ -49,25 +49,19 @@ class TestResolveDatabaseUrl:
 
 class TestUTCDateTime:
     async def test_round_trip_is_aware_utc(self, database_url: str) -> None:
-        engine = create_engine(database_url)
-        sessionmaker = create_sessionmaker(engine)
         moment = datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=5)))
-        async with sessionmaker() as db:
+        async with open_db(database_url) as db:
             db.add(ChatSession(title="t", created_at=moment, updated_at=moment))
             await db.commit()
-        async with sessionmaker() as db:
-            stored = (await db.scalars(select(ChatSession))).one()
-        await engine.dispose()
-        assert stored.created_at == moment
-        assert stored.created_at.tzinfo is not None
-        assert stored.created_at.utcoffset() == timedelta(0)
-        assert stored.created_at.astimezone(UTC).hour == 7
+        (saved,) = await stored(database_url, ChatSession)
+        assert saved.created_at == moment
+        assert saved.created_at.tzinfo is not None
+        assert saved.created_at.utcoffset() == timedelta(0)
+        assert saved.created_at.astimezone(UTC).hour == 7
 
     async def test_naive_datetimes_are_refused(self, sqlite_url: str) -> None:
-        engine = create_engine(sqlite_url)
-        async with create_sessionmaker(engine)() as db:
+        async with open_db(sqlite_url) as db:
             naive = datetime(2026, 3, 1, 12, 30)
             db.add(ChatSession(title="t", created_at=naive, updated_at=naive))
             with pytest.raises(Exception, match="naive datetime"):
                 await db.commit()
-        await engine.dispose()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bookchat.chat.models import Message
-from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import AppFactory, make_settings
+from tests.factories import count
 from tests.fakes.tcp_proxy import TcpProxy
 
 QUESTION = {"message": "How does a publisher send messages?"}
@@ -31,10 +30,7 @@ def proxied_postgres(clean_postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
 
 
 async def count_messages(url: str) -> int:
-    engine = create_engine(url)
-    async with create_sessionmaker(engine)() as db:
-        count = await db.scalar(select(func.count()).select_from(Message))
-    await engine.dispose()
+    return await count(url, Message)
     return count or 0
 
 

@@ -10,8 +10,8 @@ import httpx
 from sqlalchemy import select
 
 from bookchat.chat.models import Message, MessageRole, MessageStatus
-from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import ingest_book, live_server, make_settings, openai_settings
+from tests.factories import open_db
 from tests.fakes.openai_server import FakeOpenAIServer
 
 STREAMS = 64
@@ -55,10 +55,8 @@ async def test_64_concurrent_streams_all_finish_and_store_one_turn_each(
 
     assert len({d["session_id"] for d in done}) == STREAMS
     assert all(str(d["response"]).startswith("word0 word1") for d in done)
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
+    async with open_db(database_url) as db:
         rows = list(await db.execute(select(Message.session_id, Message.role, Message.status)))
-    await engine.dispose()
     per_session = Counter((session, role) for session, role, _ in rows)
     assert len(rows) == 2 * STREAMS
     assert set(per_session.values()) == {1}
