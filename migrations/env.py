@@ -12,13 +12,13 @@ from sqlalchemy.engine import Connection
 
 from bookchat.core.config import get_settings
 from bookchat.core.db import Base, UTCDateTime, create_engine
-from bookchat.models import load_all_models
+from bookchat.tables import load_all_tables
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name)
 
-load_all_models()
+load_all_tables()
 target_metadata = Base.metadata
 
 

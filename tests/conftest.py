@@ -41,7 +41,7 @@ from bookchat.core.config import Settings, get_settings
 from bookchat.core.db import Base, create_engine
 from bookchat.core.migrations import upgrade
 from bookchat.main import create_app
-from bookchat.models import load_all_models
+from bookchat.tables import load_all_tables
 from tests.fakes.openai_server import FakeOpenAIServer
 
 TEST_DATABASE_URL = os.environ.get(
@@ -52,7 +52,7 @@ REQUIRE_SERVICES = os.environ.get("BOOKCHAT_REQUIRE_SERVICES") == "1"
 # Settings a developer may have exported; tests must not pick them up.
 _SETTING_NAMES = [name.upper() for name in Settings.model_fields]
 
-load_all_models()
+load_all_tables()
 
 
 # Marks for `make test-fast` (`-m "not slow and not postgres and not redis"`), given by where a
