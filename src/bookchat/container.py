@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bookchat.accounts.service import Authenticator, open_authenticator
 from bookchat.chapters.service import ChapterService
+from bookchat.chat.answer_cache import AnswerCache
+from bookchat.chat.conversations import ConversationService
+from bookchat.chat.service import ChatService
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.cache import Cache, build_cache
@@ -39,6 +42,8 @@ class Container:
     content: ContentService
     book_pages: BookPages  # the demo site's chapters, each rendered once per content version
     chapters: ChapterService
+    chat: ChatService
+    conversations: ConversationService
     auth: Authenticator
     redis: Redis | None  # None: rate limits and caches live in this process
     redis_status: RedisStatus
@@ -135,6 +140,19 @@ async def open_container(
             chapters=ChapterService(
                 settings=settings, model=providers.chat, sessionmaker=sessionmaker
             ),
+            chat=ChatService(
+                settings=settings,
+                model=providers.chat,
+                retriever=retriever,
+                sessionmaker=sessionmaker,
+                cache=AnswerCache(
+                    cache=cache,
+                    model=providers.chat,
+                    ttl_seconds=settings.answer_cache_ttl_seconds,
+                    top_k=settings.retrieval_top_k,
+                ),
+            ),
+            conversations=ConversationService(),
             auth=auth,
             redis=redis,
             redis_status=redis_status,

@@ -120,8 +120,9 @@ async def counted(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Cou
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         container = app.state.container
-        spy = CountingRetriever(container.retriever)
-        container.retriever = spy
+        # The chat service was built in the lifespan with the real retriever: swap it there.
+        spy = CountingRetriever(container.chat.retriever)
+        container.chat.retriever = spy
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             yield client, spy

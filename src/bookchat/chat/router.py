@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from sse_starlette import EventSourceResponse
 
 from bookchat.accounts.dependencies import CurrentUser, OptionalUser
-from bookchat.accounts.models import User
-from bookchat.chat.answer_cache import AnswerCache
-from bookchat.chat.conversations import ConversationService
+from bookchat.chat.dependencies import (
+    CHAT_RATE_LIMIT,
+    ChatReader,
+    ChatServiceDep,
+    ConversationServiceDep,
+)
 from bookchat.chat.schemas import (
     ChatCreate,
     ChatRead,
@@ -19,43 +22,9 @@ from bookchat.chat.schemas import (
     HistoryRead,
     SessionPage,
 )
-from bookchat.chat.service import ChatService
-from bookchat.core.errors import Unauthorized
 from bookchat.core.openapi import MAX_OFFSET, error_responses
 from bookchat.core.sse import event_stream
-from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep, rate_limited
-
-
-def get_chat_service(container: ContainerDep) -> ChatService:
-    return ChatService(
-        settings=container.settings,
-        model=container.providers.chat,
-        retriever=container.retriever,
-        sessionmaker=container.sessionmaker,
-        cache=AnswerCache(
-            cache=container.cache,
-            model=container.providers.chat,
-            ttl_seconds=container.settings.answer_cache_ttl_seconds,
-            top_k=container.settings.retrieval_top_k,
-        ),
-    )
-
-
-ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
-
-
-async def get_chat_reader(user: OptionalUser, settings: SettingsDep) -> User | None:
-    """Who is chatting: the signed-in reader, or None; 401 when REQUIRE_AUTH_FOR_CHAT is on."""
-    if user is None and settings.require_auth_for_chat:
-        raise Unauthorized(
-            "Sign in to chat with this book.", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return user
-
-
-ChatReader = Annotated[User | None, Depends(get_chat_reader)]
-# Counted per signed-in reader, else per client address; after sign-in so it knows which.
-CHAT_RATE_LIMIT = Depends(rate_limited("chat", lambda s: s.rate_limit_chat, after=get_chat_reader))
+from bookchat.dependencies import SessionDep, SettingsDep
 
 router = APIRouter(tags=["chat"])
 
@@ -96,10 +65,8 @@ async def stream_chat_message(
     reader: ChatReader,
 ) -> EventSourceResponse:
     """Ask a question and watch the answer arrive token by token (Server-Sent Events)."""
-    # Validation and storing the question happen before the stream opens, so bad input is a
-    # plain 400 in the error shape, not an event.
-    turn = await service.prepare(db, payload, reader.id if reader else None)
-    return event_stream(service.stream(turn), settings)
+    events = await service.answer_stream(db, payload, reader.id if reader else None)
+    return event_stream(events, settings)
 
 
 seed_router = APIRouter(include_in_schema=False)
@@ -113,13 +80,6 @@ seed_router.add_api_route(
 
 
 # --- conversations (history, delete, feedback) ---
-
-
-def get_conversation_service() -> ConversationService:
-    return ConversationService()
-
-
-ConversationServiceDep = Annotated[ConversationService, Depends(get_conversation_service)]
 
 
 @router.get("/chat/sessions", response_model=SessionPage, responses=error_responses(400, 401))
