@@ -13,9 +13,9 @@ import pytest
 
 from bookchat.content.models import document_id_for
 from bookchat.core.config import Settings
-from tests.accounts.conftest import bearer, signup
-from tests.chapters.fakes import CHAPTER_PATH, ingest_chapter, shouting_reply
-from tests.conftest import make_settings, openai_settings
+from tests.chapters.fakes import CHAPTER_PATH, book_with_chapter, shouting_reply
+from tests.conftest import openai_settings
+from tests.factories import bearer, book_settings, sign_up
 from tests.fakes.openai_server import FakeOpenAIServer
 
 CHAPTER_ID = str(document_id_for(CHAPTER_PATH))
@@ -35,7 +35,7 @@ async def reader(
     client: httpx.AsyncClient, email: str, profile: dict[str, Any] | None
 ) -> dict[str, str]:
     """Sign a reader up (with a saved profile, unless None) and return their auth header."""
-    headers = bearer((await signup(client, email))["access_token"])
+    headers = bearer((await sign_up(client, email))["access_token"])
     if profile is not None:
         saved = await client.put("/api/v1/auth/me/profile", json=profile, headers=headers)
         assert saved.status_code == 200, saved.text
@@ -48,11 +48,8 @@ async def ready(
     """Settings for the fake model (which shouts the prose back) and the book with the GPU
     chapter ingested; `ADMIN` may change or delete documents."""
     fake.reply = shouting_reply
-    settings = make_settings(
-        database_url, **{**openai_settings(fake), "admin_api_key": KEY, **overrides}
-    )
-    await ingest_chapter(settings, tmp_path)
-    return settings
+    options = {**openai_settings(fake), "admin_api_key": KEY, **overrides}
+    return await book_settings(database_url, book_with_chapter(tmp_path), **options)
 
 
 async def _anyone(client: httpx.AsyncClient, email: str, profile: dict[str, Any]) -> dict[str, str]:

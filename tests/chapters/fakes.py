@@ -12,13 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from bookchat.chapters.models import GeneratedContent
 from bookchat.content.loader import parse_markdown
-from bookchat.core.config import Settings
-from bookchat.core.db import create_engine, create_sessionmaker
-from tests.conftest import MINI_BOOK, ingest_book
+from tests.conftest import MINI_BOOK
+from tests.factories import count
 
 PLACEHOLDER = re.compile(r"⟦P\d+⟧")
 Reply = Callable[[dict[str, Any]], str]
@@ -144,14 +141,6 @@ def book_with_chapter(root: Path, chapter: str = CHAPTER) -> Path:
     return folder
 
 
-async def ingest_chapter(settings: Settings, root: Path) -> None:
-    await ingest_book(settings, book_with_chapter(root))
-
-
 async def generated_rows(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        async with create_sessionmaker(engine)() as db:
-            return int(await db.scalar(select(func.count()).select_from(GeneratedContent)) or 0)
-    finally:
-        await engine.dispose()
+    """How many rewritten chapters are cached."""
+    return await count(database_url, GeneratedContent)

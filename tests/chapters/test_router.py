@@ -253,6 +253,7 @@ class TestRequests:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "validation_error"
         assert fragment in response.json()["error"]["message"]
+        assert len(response.json()["error"]["details"]) == 1  # the body is validated once
 
     async def test_content_is_limited_to_200_000_characters(
         self,

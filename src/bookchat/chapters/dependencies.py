@@ -10,7 +10,7 @@ from fastapi import Depends
 from bookchat.accounts.dependencies import OptionalUser, get_optional_user
 from bookchat.chapters import personalize, translate
 from bookchat.chapters.schemas import PersonalizeCreate, TranslateCreate
-from bookchat.chapters.service import ChapterService, Variant
+from bookchat.chapters.service import ChapterRequest, ChapterService
 from bookchat.core.errors import LLMUnavailable
 from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep, rate_limited
 
@@ -43,22 +43,25 @@ GENERATION_GUARDS = [
 ]
 
 
-# The variant dependencies read the same body as their route (FastAPI parses it once). They run
-# after the body is validated, so an invalid request is a 400 before any profile is looked up.
+# Each route's body is declared here only, so FastAPI validates it once (a body declared by the
+# route too would be validated twice, and each error reported twice). An invalid body is a 400
+# before any profile is looked up.
 
 
-async def get_personalized_variant(
+async def get_personalize_request(
     payload: PersonalizeCreate, db: SessionDep, reader: OptionalUser, settings: SettingsDep
-) -> Variant:
-    """The reader's profile as a variant: 401 without a reader or a profile to use, 400 when
+) -> ChapterRequest:
+    """The chapter for the reader's profile: 401 without a reader or a profile to use, 400 when
     the profile says nothing to personalize for."""
-    return await personalize.variant_for(db, payload.profile, reader, settings)
+    variant = await personalize.variant_for(db, payload.profile, reader, settings)
+    return ChapterRequest(source=payload, variant=variant)
 
 
-async def get_translated_variant(payload: TranslateCreate, settings: SettingsDep) -> Variant:
-    """The target language as a variant."""
-    return translate.variant_for(payload.target_language, settings.book_title)
+async def get_translate_request(payload: TranslateCreate, settings: SettingsDep) -> ChapterRequest:
+    """The chapter in the target language."""
+    variant = translate.variant_for(payload.target_language, settings.book_title)
+    return ChapterRequest(source=payload, variant=variant)
 
 
-PersonalizedVariant = Annotated[Variant, Depends(get_personalized_variant)]
-TranslatedVariant = Annotated[Variant, Depends(get_translated_variant)]
+PersonalizeRequest = Annotated[ChapterRequest, Depends(get_personalize_request)]
+TranslateRequest = Annotated[ChapterRequest, Depends(get_translate_request)]

@@ -11,15 +11,10 @@ from sse_starlette import EventSourceResponse
 from bookchat.chapters.dependencies import (
     GENERATION_GUARDS,
     ChapterServiceDep,
-    PersonalizedVariant,
-    TranslatedVariant,
+    PersonalizeRequest,
+    TranslateRequest,
 )
-from bookchat.chapters.schemas import (
-    PersonalizationRead,
-    PersonalizeCreate,
-    TranslateCreate,
-    TranslationRead,
-)
+from bookchat.chapters.schemas import PersonalizationRead, TranslationRead
 from bookchat.core.openapi import error_responses
 from bookchat.core.sse import event_stream
 from bookchat.dependencies import SessionDep, SettingsDep
@@ -44,13 +39,12 @@ router = APIRouter(dependencies=GENERATION_GUARDS)
     tags=["personalization"],
 )
 async def personalize_chapter(
-    payload: PersonalizeCreate,
-    variant: PersonalizedVariant,
+    chapter_request: PersonalizeRequest,
     db: SessionDep,
     chapters: ChapterServiceDep,
 ) -> PersonalizationRead:
     """A chapter rewritten for the reader's profile: same facts, headings, code and links."""
-    chapter = await chapters.generate(db, payload, variant)
+    chapter = await chapters.generate(db, chapter_request)
     return PersonalizationRead.model_validate(chapter.payload())
 
 
@@ -61,14 +55,13 @@ async def personalize_chapter(
     tags=["personalization"],
 )
 async def stream_personalized_chapter(
-    payload: PersonalizeCreate,
-    variant: PersonalizedVariant,
+    chapter_request: PersonalizeRequest,
     db: SessionDep,
     chapters: ChapterServiceDep,
     settings: SettingsDep,
 ) -> EventSourceResponse:
     """The personalized chapter as Server-Sent Events, section by section."""
-    return event_stream(await chapters.stream(db, payload, variant), settings)
+    return event_stream(await chapters.stream(db, chapter_request), settings)
 
 
 @router.post(
@@ -78,13 +71,12 @@ async def stream_personalized_chapter(
     tags=["translation"],
 )
 async def translate_chapter(
-    payload: TranslateCreate,
-    variant: TranslatedVariant,
+    chapter_request: TranslateRequest,
     db: SessionDep,
     chapters: ChapterServiceDep,
 ) -> TranslationRead:
     """A chapter translated (Urdu by default); code, URLs and identifiers stay as they are."""
-    chapter = await chapters.generate(db, payload, variant)
+    chapter = await chapters.generate(db, chapter_request)
     return TranslationRead.model_validate(chapter.payload())
 
 
@@ -95,11 +87,10 @@ async def translate_chapter(
     tags=["translation"],
 )
 async def stream_translated_chapter(
-    payload: TranslateCreate,
-    variant: TranslatedVariant,
+    chapter_request: TranslateRequest,
     db: SessionDep,
     chapters: ChapterServiceDep,
     settings: SettingsDep,
 ) -> EventSourceResponse:
     """The translated chapter as Server-Sent Events, section by section."""
-    return event_stream(await chapters.stream(db, payload, variant), settings)
+    return event_stream(await chapters.stream(db, chapter_request), settings)

@@ -64,6 +64,14 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
+class ChapterRequest:
+    """What a reader asks for: which chapter (`source`) and what to make of it (`variant`)."""
+
+    source: ChapterSource
+    variant: Variant
+
+
+@dataclass(frozen=True, slots=True)
 class GeneratedChapter:
     content: str
     document_id: uuid.UUID | None
@@ -121,29 +129,26 @@ class ChapterService:
         """True when the server answers with the extractive answerer: nothing can rewrite."""
         return self.model.mode == "extractive"
 
-    async def generate(
-        self, db: AsyncSession, source: ChapterSource, variant: Variant
-    ) -> GeneratedChapter:
+    async def generate(self, db: AsyncSession, request: ChapterRequest) -> GeneratedChapter:
         """The chapter in one piece: from the cache, or rewritten and then cached."""
-        return await self._deliver(await self.prepare(db, source, variant))
+        return await self._deliver(await self.prepare(db, request))
 
     async def stream(
-        self, db: AsyncSession, source: ChapterSource, variant: Variant
+        self, db: AsyncSession, request: ChapterRequest
     ) -> AsyncGenerator[StreamEvent]:
         """Check everything first (a missing chapter is a plain 404, not an event), then the
         chapter as events (`_events`)."""
-        return self._events(await self.prepare(db, source, variant))
+        return self._events(await self.prepare(db, request))
 
     # --- before the model ----------------------------------------------------------------------
 
-    async def prepare(
-        self, db: AsyncSession, source: ChapterSource, variant: Variant
-    ) -> Generation:
+    async def prepare(self, db: AsyncSession, request: ChapterRequest) -> Generation:
         """Find the chapter (404, 413) and look it up in the cache.
 
         Ends the request session's transaction: the rewrite that follows may take a minute,
         and must not hold a database connection while it does."""
-        chapter = await self.resolve(db, source)
+        variant = request.variant
+        chapter = await self.resolve(db, request.source)
         cached = await self._lookup(db, chapter, variant)
         # Read-only: committing (not rolling back) keeps loaded objects such as the reader usable.
         await db.commit()
