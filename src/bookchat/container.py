@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bookchat.accounts.service import Authenticator, open_authenticator
+from bookchat.accounts.service import AccountService, Authenticator, open_authenticator
 from bookchat.chapters.service import ChapterService
 from bookchat.chat.answer_cache import AnswerCache
 from bookchat.chat.conversations import ConversationService
@@ -45,6 +45,7 @@ class Container:
     chat: ChatService
     conversations: ConversationService
     auth: Authenticator
+    accounts: AccountService
     redis: Redis | None  # None: rate limits and caches live in this process
     redis_status: RedisStatus
     limiter: RateLimiter
@@ -154,6 +155,9 @@ async def open_container(
             ),
             conversations=ConversationService(),
             auth=auth,
+            accounts=AccountService(
+                auth=auth, limiter=limiter, login_rate=settings.rate_limit_login
+            ),
             redis=redis,
             redis_status=redis_status,
             limiter=limiter,

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from bookchat.accounts.models import User
+from bookchat.accounts.service import AccountService, Authenticator
 from bookchat.core.errors import Forbidden, Unauthorized
 from bookchat.core.http import parse_bearer
 from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
@@ -22,6 +23,18 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_account_service(container: ContainerDep) -> AccountService:
+    return container.accounts
+
+
+def get_authenticator(container: ContainerDep) -> Authenticator:
+    return container.auth
+
+
+AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -41,7 +54,7 @@ def bearer_token(request: Request) -> str | None:
 async def get_optional_user(
     request: Request,
     db: SessionDep,
-    container: ContainerDep,
+    auth: AuthenticatorDep,
     _documented: Annotated[str | None, Depends(oauth2_scheme)] = None,
 ) -> User | None:
     """The signed-in user, or None when the request carries no Authorization header.
@@ -51,7 +64,7 @@ async def get_optional_user(
     token = bearer_token(request)
     if token is None:
         return None
-    return await container.auth.authenticate(db, token)
+    return await auth.authenticate(db, token)
 
 
 async def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -> User:

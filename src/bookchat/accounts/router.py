@@ -7,9 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from bookchat.accounts import service
-from bookchat.accounts.dependencies import CurrentUser
-from bookchat.accounts.models import User
+from bookchat.accounts.dependencies import AccountServiceDep, CurrentUser
 from bookchat.accounts.schemas import (
     LoginCreate,
     MeRead,
@@ -17,12 +15,11 @@ from bookchat.accounts.schemas import (
     ProfileUpdate,
     SignupCreate,
     TokenRead,
-    UserRead,
 )
 from bookchat.core.errors import ValidationFailed
 from bookchat.core.openapi import error_responses
-from bookchat.core.ratelimit import client_ip, enforce, ip_identity
-from bookchat.dependencies import ContainerDep, SessionDep, rate_limited
+from bookchat.core.ratelimit import client_ip, ip_identity
+from bookchat.dependencies import SessionDep, rate_limited
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -50,15 +47,6 @@ _LOGIN_BODY: dict[str, Any] = {
 }
 
 
-def _token(container: ContainerDep, user: User) -> TokenRead:
-    issued = container.auth.issue(user)
-    return TokenRead(
-        access_token=issued.access_token,
-        expires_in=issued.expires_in,
-        user=UserRead.model_validate(user),
-    )
-
-
 @router.post(
     "/signup",
     status_code=201,
@@ -67,10 +55,11 @@ def _token(container: ContainerDep, user: User) -> TokenRead:
     # Account creation is limited per client address like login attempts are.
     dependencies=[Depends(rate_limited("signup", lambda s: s.rate_limit_login))],
 )
-async def create_account(body: SignupCreate, db: SessionDep, container: ContainerDep) -> TokenRead:
+async def create_account(
+    body: SignupCreate, db: SessionDep, accounts: AccountServiceDep
+) -> TokenRead:
     """Create an account with an email and a password; answers with an access token."""
-    user = await service.create_user(db, email=body.email, password=body.password, name=body.name)
-    return _token(container, user)
+    return await accounts.sign_up(db, body)
 
 
 @router.post(
@@ -80,24 +69,12 @@ async def create_account(body: SignupCreate, db: SessionDep, container: Containe
     openapi_extra=_LOGIN_BODY,
 )
 async def create_access_token(
-    request: Request, db: SessionDep, container: ContainerDep
+    request: Request, db: SessionDep, accounts: AccountServiceDep
 ) -> TokenRead:
     """Exchange an email and password for an access token (OAuth2 password form or JSON)."""
     credentials = await _read_login(request)
-    # Every attempt counts, per client address and per account: guessing one account's password
-    # from many addresses is slowed as much as guessing many accounts from one.
-    limiter = container.limiter
-    await enforce(
-        limiter,
-        "login",
-        [
-            ip_identity(client_ip(request, limiter.trusted_proxies)),
-            f"email:{credentials.email.strip().lower()}",
-        ],
-        container.settings.rate_limit_login,
-    )
-    user = await service.authenticate_password(db, credentials.email, credentials.password)
-    return _token(container, user)
+    client = ip_identity(client_ip(request, accounts.limiter.trusted_proxies))
+    return await accounts.log_in(db, credentials, client)
 
 
 async def _read_login(request: Request) -> LoginCreate:
@@ -133,17 +110,14 @@ def _invalid_login(exc: ValidationError, is_form: bool) -> ValidationFailed:
 
 
 @router.get("/me", response_model=MeRead, responses=error_responses(401, 503))
-async def read_me(user: CurrentUser, db: SessionDep) -> MeRead:
+async def read_me(user: CurrentUser, db: SessionDep, accounts: AccountServiceDep) -> MeRead:
     """The signed-in user and their profile."""
-    profile = await service.get_profile(db, user.id)
-    return MeRead(
-        **UserRead.model_validate(user).model_dump(),
-        profile=ProfileRead.model_validate(profile) if profile is not None else None,
-    )
+    return await accounts.me(db, user)
 
 
 @router.put("/me/profile", response_model=ProfileRead, responses=error_responses(400, 401, 503))
-async def update_profile(body: ProfileUpdate, user: CurrentUser, db: SessionDep) -> ProfileRead:
+async def update_profile(
+    body: ProfileUpdate, user: CurrentUser, db: SessionDep, accounts: AccountServiceDep
+) -> ProfileRead:
     """Replace the signed-in user's profile (levels, background, goals, preferred language)."""
-    profile = await service.save_profile(db, user.id, body)
-    return ProfileRead.model_validate(profile)
+    return await accounts.save_profile(db, user, body)

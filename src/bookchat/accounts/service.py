@@ -16,7 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookchat.accounts.models import User, UserProfile, UserRole
 from bookchat.accounts.passwords import hash_password, password_problem, verify_password
-from bookchat.accounts.schemas import ProfileUpdate, normalize_email, valid_email
+from bookchat.accounts.schemas import (
+    LoginCreate,
+    MeRead,
+    ProfileRead,
+    ProfileUpdate,
+    SignupCreate,
+    TokenRead,
+    UserRead,
+    normalize_email,
+    valid_email,
+)
 from bookchat.accounts.tokens import (
     EXTERNAL_ALGORITHMS,
     LOCAL_ALGORITHM,
@@ -31,6 +41,7 @@ from bookchat.accounts.tokens import (
 from bookchat.core.config import Settings
 from bookchat.core.db import new_id, utcnow
 from bookchat.core.errors import Conflict, Unauthorized, ValidationFailed
+from bookchat.core.ratelimit import RateLimiter, enforce
 
 logger = structlog.get_logger(__name__)
 
@@ -243,6 +254,56 @@ class Authenticator:
         if alg in EXTERNAL_ALGORITHMS and self.better_auth is not None:
             return await user_for_identity(db, await self.better_auth.verify(token))
         raise InvalidToken()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountService:
+    """What the accounts routes do: sign-up, login, the signed-in user and their profile."""
+
+    auth: Authenticator
+    limiter: RateLimiter
+    login_rate: str
+
+    def token(self, user: User) -> TokenRead:
+        """A new access token for this user, with the user."""
+        issued = self.auth.issue(user)
+        return TokenRead(
+            access_token=issued.access_token,
+            expires_in=issued.expires_in,
+            user=UserRead.model_validate(user),
+        )
+
+    async def sign_up(self, db: AsyncSession, body: SignupCreate) -> TokenRead:
+        """Create a local account and sign it in."""
+        user = await create_user(db, email=body.email, password=body.password, name=body.name)
+        return self.token(user)
+
+    async def log_in(
+        self, db: AsyncSession, credentials: LoginCreate, client_identity: str
+    ) -> TokenRead:
+        """Exchange credentials for a token. Every attempt counts, per client address and per
+        account: guessing one account's password from many addresses is slowed as much as
+        guessing many accounts from one."""
+        await enforce(
+            self.limiter,
+            "login",
+            [client_identity, f"email:{normalize_email(credentials.email)}"],
+            self.login_rate,
+        )
+        user = await authenticate_password(db, credentials.email, credentials.password)
+        return self.token(user)
+
+    async def me(self, db: AsyncSession, user: User) -> MeRead:
+        """The user and their profile (None until they save one)."""
+        profile = await get_profile(db, user.id)
+        return MeRead(
+            **UserRead.model_validate(user).model_dump(),
+            profile=ProfileRead.model_validate(profile) if profile is not None else None,
+        )
+
+    async def save_profile(self, db: AsyncSession, user: User, body: ProfileUpdate) -> ProfileRead:
+        """Replace the user's profile."""
+        return ProfileRead.model_validate(await save_profile(db, user.id, body))
 
 
 @asynccontextmanager
