@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -113,12 +113,12 @@ async def count(database_url: str, model: type[Any], **where: Any) -> int:
         return int(await db.scalar(query) or 0)
 
 
-async def execute_sql(database_url: str, sql: str, **params: Any) -> list[Row[Any]]:
+async def execute_sql(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     """Run one SQL statement in its own committed transaction; its rows (empty for writes)."""
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
             result = await connection.execute(text(sql), params)
-            return list(result.all()) if result.returns_rows else []
+            return [tuple(row) for row in result.all()] if result.returns_rows else []
     finally:
         await engine.dispose()

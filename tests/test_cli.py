@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -193,7 +192,7 @@ class TestBookCommands:
     """ingest, search, reindex and eval as an operator runs them."""
 
     @pytest.fixture
-    def book_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    def book_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         env = {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
             "QDRANT_PATH": str(tmp_path / "qdrant"),

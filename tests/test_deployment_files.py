@@ -89,7 +89,7 @@ def app_settings(monkeypatch: pytest.MonkeyPatch, variables: Mapping[str, str]) 
     """The settings the app container would read, given these variables in .env / the shell."""
     for key, value in environment_of("app").items():
         monkeypatch.setenv(key, interpolate(value, variables))
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -286,7 +286,7 @@ def test_image_defaults_point_at_its_book_and_its_data_volume() -> None:
     workdir = PurePosixPath(next(rest for word, rest in stage if word == "WORKDIR"))
     volumes = [PurePosixPath(v) for rest in arguments("VOLUME") for v in json.loads(rest)]
     assert volumes
-    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    defaults = Settings(_env_file=None)
     database = make_url(defaults.database_url.get_secret_value()).database
     assert database is not None
     for relative in (database, defaults.qdrant_path, defaults.fastembed_cache_dir):

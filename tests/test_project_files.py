@@ -19,7 +19,7 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
 
 
 def test_env_example_values_are_valid_settings(tmp_path: Path) -> None:
-    settings = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
+    settings = Settings(_env_file=ROOT / ".env.example")
     assert settings.book_title == "Physical AI & Humanoid Robotics"
     assert settings.openai_api_key is None
 

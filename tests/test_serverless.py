@@ -8,9 +8,9 @@ from types import ModuleType
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp
 
 from bookchat.serverless import (
-    LazyLifespan,
     ServerlessConfigError,
     check_serverless_settings,
     create_serverless_app,
@@ -29,7 +29,7 @@ def import_entry() -> ModuleType:
     return load_module(ENTRY)
 
 
-def client_for(app: LazyLifespan) -> httpx.AsyncClient:
+def client_for(app: ASGIApp) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookchat.content.chunker import TextChunk, chunk_document, estimate_tokens
+from bookchat.content.chunker import TextChunk, chunk_document
+from bookchat.content.markdown import estimate_tokens
 
 SMALL = {"target_tokens": 120, "overlap_tokens": 20, "max_tokens": 200}
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "textbook-a"

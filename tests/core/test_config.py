@@ -35,7 +35,7 @@ class TestDefaults:
 
         env = Path(str(tmp_path)) / ".env"
         env.write_text("LLM_MODEL=llama3.1\nOPENAI_API_KEY=\n")
-        s = Settings(_env_file=env)  # type: ignore[call-arg]
+        s = Settings(_env_file=env)
         assert s.llm_model == "llama3.1"
         assert s.openai_api_key is None
 

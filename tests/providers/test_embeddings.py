@@ -12,12 +12,13 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from bookchat.core.errors import LLMError, LLMTimeout, LLMUnavailable
+from bookchat.core.errors import DependencyUnavailable
 from bookchat.providers.embeddings import (
     Embedder,
     EmbedderUnavailable,
@@ -26,13 +27,17 @@ from bookchat.providers.embeddings import (
     SentenceTransformersEmbedder,
     l2_normalize,
 )
+from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAIServer, fake_embedding
 
 
 def test_l2_normalize() -> None:
     assert l2_normalize([3, 4]) == pytest.approx([0.6, 0.8])
     assert l2_normalize([0.0, 0.0]) == [0.0, 0.0]
-    assert all(type(x) is float for x in l2_normalize(np.array([1, 2], dtype=np.float32)))
+    assert all(
+        type(x) is float
+        for x in l2_normalize(cast("list[float]", np.array([1, 2], dtype=np.float32)))
+    )
 
 
 # --- OpenAI --------------------------------------------------------------------------------------
@@ -127,7 +132,7 @@ class TestOpenAIEmbedder:
         embedder = OpenAIEmbedder(  # 1536 expected, the fake answers with 16
             api_key="sk-test", base_url=fake_openai.base_url, max_retries=0
         )
-        with pytest.raises(LLMError):
+        with pytest.raises(DependencyUnavailable, match="unusable response"):
             await embedder.embed_query("URDF")
         await embedder.aclose()
 
@@ -150,23 +155,31 @@ class TestOpenAIEmbedder:
         assert fake_openai.embedding_requests() == []
 
     @pytest.mark.parametrize(
-        ("status", "error"),
-        [(500, LLMUnavailable), (429, LLMUnavailable), (401, LLMUnavailable), (400, LLMError)],
+        ("status", "says"),
+        [
+            (500, "is failing"),
+            (503, "is failing"),
+            (429, "rate limiting"),
+            (401, "OPENAI_API_KEY"),
+            (400, "rejected our request"),
+        ],
     )
-    async def test_vendor_errors_become_project_errors(
+    async def test_vendor_errors_become_dependency_unavailable(
         self,
         openai_embedder: OpenAIEmbedder,
         fake_openai: FakeOpenAIServer,
         status: int,
-        error: type[Exception],
+        says: str,
     ) -> None:
-        fake_openai.fail_next(status)
-        with pytest.raises(error) as raised:
+        fake_openai.fail_next(status, message="vendor secret sk-live-1")
+        with pytest.raises(DependencyUnavailable) as raised:
             await openai_embedder.embed_query("ROS 2")
-        assert type(raised.value) is error
-        assert "injected failure" not in str(raised.value)
+        assert type(raised.value) is DependencyUnavailable
+        assert raised.value.status_code == 503
+        assert says in raised.value.message
+        assert "vendor secret" not in raised.value.message
 
-    async def test_a_timeout_is_llm_timeout(self, fake_openai: FakeOpenAIServer) -> None:
+    async def test_a_timeout_is_dependency_unavailable(self, fake_openai: FakeOpenAIServer) -> None:
         fake_openai.hang_next(5.0)
         embedder = OpenAIEmbedder(
             model="nomic-embed-text",
@@ -175,15 +188,26 @@ class TestOpenAIEmbedder:
             timeout=0.3,
             max_retries=0,
         )
-        with pytest.raises(LLMTimeout):
+        with pytest.raises(DependencyUnavailable, match="took too long"):
             await embedder.embed_documents(["slow"])
+        await embedder.aclose()
+
+    async def test_an_unreachable_endpoint_is_dependency_unavailable(self) -> None:
+        embedder = OpenAIEmbedder(
+            model="nomic-embed-text",
+            api_key="sk-test",
+            base_url=f"http://127.0.0.1:{free_port()}/v1",
+            max_retries=0,
+        )
+        with pytest.raises(DependencyUnavailable, match="cannot be reached"):
+            await embedder.embed_query("nobody listens")
         await embedder.aclose()
 
     async def test_one_failed_batch_fails_the_call(
         self, openai_embedder: OpenAIEmbedder, fake_openai: FakeOpenAIServer
     ) -> None:
         fake_openai.fail_next(503)
-        with pytest.raises(LLMUnavailable):
+        with pytest.raises(DependencyUnavailable):
             await openai_embedder.embed_documents([f"text {i}" for i in range(200)])
 
     async def test_the_sdk_retries_on_its_own(self, fake_openai: FakeOpenAIServer) -> None:

@@ -17,7 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+)
 
 from tests.conftest import (
     REQUIRE_SERVICES,
@@ -131,12 +138,12 @@ class Tab:
 def screenshot_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     chosen = os.environ.get("BOOKCHAT_SCREENSHOT_DIR")
     if chosen:
-        return Path(chosen) / request.node.name
+        return Path(chosen) / str(request.node.name)
     return tmp_path / "screenshots"
 
 
 async def open_tab(
-    browser: Browser, shots: Path, viewport: dict[str, int] | None = None
+    browser: Browser, shots: Path, viewport: ViewportSize | None = None
 ) -> tuple[Tab, BrowserContext]:
     context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
     page = await context.new_page()
