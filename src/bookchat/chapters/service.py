@@ -1,11 +1,7 @@
-"""Chapters rewritten by a language model (personalized, translated): which chapter, the cache,
-the rewrite, and its delivery as one answer or as a stream of events.
-
-The cache (`generated_content`) is keyed by the document, the kind, the variant (a profile
-fingerprint or a language tag), the document's content hash and the model, so a re-ingested
-chapter never serves a variant of its old text and a new model never serves an old model's.
-Ad-hoc `content` is not cached: nothing could invalidate or delete those rows.
-"""
+"""Chapters rewritten by a language model (personalized, translated): which chapter, a cache
+hit or the rewrite (chapters/generation.py), and its delivery as one answer or as a stream of
+events. The variants only say what to make of a chapter (`Variant`): chapters/personalize.py,
+chapters/translate.py."""
 
 from __future__ import annotations
 
@@ -20,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.chapters import cache
 from bookchat.chapters.generation import Rewriter
 from bookchat.chapters.models import GeneratedContent, GeneratedKind
 from bookchat.chapters.schemas import ChapterSource, GeneratedRead
@@ -176,14 +172,13 @@ class ChapterService:
     ) -> GeneratedChapter | None:
         if chapter.document_id is None:
             return None
-        row = await db.scalar(
-            select(GeneratedContent).where(
-                GeneratedContent.kind == variant.kind,
-                GeneratedContent.document_id == chapter.document_id,
-                GeneratedContent.variant == variant.key,
-                GeneratedContent.source_hash == chapter.source_hash,
-                GeneratedContent.model == self.model.model,
-            )
+        row = await cache.find(
+            db,
+            kind=variant.kind,
+            document_id=chapter.document_id,
+            variant=variant.key,
+            source_hash=chapter.source_hash,
+            model=self.model.model,
         )
         if row is None:
             return None
@@ -252,57 +247,30 @@ class ChapterService:
         yield "done", result.payload()
 
     async def _finish(self, generation: Generation, content: str) -> GeneratedChapter:
+        """The rewritten chapter, cached when it is a stored document's (ad-hoc `content` is
+        not: nothing could invalidate or delete those rows)."""
+        chapter, variant = generation.chapter, generation.variant
         generated_at = utcnow()
-        await self._store(generation, content, generated_at)
+        if chapter.document_id is not None:
+            row = GeneratedContent(
+                kind=variant.kind,
+                document_id=chapter.document_id,
+                variant=variant.key,
+                source_hash=chapter.source_hash,
+                model=self.model.model,
+                body=content,
+                created_at=generated_at,
+            )
+            await cache.store(self.sessionmaker, row)
         return GeneratedChapter(
             content=content,
-            document_id=generation.chapter.document_id,
-            variant=generation.variant.key,
+            document_id=chapter.document_id,
+            variant=variant.key,
             cached=False,
             model=self.model.model,
             generated_at=generated_at,
-            extra=generation.variant.extra,
+            extra=variant.extra,
         )
-
-    async def _store(self, generation: Generation, content: str, generated_at: datetime) -> None:
-        """Cache a new variant, and drop the variants of the chapter's older versions.
-
-        Skipped when the chapter changed while it was being rewritten (this result is already
-        stale) and when the same variant was stored meanwhile. A failure only costs the cache:
-        the reader still gets the chapter."""
-        chapter, variant = generation.chapter, generation.variant
-        if chapter.document_id is None:
-            return
-        try:
-            async with self.sessionmaker() as db:
-                current = await db.scalar(
-                    select(Document.content_hash).where(Document.id == chapter.document_id)
-                )
-                if current != chapter.source_hash:
-                    return
-                await db.execute(
-                    delete(GeneratedContent).where(
-                        GeneratedContent.document_id == chapter.document_id,
-                        GeneratedContent.source_hash != current,
-                    )
-                )
-                db.add(
-                    GeneratedContent(
-                        kind=variant.kind,
-                        document_id=chapter.document_id,
-                        variant=variant.key,
-                        source_hash=chapter.source_hash,
-                        model=self.model.model,
-                        body=content,
-                        created_at=generated_at,
-                    )
-                )
-                try:
-                    await db.commit()
-                except IntegrityError:  # the same variant, stored by a concurrent request
-                    await db.rollback()
-        except Exception:
-            logger.exception("generation.store_failed", kind=variant.kind.value)
 
     def _log(self, generation: Generation, *, cached: bool, started: float) -> None:
         logger.info(
