@@ -17,7 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bookchat.cli import app
+from bookchat.core.config import get_settings
 from tests.conftest import MINI_BOOK
+from tests.fakes.qdrant_server import FakeQdrantServer
 
 runner = CliRunner()
 
@@ -204,6 +206,25 @@ class TestBookCommands:
         assert runner.invoke(app, ["migrate"]).exit_code == 0
         return env
 
+    def test_ask_answers_with_sources_and_continues_the_conversation(
+        self, book_env: dict[str, str]
+    ) -> None:
+        runner.invoke(app, ["ingest", str(MINI_BOOK)])
+        first = runner.invoke(app, ["ask", "How does a biped keep its balance?"])
+        session = first.stderr.rsplit("--session ", 1)[-1].strip(" )\n")
+        follow_up = runner.invoke(app, ["ask", "And when it walks?", "--session", session])
+        empty = runner.invoke(app, ["ask", "   "])
+
+        assert first.exit_code == 0, first.output
+        assert "Sources:" in first.stdout
+        assert "https://example.org/book/" in first.stdout
+        assert "#" in first.stdout.split("Sources:")[1]  # links go to the heading
+        assert "(rag, model extractive; continue with --session" in first.stderr
+        assert follow_up.exit_code == 0, follow_up.output
+        assert f"--session {session})" in follow_up.stderr  # the same conversation
+        assert empty.exit_code == 2
+        assert "The question is empty." in empty.stderr
+
     def test_ingest_search_and_reingest(self, book_env: dict[str, str]) -> None:
         first = runner.invoke(app, ["ingest", str(MINI_BOOK)])
         found = runner.invoke(app, ["search", "how does a biped keep balance", "--limit", "2"])
@@ -297,6 +318,20 @@ class TestBookCommands:
         assert result.exit_code == 1
         assert "in use by another process" in result.output
         assert "POST /api/v1/content/ingest" in result.output
+        assert "Traceback" not in result.output
+
+    def test_a_qdrant_outage_is_a_message(
+        self, book_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with FakeQdrantServer() as qdrant:
+            monkeypatch.setenv("QDRANT_URL", qdrant.url)
+            get_settings.cache_clear()  # `migrate` (book_env) read the settings without it
+            ingested = runner.invoke(app, ["ingest", str(MINI_BOOK)])
+            qdrant.fail("disconnect")
+            result = runner.invoke(app, ["search", "balance"])
+        assert ingested.exit_code == 0, ingested.output
+        assert result.exit_code == 1
+        assert "The search index is unavailable right now" in result.output
         assert "Traceback" not in result.output
 
     def test_missing_folder(self, book_env: dict[str, str], tmp_path: Path) -> None:

@@ -169,13 +169,11 @@ def apply_migrations(settings: Settings, revision: str) -> None:
 
 def run_async(work: Coroutine[Any, Any, int]) -> None:
     """Run a command's coroutine; known operational problems become one line and exit 1."""
-    from bookchat.providers.factory import ProviderConfigError
-    from bookchat.retrieval.evaluation import QuestionFileError
-    from bookchat.retrieval.index import VectorIndexError
+    from bookchat.core.errors import AppError
 
     try:
         code = asyncio.run(work)
-    except (VectorIndexError, ProviderConfigError, QuestionFileError) as exc:
+    except AppError as exc:  # configuration, a store or vendor outage, a bad input file
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
     except BrokenPipeError:
@@ -327,6 +325,52 @@ async def _search(settings: Settings, query: str, limit: int, module: str | None
         typer.echo(f"{rank}. [{hit.score:.4f}] {' > '.join(hit.heading_path)}")
         typer.echo(f"   {hit.page_url}")
         typer.echo(f"   {snippet}\n")
+    return 0
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="What to ask the book.")],
+    session: Annotated[
+        str | None, typer.Option(help="Continue this conversation (the id a previous ask printed).")
+    ] = None,
+    selection: Annotated[
+        str | None, typer.Option(help="Answer from this text alone, as a reader's selection.")
+    ] = None,
+) -> None:
+    """Ask the book a question, as a reader would, and print the answer with its sources."""
+    run_async(_ask(cli_settings(), question, session, selection))
+
+
+async def _ask(
+    settings: Settings, question: str, session: str | None, selection: str | None
+) -> int:
+    from bookchat.chat.schemas import ChatCreate
+    from bookchat.container import open_container
+
+    if not question.strip():
+        typer.echo("The question is empty.", err=True)
+        return 2
+    try:
+        request = ChatCreate(message=question, session_id=session, selected_text=selection)
+    except ValidationError as exc:
+        typer.echo(f"Invalid question: {exc.errors()[0]['msg']}", err=True)
+        return 2
+    async with open_container(settings) as container, container.sessionmaker() as db:
+        read = await container.chat.answer(db, request)
+    typer.echo(read.response)
+    cited = [c for c in read.citations if c.cited]
+    if cited:
+        typer.echo("\nSources:")
+    for citation in cited:
+        where = " > ".join(part for part in (citation.title, citation.section) if part)
+        typer.echo(f"  [{citation.index}] {where}")
+        if citation.page_url:
+            typer.echo(f"      {citation.page_url}")
+    typer.echo(
+        f"\n({read.mode}, model {read.model}; continue with --session {read.session_id})",
+        err=True,
+    )
     return 0
 
 
