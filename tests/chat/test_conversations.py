@@ -9,13 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from bookchat.accounts.service import create_user
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.models import ChatSession, Message, MessageFeedback
-from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import AppFactory, make_settings
+from tests.factories import ask, count, open_db, stored
 
 SELECTION = (
     "ROS 2 uses DDS as its middleware. Nodes exchange messages over topics. "
@@ -23,43 +22,13 @@ SELECTION = (
 )
 
 
-async def ask(
-    client: httpx.AsyncClient, message: str, session_id: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/chat", json={"message": message, "session_id": session_id, **extra}
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def conversation(client: httpx.AsyncClient, turns: int) -> str:
     """A session with `turns` questions and answers; returns its id."""
-    session_id = None
+    session_id: str | None = None
     for turn in range(turns):
-        session_id = (await ask(client, f"question {turn}", session_id))["session_id"]
+        session_id = (await ask(client, f"question {turn}", session_id=session_id))["session_id"]
     assert session_id is not None
     return session_id
-
-
-async def count_rows(database_url: str, model: type[Any], **where: Any) -> int:
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
-        query = select(func.count()).select_from(model)
-        for name, value in where.items():
-            query = query.where(getattr(model, name) == value)
-        count = await db.scalar(query)
-    await engine.dispose()
-    return int(count or 0)
-
-
-async def stored_feedback(database_url: str) -> list[MessageFeedback]:
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
-        rows = list(await db.scalars(select(MessageFeedback)))
-    await engine.dispose()
-    return rows
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
@@ -81,7 +50,7 @@ class TestChatHistory:
             second = await ask(
                 client,
                 "How do nodes exchange messages?",
-                first["session_id"],
+                session_id=first["session_id"],
                 selected_text=SELECTION,
                 page_context="https://example.org/book/ros2",
             )
@@ -162,7 +131,7 @@ class TestChatHistory:
         assert body["has_more"] is False
         assert body["next_before"] is None
 
-    @pytest.mark.parametrize("session_id", [str(uuid.uuid4()), "not-a-uuid"], ids=str)
+    @pytest.mark.parametrize("session_id", [str(uuid.UUID(int=7)), "not-a-uuid"], ids=str)
     async def test_unknown_or_malformed_session_is_404(
         self, session_id: str, database_url: str, app_factory: AppFactory
     ) -> None:
@@ -215,13 +184,13 @@ class TestDeleteChatSession:
         async with app_factory(make_settings(database_url)) as client:
             kept = await ask(client, "A conversation that stays")
             doomed = await ask(client, "A conversation to forget")
-            await ask(client, "And a follow-up", doomed["session_id"])
+            await ask(client, "And a follow-up", session_id=doomed["session_id"])
             for answer in (kept, doomed):
                 rated = await client.post(
                     f"/api/v1/chat/messages/{answer['message_id']}/feedback", json={"rating": 1}
                 )
                 assert rated.status_code == 201
-            assert await count_rows(database_url, MessageFeedback) == 2
+            assert await count(database_url, MessageFeedback) == 2
 
             deleted = await client.delete(f"/api/v1/chat/{doomed['session_id']}")
             history = await client.get(f"/api/v1/chat/history/{doomed['session_id']}")
@@ -233,15 +202,15 @@ class TestDeleteChatSession:
         assert_error(history, 404, "not_found")
         assert_error(again, 404, "not_found")
         doomed_id = uuid.UUID(doomed["session_id"])
-        assert await count_rows(database_url, ChatSession, id=doomed_id) == 0
-        assert await count_rows(database_url, Message, session_id=doomed_id) == 0
+        assert await count(database_url, ChatSession, id=doomed_id) == 0
+        assert await count(database_url, Message, session_id=doomed_id) == 0
         # The other conversation and its feedback are untouched.
         assert len(still_there.json()["messages"]) == 2
-        feedback = await stored_feedback(database_url)
+        feedback = await stored(database_url, MessageFeedback)
         assert [str(f.message_id) for f in feedback] == [kept["message_id"]]
-        assert await count_rows(database_url, Message) == 2
+        assert await count(database_url, Message) == 2
 
-    @pytest.mark.parametrize("session_id", [str(uuid.uuid4()), "not-a-uuid"], ids=str)
+    @pytest.mark.parametrize("session_id", [str(uuid.UUID(int=7)), "not-a-uuid"], ids=str)
     async def test_unknown_or_malformed_session_is_404(
         self, session_id: str, database_url: str, app_factory: AppFactory
     ) -> None:
@@ -264,7 +233,7 @@ class TestDeleteChatSession:
             session_id = await conversation(client, turns=1)
             response = await client.delete(f"/api/chat/{session_id}")
         assert response.status_code == 204
-        assert await count_rows(sqlite_url, ChatSession) == 0
+        assert await count(sqlite_url, ChatSession) == 0
 
 
 class TestMessageFeedback:
@@ -296,7 +265,7 @@ class TestMessageFeedback:
             first["updated_at"]
         )
 
-        rows = await stored_feedback(database_url)
+        rows = await stored(database_url, MessageFeedback)
         assert len(rows) == 1
         assert str(rows[0].id) == first["id"]
         assert (rows[0].rating, rows[0].comment, rows[0].user_id) == (
@@ -315,7 +284,8 @@ class TestMessageFeedback:
             response = await client.post(url, json={"rating": -1})
         assert response.status_code == 200
         assert response.json()["comment"] is None
-        assert [(f.rating, f.comment) for f in await stored_feedback(sqlite_url)] == [(-1, None)]
+        feedback = await stored(sqlite_url, MessageFeedback)
+        assert [(f.rating, f.comment) for f in feedback] == [(-1, None)]
 
     @pytest.mark.parametrize(
         "payload",
@@ -342,7 +312,7 @@ class TestMessageFeedback:
         assert_error(response, 400, "validation_error")
         field = "comment" if "comment" in payload else "rating"
         assert field in response.json()["error"]["message"]
-        assert await stored_feedback(database_url) == []
+        assert await stored(database_url, MessageFeedback) == []
 
     async def test_comment_of_exactly_the_limit_is_accepted(
         self, sqlite_url: str, app_factory: AppFactory
@@ -355,7 +325,7 @@ class TestMessageFeedback:
             )
         assert response.status_code == 201
 
-    @pytest.mark.parametrize("message_id", [str(uuid.uuid4()), "not-a-uuid"], ids=str)
+    @pytest.mark.parametrize("message_id", [str(uuid.UUID(int=7)), "not-a-uuid"], ids=str)
     async def test_unknown_or_malformed_message_is_404(
         self, message_id: str, database_url: str, app_factory: AppFactory
     ) -> None:
@@ -378,7 +348,7 @@ class TestMessageFeedback:
             )
         assert_error(response, 400, "validation_error")
         assert "assistant" in response.json()["error"]["message"]
-        assert await stored_feedback(database_url) == []
+        assert await stored(database_url, MessageFeedback) == []
 
     async def test_api_alias(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(make_settings(sqlite_url)) as client:
@@ -394,18 +364,16 @@ class TestMessageFeedback:
         async with app_factory(make_settings(database_url)) as client:
             answer = await ask(client, "What is ROS 2?")
         service = ConversationService()
-        engine = create_engine(database_url)
-        async with create_sessionmaker(engine)() as db:
+        async with open_db(database_url) as db:
             alice = (await create_user(db, email="alice@example.org", password=None)).id
             bob = (await create_user(db, email="bob@example.org", password=None)).id
             outcomes = [
                 (await service.give_feedback(db, answer["message_id"], rating, None, user))[1]
                 for user, rating in [(alice, 1), (bob, -1), (None, 1), (alice, -1), (None, -1)]
             ]
-        await engine.dispose()
 
         assert outcomes == [True, True, True, False, False]
-        rows = {f.user_id: f.rating for f in await stored_feedback(database_url)}
+        rows = {f.user_id: f.rating for f in await stored(database_url, MessageFeedback)}
         assert rows == {alice: -1, bob: -1, None: -1}
 
 

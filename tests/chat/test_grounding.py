@@ -4,40 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import select
 
 from bookchat.chat.models import Message, MessageRole
-from bookchat.core.config import Settings
-from bookchat.core.db import create_engine, create_sessionmaker
 from bookchat.main import create_app
 from bookchat.providers.base import Source
 from bookchat.retrieval.service import Retriever
-from tests.conftest import AppFactory, ingest_book, make_settings, openai_settings
+from tests.conftest import AppFactory, make_settings, openai_settings
+from tests.factories import QUESTION, book_settings, stored
 from tests.fakes.openai_server import FakeOpenAIServer
-
-QUESTION = "How does a publisher send messages?"
-
-
-async def book_settings(database_url: str, **overrides: Any) -> Settings:
-    settings = make_settings(database_url, **overrides)
-    await ingest_book(settings)
-    return settings
 
 
 async def user_messages(database_url: str) -> list[Message]:
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
-        rows = await db.scalars(
-            select(Message).where(Message.role == MessageRole.USER).order_by(Message.created_at)
-        )
-        messages = list(rows)
-    await engine.dispose()
-    return messages
+    return await stored(
+        database_url, Message, role=MessageRole.USER, order_by=(Message.created_at,)
+    )
 
 
 class TestNotCovered:

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
-from tests.conftest import AppFactory, ingest_book, make_settings, openai_settings
+from tests.conftest import AppFactory, make_settings, openai_settings
+from tests.factories import QUESTION, bearer, book_settings, post_chat, sign_up
 from tests.fakes.openai_server import FakeOpenAIServer
 
-QUESTION = "How does a publisher send messages?"
 
-
-async def sign_up(client: httpx.AsyncClient, email: str) -> dict[str, str]:
-    response = await client.post(
-        "/api/v1/auth/signup", json={"email": email, "password": "correct horse battery"}
-    )
-    assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-async def ask(
-    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **body: Any
-) -> httpx.Response:
-    return await client.post("/api/v1/chat", json={"message": QUESTION, **body}, headers=headers)
+async def reader(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    """Sign a reader up; their `Authorization` header."""
+    return bearer((await sign_up(client, email))["access_token"])
 
 
 class TestOwnership:
@@ -32,20 +20,20 @@ class TestOwnership:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(make_settings(database_url)) as client:
-            alice = await sign_up(client, "alice@example.org")
-            bob = await sign_up(client, "bob@example.org")
-            answer = (await ask(client, alice)).json()
+            alice = await reader(client, "alice@example.org")
+            bob = await reader(client, "bob@example.org")
+            answer = (await post_chat(client, headers=alice)).json()
             session, message = answer["session_id"], answer["message_id"]
 
             responses = {
                 "history": await client.get(f"/api/v1/chat/history/{session}", headers=bob),
-                "continue": await ask(client, bob, session_id=session),
+                "continue": await post_chat(client, headers=bob, session_id=session),
                 "feedback": await client.post(
                     f"/api/v1/chat/messages/{message}/feedback", json={"rating": 1}, headers=bob
                 ),
                 "delete": await client.delete(f"/api/v1/chat/{session}", headers=bob),
                 "anonymous history": await client.get(f"/api/v1/chat/history/{session}"),
-                "anonymous continue": await ask(client, session_id=session),
+                "anonymous continue": await post_chat(client, session_id=session),
             }
             still_there = await client.get(f"/api/v1/chat/history/{session}", headers=alice)
 
@@ -60,11 +48,11 @@ class TestOwnership:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(make_settings(database_url)) as client:
-            session = (await ask(client)).json()["session_id"]
+            session = (await post_chat(client)).json()["session_id"]
             public = await client.get(f"/api/v1/chat/history/{session}")
-            alice = await sign_up(client, "alice@example.org")
-            bob = await sign_up(client, "bob@example.org")
-            claimed = await ask(client, alice, session_id=session)
+            alice = await reader(client, "alice@example.org")
+            bob = await reader(client, "bob@example.org")
+            claimed = await post_chat(client, headers=alice, session_id=session)
             after_claim = await client.get(f"/api/v1/chat/history/{session}")
             for_bob = await client.get(f"/api/v1/chat/history/{session}", headers=bob)
             for_alice = await client.get(f"/api/v1/chat/history/{session}", headers=alice)
@@ -79,13 +67,13 @@ class TestOwnership:
         self, database_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(make_settings(database_url)) as client:
-            alice = await sign_up(client, "alice@example.org")
-            bob = await sign_up(client, "bob@example.org")
-            first = (await ask(client, alice)).json()["session_id"]
-            second = (await ask(client, alice, message="What is a depth camera?")).json()
-            await ask(client, bob)
-            await ask(client)
-            await ask(client, alice, session_id=first, message="And who receives them?")
+            alice = await reader(client, "alice@example.org")
+            bob = await reader(client, "bob@example.org")
+            first = (await post_chat(client, headers=alice)).json()["session_id"]
+            second = (await post_chat(client, "What is a depth camera?", headers=alice)).json()
+            await post_chat(client, headers=bob)
+            await post_chat(client)
+            await post_chat(client, "And who receives them?", headers=alice, session_id=first)
             listing = (await client.get("/api/v1/chat/sessions", headers=alice)).json()
             page = (await client.get("/api/v1/chat/sessions?limit=1", headers=alice)).json()
             anonymous = await client.get("/api/v1/chat/sessions")
@@ -104,11 +92,11 @@ class TestSignInRequired:
     ) -> None:
         settings = make_settings(sqlite_url, require_auth_for_chat=True)
         async with app_factory(settings) as client:
-            anonymous = await ask(client)
+            anonymous = await post_chat(client)
             stream = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
             seed = await client.post("/chat", json={"message": QUESTION})
-            alice = await sign_up(client, "alice@example.org")
-            signed_in = await ask(client, alice)
+            alice = await reader(client, "alice@example.org")
+            signed_in = await post_chat(client, headers=alice)
 
         assert (anonymous.status_code, stream.status_code, seed.status_code) == (401, 401, 401)
         assert anonymous.json()["error"]["code"] == "unauthorized"
@@ -118,7 +106,7 @@ class TestSignInRequired:
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(make_settings(sqlite_url)) as client:
-            response = await ask(client, {"Authorization": "Bearer not-a-token"})
+            response = await post_chat(client, headers=bearer("not-a-token"))
         assert response.status_code == 401
 
 
@@ -142,13 +130,13 @@ class TestChatRateLimit:
     ) -> None:
         settings = make_settings(sqlite_url, rate_limit_chat="1/minute")
         async with app_factory(settings) as client:
-            alice = await sign_up(client, "alice@example.org")
-            bob = await sign_up(client, "bob@example.org")
+            alice = await reader(client, "alice@example.org")
+            bob = await reader(client, "bob@example.org")
             codes = [
-                (await ask(client, alice)).status_code,
-                (await ask(client, alice)).status_code,
-                (await ask(client, bob)).status_code,
-                (await ask(client)).status_code,
+                (await post_chat(client, headers=alice)).status_code,
+                (await post_chat(client, headers=alice)).status_code,
+                (await post_chat(client, headers=bob)).status_code,
+                (await post_chat(client)).status_code,
             ]
         assert codes == [200, 429, 200, 200]
 
@@ -164,13 +152,14 @@ class TestAnswerCache:
         app_factory: AppFactory,
     ) -> None:
         redis = request.getfixturevalue("redis_url") if store == "redis" else None
-        settings = make_settings(database_url, redis_url=redis, **openai_settings(fake_openai))
-        await ingest_book(settings)
+        settings = await book_settings(
+            database_url, redis_url=redis, **openai_settings(fake_openai)
+        )
         async with app_factory(settings) as client:
-            first = (await ask(client)).json()
-            second = (await ask(client, message="  how does a PUBLISHER send messages ")).json()
+            first = (await post_chat(client)).json()
+            second = (await post_chat(client, "  how does a PUBLISHER send messages ")).json()
             streamed = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
-            follow_up = (await ask(client, session_id=second["session_id"])).json()
+            follow_up = (await post_chat(client, session_id=second["session_id"])).json()
             history = (await client.get(f"/api/v1/chat/history/{second['session_id']}")).json()
 
         answer_calls = [
@@ -190,10 +179,11 @@ class TestAnswerCache:
     async def test_ingestion_invalidates_cached_answers(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(sqlite_url, admin_api_key="key", **openai_settings(fake_openai))
-        await ingest_book(settings)
+        settings = await book_settings(
+            sqlite_url, admin_api_key="key", **openai_settings(fake_openai)
+        )
         async with app_factory(settings) as client:
-            await ask(client)
+            await post_chat(client)
             fake_openai.reply = "A newer answer [1]."
             update = await client.post(
                 "/api/v1/content/ingest",
@@ -209,7 +199,7 @@ class TestAnswerCache:
                 ).json()
                 if job["status"] == "succeeded":
                     break
-            again = (await ask(client)).json()
+            again = (await post_chat(client)).json()
 
         assert job["status"] == "succeeded"
         assert again["cached"] is False

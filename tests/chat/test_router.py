@@ -6,41 +6,14 @@ import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
 
 from bookchat.chat.models import ChatSession, Message, MessageRole
-from bookchat.core.config import Settings
-from bookchat.core.db import create_engine, create_sessionmaker
-from tests.conftest import AppFactory, ingest_book, make_settings, openai_settings
+from tests.conftest import AppFactory, make_settings, openai_settings
+from tests.factories import QUESTION, book_settings, post_chat, stored
 from tests.fakes.openai_server import FakeOpenAIServer
 
-
-async def stored_messages(database_url: str) -> list[Message]:
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
-        rows = await db.scalars(select(Message).order_by(Message.created_at, Message.id))
-        messages = list(rows)
-    await engine.dispose()
-    return messages
-
-
-QUESTION = "How does a publisher send messages?"
 FOLLOW_UP = "And who receives them?"
-
-
-async def book_settings(database_url: str, **overrides: object) -> Settings:
-    """Settings whose stores hold the mini book."""
-    settings = make_settings(database_url, **overrides)
-    await ingest_book(settings)
-    return settings
-
-
-async def stored_sessions(database_url: str) -> list[ChatSession]:
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
-        sessions = list(await db.scalars(select(ChatSession)))
-    await engine.dispose()
-    return sessions
+IN_ORDER = (Message.created_at, Message.id)
 
 
 class TestChatContract:
@@ -69,7 +42,7 @@ class TestChatContract:
         assert body["citations"][0]["page_url"] == (
             "https://example.org/book/basics/messaging#publishers-and-subscribers"
         )
-        messages = await stored_messages(database_url)
+        messages = await stored(database_url, Message, order_by=IN_ORDER)
         assert [(m.role, m.content) for m in messages] == [
             (MessageRole.USER, QUESTION),
             (MessageRole.ASSISTANT, f"Fake answer to: {QUESTION}"),
@@ -96,7 +69,7 @@ class TestChatContract:
             ("assistant", f"Fake answer to: {QUESTION}"),
             ("user", FOLLOW_UP),
         ]
-        assert len(await stored_sessions(database_url)) == 1
+        assert len(await stored(database_url, ChatSession)) == 1
 
     async def test_conversation_id_is_a_synonym(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -109,7 +82,7 @@ class TestChatContract:
             )
         assert second.json()["session_id"] == first["session_id"]
 
-    @pytest.mark.parametrize("session_id", ["not-a-uuid", str(uuid.uuid4()), "", None], ids=str)
+    @pytest.mark.parametrize("session_id", ["not-a-uuid", str(uuid.UUID(int=7)), "", None], ids=str)
     async def test_malformed_or_unknown_session_starts_a_new_one(
         self,
         session_id: str | None,
@@ -125,7 +98,7 @@ class TestChatContract:
 
         assert response.status_code == 200
         assert response.json()["session_id"] != session_id
-        sessions = await stored_sessions(database_url)
+        sessions = await stored(database_url, ChatSession)
         assert [str(s.id) for s in sessions] == [response.json()["session_id"]]
         # The model saw no history: a new session starts clean.
         assert len(fake_openai.chat_requests()[-1]["messages"]) == 2
@@ -225,9 +198,9 @@ class TestPrompt:
         assert "solely from the selected text" in sent[0]["content"]
         assert "publisher" not in sent[0]["content"].lower()
         assert sent[1]["content"] == "Explain this"
-        stored = await stored_messages(database_url)
-        assert stored[2].selected_text == selection
-        assert stored[2].page_context == "https://example.org/book/urdf"
+        messages = await stored(database_url, Message, order_by=IN_ORDER)
+        assert messages[2].selected_text == selection
+        assert messages[2].page_context == "https://example.org/book/urdf"
 
 
 class TestOfflineAnswers:
@@ -309,13 +282,13 @@ class TestValidation:
         assert body["error"]["code"] == "validation_error"
         assert field in body["error"]["message"]
         assert body["request_id"] == response.headers["x-request-id"]
-        assert await stored_messages(sqlite_url) == []
+        assert await stored(sqlite_url, Message, order_by=IN_ORDER) == []
 
     async def test_blank_message_says_so_in_words(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(make_settings(sqlite_url)) as client:
-            response = await client.post("/api/v1/chat", json={"message": "   "})
+            response = await post_chat(client, "   ")
         assert response.json()["error"]["message"] == "message: must not be empty or only spaces"
 
     async def test_message_of_exactly_the_limit_is_accepted(
@@ -385,8 +358,8 @@ class TestModelFailures:
         assert body["error"]["code"] == code
         assert "secret vendor detail" not in response.text
         assert "sk-live" not in response.text
-        stored = await stored_messages(database_url)
-        assert [(m.role, m.content) for m in stored] == [(MessageRole.USER, QUESTION)]
+        messages = await stored(database_url, Message, order_by=IN_ORDER)
+        assert [(m.role, m.content) for m in messages] == [(MessageRole.USER, QUESTION)]
 
     async def test_next_turn_after_a_failure_works(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory

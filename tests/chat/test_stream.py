@@ -5,24 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sse_starlette import ServerSentEvent
 
 from bookchat.chat.models import Message, MessageRole, MessageStatus
 from bookchat.chat.schemas import ChatCreate
 from bookchat.chat.service import ChatService
 from bookchat.chat.turns import Turn
 from bookchat.container import open_container
-from bookchat.core.db import create_engine, create_sessionmaker
-from tests.conftest import AppFactory, ingest_book, live_server, make_settings, openai_settings
+from bookchat.core.config import Settings
+from tests.conftest import AppFactory, live_server, make_settings, openai_settings
+from tests.factories import QUESTION, book_settings, stored
 from tests.fakes.openai_server import FakeOpenAIServer
 
-QUESTION = "How does a publisher send messages?"
 Event = tuple[str, dict[str, Any]]
 
 
@@ -44,19 +44,15 @@ def parse_sse(body: str) -> tuple[list[Event], list[str]]:
     return events, comments
 
 
+def event_data(event: ServerSentEvent) -> dict[str, Any]:
+    """The JSON payload of an event as `_as_sse` builds it (its `data` is JSON text)."""
+    assert isinstance(event.data, str), event.data
+    data: dict[str, Any] = json.loads(event.data)
+    return data
+
+
 async def assistant_messages(database_url: str) -> list[Message]:
-    engine = create_engine(database_url)
-    async with create_sessionmaker(engine)() as db:
-        rows = await db.scalars(select(Message).where(Message.role == MessageRole.ASSISTANT))
-        messages = list(rows)
-    await engine.dispose()
-    return messages
-
-
-async def book_settings(database_url: str, fake: FakeOpenAIServer, **overrides: Any) -> Any:
-    settings = make_settings(database_url, **{**openai_settings(fake), **overrides})
-    await ingest_book(settings)
-    return settings
+    return await stored(database_url, Message, role=MessageRole.ASSISTANT)
 
 
 class TestStream:
@@ -64,7 +60,7 @@ class TestStream:
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
         fake_openai.reply = "Publishers send messages on a topic [1]."
-        settings = await book_settings(database_url, fake_openai)
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
             response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
 
@@ -99,7 +95,7 @@ class TestStream:
     async def test_not_covered_streams_without_a_model_call(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = await book_settings(sqlite_url, fake_openai)
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
             response = await client.post(
                 "/api/v1/chat/stream", json={"message": "What is the capital of France?"}
@@ -113,8 +109,7 @@ class TestStream:
     async def test_offline_extractive_stream(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(sqlite_url)
-        await ingest_book(settings)
+        settings = await book_settings(sqlite_url)
         async with app_factory(settings) as client:
             response = await client.post(
                 "/api/v1/chat/stream", json={"message": "How does a biped keep its balance?"}
@@ -129,7 +124,9 @@ class TestStream:
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
         fake_openai.ttft = 0.5
-        settings = await book_settings(sqlite_url, fake_openai, sse_ping_seconds=0.1)
+        settings = await book_settings(
+            sqlite_url, **openai_settings(fake_openai), sse_ping_seconds=0.1
+        )
         async with app_factory(settings) as client:
             response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
         events, comments = parse_sse(response.text)
@@ -154,7 +151,9 @@ class TestStream:
         fake_openai: FakeOpenAIServer,
         app_factory: AppFactory,
     ) -> None:
-        settings = await book_settings(sqlite_url, fake_openai, llm_timeout_seconds=0.5)
+        settings = await book_settings(
+            sqlite_url, **{**openai_settings(fake_openai), "llm_timeout_seconds": 0.5}
+        )
         if fault == "hang":
             fake_openai.hang_next(5.0)
         else:
@@ -173,7 +172,7 @@ class TestStream:
     ) -> None:
         fake_openai.reply = "one two three four five six"
         fake_openai.cut_stream_next(after_tokens=3)
-        settings = await book_settings(database_url, fake_openai)
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         async with app_factory(settings) as client:
             response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
         events, _ = parse_sse(response.text)
@@ -189,7 +188,7 @@ class TestHangUp:
     ) -> None:
         fake_openai.reply = " ".join(f"word{i}" for i in range(60))
         fake_openai.token_delay = 0.05
-        settings = await book_settings(database_url, fake_openai)
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
         with live_server(settings) as base:
             async with (
                 httpx.AsyncClient(base_url=base, timeout=10) as client,
@@ -214,7 +213,7 @@ class TestHangUp:
 
 
 @asynccontextmanager
-async def prepared_turn(settings: Any) -> AsyncIterator[tuple[ChatService, Turn]]:
+async def prepared_turn(settings: Settings) -> AsyncIterator[tuple[ChatService, Turn]]:
     """A chat service over real stores and a question already stored, ready to stream."""
     async with open_container(settings) as container:
         service = ChatService(
@@ -239,23 +238,24 @@ class TestClosedAtAYield:
         from bookchat.core.sse import _as_sse
 
         fake_openai.reply = "one two three four five six seven"
-        settings = await book_settings(sqlite_url, fake_openai)
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
         async with prepared_turn(settings) as (service, turn):
             events = _as_sse(service.stream(turn))
+            assert isinstance(events, AsyncGenerator)  # closed below, where it is suspended
             received = [await anext(events) for _ in range(events_read)]
             await events.aclose()
 
         stored = await assistant_messages(sqlite_url)
-        tokens = [e.data for e in received if e.event == "token"]
+        tokens = [event_data(e) for e in received if e.event == "token"]
         assert len(stored) == 1
         assert stored[0].status == MessageStatus.PARTIAL
-        assert stored[0].content == "".join(json.loads(t)["text"] for t in tokens).strip()
+        assert stored[0].content == "".join(t["text"] for t in tokens).strip()
 
     async def test_a_hang_up_during_the_final_write_does_not_lose_the_answer(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:
         fake_openai.reply = "one two three"
-        settings = await book_settings(sqlite_url, fake_openai)
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
         async with prepared_turn(settings) as (service, turn):
             events = service.stream(turn)
             names = [(await anext(events))[0] for _ in range(5)]  # start, sources, 3 tokens

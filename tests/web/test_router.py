@@ -9,9 +9,12 @@ import httpx
 import pytest
 
 from bookchat.web.router import STATIC_CACHE_CONTROL
-from tests.conftest import AppFactory, ingest_book, make_settings
+from tests.conftest import AppFactory, make_settings
+from tests.factories import book_settings
 
 ADMIN_KEY = "admin-test-key"
+# The ingested book's page URLs point at this server's own /book pages.
+BOOK_URL = "http://127.0.0.1:8000/book"
 # The mini book in sidebar order: the root page, then each folder's pages by position.
 MINI_BOOK_TITLES = ["Mini Book", "Messaging", "Cameras", "Walking"]
 
@@ -31,17 +34,11 @@ async def documents(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return items
 
 
-async def book_settings(sqlite_url: str, **overrides: Any) -> Any:
-    settings = make_settings(sqlite_url, book_base_url="http://127.0.0.1:8000/book", **overrides)
-    await ingest_book(settings)
-    return settings
-
-
 class TestDemoPage:
     async def test_lists_the_chapters_and_includes_the_widget(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(await book_settings(sqlite_url)) as client:
+        async with app_factory(await book_settings(sqlite_url, book_base_url=BOOK_URL)) as client:
             response = await client.get("/")
 
         assert response.status_code == 200
@@ -61,7 +58,7 @@ class TestDemoPage:
     async def test_its_policy_allows_the_widget_and_nothing_else(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(await book_settings(sqlite_url)) as client:
+        async with app_factory(await book_settings(sqlite_url, book_base_url=BOOK_URL)) as client:
             response = await client.get("/")
         policy = response.headers["content-security-policy"]
         assert "script-src 'self'" in policy
@@ -91,7 +88,7 @@ class TestChapterPage:
     async def test_headings_carry_the_anchors_citations_link_to(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(await book_settings(sqlite_url)) as client:
+        async with app_factory(await book_settings(sqlite_url, book_base_url=BOOK_URL)) as client:
             for document in await documents(client):
                 detail = (await client.get(f"/api/v1/content/documents/{document['id']}")).json()
                 path = document["page_url"].removeprefix("http://127.0.0.1:8000")
@@ -107,7 +104,7 @@ class TestChapterPage:
     async def test_a_chapter_and_its_admonition(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(await book_settings(sqlite_url)) as client:
+        async with app_factory(await book_settings(sqlite_url, book_base_url=BOOK_URL)) as client:
             response = await client.get("/book/basics/camera-guide")
         page = response.text
         assert heading_ids(page) == ["cameras", "depth-cameras"]
@@ -120,7 +117,7 @@ class TestChapterPage:
     async def test_slashes_do_not_matter(
         self, path: str, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(await book_settings(sqlite_url)) as client:
+        async with app_factory(await book_settings(sqlite_url, book_base_url=BOOK_URL)) as client:
             response = await client.get(path)
         assert response.status_code == 200
         assert 'aria-current="page"' in response.text
@@ -128,7 +125,7 @@ class TestChapterPage:
     async def test_an_unknown_chapter_is_a_404_page(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        async with app_factory(await book_settings(sqlite_url)) as client:
+        async with app_factory(await book_settings(sqlite_url, book_base_url=BOOK_URL)) as client:
             response = await client.get("/book/basics/no-such-page")
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("text/html")
@@ -139,7 +136,7 @@ class TestChapterPage:
     async def test_an_edited_chapter_is_rendered_again(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
-        settings = await book_settings(sqlite_url, admin_api_key=ADMIN_KEY)
+        settings = await book_settings(sqlite_url, book_base_url=BOOK_URL, admin_api_key=ADMIN_KEY)
         async with app_factory(settings) as client:
             before = await client.get("/book/motion/walking")
             walking = next(d for d in await documents(client) if d["title"] == "Walking")
