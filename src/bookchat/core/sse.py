@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -30,7 +30,7 @@ def event_stream(events: AsyncGenerator[StreamEvent], settings: Settings) -> Eve
     )
 
 
-async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncIterator[ServerSentEvent]:
+async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncGenerator[ServerSentEvent]:
     # aclosing: when the response closes this generator (the client left, or the server is
     # stopping), the service's stream is closed too, at once: model calls are cancelled and
     # the partial answer is stored.
