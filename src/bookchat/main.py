@@ -17,7 +17,7 @@ from bookchat.chat.router import seed_router as seed_chat_router
 from bookchat.container import Container, open_container
 from bookchat.content.router import router as content_router
 from bookchat.core.config import Environment, Settings, get_settings
-from bookchat.core.errors import install_error_handlers
+from bookchat.core.errors import AppError, install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.metrics import Metrics, MetricsMiddleware
 from bookchat.core.middleware import (
@@ -32,8 +32,6 @@ from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
 from bookchat.metrics.router import router as metrics_router
-from bookchat.providers.factory import ProviderConfigError
-from bookchat.retrieval.index import VectorIndexError
 from bookchat.web.router import router as web_router
 
 logger = structlog.get_logger(__name__)
@@ -104,8 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await log_profile(container)
                 await warn_if_not_migrated(container.engine)
                 yield
-        except (ProviderConfigError, VectorIndexError) as exc:
-            # A configuration problem: one clear line, not a traceback.
+        except AppError as exc:
+            # A configuration problem or an unreachable store: one clear line, not a traceback.
             logger.error("startup.failed", reason=str(exc))
             raise
 

@@ -18,13 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bookchat.core.config import Settings, get_settings
 from bookchat.core.db import resolve_database_url
+from bookchat.core.errors import ConfigurationError
 from bookchat.core.middleware import send_error
 from bookchat.main import create_app
 
 logger = structlog.get_logger(__name__)
 
 
-class ServerlessConfigError(RuntimeError):
+class ServerlessConfigError(ConfigurationError):
     """The settings name a store a serverless instance cannot keep."""
 
 

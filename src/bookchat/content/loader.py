@@ -26,6 +26,7 @@ from bookchat.content.markdown import (
     is_table_line,
     split_fenced,
 )
+from bookchat.core.errors import ValidationFailed
 
 _DOC_SUFFIXES = (".md", ".mdx")
 _BACKUP_SUFFIXES = (".backup", ".bak", ".orig", "~")
@@ -46,7 +47,7 @@ _MARKER = "\x00"
 _PLACEHOLDER_RE = re.compile("\x01(\\d+)\x01")
 
 
-class LoaderError(ValueError):
+class LoaderError(ValidationFailed):
     """A document that cannot be loaded (malformed frontmatter, undecodable text...)."""
 
 

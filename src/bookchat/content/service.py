@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.content.ingestion import Ingestor, IngestReport
-from bookchat.content.loader import LoadedDocument, LoaderError, load_folder, parse_markdown
+from bookchat.content.loader import LoadedDocument, load_folder, parse_markdown
 from bookchat.content.models import Chunk, Document, IngestJob, JobStatus
 from bookchat.content.schemas import (
     ChunkRead,
@@ -47,14 +47,11 @@ def clean_source_path(raw: str) -> str:
 
 
 def parse_uploads(uploads: Sequence[DocumentUpload], base_url: str) -> list[LoadedDocument]:
-    """Parse uploaded Markdown; a draft is skipped, a malformed one is a 400."""
+    """Parse uploaded Markdown; a draft is skipped, a malformed one is a 400 (`LoaderError`)."""
     documents = []
     for upload in uploads:
         source_path = clean_source_path(upload.source_path)
-        try:
-            document = parse_markdown(upload.content, source_path, base_url, upload.module)
-        except LoaderError as exc:
-            raise ValidationFailed(str(exc)) from None
+        document = parse_markdown(upload.content, source_path, base_url, upload.module)
         if document is not None:
             documents.append(document)
     return documents
@@ -158,12 +155,7 @@ class ContentService:
         if document is None:
             raise NotFound(f"No document with id {document_id}.")
         base_url = base_url_of(document.page_url, str(document.meta.get("route", "")))
-        try:
-            parsed = parse_markdown(
-                content, document.source_path, base_url, module or document.module
-            )
-        except LoaderError as exc:
-            raise ValidationFailed(str(exc)) from None
+        parsed = parse_markdown(content, document.source_path, base_url, module or document.module)
         if parsed is None:
             raise ValidationFailed("The new content is a draft (draft: true); delete it instead.")
         await self.ingestor.upsert_document(parsed)

@@ -1,4 +1,9 @@
-"""The project's errors and the one JSON shape every error response has (DESIGN.md section 4)."""
+"""The project's errors and the one JSON shape every error response has (DESIGN.md section 4).
+
+`AppError` is the root of every error the project raises on purpose. Adapters (Qdrant, the
+embeddings and chat vendors) catch their vendor's exceptions and raise one of these instead, so
+routes, the CLI and the startup path catch one family and never see an SDK type.
+"""
 
 from __future__ import annotations
 
@@ -86,8 +91,17 @@ class LLMTimeout(AppError):
 
 
 class DependencyUnavailable(AppError):
+    """A store or vendor service (Qdrant, the embeddings endpoint...) failed or did not answer."""
+
     code, status_code = "dependency_unavailable", 503
     default_message = "A service this request needs is unavailable; try again shortly."
+
+
+class ConfigurationError(AppError):
+    """The settings or the machine do not let the service run (raised at startup and by the
+    CLI). The message is for the operator; a client would only see the generic 500."""
+
+    default_message = "The service is misconfigured."
 
 
 def error_body(code: str, message: str, details: Sequence[Any] = ()) -> dict[str, Any]:
@@ -174,8 +188,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
         if exc.status_code >= 500:
-            logger.warning("request.error", code=exc.code, status=exc.status_code)
-        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+            logger.warning(
+                "request.error",
+                code=exc.code,
+                status=exc.status_code,
+                error_type=type(exc).__name__,
+            )
+        # A 500's message is for the operator (a path, a setting name): never for the client.
+        message = INTERNAL_ERROR_MESSAGE if exc.status_code == 500 else exc.message
+        return error_response(exc.status_code, exc.code, message, exc.details, exc.headers)
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 
 from bookchat.core.config import EmbeddingsProvider, LLMProvider, Settings
+from bookchat.core.errors import ConfigurationError
 from bookchat.providers.base import ChatModel
 from bookchat.providers.embeddings import (
     Embedder,
@@ -23,7 +24,7 @@ from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
 logger = structlog.get_logger(__name__)
 
 
-class ProviderConfigError(ValueError):
+class ProviderConfigError(ConfigurationError):
     """The settings ask for a provider that cannot be built."""
 
 

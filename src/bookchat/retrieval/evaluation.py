@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bookchat.core.errors import ValidationFailed
 from bookchat.retrieval.service import HybridRetriever
 
 
@@ -40,7 +41,7 @@ class Scores:
     refused_off_topic: int = 0
 
 
-class QuestionFileError(ValueError):
+class QuestionFileError(ValidationFailed):
     """The question file is malformed (the message names the line)."""
 
 

@@ -15,10 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import httpx
+import structlog
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from qdrant_client.http.exceptions import ApiException
 
+from bookchat.core.errors import ConfigurationError, DependencyUnavailable
 from bookchat.providers.sparse import SparseVector
+
+logger = structlog.get_logger(__name__)
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -29,21 +34,24 @@ RRF_K = 2
 
 T = TypeVar("T")
 
+# What a Qdrant server that is down, slow or failing raises through the REST client:
+# `UnexpectedResponse` (an error status) and `ResponseHandlingException` (a transport error or an
+# unreadable answer) are both `ApiException`s; the rest are raw transport errors.
+QDRANT_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (ApiException, httpx.HTTPError, OSError)
 
-class VectorIndexError(RuntimeError):
-    """Base of the index's own errors."""
 
-
-class IndexLocked(VectorIndexError):
+class IndexLocked(ConfigurationError):
     """The embedded store is open in another process."""
 
 
-class IndexMismatch(VectorIndexError):
+class IndexMismatch(ConfigurationError):
     """The collection was built with another embedder than the one configured."""
 
 
-class IndexUnreachable(VectorIndexError):
-    """The Qdrant server did not answer (at startup, where it is fatal)."""
+class IndexUnreachable(DependencyUnavailable):
+    """Qdrant failed or did not answer: fatal at startup, a 503 during a request."""
+
+    default_message = "The search index is unavailable right now; try again shortly."
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +177,21 @@ class QdrantIndex:
         )
 
     async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call the client in the worker thread; an outage becomes `IndexUnreachable`, whose
+        message names neither the server nor what it said (those go to the log)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        except QDRANT_OUTAGE_ERRORS as exc:
+            logger.warning(
+                "qdrant.call_failed",
+                call=getattr(fn, "__name__", "?"),
+                mode=self.mode,
+                error_type=type(exc).__name__,
+                status=getattr(exc, "status_code", None),
+                cause=type(getattr(exc, "source", None) or exc).__name__,
+            )
+            raise IndexUnreachable() from exc
 
     # --- the collection -----------------------------------------------------------------------
 
@@ -178,12 +199,14 @@ class QdrantIndex:
         """Create the collection if missing; refuse one built with another embedder."""
         try:
             exists = await self._run(self._client.collection_exists, self.collection)
-        except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
-            # At startup an unreachable server is a configuration problem: one clear line.
+        except IndexUnreachable as exc:
+            # At startup an unreachable server is a configuration problem: one clear line for
+            # the operator, who may see the server's own words.
+            cause = exc.__cause__
             raise IndexUnreachable(
-                f"The Qdrant server at {self.location} could not be used ({type(exc).__name__}:"
-                f" {exc}). Check QDRANT_URL and QDRANT_API_KEY, and that the server is up."
-            ) from exc
+                f"The Qdrant server at {self.location} could not be used ({type(cause).__name__}:"
+                f" {cause}). Check QDRANT_URL and QDRANT_API_KEY, and that the server is up."
+            ) from cause
         if not exists:
             await self._create()
             return

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from bookchat.core.errors import ConfigurationError
+
 logger = structlog.get_logger(__name__)
 
 FALLBACK_ADVICE = (
@@ -16,7 +18,7 @@ FALLBACK_ADVICE = (
 )
 
 
-class EmbedderUnavailable(RuntimeError):
+class EmbedderUnavailable(ConfigurationError):
     """The embedding model cannot be had; the message says why and what to do, in one line."""
 
 
