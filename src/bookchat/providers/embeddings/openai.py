@@ -11,8 +11,7 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
-from bookchat.core.errors import LLMError
-from bookchat.providers.openai import translate_openai_error
+from bookchat.core.errors import DependencyUnavailable
 
 logger = structlog.get_logger(__name__)
 
@@ -26,11 +25,32 @@ OPENAI_MAX_TOKENS = 8191
 _PROBE_TEXT = "dimension probe"
 
 
+def translate_embeddings_error(exc: openai.OpenAIError) -> DependencyUnavailable:
+    """Map an SDK error to a 503: without vectors nothing can be searched or indexed. The
+    message says what went wrong, never what the vendor said."""
+    if isinstance(exc, openai.APITimeoutError):
+        return DependencyUnavailable("The embeddings service took too long to answer.")
+    if isinstance(exc, openai.RateLimitError):
+        return DependencyUnavailable(
+            "The embeddings service is rate limiting us; try again shortly."
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return DependencyUnavailable("The embeddings service cannot be reached right now.")
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return DependencyUnavailable(
+            "The embeddings service refused our credentials; the operator must fix OPENAI_API_KEY."
+        )
+    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+        return DependencyUnavailable("The embeddings service is failing right now.")
+    return DependencyUnavailable("The embeddings service rejected our request.")
+
+
 class OpenAIEmbedder:
     """`Embedder` on any OpenAI-compatible `/v1/embeddings` endpoint, through the official SDK.
 
     Texts go in batches of `batch_size`, at most `concurrency` requests at a time; vectors come
-    back in input order. Timeouts and retries are the SDK's; its errors become the project's.
+    back in input order. Timeouts and retries are the SDK's; its errors become
+    `DependencyUnavailable` (503).
     """
 
     provider = "openai"
@@ -127,7 +147,7 @@ class OpenAIEmbedder:
                 status=getattr(exc, "status_code", None),
                 latency_ms=round((time.perf_counter() - started) * 1000, 1),
             )
-            raise translate_openai_error(exc) from exc
+            raise translate_embeddings_error(exc) from exc
         except ValueError as exc:  # the SDK's "No embedding data received"
             raise self._bad_response("no vectors") from exc
         data = sorted(response.data, key=lambda item: item.index)
@@ -150,11 +170,11 @@ class OpenAIEmbedder:
         )
         return vectors
 
-    def _bad_response(self, what: str) -> LLMError:
+    def _bad_response(self, what: str) -> DependencyUnavailable:
         logger.warning(
             "embeddings.bad_response", provider=self.provider, model=self.model, what=what
         )
-        return LLMError("The embeddings service returned an unusable response.")
+        return DependencyUnavailable("The embeddings service returned an unusable response.")
 
     async def aclose(self) -> None:
         await self._client.close()
