@@ -145,6 +145,8 @@ class Ingestor:
         document: LoadedDocument,
         stored: dict[uuid.UUID, tuple[str, str]],
         report: IngestReport,
+        *,
+        reraise: bool = False,
     ) -> Outcome:
         document_id = document_id_for(document.source_path)
         previous = stored.get(document_id)
@@ -160,6 +162,8 @@ class Ingestor:
             )
             report.failed[document.source_path] = f"{type(exc).__name__}: {exc}"
             self._count("failed")
+            if reraise:  # the caller answers for this one document: it needs the cause
+                raise
             return "failed"
         outcome: Outcome = "added" if previous is None else "updated"
         report.record(document.source_path, outcome)
@@ -168,15 +172,13 @@ class Ingestor:
         return outcome
 
     async def upsert_document(self, document: LoadedDocument) -> Outcome:
-        """Ingest one document (used by the content API's PUT); raises on failure."""
+        """Ingest one document (used by the content API's PUT); a failure raises its cause
+        (an `AppError` such as `DependencyUnavailable` when a store or vendor is down)."""
         async with self._lock:
             stored = await self._stored_hashes()
-            report = IngestReport()
-            outcome = await self._ingest_one(document, stored, report)
+            outcome = await self._ingest_one(document, stored, IngestReport(), reraise=True)
             if outcome in ("added", "updated"):
                 await self._book_changed()
-        if outcome == "failed":
-            raise RuntimeError(report.failed[document.source_path])
         return outcome
 
     async def delete_document(self, document_id: uuid.UUID) -> bool:
