@@ -483,16 +483,13 @@ def create_admin(
 async def _create_admin(settings: Settings, email: str, password: str | None) -> int:
     from bookchat.accounts.service import ensure_admin
     from bookchat.core.db import create_engine, create_sessionmaker
-    from bookchat.core.errors import AppError
 
     # The database only: opening the container would lock embedded Qdrant while a server runs.
+    # A weak or missing password is a ValidationFailed: run_async prints it and exits 1.
     engine = create_engine(settings.database_url.get_secret_value())
     try:
         async with create_sessionmaker(engine)() as db:
             result = await ensure_admin(db, email, password)
-    except (ValueError, AppError) as exc:
-        typer.echo(str(exc), err=True)
-        return 1
     finally:
         await engine.dispose()
     if result.created:

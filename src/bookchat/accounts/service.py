@@ -143,8 +143,8 @@ class AdminResult:
 async def ensure_admin(db: AsyncSession, email: str, password: str | None) -> AdminResult:
     """Create an admin, or promote an existing account (and set its password when given).
 
-    ValueError for an invalid email, ValidationFailed for a weak password, and ValueError when a
-    new account is asked for without a password.
+    ValueError for an invalid email (callers validate it first), ValidationFailed for a weak
+    password or a new account asked for without one.
     """
     email = valid_email(email)
     if password is not None:
@@ -152,7 +152,7 @@ async def ensure_admin(db: AsyncSession, email: str, password: str | None) -> Ad
     user = await get_user_by_email(db, email)
     if user is None:
         if password is None:
-            raise ValueError(f"{email} has no account yet; a new admin needs a password.")
+            raise ValidationFailed(f"{email} has no account yet; a new admin needs a password.")
         user = await create_user(db, email=email, password=password, role=UserRole.ADMIN)
         return AdminResult(user, created=True, was_admin=False, password_set=True)
     was_admin = user.is_admin
