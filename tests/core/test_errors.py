@@ -12,6 +12,7 @@ from bookchat.core.errors import (
     AppError,
     ConfigurationError,
     DependencyUnavailable,
+    LLMTimeout,
     ValidationFailed,
     install_error_handlers,
 )
@@ -70,3 +71,13 @@ async def test_a_500_never_shows_its_message() -> None:
     assert "/srv/secret" not in misconfigured_answer.text
     assert outage_answer.status_code == 503
     assert outage_answer.json()["error"]["message"] == IndexUnreachable.default_message
+
+
+def test_what_clients_are_told() -> None:
+    """The JSON handler and the stream `error` events tell clients the same: a 500's own text
+    (meant for the operator) never, any other status's text as it is."""
+    assert ConfigurationError("QDRANT_PATH=/srv/x is locked").public_message == (
+        INTERNAL_ERROR_MESSAGE
+    )
+    assert ValidationFailed("message is too long").public_message == "message is too long"
+    assert LLMTimeout().public_message == LLMTimeout.default_message

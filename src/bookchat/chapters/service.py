@@ -240,7 +240,7 @@ class ChapterService:
                     yield "token", {"text": f"\n{part}" if parts else part}
                     parts.append(part)
         except AppError as exc:
-            yield "error", {"code": exc.code, "message": exc.message}
+            yield "error", {"code": exc.code, "message": exc.public_message}
             return
         result = await self._finish(generation, "\n".join(parts))
         self._log(generation, cached=False, started=started)

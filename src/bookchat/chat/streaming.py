@@ -78,7 +78,7 @@ async def answer_events(
         raise
     except AppError as exc:
         await _store(sessionmaker, turn, "".join(parts), usage, model_name, MessageStatus.ERROR)
-        yield "error", {"code": exc.code, "message": exc.message}
+        yield "error", {"code": exc.code, "message": exc.public_message}
         return
     text = "".join(parts)
     read = await _store(sessionmaker, turn, text, usage, model_name, MessageStatus.COMPLETE)

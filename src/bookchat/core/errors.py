@@ -46,6 +46,12 @@ class AppError(Exception):
         self.headers = headers or {}
         super().__init__(self.message)
 
+    @property
+    def public_message(self) -> str:
+        """What a client is told: a 500's message is for the operator (a path, a setting
+        name), so clients get the generic one; every other status's message is for them."""
+        return INTERNAL_ERROR_MESSAGE if self.status_code == 500 else self.message
+
 
 class ValidationFailed(AppError):
     code, status_code, default_message = "validation_error", 400, "The request is not valid."
@@ -194,9 +200,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 status=exc.status_code,
                 error_type=type(exc).__name__,
             )
-        # A 500's message is for the operator (a path, a setting name): never for the client.
-        message = INTERNAL_ERROR_MESSAGE if exc.status_code == 500 else exc.message
-        return error_response(exc.status_code, exc.code, message, exc.details, exc.headers)
+        return error_response(
+            exc.status_code, exc.code, exc.public_message, exc.details, exc.headers
+        )
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
