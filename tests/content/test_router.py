@@ -221,6 +221,9 @@ class TestDocuments:
         assert detail["content"].startswith("# Walking")
         assert detail["chunk_count"] == len(detail["chunks"]) > 0
         assert updated.status_code == 200
+        assert (
+            "Both feet leave the ground." in updated.json()["content"]
+        )  # the new text, not the old
         assert updated.json()["page_url"] == "https://example.org/book/motion/walking"
         assert updated.json()["chunks"][-1]["page_url"].endswith("#running")
         assert search["results"][0]["page_url"] == "https://example.org/book/motion/walking#running"

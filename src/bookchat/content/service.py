@@ -158,8 +158,11 @@ class ContentService:
         parsed = parse_markdown(content, document.source_path, base_url, module or document.module)
         if parsed is None:
             raise ValidationFailed("The new content is a draft (draft: true); delete it instead.")
+        # The ingestor writes the book's two stores in its own order and transactions, under the
+        # lock it shares with jobs and the CLI. End this request's read transaction first (which
+        # also forgets what it loaded), so the answer below reads what was written.
+        await db.rollback()
         await self.ingestor.upsert_document(parsed)
-        db.expire_all()
         return await self.get_document(db, document_id)
 
     async def delete_document(self, document_id: uuid.UUID) -> None:
