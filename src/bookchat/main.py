@@ -36,6 +36,9 @@ from bookchat.web.router import router as web_router
 
 logger = structlog.get_logger(__name__)
 
+API_PREFIX = "/api/v1"
+API_ALIAS_PREFIX = "/api"  # the same routes for the seeds' clients, hidden from the schema
+
 # Requests that carry book files: limited by MAX_UPLOAD_BYTES instead of MAX_REQUEST_BYTES.
 UPLOAD_PATHS = ("/api/v1/content/ingest", "/api/content/ingest")
 
@@ -116,8 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     use_400_for_validation(app)
     api = api_router()
-    app.include_router(api, prefix="/api/v1")
-    app.include_router(api, prefix="/api", include_in_schema=False)
+    app.include_router(api, prefix=API_PREFIX)
+    app.include_router(api, prefix=API_ALIAS_PREFIX, include_in_schema=False)
     # The seeds' contracts at the root, kept for existing front ends.
     app.include_router(seed_chat_router)
     app.include_router(seed_health_router)
@@ -149,5 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.metrics_enabled:
-        app.add_middleware(MetricsMiddleware, metrics=metrics)
+        app.add_middleware(
+            MetricsMiddleware, metrics=metrics, prefixes=(API_PREFIX, API_ALIAS_PREFIX, "")
+        )
     return app

@@ -70,6 +70,8 @@ class TestMetricsEndpoint:
         async with app_factory(make_settings(sqlite_url)) as client:
             for _ in range(3):
                 await client.get(f"/api/v1/chat/history/{uuid.uuid4()}")
+            await client.get(f"/api/chat/history/{uuid.uuid4()}")  # the same route, aliased
+            await client.get("/health")  # the seed's route at the root
             await client.get("/no/such/page")
             text = (await client.get("/metrics")).text
 
@@ -82,6 +84,20 @@ class TestMetricsEndpoint:
                 status="404",
             )
             == 3
+        )
+        labels = {"method": "GET", "status": "404"}
+        assert (
+            value(
+                text,
+                "bookchat_http_requests_total",
+                route="/api/chat/history/{session_id}",
+                **labels,
+            )
+            == 1
+        )
+        assert (
+            value(text, "bookchat_http_requests_total", method="GET", route="/health", status="200")
+            == 1
         )
         assert (
             value(
