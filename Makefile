@@ -44,11 +44,11 @@ TEST_WORKERS ?= auto
 
 test: $(UV) ## Run the whole suite with coverage (fails under 85%)
 	$(UV) sync --locked
-	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
+	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
 
 test-fast: $(UV) ## The inner loop: no PostgreSQL, Redis, browser or server processes; no coverage
 	$(UV) sync --locked
-	$(UV) run --no-sync pytest -n $(TEST_WORKERS) -m "not slow and not postgres and not redis" $(PYTEST_ARGS)
+	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not postgres and not redis" $(PYTEST_ARGS)
 
 lint: $(UV) ## ruff and mypy
 	$(UV) sync --locked
