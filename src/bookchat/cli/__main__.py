@@ -1,0 +1,5 @@
+"""`python -m bookchat.cli`."""
+
+from bookchat.cli import app
+
+app()

@@ -1,0 +1,71 @@
+"""`bookchat create-admin`: create or promote an admin account."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from bookchat.cli.common import app, cli_settings, run_async
+from bookchat.core.config import Settings
+
+
+@app.command(name="create-admin")
+def create_admin(
+    email: Annotated[str, typer.Argument(help="The admin's email address.", show_default=False)],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from one line of stdin (no prompt)."
+        ),
+    ] = False,
+) -> None:
+    """Create an admin account, or make an existing account an admin (and set its password)."""
+    from bookchat.accounts.passwords import password_problem
+    from bookchat.accounts.schemas import valid_email
+
+    settings = cli_settings()
+    try:
+        address = valid_email(email)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(
+            "Password (empty keeps an existing account's password)",
+            default="",
+            show_default=False,
+            hide_input=True,
+            confirmation_prompt=True,
+        )
+    problem = password_problem(password, address) if password else None
+    if problem is not None:
+        typer.echo(f"Weak password: {problem}", err=True)
+        raise typer.Exit(code=1)
+    run_async(_create_admin(settings, address, password or None))
+
+
+async def _create_admin(settings: Settings, email: str, password: str | None) -> int:
+    from bookchat.accounts.service import ensure_admin
+    from bookchat.core.db import create_engine, create_sessionmaker
+
+    # The database only: opening the container would lock embedded Qdrant while a server runs.
+    # A weak or missing password is a ValidationFailed: run_async prints it and exits 1.
+    engine = create_engine(settings.database_url.get_secret_value())
+    try:
+        async with create_sessionmaker(engine)() as db:
+            result = await ensure_admin(db, email, password)
+    finally:
+        await engine.dispose()
+    if result.created:
+        typer.echo(f"Created the admin account {email}.")
+    elif result.was_admin:
+        change = "password updated" if result.password_set else "nothing changed"
+        typer.echo(f"{email} is already an admin; {change}.")
+    else:
+        change = " and its password updated" if result.password_set else ""
+        typer.echo(f"{email} is now an admin{change}.")
+    return 0
