@@ -165,7 +165,7 @@ def make_block(kind: str, lines: list[str]) -> Block:
     return Block(kind, lines, lines_tokens(lines))
 
 
-def _startsmake_block(line: str) -> bool:
+def _starts_block(line: str) -> bool:
     return bool(
         fence_opening(line)
         or HEADING_RE.match(line)
@@ -193,7 +193,7 @@ def _list_end(lines: list[str], start: int) -> int:
         if fence is not None and line[0] in " \t":
             index = fence_end(lines, index, fence)
             continue
-        if line[0] not in " \t" and not _LIST_ITEM_RE.match(line) and _startsmake_block(line):
+        if line[0] not in " \t" and not _LIST_ITEM_RE.match(line) and _starts_block(line):
             return index
         index += 1
     return index
@@ -203,7 +203,7 @@ def _paragraph_end(lines: list[str], start: int) -> int:
     index = start + 1
     while index < len(lines):
         line = lines[index]
-        if not line.strip() or _startsmake_block(line) or _LIST_ITEM_RE.match(line):
+        if not line.strip() or _starts_block(line) or _LIST_ITEM_RE.match(line):
             return index
         index += 1
     return index
