@@ -41,10 +41,6 @@ class ChatService:
     sessionmaker: async_sessionmaker[AsyncSession]
     cache: AnswerCache | None = None
 
-    def check_limits(self, request: ChatCreate) -> None:
-        """Limits that come from settings, so they cannot live in the static schema."""
-        turns.check_limits(self.settings, request)
-
     async def prepare(
         self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
     ) -> Turn:
@@ -71,10 +67,6 @@ class ChatService:
     ) -> ChatRead:
         """Store the answer (or what there is of it) and describe it."""
         return await turns.finish_turn(db, turn, text, usage=usage, model=model, status=status)
-
-    def not_covered(self) -> str:
-        """The answer when the book has nothing relevant to the question."""
-        return turns.not_covered(self.settings.book_title)
 
     async def answer(
         self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
