@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from bookchat.accounts.models import SkillLevel
 from bookchat.accounts.schemas import LanguageTag, ProfileText
 from bookchat.chapters.languages import Direction
+from bookchat.core.errors import VISIBLE_TEXT_PATTERN
 
 MAX_CONTENT_CHARS = 200_000
 _SOURCES = ("document_id", "source_path", "content")
@@ -37,7 +38,7 @@ class ChapterSource(BaseModel):
         default=None,
         min_length=1,
         max_length=MAX_CONTENT_CHARS,
-        pattern=r"\S",
+        pattern=VISIBLE_TEXT_PATTERN,
         description=(
             "Markdown to rewrite directly (at most 200,000 characters). Not cached: send a "
             "`document_id` or `source_path` for a chapter of the book."
@@ -70,7 +71,7 @@ class GeneratedRead(BaseModel):
 
 # At least one field that changes the chapter (blank text does not count).
 _SAYS_SOMETHING: list[JsonValue] = [
-    {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+    {"required": [name], "properties": {name: {"type": "string", "pattern": VISIBLE_TEXT_PATTERN}}}
     for name in ("software_level", "hardware_level", "background", "goals")
 ]
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from bookchat.chat.models import MessageRole, MessageStatus
+from bookchat.core.errors import VISIBLE_TEXT_PATTERN
 
 PAGE_CONTEXT_MAX = 2048
 FEEDBACK_COMMENT_MAX = 2000
@@ -27,7 +28,7 @@ class ChatCreate(BaseModel):
         min_length=1,
         # At least one visible character; the length limit (MAX_MESSAGE_CHARS, 2000 by default)
         # applies once trimmed and comes from settings, so the schema states the default.
-        pattern=r"\S",
+        pattern=VISIBLE_TEXT_PATTERN,
         json_schema_extra={"maxLength": 2000},
         description="The question: 1 to MAX_MESSAGE_CHARS (2000) characters once trimmed.",
     )

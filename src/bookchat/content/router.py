@@ -22,7 +22,12 @@ from bookchat.content.schemas import (
     SearchRead,
 )
 from bookchat.content.service import parse_uploads, resolve_docs_folder
-from bookchat.core.errors import Forbidden, PayloadTooLarge, ValidationFailed
+from bookchat.core.errors import (
+    VISIBLE_TEXT_PATTERN,
+    Forbidden,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from bookchat.core.openapi import MAX_OFFSET, error_responses
 from bookchat.dependencies import SessionDep, SettingsDep
 
@@ -148,7 +153,12 @@ async def search_content(
     q: Annotated[
         str,
         # At least one visible character: a blank query is refused.
-        Query(min_length=1, max_length=2000, pattern=r"\S", description="What to look for."),
+        Query(
+            min_length=1,
+            max_length=2000,
+            pattern=VISIBLE_TEXT_PATTERN,
+            description="What to look for.",
+        ),
     ],
     limit: Annotated[int, Query(ge=1, le=50)] = 5,
     module: Annotated[str | None, Query(max_length=500)] = None,

@@ -165,14 +165,20 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-# Fields that need "some visible text" say so with the pattern \S; a reader should not see it.
-_VISIBLE_TEXT_PATTERN = r"\S"
+# Fields that need "some visible text" (a message, a query) carry this pattern; a reader sees
+# "must not be empty or only spaces" instead of it. Plain `\S` would mean three things: the
+# OpenAPI schema is read with JavaScript's `\s`, pydantic checks with Rust's (Unicode
+# White_Space, which adds NEL) and the value is then trimmed with Python's `str.strip` (which
+# adds the separators U+001C-U+001F). Naming those characters and U+FEFF (JavaScript's own
+# addition) makes all three agree: a string the schema accepts is accepted and is not blank
+# once trimmed; one it refuses is refused.
+VISIBLE_TEXT_PATTERN = r"[^\s\x1c-\x1f\x85\ufeff]"
 
 
 def _readable(err: Mapping[str, Any]) -> str:
     if (
         err.get("type") == "string_pattern_mismatch"
-        and (err.get("ctx") or {}).get("pattern") == _VISIBLE_TEXT_PATTERN
+        and (err.get("ctx") or {}).get("pattern") == VISIBLE_TEXT_PATTERN
     ):
         return "must not be empty or only spaces"
     return str(err.get("msg", "")).removeprefix("Value error, ")
