@@ -97,9 +97,8 @@ def load_fastembed_model(
         raise error(f"{missing} and downloads are off; {advice}")
     if hub_offline():
         raise error(f"{missing} and HF_HUB_OFFLINE forbids downloading it; {advice}")
-    _download(
-        model_class, description, cache_dir, download_timeout, error, f"{missing} and", advice
-    )
+    logger.info("fastembed.downloading", model=name, cache_dir=cache_dir)
+    _download(model_class, description, cache_dir, download_timeout, error, missing, advice)
     cached = _load_cached(model_class, name, cache_dir)
     if cached is None:
         raise error(
