@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     """
     retrieval_max_unknown_share: float = Field(default=0.6, ge=0.0, le=1.0)
     """…and less than this share of that weight is in words the book never uses…"""
-    retrieval_min_dense_score: float = Field(default=0.3, ge=-1.0, le=1.0)
+    retrieval_min_dense_score: float = Field(default=0.35, ge=-1.0, le=1.0)
     """…or when its cosine similarity to the question reaches this (dense retrieval on;
     model-dependent)…
     """

@@ -145,23 +145,29 @@ class RelevanceGate:
     """Whether the book covers a question, judged on the best candidates; and which passages
     are worth giving to the model.
 
-    The book covers a question when a passage's dense similarity reaches `min_dense_score`
-    (dense retrieval on) or the cross-encoder scores one at least `min_rerank_score` (one
-    configured); else when less than `max_unknown` of the question's weight lies in words the
-    book never uses, and the best `pooled` passages together hold at least `min_coverage` of
-    it. Defaults measured on the project's question sets: see the README.
+    Lexically, the book covers a question when less than `max_unknown` of its weight lies in
+    words the book never uses and the best `pooled` passages together hold at least
+    `min_coverage` of it. With an embedder, a passage whose cosine similarity reaches
+    `min_dense_score` covers it on its own (paraphrases share no words), and the lexical rule
+    also needs `lexical_dense_ratio` of that similarity (common words alone are not enough).
+    A cross-encoder's score of at least `min_rerank_score` (one configured) covers it too.
+    Defaults measured on the project's question sets: see the README.
     """
 
     min_coverage: float = 0.25
     max_unknown: float = 0.6
-    min_dense_score: float = 0.3
+    min_dense_score: float = 0.35
     min_rerank_score: float | None = None
     pooled: int = 3
+    lexical_dense_ratio: float = 0.6
 
     def covers(self, query: Query, candidates: Sequence[Candidate]) -> bool:
         if any(self._vouched(c) for c in candidates):
             return True
         if not candidates or query.unknown >= self.max_unknown:
+            return False
+        dense = [c.dense for c in candidates if c.dense is not None]
+        if dense and max(dense) < self.lexical_dense_ratio * self.min_dense_score:
             return False
         held = frozenset().union(*(c.terms for c in candidates[: self.pooled]))
         return coverage(query.weights, held) >= self.min_coverage

@@ -32,14 +32,13 @@ logger = structlog.get_logger(__name__)
 class Reranker(Protocol):
     """Scores candidates for a question; the scores only need to order them.
 
-    `depth` is how many of the fused candidates it reorders (None: as many as are asked for, so
-    it changes their order but not which passages are returned)."""
+    `depth` is how many of the fused candidates it reorders for a question that asks for
+    `limit` (as many as asked: it changes their order, not which passages are returned)."""
 
     @property
     def name(self) -> str: ...
 
-    @property
-    def depth(self) -> int | None: ...
+    def depth(self, limit: int, *, dense: bool) -> int: ...
 
     async def score(self, query: Query, candidates: Sequence[Candidate]) -> list[float]: ...
 
@@ -59,7 +58,9 @@ class LexicalWeights:
     body: float = 1.0
     heading: float = 1.0
     definition: float = 0.1
-    # Only breaks ties: BM25's own order already put these candidates first.
+    # The cosine similarity to the question, when an embedder is configured.
+    dense: float = 4.0
+    # Only breaks ties: fusion's own order already put these candidates first.
     fusion: float = 0.01
 
 
@@ -89,13 +90,17 @@ def _defined_terms(text: str) -> frozenset[str]:
 @dataclass(frozen=True, slots=True)
 class LexicalReranker:
     """The offline reranker: IDF-weighted coverage of the question in the passage and in its
-    heading path, the question's phrases kept together, a definition of what is asked, and
-    the fused rank as a prior."""
+    heading path, a definition of what is asked, and the dense similarity when there is one.
+
+    Measured on textbook-a: with BM25 alone, reordering deeper than the passages asked for
+    brought in more wrong passages than right ones; with a dense similarity to go by, twice as
+    deep finds more."""
 
     weights: LexicalWeights = LexicalWeights()
     name: str = "lexical"
-    # Measured: reordering deeper than the top k brought more wrong passages in than right ones.
-    depth: int | None = None
+
+    def depth(self, limit: int, *, dense: bool) -> int:
+        return 2 * limit if dense else limit
 
     async def score(self, query: Query, candidates: Sequence[Candidate]) -> list[float]:
         return [self._score(query, candidate) for candidate in candidates]
@@ -109,6 +114,7 @@ class LexicalReranker:
             w.body * candidate.coverage
             + w.heading * heading
             + w.definition * defines
+            + w.dense * (candidate.dense or 0.0)
             + w.fusion / candidate.rank
         )
 
@@ -152,8 +158,8 @@ class CrossEncoderReranker:
             ) from None
         self.model = description.model
         self.name = f"cross-encoder:{self.model}"
-        # A cross-encoder reads each candidate whole: it can lift one BM25 ranked low.
-        self.depth: int | None = depth
+        # A cross-encoder reads each candidate whole: it can lift one fusion ranked low.
+        self._depth = depth
         self._encoder, source = load_fastembed_model(
             TextCrossEncoder,
             description,
@@ -166,6 +172,9 @@ class CrossEncoderReranker:
             advice=CROSS_ENCODER_ADVICE,
         )
         logger.info("rerank.model_loaded", model=self.model, source=source)
+
+    def depth(self, limit: int, *, dense: bool) -> int:
+        return max(limit, self._depth)
 
     def _score(self, question: str, passages: list[str]) -> list[float]:
         return [float(s) for s in self._encoder.rerank(question, passages)]

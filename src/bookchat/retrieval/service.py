@@ -152,7 +152,8 @@ class HybridRetriever:
             candidates=max(limit, self.candidates),
             module=module,
             document_id=document_id,
-            with_vectors=with_vectors and dense is not None,
+            # The dense similarity of each candidate informs both the reranker and the gate.
+            with_vectors=dense is not None,
         )
         statistics = await self.statistics.get()
         question = Query.of(query, content_terms(query), sparse.indices, statistics)
@@ -172,7 +173,7 @@ class HybridRetriever:
                 )
             )
         if self.reranker is not None and candidates:
-            depth = self.reranker.depth or limit
+            depth = self.reranker.depth(limit, dense=dense is not None)
             head, tail = candidates[:depth], candidates[depth:]
             for candidate, score in zip(
                 head, await self.reranker.score(question, head), strict=True
