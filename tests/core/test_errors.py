@@ -18,7 +18,7 @@ from bookchat.core.errors import (
 )
 from bookchat.providers.embeddings import EmbedderUnavailable
 from bookchat.providers.factory import ProviderConfigError
-from bookchat.retrieval.evaluation import QuestionFileError
+from bookchat.evaluation.questions import QuestionFileError
 from bookchat.retrieval.index import IndexLocked, IndexMismatch, IndexUnreachable
 from bookchat.serverless import ServerlessConfigError
 
