@@ -386,6 +386,40 @@ class TestBookCommands:
         ]
         assert scores["setup"]["documents"] == 11  # the draft is left out
 
+    def test_eval_exits_1_when_a_requirement_is_not_met(
+        self, book_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        questions = tmp_path / "questions.jsonl"
+        questions.write_text(
+            '{"id": "1", "question": "What is the zero moment point?",'
+            ' "pages": ["02-motion/walking.md"]}\n'
+            '{"id": "2", "question": "What is the capital of France?", "pages": []}\n'
+        )
+        docs = ["--docs", str(MINI_BOOK)]
+
+        result = runner.invoke(
+            app,
+            [
+                "eval", str(questions), *docs,
+                "--require", "off_topic_refused>=1",
+                "--require", "answerable_refused<=0",
+                "--require", "hit_at_1>=1.5",
+                "--require", "selections_isolated>=1",
+            ],
+        )  # fmt: skip
+        typo = runner.invoke(app, ["eval", str(questions), *docs, "--require", "hit@1>=0.8"])
+        unknown = runner.invoke(app, ["eval", str(questions), *docs, "--require", "recall>=1"])
+
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-3:] == [
+            "Requirements not met:",
+            "  hit_at_1>=1.5: measured 1.000",
+            "  selections_isolated>=1: not measured by this question set",
+        ]
+        assert typo.exit_code == unknown.exit_code == 2
+        assert "'hit@1>=0.8' is not METRIC>=NUMBER or METRIC<=NUMBER" in typo.output
+        assert "unknown metric 'recall'; one of: hit_at_1, hit_at_k, mrr," in unknown.output
+
     def test_eval_rejects_a_malformed_question_file(
         self, book_env: dict[str, str], tmp_path: Path
     ) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 
 from bookchat.cli.common import app, cli_settings, run_async
 from bookchat.core.config import Settings
+
+if TYPE_CHECKING:
+    from bookchat.evaluation.report import Requirement
 
 
 @app.command()
@@ -194,22 +197,43 @@ def evaluate(
     ] = "https://example.org/book",
     k: Annotated[int, typer.Option(min=1, max=50, help="Cut-off for hit@k.")] = 5,
     output: Annotated[Path | None, typer.Option(help="Also write the scores as JSON here.")] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Exit 1 unless METRIC>=N or METRIC<=N holds (repeatable), e.g. "
+            "off_topic_refused>=0.95 or answerable_refused<=0.03; rates are 0..1.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure retrieval (hit@1, hit@k, MRR per mode) and the answers readers get (refusals,
     citations, selections, latency) on a question set, in a scratch store."""
+    from bookchat.evaluation.report import Requirement
+
     if not docs.is_dir():
         typer.echo(f"{docs} is not a folder.", err=True)
         raise typer.Exit(code=2)
-    run_async(_evaluate(cli_settings(), questions, docs, base_url, k, output))
+    try:
+        requirements = [Requirement.parse(text) for text in require or ()]
+    except ValueError as exc:
+        typer.echo(f"--require: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    run_async(_evaluate(cli_settings(), questions, docs, base_url, k, output, requirements))
 
 
 async def _evaluate(
-    settings: Settings, questions_file: Path, docs: Path, base_url: str, k: int, output: Path | None
+    settings: Settings,
+    questions_file: Path,
+    docs: Path,
+    base_url: str,
+    k: int,
+    output: Path | None,
+    requirements: list[Requirement],
 ) -> int:
     import json
 
     from bookchat.evaluation.questions import load_questions
-    from bookchat.evaluation.report import render
+    from bookchat.evaluation.report import render, unmet
     from bookchat.evaluation.run import run_evaluation
 
     questions = load_questions(questions_file)
@@ -221,4 +245,8 @@ async def _evaluate(
     if output is not None:
         text = json.dumps(evaluation.json(), indent=2, ensure_ascii=False) + "\n"
         await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+    failed = unmet(evaluation, requirements)
+    if failed:
+        typer.echo("\nRequirements not met:\n" + "\n".join(f"  {f}" for f in failed), err=True)
+        return 1
     return 0

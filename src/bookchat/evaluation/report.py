@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -172,6 +173,7 @@ def render(evaluation: Evaluation) -> list[str]:
     setup, a = evaluation.setup, evaluation.answers
     ranked = evaluation.retrieval[0].questions if evaluation.retrieval else 0
     lines = [
+        f"{setup.questions_file} on {setup.docs}",
         f"Ingested {setup.documents} documents, {setup.chunks} chunks in "
         f"{setup.ingest_seconds:.2f} s; {setup.questions} questions; retrieval {setup.retrieval}"
         f" (embedder: {setup.embedder or 'none'}); model {setup.model}",
@@ -210,3 +212,54 @@ def render(evaluation: Evaluation) -> list[str]:
         if len(listed) > LISTED_PROBLEMS:
             lines.append(f"  ... and {len(listed) - LISTED_PROBLEMS} more (see --output)")
     return lines
+
+
+_REQUIREMENT = re.compile(r"^\s*([a-z_0-9]+)\s*(>=|<=)\s*([0-9.]+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """`name>=value` or `name<=value` on one number of the run (a rate for the tallies)."""
+
+    metric: str
+    at_least: bool
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Requirement:
+        match = _REQUIREMENT.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not METRIC>=NUMBER or METRIC<=NUMBER")
+        name, operator, value = match.groups()
+        if name not in metric_names():
+            raise ValueError(f"unknown metric {name!r}; one of: {', '.join(metric_names())}")
+        return cls(name, operator == ">=", float(value))
+
+    def __str__(self) -> str:
+        return f"{self.metric}{'>=' if self.at_least else '<='}{self.value:g}"
+
+
+def metric_names() -> list[str]:
+    answers = [f.name for f in fields(AnswerScores) if f.name != "questions"]
+    return ["hit_at_1", "hit_at_k", "mrr", *answers]
+
+
+def metric(evaluation: Evaluation, name: str) -> float | None:
+    """One number of the run: retrieval figures are those of the mode the chat path uses."""
+    if name in ("hit_at_1", "hit_at_k", "mrr"):
+        used = [s for s in evaluation.retrieval if s.mode == evaluation.setup.retrieval]
+        return float(getattr(used[0], name)) if used else None
+    value = getattr(evaluation.answers, name)
+    return value.rate if isinstance(value, Tally) else value
+
+
+def unmet(evaluation: Evaluation, requirements: Sequence[Requirement]) -> list[str]:
+    """The requirements the run does not meet, in words (a number not measured fails)."""
+    failed = []
+    for requirement in requirements:
+        value = metric(evaluation, requirement.metric)
+        if value is None:
+            failed.append(f"{requirement}: not measured by this question set")
+        elif (value < requirement.value) if requirement.at_least else (value > requirement.value):
+            failed.append(f"{requirement}: measured {value:.3f}")
+    return failed
