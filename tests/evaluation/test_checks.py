@@ -10,7 +10,6 @@ import pytest
 
 from bookchat.chat.citations import snippet
 from bookchat.chat.schemas import ChatMode, ChatRead, Citation, UsageRead
-from bookchat.evaluation.answers import AnswerResult
 from bookchat.evaluation.checks import (
     BookText,
     Passage,
@@ -18,8 +17,6 @@ from bookchat.evaluation.checks import (
     normalise,
     says_selection_does_not_answer,
 )
-from bookchat.evaluation.questions import Category
-from bookchat.evaluation.report import Tally, score_answers
 
 DANCE = (
     "A forager that found nectar performs a **waggle dance** on the comb. The angle of the "
@@ -218,6 +215,7 @@ class TestSelections:
             "I can't answer that from the selection. [1]",
             "Nothing in the passage you selected answers this.",
             "That isn't covered by the selected passage.",
+            "This passage doesn't say when the swarm leaves.",
         ],
     )
     def test_saying_the_selection_does_not_answer_is_a_refusal(self, response: str) -> None:
@@ -250,65 +248,3 @@ def test_normalise_drops_markup_and_spacing_on_both_sides() -> None:
     assert normalise(markdown) == (
         'the waggle dance uses angle_of_sun; see the comb and bees. x = 1 read "slowly".'
     )
-
-
-def result(
-    category: Category,
-    *,
-    refused: bool,
-    latency_ms: int = 10,
-    problems: tuple[str, ...] = (),
-    shown: tuple[int, ...] = (1,),
-    gap: str | None = None,
-    page: bool | None = None,
-    isolation: tuple[str, ...] = (),
-) -> AnswerResult:
-    must_refuse = category in ("off_topic", "topic_switch", "selection_refuses")
-    return AnswerResult(
-        id=f"{category}-{uuid.uuid4().hex[:4]}",
-        category=category,
-        must_refuse=must_refuse,
-        refused=refused,
-        mode="no_context" if refused and not category.startswith("selection") else "rag",
-        model="extractive",
-        latency_ms=latency_ms,
-        shown=() if refused else shown,
-        expected_page_cited=page,
-        citation_problems=problems,
-        gap=gap,
-        isolation_problems=isolation,
-        response="…",
-    )
-
-
-def test_the_totals() -> None:
-    results = [
-        result("answerable", refused=False, page=True, latency_ms=10),
-        result("answerable", refused=False, page=False, gap="shows [2] without [1]"),
-        result("answerable", refused=True, latency_ms=30),
-        result("follow_up", refused=False, page=True, problems=("[3] names no citation",)),
-        result("off_topic", refused=True, latency_ms=2),
-        result("off_topic", refused=False, shown=()),
-        result("topic_switch", refused=False),
-        result("topic_switch", refused=True),
-        result("selection_answers", refused=False, isolation=("shows a book passage",)),
-        result("selection_refuses", refused=True),
-    ]
-    scores = score_answers(results)
-    # 4 refusals, 3 of them expected; 5 questions to refuse, 3 refused.
-    assert scores.refusal_precision == pytest.approx(3 / 4)
-    assert scores.refusal_recall == pytest.approx(3 / 5)
-    assert scores.answerable_refused == Tally(1, 4)
-    assert scores.follow_ups_refused == Tally(0, 1)
-    assert scores.off_topic_refused == Tally(2, 4)
-    assert scores.topic_switches_refused == Tally(1, 2)
-    assert scores.selections_declined == Tally(0, 1)
-    assert scores.selections_refused == Tally(1, 1)
-    # Answers from sources: everything not `no_context` (the refused selection counts too).
-    assert scores.citations_valid == Tally(6, 7)
-    assert scores.citation_gaps == Tally(1, 7)
-    assert scores.uncited == Tally(1, 6)
-    assert scores.selections_isolated == Tally(1, 2)
-    assert scores.expected_page_cited == Tally(2, 3)
-    assert scores.latency_p50_ms == 10
-    assert scores.latency_p95_ms == 30

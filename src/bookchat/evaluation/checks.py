@@ -108,22 +108,24 @@ class MarkerRun:
     text: str
 
 
-def marker_runs(response: str) -> tuple[list[MarkerRun], str]:
-    """The answer cut at its citation markers, and the text after the last one."""
+def marker_runs(response: str) -> list[MarkerRun]:
+    """The answer cut at its citation markers (text after the last one is not in any run)."""
     runs = []
     start = 0
     for match in _MARKER_RUN.finditer(response):
         numbers = tuple(int(n) for n in re.findall(r"\d+", match.group(0)))
         runs.append(MarkerRun(numbers, response[start : match.start()]))
         start = match.end()
-    return runs, response[start:]
+    return runs
 
 
 def shown_numbers(response: str) -> list[int]:
     """The citation numbers in the answer, in order of first appearance."""
     shown: list[int] = []
-    for run in marker_runs(response)[0]:
-        shown.extend(n for n in run.numbers if n not in shown)
+    for run in marker_runs(response):
+        for number in run.numbers:
+            if number not in shown:
+                shown.append(number)
     return shown
 
 
@@ -144,7 +146,7 @@ def gap(shown: Iterable[int]) -> str | None:
 
 _SELECTION_WORD = re.compile(
     r"\b(?:selection|selected (?:text|passage|lines?|paragraphs?)|highlighted (?:text|passage)"
-    r"|(?:text|passage) you (?:selected|highlighted))\b",
+    r"|(?:text|passage) you (?:selected|highlighted)|(?:this|the) (?:passage|excerpt))\b",
     re.IGNORECASE,
 )
 _NEGATION = re.compile(
@@ -232,7 +234,7 @@ def _unquoted(response: str, given: Mapping[int, Sequence[Passage]]) -> list[str
     """The offline answerer only quotes: every piece of text before a marker must be in one of
     the passages that marker run names."""
     problems = []
-    for run in marker_runs(response)[0]:
+    for run in marker_runs(response):
         passages = [p for number in run.numbers for p in given.get(number, ())]
         if not passages:
             continue  # reported already: the citation is not a given source

@@ -152,19 +152,18 @@ def _ratio(value: float | None) -> str:
     return f"{value:9.3f}" if value is not None else f"{'-':>9}"
 
 
-def problems(result: AnswerResult) -> list[str]:
-    """What went differently from what the question file expects, in words."""
-    found = []
+def problems(result: AnswerResult) -> list[tuple[int, str]]:
+    """What went differently from what the question file expects, in words, each with its
+    rank in the table: what misleads a reader first, then refusals, pages and numbering."""
+    found = [(0, problem) for problem in (*result.citation_problems, *result.isolation_problems)]
     if result.must_refuse and not result.refused:
-        found.append(f"answered ({result.mode}), should refuse")
+        found.append((1, f"answered ({result.mode}), should refuse"))
     if not result.must_refuse and result.refused:
-        found.append(f"refused ({result.mode}), should answer")
+        found.append((2, f"refused ({result.mode}), should answer"))
     if result.expected_page_cited is False:
-        found.append("cites no expected page")
-    found.extend(result.citation_problems)
+        found.append((3, "cites no expected page"))
     if result.gap:
-        found.append(result.gap)
-    found.extend(result.isolation_problems)
+        found.append((4, result.gap))
     return found
 
 
@@ -205,7 +204,8 @@ def render(evaluation: Evaluation) -> list[str]:
         f"  expected page cited      {_rate(a.expected_page_cited)}   answerable, answered",
         f"  latency p50 / p95        {latency:>16}   server time",
     ]
-    listed = [(r.id, p) for r in evaluation.results for p in problems(r)]
+    ranked_problems = [(rank, r.id, p) for r in evaluation.results for rank, p in problems(r)]
+    listed = [(qid, what) for _, qid, what in sorted(ranked_problems, key=lambda p: p[0])]
     if listed:
         lines += ["", "Not as expected:"]
         lines += [f"  {qid}: {what}" for qid, what in listed[:LISTED_PROBLEMS]]
