@@ -25,8 +25,7 @@ def filler(topic: str, sentences: int) -> str:
     verbs = ["shapes", "limits", "guides", "changes", "explains", "affects"]
     things = ["latency", "reliability", "the design", "each node", "the robot", "the graph"]
     return " ".join(
-        f"In practice {topic} {verbs[i % len(verbs)]} {things[(i * 5) % len(things)]} "
-        f"in step {i}."
+        f"In practice {topic} {verbs[i % len(verbs)]} {things[(i * 5) % len(things)]} in step {i}."
         for i in range(sentences)
     )
 
@@ -52,7 +51,7 @@ def write_book(root: Path) -> Path:
     (root / "sim" / "worlds.md").write_text(
         "# Simulation Worlds\n\n"
         "Gazebo loads a world file that places models on a ground plane.\n\n"
-        "```xml\n<world name=\"kitchen\">\n  <model name=\"cup\"><pose>0 0 1 0 0 0</pose>"
+        '```xml\n<world name="kitchen">\n  <model name="cup"><pose>0 0 1 0 0 0</pose>'
         "</model>\n</world>\n```\n\n" + filler("the world file", 30) + "\n",
         encoding="utf-8",
     )
@@ -138,7 +137,7 @@ class TestReranker:
     ) -> None:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         settings = Settings(
-            reranker="cross-encoder",  # type: ignore[arg-type]
+            reranker="cross-encoder",
             fastembed_cache_dir=str(tmp_path / "models"),
         )
         with capture_logs() as logs:
@@ -150,7 +149,7 @@ class TestReranker:
 
     async def test_a_model_path_that_is_not_a_folder_is_named(self, tmp_path: Path) -> None:
         settings = Settings(
-            reranker="cross-encoder",  # type: ignore[arg-type]
+            reranker="cross-encoder",
             rerank_model_path=str(tmp_path / "missing"),
         )
         with capture_logs() as logs:
@@ -159,4 +158,4 @@ class TestReranker:
         assert "RERANK_MODEL_PATH" in warning["reason"]
 
     async def test_none_keeps_fusion_order(self) -> None:
-        assert await build_reranker(Settings(reranker="none")) is None  # type: ignore[arg-type]
+        assert await build_reranker(Settings(reranker="none")) is None
