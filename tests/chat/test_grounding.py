@@ -68,6 +68,19 @@ class TestSources:
         assert sources[0] == (1, "Messaging > Publishers and subscribers")
         assert "A publisher sends messages on a named topic" in sent.texts("source")[0]
 
+    async def test_a_passage_under_the_page_title_cites_the_page(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        # Docusaurus gives the page title (the h1) no id: a `#mini-book` link would land nowhere.
+        async with app_factory(await book_settings(sqlite_url)) as client:
+            body = (
+                await client.post("/chat", json={"message": "What is the tiny book for?"})
+            ).json()
+
+        [citation] = [c for c in body["citations"] if c["title"] == "Mini Book"]
+        assert citation["section"] is None
+        assert citation["page_url"] == "https://example.org/book/"
+
     async def test_markers_become_citations_and_unknown_ones_vanish(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
