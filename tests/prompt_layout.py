@@ -64,6 +64,12 @@ def read_layout(content: str) -> Layout:
     return Layout(token, blocks, "".join(outside))
 
 
+def question_of(content: str) -> str:
+    """The question block of a chat prompt's user message, or the whole message when it has no
+    blocks (a prompt the chat did not write)."""
+    return read_layout(content).question if _OPENING_RE.search(content) else content
+
+
 def sent_prompt(fake: FakeOpenAIServer, call: int = -1) -> tuple[str, Layout]:
     """The system message and the read user message of one call the fake model received."""
     messages = fake.chat_requests()[call]["messages"]
