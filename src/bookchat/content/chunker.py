@@ -187,7 +187,8 @@ def chunk_document(
     overlap_tokens: int = 50,
     max_tokens: int = 480,
 ) -> list[TextChunk]:
-    """Split a Markdown body into heading-aware chunks of about `target_tokens` tokens.
+    """Split a Markdown body into heading-aware chunks of about `target_tokens` tokens, as
+    `markdown.estimate_tokens` counts them (`planning.ChunkPlanner` fits them to an embedder).
 
     Blocks (code fences, tables, admonitions) stay whole unless one alone exceeds
     `max_tokens`; then it is split at line boundaries into valid Markdown pieces (fences
