@@ -11,6 +11,7 @@ from bookchat.chat.models import ChatSession, Message, MessageRole
 from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.factories import QUESTION, book_settings, post_chat, stored
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.prompt_layout import sent_prompt
 
 FOLLOW_UP = "And who receives them?"
 IN_ORDER = (Message.created_at, Message.id)
@@ -63,11 +64,11 @@ class TestChatContract:
             )
 
         assert second.json()["session_id"] == first["session_id"]
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        assert [(m["role"], m["content"]) for m in sent[1:]] == [
-            ("user", QUESTION),
+        _, sent = sent_prompt(fake_openai)
+        assert [(b.name, b.text) for b in sent.blocks if b.name != "source"] == [
+            ("reader", QUESTION),
             ("assistant", f"Fake answer to: {QUESTION}"),
-            ("user", FOLLOW_UP),
+            ("question", FOLLOW_UP),
         ]
         assert len(await stored(database_url, ChatSession)) == 1
 
@@ -101,7 +102,7 @@ class TestChatContract:
         sessions = await stored(database_url, ChatSession)
         assert [str(s.id) for s in sessions] == [response.json()["session_id"]]
         # The model saw no history: a new session starts clean.
-        assert len(fake_openai.chat_requests()[-1]["messages"]) == 2
+        assert sent_prompt(fake_openai)[1].conversation == [QUESTION]
 
 
 class TestPrompt:
@@ -119,7 +120,9 @@ class TestPrompt:
         request = fake_openai.chat_requests()[-1]
         system = request["messages"][0]
         assert system["role"] == "system"
-        assert '"Robots for Poets"' in system["content"]
+        assert system["content"].startswith(
+            'You are the teaching assistant of the textbook "Robots for Poets".'
+        )
         assert "Answer only from the numbered sources" in system["content"]
         assert request["temperature"] == pytest.approx(0.2)
         assert request["model"] == "gpt-4o-mini"
@@ -141,16 +144,16 @@ class TestPrompt:
                 session_id = body["session_id"]
                 assert body["mode"] == "rag"
 
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        assert sent[0]["role"] == "system"
-        history = [m["content"] for m in sent[1:-1]]
+        _, sent = sent_prompt(fake_openai)
         # Turns 0-5 stored 12 messages; the last 10 start at turn 1's question.
-        assert history == [
-            text
-            for turn in range(1, 6)
-            for text in (f"{QUESTION} ({turn})", f"Fake answer to: {QUESTION} ({turn})")
+        assert sent.conversation == [
+            *(
+                text
+                for turn in range(1, 6)
+                for text in (f"{QUESTION} ({turn})", f"Fake answer to: {QUESTION} ({turn})")
+            ),
+            f"{QUESTION} (6)",
         ]
-        assert sent[-1] == {"role": "user", "content": f"{QUESTION} (6)"}
 
     async def test_history_setting_is_honoured(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -168,8 +171,7 @@ class TestPrompt:
                 ).json()
                 session_id = body["session_id"]
 
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        assert [m["content"] for m in sent[1:]] == ["q1", "Fake answer to: q1", "q2"]
+        assert sent_prompt(fake_openai)[1].conversation == ["q1", "Fake answer to: q1", "q2"]
 
     async def test_selected_text_is_the_only_context(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -192,13 +194,14 @@ class TestPrompt:
         assert body["mode"] == "selected_text"
         assert body["citations"][0]["title"] == "Selected text"
         assert body["citations"][0]["page_url"] == "https://example.org/book/urdf"
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        # No history: the system prompt with the selection, then the question.
-        assert [m["role"] for m in sent] == ["system", "user"]
-        assert selection in sent[0]["content"]
-        assert "solely from the selected text" in sent[0]["content"]
-        assert "publisher" not in sent[0]["content"].lower()
-        assert sent[1]["content"] == "Explain this"
+        system, sent = sent_prompt(fake_openai)
+        # No history and no passage: the selection, then the question.
+        assert "solely from the selected text" in system
+        assert [(b.name, b.text) for b in sent.blocks] == [
+            ("selection", selection),
+            ("question", "Explain this"),
+        ]
+        assert "publisher" not in sent.outside.lower()
         messages = await stored(database_url, Message, order_by=IN_ORDER)
         assert messages[2].selected_text == selection
         assert messages[2].page_context == "https://example.org/book/urdf"
@@ -379,7 +382,7 @@ class TestModelFailures:
 
         assert failed.status_code == 503
         assert third.status_code == 200
-        history = [m["content"] for m in fake_openai.chat_requests()[-1]["messages"][1:]]
+        history = sent_prompt(fake_openai)[1].conversation
         assert history == [QUESTION, f"Fake answer to: {QUESTION}", "Second", "Third"]
 
     async def test_sdk_retries_are_used(

@@ -8,6 +8,7 @@ import asyncio
 import re
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.prompt_layout import sent_prompt
 from tests.web.conftest import (
     CHAPTER,
     HOSTILE_ANSWER,
@@ -138,10 +139,10 @@ class TestConversation:
             stored = await history(base, page)
             assert stored["messages"][0]["selected_text"] == selected
             assert stored["messages"][1]["mode"] == "selected_text"
-            prompt = fake_openai.chat_requests()[-1]["messages"]
-            assert selected in prompt[0]["content"]
-            assert "Sources:" not in prompt[0]["content"]  # no retrieved passages
-            assert [m["role"] for m in prompt] == ["system", "user"]
+            _, prompt = sent_prompt(fake_openai)
+            # The selection and the question, no retrieved passage.
+            assert [b.name for b in prompt.blocks] == ["selection", "question"]
+            assert prompt.texts("selection") == [selected]
 
             # Outside the chapter's text (the top bar), no bubble.
             await page.locator(".tag").click(click_count=3)
