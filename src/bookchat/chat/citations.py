@@ -9,10 +9,10 @@ the others (`cited: false`) numbered after them.
 `Renumbering` does this as the text arrives, for the stream's tokens, and `resolve_citations`
 runs the same code over a whole answer, so a streamed answer and a stored one are the same
 text. It holds back only what the next piece could change: an unfinished `[...` that can still
-become a marker (at most `MARKER_MAX_CHARS`), a run of backticks that may not be complete, and
-whitespace, which is invisible until something follows it (and goes with a removed marker, or
-ends the answer). Renumbering a renumbered answer with its renumbered sources changes nothing,
-which is what lets the answer cache replay an answer exactly.
+become a marker (at most `MARKER_MAX_CHARS`), a run of backticks (or of tildes opening a line)
+that may go on, and whitespace, which is invisible until something follows it (and goes with
+a removed marker, or ends the answer). Renumbering a renumbered answer with its renumbered
+sources changes nothing, which is what lets the answer cache replay an answer exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bookchat.chat.schemas import Citation, Passage
 from bookchat.providers.base import Source
 
 SNIPPET_CHARS = 300
-# Longer than any marker a model writes (`[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]` is 32): a `[` that
+# Longer than any marker a model writes (`[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]` is 31): a `[` that
 # is still open after this many characters is text, so the stream never holds more.
 MARKER_MAX_CHARS = 64
 _MARKER = re.compile(r"\[(\d{1,3}(?:[ \t]*,[ \t]*\d{1,3})*)\]")
