@@ -9,7 +9,18 @@ import pytest
 
 from bookchat.chat.models import ChatSession, Message, MessageRole
 from tests.conftest import AppFactory, make_settings, openai_settings
-from tests.factories import QUESTION, book_settings, post_chat, stored
+from tests.factories import (
+    CITING_SHOWN,
+    PUBLISHERS_BOOK,
+    QUESTION,
+    ask,
+    book_settings,
+    citing_reply,
+    heading,
+    post_chat,
+    sources_sent,
+    stored,
+)
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.prompt_layout import sent_prompt
 
@@ -205,6 +216,59 @@ class TestPrompt:
         messages = await stored(database_url, Message, order_by=IN_ORDER)
         assert messages[2].selected_text == selection
         assert messages[2].page_context == "https://example.org/book/urdf"
+
+
+class TestCitations:
+    """What the reader sees of the model's `[n]` markers: no gaps, numbered in order of use."""
+
+    async def test_cited_sources_are_numbered_in_order_of_first_use(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = citing_reply
+        settings = await book_settings(
+            database_url, PUBLISHERS_BOOK, **openai_settings(fake_openai)
+        )
+        async with app_factory(settings) as client:
+            body = await ask(client)
+            history = await client.get(f"/api/v1/chat/history/{body['session_id']}")
+
+        given = sources_sent(fake_openai.chat_requests()[-1])  # the model's [1]..[5]
+        assert len(given) == 5
+        assert body["response"] == CITING_SHOWN
+        assert [(c["index"], heading(c), c["cited"]) for c in body["citations"]] == [
+            (1, given[2], True),
+            (2, given[0], True),
+            (3, given[1], False),
+            (4, given[3], False),
+            (5, given[4], False),
+        ]
+        [reply] = await stored(database_url, Message, role=MessageRole.ASSISTANT)
+        assert (reply.content, reply.citations) == (body["response"], body["citations"])
+        answer = history.json()["messages"][1]
+        assert (answer["content"], answer["citations"]) == (body["response"], body["citations"])
+
+    async def test_a_selection_is_the_one_source(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = citing_reply
+        async with app_factory(make_settings(sqlite_url, **openai_settings(fake_openai))) as client:
+            body = await ask(client, "Explain this", selected_text="Nodes talk over topics.")
+
+        assert body["response"] == "A. B [1]. C."
+        assert [(c["index"], c["title"], c["cited"]) for c in body["citations"]] == [
+            (1, "Selected text", True)
+        ]
+
+    async def test_a_question_the_book_does_not_cover_cites_nothing(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            body = await ask(client, "What is the capital of France?")
+
+        assert body["mode"] == "no_context"
+        assert body["citations"] == []
+        assert "[" not in body["response"]
 
 
 class TestOfflineAnswers:
