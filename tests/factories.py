@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
 from tests.conftest import MINI_BOOK, REWRITE_MARKER, ingest_book, make_settings
+from tests.prompt_layout import read_layout
 
 PASSWORD = "correct horse battery"
 QUESTION = "How does a publisher send messages?"
@@ -143,7 +143,9 @@ def citing_reply(request: dict[str, Any]) -> str:
 
 def sources_sent(request: dict[str, Any]) -> list[str]:
     """The headings of the numbered sources a chat request gave the model, in its numbering."""
-    return re.findall(r"^\[\d+\] (.+)$", request["messages"][0]["content"], flags=re.MULTILINE)
+    layout = read_layout(request["messages"][1]["content"])
+    numbered = sorted((b.number, b.text) for b in layout.blocks if b.name == "source" and b.number)
+    return [text.split("\n", 1)[0] for _, text in numbered]
 
 
 def heading(citation: dict[str, Any]) -> str:
