@@ -41,7 +41,7 @@ The command `ros2 topic list` prints the topics of the running graph.
 """
 PUBLISHER_CODE = """### Writing a publisher
 
-To create a publisher, call `create_publisher` in the node's constructor:
+A publisher belongs to a node. To create one, call `create_publisher` in the node's constructor:
 
 ```python
 self.pub = self.create_publisher(String, "chatter", 10)
@@ -94,6 +94,27 @@ class TestBookAnswers:
         assert text.startswith(
             "A topic is a named bus over which nodes exchange messages of one type. [1]"
         )
+
+    def test_a_definition_starts_with_what_it_defines(self) -> None:
+        chapter = source(
+            "In a ROS 2 system a VLA is usually one node among many. A VLA is a model that "
+            "turns camera images and an instruction into robot actions."
+        )
+        text = answer("What is a VLA?", chapter)
+        assert text.startswith("A VLA is a model that turns camera images")
+
+    def test_a_sentence_that_asks_in_order_to_define_is_quoted(self) -> None:
+        chapter = source(
+            "## Forward and Inverse Kinematics\n\nForward kinematics asks: given all joint "
+            "angles, where is each part of the robot? Inverse kinematics asks the reverse: which "
+            "joint angles put the hand at a desired pose? Why does this matter for humanoids?"
+        )
+        text = answer("What is inverse kinematics?", chapter)
+        assert text.startswith(
+            "Inverse kinematics asks the reverse: which joint angles put the hand at a desired "
+            "pose? [1]"
+        )
+        assert "Why does this matter" not in text
 
     def test_a_defining_sentence_counts_without_the_exact_word(self) -> None:
         top = source(
@@ -168,7 +189,8 @@ class TestBookAnswers:
     def test_how_to_questions_get_the_whole_code_block(self) -> None:
         text = answer("How do I create a publisher?", source(PUBLISHER_CODE))
         assert text == (
-            "To create a publisher, call create_publisher in the node's constructor: [1]\n\n"
+            "A publisher belongs to a node. [1] "
+            "To create one, call create_publisher in the node's constructor: [1]\n\n"
             '```python\nself.pub = self.create_publisher(String, "chatter", 10)\n'
             "self.timer = self.create_timer(0.5, self.on_timer)\n```\n[1]"
         )

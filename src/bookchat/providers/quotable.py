@@ -57,6 +57,11 @@ _PSEUDO_HEADING = re.compile(r"^\s*(\*\*|__)[^*_]+\1:?\s*$")
 _MDX_STATEMENT = re.compile(r"^(?:import|export)\s")
 _TABLE_DELIMITER = re.compile(r"^[\s|:-]+$")
 
+_INTERROGATIVE = re.compile(
+    r"^(?:what|which|who|whom|whose|why|how|when|where|is|are|was|were|do|does|did|can|could|"
+    r"should|would|will|shall|may|might|must|have|has|had)\b",
+    re.IGNORECASE,
+)
 _SENTENCE_GAP = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[A-Z0-9])")
 # fmt: off
 _ABBREVIATIONS = frozenset([
@@ -81,13 +86,14 @@ class Sentence:
 
 @dataclass(frozen=True, slots=True)
 class CodeBlock:
-    """A whole fenced code block, and the sentence just before it in the same section."""
+    """A whole fenced code block, and the paragraph just before it that introduces it (its
+    first and last quotable sentences)."""
 
     code: str
     language: str
     position: int
     section: str | None
-    lead: Sentence | None
+    lead: tuple[Sentence, ...] = ()
 
     @property
     def markdown(self) -> str:
@@ -150,7 +156,8 @@ class _Reader:
             [(7, section, _is_skipped(section))] if section else []
         )
         self.section_start = True
-        self.last: Sentence | None = None  # the previous sentence in this section
+        # The quotable sentences of the block just read, when it was a paragraph.
+        self.paragraph: list[Sentence] = []
 
     @property
     def section(self) -> str | None:
@@ -165,10 +172,12 @@ class _Reader:
             self._block(block)
 
     def _block(self, block: Block) -> None:
+        paragraph = self.paragraph
+        self.paragraph = []
         if block.kind == "heading":
             self._heading(block.level, visible(block.title))
         elif block.kind == "fence":
-            self._fence(block.lines)
+            self._fence(block.lines, lead=(*paragraph[:1], *paragraph[1:][-1:]))
         elif block.kind == "table":
             for row in block.lines:
                 if not _TABLE_DELIMITER.match(row):
@@ -185,7 +194,7 @@ class _Reader:
         elif _PSEUDO_HEADING.match(" ".join(block.lines)):
             self._heading(7, visible(" ".join(block.lines)).rstrip(":"))
         elif not _MDX_STATEMENT.match(block.lines[0]):
-            self._prose(visible(" ".join(block.lines)), item=False)
+            self.paragraph = self._prose(visible(" ".join(block.lines)), item=False)
 
     def _heading(self, level: int, title: str) -> None:
         while self.headings and self.headings[-1][0] >= level:
@@ -193,9 +202,8 @@ class _Reader:
         self.headings.append((level, title, _is_skipped(title)))
         self.passage.lines.append(title)
         self.section_start = True
-        self.last = None
 
-    def _fence(self, lines: list[str]) -> None:
+    def _fence(self, lines: list[str], lead: tuple[Sentence, ...] = ()) -> None:
         fence = fence_opening(lines[0]) or "```"
         closed = len(lines) > 1 and is_fence_close(lines[-1], fence)
         code = textwrap.dedent("\n".join(lines[1:-1] if closed else lines[1:]))
@@ -203,7 +211,7 @@ class _Reader:
         if closed and _has_code(code) and not self.skipped:
             language = lines[0].strip()[len(fence) :].strip().split(" ")[0]
             self.passage.code_blocks.append(
-                CodeBlock(code, language, len(self.passage.code_blocks), self.section, self.last)
+                CodeBlock(code, language, len(self.passage.code_blocks), self.section, lead)
             )
 
     def _list(self, lines: list[str]) -> None:
@@ -236,9 +244,11 @@ class _Reader:
             quiz = bool(_OPTION_START.match(text))
             self._prose(text, item=True, quotable=not (checklist or quiz or _bare_link(raw)))
 
-    def _prose(self, text: str, *, item: bool, quotable: bool = True) -> None:
+    def _prose(self, text: str, *, item: bool, quotable: bool = True) -> list[Sentence]:
+        """Read one paragraph or list item; return its quotable sentences."""
+        found: list[Sentence] = []
         if not text:
-            return
+            return found
         self.passage.lines.append(text)
         quotable = quotable and not self.skipped
         for piece in split_sentences(text):
@@ -254,7 +264,8 @@ class _Reader:
             )
             self.passage.sentences.append(sentence)
             self.section_start = False
-            self.last = sentence
+            found.append(sentence)
+        return found
 
 
 def _has_code(code: str) -> bool:
@@ -274,7 +285,11 @@ def _bare_link(raw: str) -> bool:
 
 
 def _quotable(sentence: str) -> bool:
-    if sentence.endswith("?") or len(sentence.split()) < MIN_WORDS:
+    # "Inverse kinematics asks the reverse: which joint angles...?" says what it is; a question
+    # that starts with its question word asks, and answers nothing.
+    if (sentence.endswith("?") and _INTERROGATIVE.match(sentence)) or len(
+        sentence.split()
+    ) < MIN_WORDS:
         return False
     if _OPTION_START.match(sentence) or _OPTIONS_INLINE.search(sentence):
         return False

@@ -50,10 +50,15 @@ _DEFINITIONAL_QUESTION = re.compile(
     r"^\s*(?:what(?:'s|\s+is|\s+are|\s+does\b.*\bmean)|define|definition|meaning of|who\s+is)\b",
     re.IGNORECASE,
 )
+# "X is a ...", "X refers to ...": X starts the sentence (not "In a system, X is ...") and "is"
+# goes on as definitions do ("VLA models are impressive" defines nothing).
 _DEFINITION = re.compile(
-    r"^(?:(?:an?|the)\s+)?(?P<subject>[^.;:!?]{1,80}?)\s+(?:is|are|refers?\s+to|means|denotes|"
-    r"stands\s+for|(?:is|are)\s+(?:called|defined\s+as|known\s+as)|provides?|enables?|"
-    r"allows?|represents?|describes?|defines?|consists?\s+of|(?:acts?|serves?)\s+as)\s",
+    r"^(?!(?:in|on|at|for|with|by|when|if|because|although|as|after|before|during|since|so|"
+    r"but|and|or|then|here|there|this|that|it|these|those|they|we|you|its|their)\b)"
+    r"(?:(?:an?|the)\s+)?(?P<subject>[^.;:!?]{1,80}?)\s+(?:(?:is|are)\s+(?:an?|the|one|not|"
+    r"called|defined|known|used|simply|essentially|basically|usually|typically)|refers?\s+to|"
+    r"means|denotes|stands\s+for|provides?|enables?|allows?|represents?|describes?|defines?|"
+    r"consists?\s+of|(?:acts?|serves?)\s+as)\s",
     re.IGNORECASE,
 )
 _TERM_COLON = re.compile(r"^(?P<subject>[^:]{1,40}):\s+\S")
@@ -293,7 +298,7 @@ def best_code_block(ranking: Ranking) -> CodeAnswer | None:
     for source, block in ranking.code:
         if source.index not in indices or not _whole(block):
             continue
-        lead = block.lead.text if block.lead else ""
+        lead = " ".join(sentence.text for sentence in block.lead)
         about = f"{block.section or ''} {lead} {block.code.replace('_', ' ')}"
         cover = ranking.cover(frozenset(content_terms(about)))
         named = any(name in block.code for name in names)  # the code the reader names
@@ -304,8 +309,13 @@ def best_code_block(ranking: Ranking) -> CodeAnswer | None:
         return None
     _, source, block, cover, named = best
     marker = f"[{source.index}]"
-    intro = f"{block.lead.text} {marker}\n\n" if block.lead else ""
-    return CodeAnswer(f"{intro}{block.markdown}\n{marker}", cover, named)
+    intro = "".join(f"{sentence.text} {marker} " for sentence in block.lead)
+    text = (
+        f"{intro.rstrip()}\n\n{block.markdown}\n{marker}"
+        if intro
+        else f"{block.markdown}\n{marker}"
+    )
+    return CodeAnswer(text, cover, named)
 
 
 def _whole(block: CodeBlock) -> bool:
