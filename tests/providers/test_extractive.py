@@ -246,6 +246,18 @@ class TestBookAnswers:
         assert text.startswith("A biped keeps its balance by keeping the zero moment point")
         assert "tips over. [1]" in text
 
+    def test_the_items_of_a_list_answer_the_parts_of_a_question(self) -> None:
+        build = source(
+            "## Threadripper build\n\n- **CPU**: AMD Threadripper PRO 5975WX\n"
+            "- **GPU**: NVIDIA RTX 4090 (24GB)\n- **RAM**: 128GB DDR4\n",
+            1,
+        )
+        gpus = source(
+            "A GPU speeds up simulation. Every GPU here needs a driver. The GPU renders scenes.", 2
+        )
+        text = answer("Which CPU and GPU are in the Threadripper build?", build, gpus)
+        assert text == "CPU: AMD Threadripper PRO 5975WX [1] GPU: NVIDIA RTX 4090 (24GB) [1]"
+
     def test_every_quoted_passage_is_in_its_source(self) -> None:
         sources = [
             source(TOPICS + "\n" + PUBLISHER_CODE, 1),

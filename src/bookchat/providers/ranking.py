@@ -224,9 +224,14 @@ class Ranking:
             best = max(pool, key=lambda r: r.score * repeat_factor ** taken[r.source.index])
             pool.remove(best)
             near = best.relevance >= RELEVANCE_RATIO * top_relevance
-            # Another part of the question, from a source already found to answer (the other
-            # items of a list, say): other sources must be relevant on their own.
-            adds = taken[best.source.index] > 0 and self.cover(best.terms - covered) >= NEW_PART
+            # Another part of the question from where an answer was found (the next item of a
+            # spec list, say); other sources and sections must be relevant on their own.
+            new = self.cover(best.terms - covered)
+            beside = any(
+                c.source.index == best.source.index and c.sentence.section == best.sentence.section
+                for c in chosen
+            )
+            adds = (beside and new > 0) or (taken[best.source.index] > 0 and new >= NEW_PART)
             good = best.score >= SCORE_RATIO * top_score
             if chosen and not (good and (near or adds or self._defines_topic(best.text))):
                 continue
