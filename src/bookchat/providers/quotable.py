@@ -5,10 +5,11 @@ and code line. Every sentence `read_passage` offers is a substring of one of tho
 every code block it offers is a run of them, so "is this quote in its source?" is a substring
 test on `plain_text(source)`.
 
-Not quotable: headings, tables, code (except whole fenced blocks, offered separately), questions,
-lead-ins ending with ":" (kept only to introduce their code block), quiz options and answers,
-checklist items, lists of bare links, and whole sections whose heading says they are a quiz, an
-exercise, a checklist or a pointer elsewhere ("Next steps", "Further reading").
+Not quotable: headings, tables, code (except whole fenced blocks, offered separately), questions
+that start with a question word, lead-ins ending with ":" (kept only to introduce their code
+block), quiz options and answers, checklist items, lists of bare links, and whole sections whose
+heading says they are a quiz, an exercise, a checklist or a pointer elsewhere ("Next steps",
+"Further reading").
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _SKIPPED_SECTION = re.compile(
     r"^(?:(?:part|step|lab|module)?\s*\d+[.:)]?\s+)?(?:hands-on\s+)?"
     r"(?:quiz(?:zes)?|exercises?|self[- ]?checks?|self[- ]?assessment|assessment|"
     r"check your (?:understanding|knowledge)|knowledge check|review questions|"
-    r"practice (?:questions|problems)|test (?:your|yourself)|questions?\s*\d*$|"
+    r"practice (?:questions|problems)|test (?:your knowledge|yourself)|questions?\s*\d*$|"
     r"answers?\s*(?:key)?$|"
     r"(?:lab\s+)?check\s?list|next steps?|further reading|(?:additional\s+)?resources|"
     r"references|see also|what's next)\b",
