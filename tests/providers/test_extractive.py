@@ -156,6 +156,14 @@ class TestBookAnswers:
         assert "write down" not in text
         assert "ros2 topic list" in text
 
+    def test_a_heading_that_only_sounds_like_an_exercise_is_content(self) -> None:
+        chapter = source(
+            "## Test your robot in simulation\n\nGazebo runs the robot's nodes against "
+            "simulated physics before any hardware exists."
+        )
+        text = answer("Where can the robot's nodes run before hardware exists?", chapter)
+        assert text.startswith("Gazebo runs the robot's nodes against simulated physics")
+
     def test_checklist_items_are_not_quoted(self) -> None:
         chapter = source(
             "## Topics\n\n- [ ] The topic list shows every topic of the robot\n"
