@@ -11,7 +11,7 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
-.PHONY: help run test test-fast lint format docs migrate ingest bench clean
+.PHONY: help run test test-fast lint format docs migrate ingest bench eval clean
 
 # Citations link to BOOK_BASE_URL + a page's route + #heading. Unless the environment, the
 # command line or .env sets it, `run` and `ingest` point it at this server's demo pages
@@ -73,6 +73,22 @@ ingest: $(UV) ## (Re-)ingest BOOK_DOCS_DIR; unchanged pages are skipped
 bench: $(UV) ## Measure the budgets of DESIGN.md section 10 (needs ../shared/corpus/textbook-a)
 	$(UV) sync --locked --group bench
 	$(UV) run --no-sync python benchmarks/bench.py $(BENCH_ARGS)
+
+# The question sets of `make eval`, and where each run's JSON goes (EVAL_ARGS: e.g. --k 10).
+CORPUS ?= ../shared/corpus
+EVAL_RESULTS := benchmarks/results
+
+eval: $(UV) ## Score retrieval and answers on sample_book, and textbook-a when ../shared/corpus has it
+	$(UV) sync --locked --no-dev --inexact
+	$(UV) run --no-sync bookchat eval benchmarks/questions/sample-book.jsonl --docs sample_book \
+		--output $(EVAL_RESULTS)/eval-sample-book.json $(EVAL_ARGS)
+	@if [ -d $(CORPUS)/textbook-a ]; then \
+		echo; \
+		$(UV) run --no-sync bookchat eval benchmarks/questions/textbook-a.jsonl \
+			--docs $(CORPUS)/textbook-a --output $(EVAL_RESULTS)/eval-textbook-a.json $(EVAL_ARGS); \
+	else \
+		echo "$(CORPUS)/textbook-a is not here: textbook-a skipped (sample_book only)"; \
+	fi
 
 clean: ## Remove local state (database, caches)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

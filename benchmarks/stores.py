@@ -19,7 +19,8 @@ from bookchat.container import open_container
 from bookchat.content.loader import load_folder
 from bookchat.core.config import Settings
 from bookchat.core.migrations import upgrade
-from bookchat.retrieval.evaluation import evaluate, load_questions
+from bookchat.evaluation.questions import load_questions
+from bookchat.evaluation.ranking import evaluate
 
 BASE_URL = "https://example.github.io/textbook"
 EMBEDDING_DIMENSIONS = 256

@@ -339,30 +339,86 @@ class TestBookCommands:
         assert result.exit_code == 2
         assert "is not a folder" in result.output
 
-    def test_eval_reports_every_mode(self, book_env: dict[str, str], tmp_path: Path) -> None:
+    def test_eval_on_the_sample_book(self, book_env: dict[str, str], tmp_path: Path) -> None:
+        """A few lines of the sample book's question set: one of each kind, to stay fast."""
+        sample = Path(__file__).parents[1] / "benchmarks" / "questions" / "sample-book.jsonl"
+        chosen = {"s013", "s041", "off01", "t01", "sel01", "sel06"}
+        lines = [
+            line for line in sample.read_text().splitlines() if json.loads(line)["id"] in chosen
+        ]
+        questions = tmp_path / "questions.jsonl"
+        questions.write_text("\n".join(lines) + "\n")
+        output = tmp_path / "scores.json"
+        book = Path(__file__).parents[1] / "sample_book"
+
+        result = runner.invoke(
+            app, ["eval", str(questions), "--docs", str(book), "--output", str(output)]
+        )
+
+        assert result.exit_code == 0, result.output
+        table = result.output
+        assert "6 questions; retrieval bm25 (embedder: none); model extractive" in table
+        assert "  mode       hit@1   hit@5     MRR\n  bm25 " in table
+        for metric in (
+            "refusal precision",
+            "refusal recall",
+            "answerable refused",
+            "off-topic refused",
+            "selection says no",
+            "citations valid",
+            "citation number gaps",
+            "selection isolated",
+            "latency p50 / p95",
+        ):
+            assert f"\n  {metric} " in table
+        scores = json.loads(output.read_text())
+        assert [s["mode"] for s in scores["retrieval"]] == ["bm25"]
+        assert scores["retrieval"][0]["questions"] == 2  # first questions with pages
+        assert scores["answers"]["off_topic_refused"]["of"] == 2  # off01 and the switch t01
+        assert scores["answers"]["selections_isolated"]["of"] == 2
+        assert [q["id"] for q in scores["questions"]] == [
+            "s013",
+            "s041",
+            "off01",
+            "t01",
+            "sel01",
+            "sel06",
+        ]
+        assert scores["setup"]["documents"] == 11  # the draft is left out
+
+    def test_eval_exits_1_when_a_requirement_is_not_met(
+        self, book_env: dict[str, str], tmp_path: Path
+    ) -> None:
         questions = tmp_path / "questions.jsonl"
         questions.write_text(
-            '{"id": "1", "question": "What is the zero moment point?", '
-            '"pages": ["02-motion/walking.md"]}\n'
-            '{"id": "2", "question": "stereo disparity depth", '
-            '"pages": ["01-basics/02-cameras.md"]}\n'
-            '{"id": "3", "question": "request and reply", "pages": ["nowhere.md"]}\n'
-            '{"id": "4", "question": "What is the capital of France?", "pages": []}\n'
+            '{"id": "1", "question": "What is the zero moment point?",'
+            ' "pages": ["02-motion/walking.md"]}\n'
+            '{"id": "2", "question": "What is the capital of France?", "pages": []}\n'
         )
-        output = tmp_path / "scores.json"
+        docs = ["--docs", str(MINI_BOOK)]
+
         result = runner.invoke(
             app,
-            ["eval", str(questions), "--docs", str(MINI_BOOK), "--output", str(output)],
-        )
-        assert result.exit_code == 0, result.output
-        assert "bm25" in result.output
-        scores = json.loads(output.read_text())
-        assert scores[0]["mode"] == "bm25"
-        assert scores[0]["hit_at_k"] == pytest.approx(2 / 3)
-        assert scores[0]["misses"] == ["3"]
-        assert scores[0]["questions"] == 3
-        assert scores[0]["refused_off_topic"] == scores[0]["off_topic"] == 1
-        assert scores[0]["refused_answerable"] == 0
+            [
+                "eval", str(questions), *docs,
+                "--require", "off_topic_refused>=1",
+                "--require", "answerable_refused<=0",
+                "--require", "hit_at_1>=1.5",
+                "--require", "selections_isolated>=1",
+            ],
+        )  # fmt: skip
+        typo = runner.invoke(app, ["eval", str(questions), *docs, "--require", "hit@1>=0.8"])
+        unknown = runner.invoke(app, ["eval", str(questions), *docs, "--require", "recall>=1"])
+
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-3:] == [
+            "Requirements not met:",
+            "  hit_at_1>=1.5: measured 1.000",
+            "  selections_isolated>=1: not measured by this question set",
+        ]
+        assert typo.exit_code == unknown.exit_code == 2
+        assert "'hit@1>=0.8' is not METRIC>=NUMBER or METRIC<=NUMBER" in typo.output
+        assert "unknown metric 'recall'; one of: hit_at_1, hit_at_k, mrr," in unknown.output
 
     def test_eval_rejects_a_malformed_question_file(
         self, book_env: dict[str, str], tmp_path: Path

@@ -26,7 +26,9 @@ from bookchat.health.service import HealthService
 from bookchat.providers.factory import Providers, build_providers
 from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
-from bookchat.retrieval.service import HybridRetriever, RelevanceFloor
+from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
+from bookchat.retrieval.rerank import CrossEncoderReranker
+from bookchat.retrieval.service import HybridRetriever
 from bookchat.web.service import BookPages
 
 
@@ -106,11 +108,20 @@ async def open_container(
         retriever = HybridRetriever(
             index=index,
             sparse=providers.sparse,
+            statistics=BookStatistics(index, cache),
             embedder=providers.embedder,
-            floor=RelevanceFloor(
+            reranker=providers.reranker,
+            gate=RelevanceGate(
+                min_coverage=settings.retrieval_min_term_coverage,
+                max_unknown=settings.retrieval_max_unknown_share,
                 min_dense_score=settings.retrieval_min_dense_score,
-                min_term_coverage=settings.retrieval_min_term_coverage,
+                min_rerank_score=(
+                    settings.rerank_min_score
+                    if isinstance(providers.reranker, CrossEncoderReranker)
+                    else None
+                ),
             ),
+            candidates=settings.retrieval_candidates,
             cache=cache,
             metrics=metrics,
         )

@@ -92,10 +92,21 @@ class CountingRetriever:
     queries: list[str] = field(default_factory=list)
 
     async def retrieve(
-        self, query: str, *, limit: int = 5, page_context: str | None = None
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        page_context: str | None = None,
+        message: str | None = None,
     ) -> list[Source]:
         self.queries.append(query)
-        return await self.inner.retrieve(query, limit=limit, page_context=page_context)
+        return await self.inner.retrieve(
+            query, limit=limit, page_context=page_context, message=message
+        )
+
+    async def covers(self, text: str) -> bool | None:
+        self.queries.append(text)
+        return await self.inner.covers(text)
 
 
 @pytest.fixture
@@ -176,3 +187,49 @@ class TestFollowUps:
         assert second.status_code == 200
         stored = await user_messages(sqlite_url)
         assert stored[1].search_query == f"{QUESTION} And who gets them?"
+
+
+class TestTopicSwitch:
+    """A new question inside a conversation is judged on its own words."""
+
+    SWITCH = "What is the capital of France?"
+
+    async def test_an_off_book_question_in_a_conversation_is_refused_without_a_model_call(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
+            calls = len(fake_openai.chat_requests())
+            switched = (
+                await client.post(
+                    "/chat", json={"message": self.SWITCH, "session_id": first["session_id"]}
+                )
+            ).json()
+
+        assert first["mode"] == "rag"
+        assert switched["mode"] == "no_context"
+        assert switched["citations"] == []
+        assert len(fake_openai.chat_requests()) == calls  # neither a rewrite nor an answer
+
+    async def test_offline_the_previous_question_does_not_carry_it(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(await book_settings(sqlite_url)) as client:
+            first = (await client.post("/chat", json={"message": QUESTION})).json()
+            follow_up = (
+                await client.post(
+                    "/chat",
+                    json={"message": "And who gets them?", "session_id": first["session_id"]},
+                )
+            ).json()
+            switched = (
+                await client.post(
+                    "/chat", json={"message": self.SWITCH, "session_id": first["session_id"]}
+                )
+            ).json()
+
+        assert switched["mode"] == "no_context"
+        assert "couldn't find this" in switched["response"]
+        # A follow-up that leans on the conversation is still carried by it.
+        assert follow_up["mode"] == "rag"

@@ -134,11 +134,12 @@ class TestPrompt:
             for turn in range(7):
                 body = (
                     await client.post(
-                        "/chat", json={"message": f"question {turn}", "session_id": session_id}
+                        "/chat",
+                        json={"message": f"{QUESTION} ({turn})", "session_id": session_id},
                     )
                 ).json()
                 session_id = body["session_id"]
-                assert body["mode"] == "rag"  # follow-ups are rewritten into in-book queries
+                assert body["mode"] == "rag"
 
         sent = fake_openai.chat_requests()[-1]["messages"]
         assert sent[0]["role"] == "system"
@@ -147,9 +148,9 @@ class TestPrompt:
         assert history == [
             text
             for turn in range(1, 6)
-            for text in (f"question {turn}", f"Fake answer to: question {turn}")
+            for text in (f"{QUESTION} ({turn})", f"Fake answer to: {QUESTION} ({turn})")
         ]
-        assert sent[-1] == {"role": "user", "content": "question 6"}
+        assert sent[-1] == {"role": "user", "content": f"{QUESTION} (6)"}
 
     async def test_history_setting_is_honoured(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory

@@ -16,9 +16,9 @@ from bookchat.core.errors import (
     ValidationFailed,
     install_error_handlers,
 )
+from bookchat.evaluation.questions import QuestionFileError
 from bookchat.providers.embeddings import EmbedderUnavailable
 from bookchat.providers.factory import ProviderConfigError
-from bookchat.retrieval.evaluation import QuestionFileError
 from bookchat.retrieval.index import IndexLocked, IndexMismatch, IndexUnreachable
 from bookchat.serverless import ServerlessConfigError
 

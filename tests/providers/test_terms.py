@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bookchat.providers.sparse import FastEmbedBm25Encoder
-from bookchat.providers.terms import content_terms, words
+from bookchat.providers.terms import content_terms, term_id, words
 
 
 def test_content_terms_are_stemmed_without_stop_words() -> None:
@@ -33,3 +33,9 @@ def test_the_terms_are_the_ones_bm25_indexes() -> None:
     by_term = asyncio.run(encoder.encode_query(" ".join(content_terms(text))))
     by_text = asyncio.run(encoder.encode_query(text))
     assert by_term.indices == by_text.indices
+
+
+def test_term_ids_are_the_sparse_index_ids() -> None:
+    text = "How do I launch a Gazebo simulation?"
+    vector = asyncio.run(FastEmbedBm25Encoder().encode_query(text))
+    assert sorted({term_id(term) for term in content_terms(text)}) == vector.indices

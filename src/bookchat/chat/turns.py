@@ -20,7 +20,7 @@ from bookchat.chat import prompts, queries
 from bookchat.chat.answer_cache import AnswerCache, CachedAnswer
 from bookchat.chat.citations import resolve_citations
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
-from bookchat.chat.rewriting import standalone_query
+from bookchat.chat.rewriting import leans_on_conversation, standalone_query
 from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
@@ -131,6 +131,17 @@ async def prepare_turn(
         messages = prompts.selection_messages(
             title=settings.book_title, question=request.message, selection=request.selected_text
         )
+    elif (
+        history
+        and not leans_on_conversation(request.message)
+        and await retriever.covers(request.message) is False
+    ):
+        # A follow-up is judged on its own words too: a switch to a topic the book does not
+        # cover is refused, not carried by the previous question (and costs no model call).
+        search_query = request.message
+        sources = []
+        mode = "no_context"
+        messages = []
     else:
         search_query = await standalone_query(
             model, title=settings.book_title, question=request.message, history=history
@@ -143,7 +154,11 @@ async def prepare_turn(
             cached.sources
             if cached is not None
             else await retriever.retrieve(
-                search_query, limit=settings.retrieval_top_k, page_context=request.page_context
+                search_query,
+                limit=settings.retrieval_top_k,
+                page_context=request.page_context,
+                # A follow-up's own words are searched too: the rewrite may have lost them.
+                message=request.message if history else None,
             )
         )
         mode = "rag" if sources else "no_context"

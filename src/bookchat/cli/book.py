@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from bookchat.cli.common import app, cli_settings, run_async
 from bookchat.core.config import Settings
+
+if TYPE_CHECKING:
+    from bookchat.evaluation.report import Requirement
 
 
 @app.command()
@@ -194,61 +197,56 @@ def evaluate(
     ] = "https://example.org/book",
     k: Annotated[int, typer.Option(min=1, max=50, help="Cut-off for hit@k.")] = 5,
     output: Annotated[Path | None, typer.Option(help="Also write the scores as JSON here.")] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Exit 1 unless METRIC>=N or METRIC<=N holds (repeatable), e.g. "
+            "off_topic_refused>=0.95 or answerable_refused<=0.03; rates are 0..1.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Measure retrieval (hit@1, hit@k, MRR; BM25, dense, hybrid) in a scratch store."""
+    """Measure retrieval (hit@1, hit@k, MRR per mode) and the answers readers get (refusals,
+    citations, selections, latency) on a question set, in a scratch store."""
+    from bookchat.evaluation.report import Requirement
+
     if not docs.is_dir():
         typer.echo(f"{docs} is not a folder.", err=True)
         raise typer.Exit(code=2)
-    run_async(_evaluate(cli_settings(), questions, docs, base_url, k, output))
+    try:
+        requirements = [Requirement.parse(text) for text in require or ()]
+    except ValueError as exc:
+        typer.echo(f"--require: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    run_async(_evaluate(cli_settings(), questions, docs, base_url, k, output, requirements))
 
 
 async def _evaluate(
-    settings: Settings, questions_file: Path, docs: Path, base_url: str, k: int, output: Path | None
+    settings: Settings,
+    questions_file: Path,
+    docs: Path,
+    base_url: str,
+    k: int,
+    output: Path | None,
+    requirements: list[Requirement],
 ) -> int:
     import json
-    import tempfile
-    from dataclasses import asdict
 
-    from bookchat.container import open_container
-    from bookchat.content.loader import load_folder
-    from bookchat.core.migrations import upgrade
-    from bookchat.retrieval.evaluation import evaluate, load_questions, modes_for
+    from bookchat.evaluation.questions import load_questions
+    from bookchat.evaluation.report import render, unmet
+    from bookchat.evaluation.run import run_evaluation
 
     questions = load_questions(questions_file)
-    with tempfile.TemporaryDirectory(prefix="bookchat-eval-") as scratch:
-        url = f"sqlite+aiosqlite:///{scratch}/eval.db"
-        await asyncio.to_thread(upgrade, url)
-        scratch_settings = settings.model_copy(
-            update={
-                "database_url": SecretStr(url),
-                "qdrant_url": None,
-                "qdrant_path": f"{scratch}/qdrant",
-                "qdrant_collection": "eval",
-            }
-        )
-        async with open_container(scratch_settings) as container:
-            documents = await asyncio.to_thread(load_folder, docs, base_url)
-            report = await container.ingestor.ingest(documents)
-            embedder = container.providers.embedder
-            typer.echo(
-                f"Ingested {len(documents)} documents, {report.chunks} chunks in "
-                f"{report.seconds:.2f} s; {len(questions)} questions; "
-                f"embedder: {embedder.name if embedder else 'none'}"
-            )
-            results = [
-                await evaluate(container.retriever, questions, mode=mode, k=k)
-                for mode in modes_for(container.retriever)
-            ]
-    typer.echo(
-        f"{'mode':8} {'hit@1':>7} {'hit@' + str(k):>7} {'MRR':>7}   "
-        "relevance floor: answerable refused, off-topic refused"
+    evaluation = await run_evaluation(
+        settings, questions, docs, base_url=base_url, k=k, questions_file=str(questions_file)
     )
-    for s in results:
-        typer.echo(
-            f"{s.mode:8} {s.hit_at_1:7.3f} {s.hit_at_k:7.3f} {s.mrr:7.3f}   "
-            f"{s.refused_answerable}/{s.questions}, {s.refused_off_topic}/{s.off_topic}"
-        )
+    for line in render(evaluation):
+        typer.echo(line)
     if output is not None:
-        text = json.dumps([asdict(s) for s in results], indent=2) + "\n"
-        await asyncio.to_thread(output.write_text, text)
+        text = json.dumps(evaluation.json(), indent=2, ensure_ascii=False) + "\n"
+        await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+    failed = unmet(evaluation, requirements)
+    if failed:
+        typer.echo("\nRequirements not met:\n" + "\n".join(f"  {f}" for f in failed), err=True)
+        return 1
     return 0

@@ -36,6 +36,12 @@ class EmbeddingsProvider(StrEnum):
     NONE = "none"
 
 
+class RerankerKind(StrEnum):
+    LEXICAL = "lexical"
+    CROSS_ENCODER = "cross-encoder"
+    NONE = "none"
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -131,14 +137,31 @@ class Settings(BaseSettings):
     """
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
     """Passages retrieved for each question."""
-    retrieval_min_dense_score: float = Field(default=0.3, ge=-1.0, le=1.0)
-    """Relevance floor: a passage is used when its cosine similarity to the question reaches this
-    (dense retrieval on; model-dependent)…
+    retrieval_candidates: int = Field(default=20, ge=1, le=200)
+    """Fused candidates the reranker orders and the relevance gate judges for each question."""
+    retrieval_min_term_coverage: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Relevance gate: the book covers a question when its best three passages together hold this
+    share of the question's words, each weighted by how rare it is in the book (BM25's IDF)…
     """
-    retrieval_min_term_coverage: float = Field(default=0.34, ge=0.0, le=1.0)
-    """…or when it holds this share of the question's distinct terms. Below both for every passage,
-    the answer says the book does not cover the question, without a model call.
+    retrieval_max_unknown_share: float = Field(default=0.6, ge=0.0, le=1.0)
+    """…and less than this share of that weight is in words the book never uses…"""
+    retrieval_min_dense_score: float = Field(default=0.35, ge=-1.0, le=1.0)
+    """…or when its cosine similarity to the question reaches this (dense retrieval on;
+    model-dependent)…
     """
+    rerank_min_score: float = 0.0
+    """…or when the cross-encoder scores it at least this (RERANKER=cross-encoder only). When no
+    passage passes, the answer says the book does not cover the question, without a model call.
+    """
+    reranker: RerankerKind = RerankerKind.LEXICAL
+    """How the fused candidates are reordered: `lexical` (offline: the question's words in the
+    heading, kept together, defined), `cross-encoder` (a fastembed ONNX model; falls back to
+    `lexical` with a warning when it cannot be loaded) or `none` (fusion order).
+    """
+    rerank_model: str = "Xenova/ms-marco-MiniLM-L-6-v2"
+    """The cross-encoder (one of fastembed's `TextCrossEncoder.list_supported_models()`)."""
+    rerank_model_path: str | None = None
+    """A local folder holding the cross-encoder's ONNX export: nothing is downloaded."""
     admin_api_key: SecretStr | None = None
     """Key for the content write endpoints (`X-Admin-Key` header). Unset: only admin accounts may
     write; with neither, writes answer 403.
@@ -276,6 +299,7 @@ class Settings(BaseSettings):
         "embeddings_model",
         "embeddings_model_path",
         "embeddings_dimensions",
+        "rerank_model_path",
         "fastembed_cache_dir",
         "better_auth_jwks_url",
         "better_auth_issuer",

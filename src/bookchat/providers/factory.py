@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bookchat.core.config import EmbeddingsProvider, LLMProvider, Settings
+from bookchat.core.config import EmbeddingsProvider, LLMProvider, RerankerKind, Settings
 from bookchat.core.errors import ConfigurationError
 from bookchat.providers.base import ChatModel
 from bookchat.providers.embeddings import (
@@ -20,6 +20,12 @@ from bookchat.providers.embeddings import (
 from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.openai import OpenAIChatModel
 from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
+from bookchat.retrieval.rerank import (
+    CrossEncoderReranker,
+    LexicalReranker,
+    Reranker,
+    RerankerUnavailable,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -35,6 +41,7 @@ class Providers:
     chat: ChatModel
     sparse: SparseEncoder
     embedder: Embedder | None = None
+    reranker: Reranker | None = None
 
     async def aclose(self) -> None:
         await self.chat.aclose()
@@ -118,6 +125,26 @@ async def build_embedder(settings: Settings) -> Embedder | None:
     raise ProviderConfigError(f"unknown EMBEDDINGS_PROVIDER {provider!r}")  # pragma: no cover
 
 
+async def build_reranker(settings: Settings) -> Reranker | None:
+    """The reranker the settings ask for. A cross-encoder that cannot be had is one warning
+    line and the lexical reranker: retrieval works without it, only less well."""
+    if settings.reranker is RerankerKind.NONE:
+        return None
+    if settings.reranker is RerankerKind.CROSS_ENCODER:
+        try:
+            # Loading reads files and may try a (bounded) download: off the loop.
+            return await asyncio.to_thread(
+                CrossEncoderReranker,
+                model=settings.rerank_model,
+                cache_dir=settings.fastembed_cache_dir,
+                model_path=settings.rerank_model_path,
+                download_timeout=settings.embeddings_download_timeout_seconds,
+            )
+        except RerankerUnavailable as exc:
+            logger.warning("rerank.unavailable", reason=str(exc), fallback="lexical")
+    return LexicalReranker()
+
+
 async def build_providers(settings: Settings) -> Providers:
     """Build the providers the settings ask for; raise `ProviderConfigError` when they cannot be."""
     embedder = await build_embedder(settings)
@@ -127,4 +154,9 @@ async def build_providers(settings: Settings) -> Providers:
         if embedder is not None:
             await embedder.aclose()
         raise
-    return Providers(chat=chat, sparse=FastEmbedBm25Encoder(), embedder=embedder)
+    return Providers(
+        chat=chat,
+        sparse=FastEmbedBm25Encoder(),
+        embedder=embedder,
+        reranker=await build_reranker(settings),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import mmh3
 from py_rust_stemmers import SnowballStemmer
 
 from bookchat.providers.sparse import english_stop_words
@@ -35,3 +36,8 @@ def content_terms(text: str) -> list[str]:
     stop = english_stop_words()
     kept = [w for w in words(text) if w not in stop and len(w) <= MAX_TOKEN_CHARS]
     return _stemmer().stem_words(kept) if kept else []
+
+
+def term_id(term: str) -> int:
+    """The id the BM25 encoder gives a stemmed term in the sparse index."""
+    return abs(mmh3.hash(term))

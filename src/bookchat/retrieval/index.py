@@ -323,6 +323,26 @@ class QdrantIndex:
             if offset is None:
                 return ids
 
+    async def term_sets(self) -> list[frozenset[int]]:
+        """The BM25 term ids of every chunk (for the book's document frequencies)."""
+        sets: list[frozenset[int]] = []
+        offset: Any = None
+        while True:
+            points, offset = await self._run(
+                self._client.scroll,
+                self.collection,
+                limit=1024,
+                offset=offset,
+                with_payload=False,
+                with_vectors=[SPARSE],
+            )
+            for point in points:
+                vector = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
+                if isinstance(vector, models.SparseVector):
+                    sets.append(frozenset(vector.indices))
+            if offset is None:
+                return sets
+
     # --- reading -----------------------------------------------------------------------------
 
     async def search(

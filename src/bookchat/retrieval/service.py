@@ -16,46 +16,30 @@ from bookchat.core.cache import Cache
 from bookchat.core.metrics import Metrics
 from bookchat.providers.base import Source
 from bookchat.providers.embeddings import Embedder
-from bookchat.providers.sparse import SparseEncoder, SparseVector
-from bookchat.retrieval.index import Hit, QdrantIndex
+from bookchat.providers.sparse import SparseEncoder
+from bookchat.providers.terms import content_terms
+from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex
+from bookchat.retrieval.relevance import BookStatistics, Candidate, Query, RelevanceGate, coverage
+from bookchat.retrieval.rerank import Reranker, heading_term_ids, passage_term_ids
 
 # How much a chunk of the page the reader is on is preferred over other pages' chunks.
 PAGE_BOOST = 1.25
 
 
 class Retriever(Protocol):
-    """What the chat flow needs: the best passages for a question, numbered from 1."""
+    """What the chat flow needs: the passages that answer a question, numbered from 1, or none
+    when the book does not cover it."""
 
     async def retrieve(
-        self, query: str, *, limit: int = 5, page_context: str | None = None
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        page_context: str | None = None,
+        message: str | None = None,
     ) -> list[Source]: ...
 
-
-@dataclass(slots=True)
-class RelevanceFloor:
-    """When a passage counts as relevant to a question (fused RRF scores are only ranks).
-
-    A passage passes when its cosine similarity to the question reaches `min_dense_score`
-    (dense retrieval on), or when it contains at least `min_term_coverage` of the question's
-    distinct BM25 terms (stemmed, stop words removed). Defaults measured on the textbook-a
-    question set: see the README.
-    """
-
-    min_dense_score: float = 0.3
-    min_term_coverage: float = 0.34
-
-    def passes(self, hit: Hit, dense: Sequence[float] | None, sparse: SparseVector | None) -> bool:
-        if (
-            dense is not None
-            and hit.dense is not None
-            and cosine(dense, hit.dense) >= self.min_dense_score
-        ):
-            return True
-        if sparse is not None and sparse.indices:
-            terms = set(sparse.indices)
-            if len(terms & hit.sparse_indices) / len(terms) >= self.min_term_coverage:
-                return True
-        return False
+    async def covers(self, text: str) -> bool | None: ...
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -65,13 +49,17 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 @dataclass(slots=True)
 class HybridRetriever:
-    """Dense (when an embedder is configured) and BM25 candidates, fused by reciprocal rank."""
+    """Dense (when an embedder is configured) and BM25 candidates fused by reciprocal rank,
+    reranked, then held to the relevance gate."""
 
     index: QdrantIndex
     sparse: SparseEncoder
+    statistics: BookStatistics
     embedder: Embedder | None = None
+    reranker: Reranker | None = None
+    gate: RelevanceGate = field(default_factory=RelevanceGate)
+    # Fused candidates the reranker sees (and the gate judges) for each question.
     candidates: int = 20
-    floor: RelevanceFloor = field(default_factory=RelevanceFloor)
     # Query vectors, shared by replicas through Redis when configured: a popular question is
     # embedded once.
     cache: Cache | None = None
@@ -94,29 +82,110 @@ class HybridRetriever:
         use_sparse: bool = True,
         relevant_only: bool = False,
     ) -> list[Hit]:
-        """The best chunks for `query`; `page_context` lifts the chunks of that page;
-        `relevant_only` drops the chunks under the relevance floor."""
+        """The best chunks for `query`, reranked; `page_context` lifts the chunks of that page.
+        With `relevant_only`, nothing when the gate finds that the book does not cover the
+        question, else the passages worth answering from."""
         started = time.perf_counter()
-        dense = await self._embed_query(query) if use_dense else None
-        sparse = await self.sparse.encode_query(query) if use_sparse else None
-        # Fetch more than asked when boosting, so a chunk of the current page can move up.
-        fetch = max(limit, self.candidates // 2) if page_context else limit
-        hits = await self.index.search(
-            dense=dense,
-            sparse=sparse,
-            limit=fetch,
-            candidates=max(self.candidates, fetch),
+        question, ranked = await self._candidates(
+            query,
+            limit=limit,
             module=module,
             document_id=document_id,
+            use_dense=use_dense,
+            use_sparse=use_sparse,
             with_vectors=relevant_only,
         )
         if relevant_only:
-            hits = [hit for hit in hits if self.floor.passes(hit, dense, sparse)]
+            covered = self.gate.covers(question, ranked)
+            ranked = [c for c in ranked if self.gate.useful(c)] if covered else []
+        hits = [replace(c.hit, score=c.score) for c in ranked]
         if page_context:
             hits = boost_page(hits, page_context)
         if self.metrics is not None:
             self.metrics.retrieval_duration.labels(self.name).observe(time.perf_counter() - started)
         return hits[:limit]
+
+    async def retrieve(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        page_context: str | None = None,
+        message: str | None = None,
+    ) -> list[Source]:
+        """The passages that pass the gate, best first. For a follow-up, `query` is the
+        standalone rewrite and `message` the reader's own words: both are searched, and the
+        two lists fused."""
+        hits = await self.search(query, limit=limit, page_context=page_context, relevant_only=True)
+        if message is not None and message.strip() != query.strip():
+            own = await self.search(
+                message, limit=limit, page_context=page_context, relevant_only=True
+            )
+            hits = fuse(hits, own)
+        return [hit_to_source(number, hit) for number, hit in enumerate(hits[:limit], start=1)]
+
+    async def covers(self, text: str) -> bool | None:
+        """Whether the book covers `text` on its own words: None when it has no words of its
+        own to judge ("why?", "and then?"), else the gate's verdict."""
+        if not content_terms(text):
+            return None
+        return bool(await self.search(text, limit=1, relevant_only=True))
+
+    async def _candidates(
+        self,
+        query: str,
+        *,
+        limit: int,
+        module: str | None,
+        document_id: uuid.UUID | None,
+        use_dense: bool,
+        use_sparse: bool,
+        with_vectors: bool,
+    ) -> tuple[Query, list[Candidate]]:
+        """The question as the gate reads it, and the fused candidates, reranked."""
+        dense = await self._embed_query(query) if use_dense else None
+        sparse = await self.sparse.encode_query(query)
+        hits = await self.index.search(
+            dense=dense,
+            sparse=sparse if use_sparse else None,
+            limit=max(limit, self.candidates),
+            candidates=max(limit, self.candidates),
+            module=module,
+            document_id=document_id,
+            # The dense similarity of each candidate informs both the reranker and the gate.
+            with_vectors=dense is not None,
+        )
+        statistics = await self.statistics.get()
+        question = Query.of(query, content_terms(query), sparse.indices, statistics)
+        candidates = []
+        for rank, hit in enumerate(hits, start=1):
+            terms = passage_term_ids(hit.text) | heading_term_ids(
+                hit.title, tuple(hit.heading_path)
+            )
+            candidates.append(
+                Candidate(
+                    hit=hit,
+                    rank=rank,
+                    terms=terms,
+                    coverage=coverage(question.weights, terms),
+                    dense=cosine(dense, hit.dense) if dense is not None and hit.dense else None,
+                    score=1.0 / rank,
+                )
+            )
+        if self.reranker is not None and candidates:
+            depth = self.reranker.depth(limit, dense=dense is not None)
+            head, tail = candidates[:depth], candidates[depth:]
+            for candidate, score in zip(
+                head, await self.reranker.score(question, head), strict=True
+            ):
+                candidate.score = score
+            head.sort(key=lambda c: c.score, reverse=True)
+            # Below the reranked head, fusion's order stands (scores stay under the head's).
+            floor = min((c.score for c in head), default=0.0)
+            for offset, candidate in enumerate(tail, start=1):
+                candidate.score = floor - offset * 1e-3
+            candidates = head + tail
+        return question, candidates
 
     async def _embed_query(self, query: str) -> list[float] | None:
         if self.embedder is None:
@@ -133,11 +202,17 @@ class HybridRetriever:
             await self.cache.set(key, array("f", vector).tobytes(), self.embedding_ttl_seconds)
         return vector
 
-    async def retrieve(
-        self, query: str, *, limit: int = 5, page_context: str | None = None
-    ) -> list[Source]:
-        hits = await self.search(query, limit=limit, page_context=page_context, relevant_only=True)
-        return [hit_to_source(number, hit) for number, hit in enumerate(hits, start=1)]
+
+def fuse(first: Sequence[Hit], second: Sequence[Hit]) -> list[Hit]:
+    """Two ranked lists as one, by reciprocal rank; a chunk in both comes once."""
+    scores: dict[uuid.UUID, float] = {}
+    by_id: dict[uuid.UUID, Hit] = {}
+    for ranked in (first, second):
+        for rank, hit in enumerate(ranked, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            by_id.setdefault(hit.chunk_id, hit)
+    order = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)
+    return [replace(by_id[chunk_id], score=scores[chunk_id]) for chunk_id in order]
 
 
 def hit_to_source(index: int, hit: Hit) -> Source:
@@ -165,5 +240,8 @@ def boost_page(hits: list[Hit], page_context: str) -> list[Hit]:
         path = _page_path(hit.page_url)
         return path == page or (page != "/" and path.endswith(page))
 
-    boosted = [replace(hit, score=hit.score * PAGE_BOOST) if on_page(hit) else hit for hit in hits]
+    def lifted(score: float) -> float:  # cross-encoder scores may be negative
+        return score * PAGE_BOOST if score >= 0 else score / PAGE_BOOST
+
+    boosted = [replace(hit, score=lifted(hit.score)) if on_page(hit) else hit for hit in hits]
     return sorted(boosted, key=lambda hit: hit.score, reverse=True)

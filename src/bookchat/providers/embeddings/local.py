@@ -7,23 +7,18 @@ Local inference runs in a worker thread. A model that cannot be had raises
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
-import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from fastembed import TextEmbedding
 from fastembed.common.model_description import DenseModelDescription
 from fastembed.common.utils import define_cache_dir
-from huggingface_hub import is_offline_mode
-from loguru import logger as fastembed_logger
 
 from bookchat.providers.embeddings.base import FALLBACK_ADVICE, EmbedderUnavailable
+from bookchat.providers.fastembed_models import load_fastembed_model, short_error
 
 logger = structlog.get_logger(__name__)
 
@@ -46,29 +41,6 @@ def _fastembed_description(model: str) -> DenseModelDescription:
             "EMBEDDINGS_PROVIDER=openai, or run with lexical retrieval only "
             "(EMBEDDINGS_PROVIDER=none)"
         ) from None
-
-
-@contextlib.contextmanager
-def _fastembed_quiet() -> Iterator[None]:
-    """Hide fastembed's ERROR lines while we probe the cache: a miss there is expected."""
-    fastembed_logger.disable("fastembed")
-    try:
-        yield
-    finally:
-        fastembed_logger.enable("fastembed")
-
-
-def _hub_offline() -> bool:
-    # Hugging Face's own switch, not a bookchat setting. huggingface_hub reads it once at import;
-    # fastembed reads it at each load, and so do we, so that setting it later still counts.
-    value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return is_offline_mode() or value in {"1", "TRUE", "YES", "ON"}
-
-
-def _short(exc: BaseException) -> str:
-    """The error as `Type: text` on one line, cut to a readable length."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _tokenizer_limit(embedding: TextEmbedding) -> int | None:
@@ -103,33 +75,17 @@ class FastEmbedEmbedder:
         self.name = f"fastembed:{description.model}"
         self._cache_dir = str(define_cache_dir(cache_dir))
         started = time.perf_counter()
-        if model_path is not None:
-            self._embedding = self._load_from_path(model_path)
-            source = "path"
-        else:
-            cached = self._load_cached()
-            source = "cache"
-            if cached is None:
-                if not allow_download:
-                    raise EmbedderUnavailable(
-                        f"fastembed model {self.model} is not in the model cache "
-                        f"{self._cache_dir} and downloads are off; {FALLBACK_ADVICE}"
-                    )
-                if _hub_offline():
-                    raise EmbedderUnavailable(
-                        f"fastembed model {self.model} is not in the model cache "
-                        f"{self._cache_dir} and HF_HUB_OFFLINE forbids downloading it; "
-                        f"{FALLBACK_ADVICE}"
-                    )
-                self._download(description, download_timeout)
-                cached = self._load_cached()
-                source = "download"
-                if cached is None:
-                    raise EmbedderUnavailable(
-                        f"fastembed model {self.model} was downloaded to {self._cache_dir} but "
-                        f"cannot be loaded from there; {FALLBACK_ADVICE}"
-                    )
-            self._embedding = cached
+        self._embedding, source = load_fastembed_model(
+            TextEmbedding,
+            description,
+            cache_dir=self._cache_dir,
+            model_path=model_path,
+            path_setting="EMBEDDINGS_MODEL_PATH",
+            allow_download=allow_download,
+            download_timeout=download_timeout,
+            error=EmbedderUnavailable,
+            advice=FALLBACK_ADVICE,
+        )
         self.dimension: int = description.dim or len(self._embed_sync(["probe"], query=False)[0])
         # The tokenizer may allow more than the model was trained on (MiniLM: 512 vs 256).
         limits = [_tokenizer_limit(self._embedding), _KNOWN_MAX_TOKENS.get(self.model.lower())]
@@ -143,64 +99,6 @@ class FastEmbedEmbedder:
             max_tokens=self.max_tokens,
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-
-    def _load_from_path(self, model_path: str) -> TextEmbedding:
-        if not Path(model_path).is_dir():
-            raise EmbedderUnavailable(
-                f"EMBEDDINGS_MODEL_PATH {model_path} is not a folder: point it at a local copy "
-                f"of {self.model} (model.onnx, tokenizer.json, ...)"
-            )
-        try:
-            return TextEmbedding(
-                self.model, cache_dir=self._cache_dir, specific_model_path=model_path
-            )
-        except Exception as exc:
-            raise EmbedderUnavailable(
-                f"fastembed model {self.model} cannot be loaded from {model_path} "
-                f"({_short(exc)}); check that the folder holds that model's ONNX export"
-            ) from exc
-
-    def _load_cached(self) -> TextEmbedding | None:
-        try:
-            with _fastembed_quiet():
-                return TextEmbedding(self.model, cache_dir=self._cache_dir, local_files_only=True)
-        except Exception:
-            return None
-
-    def _download(self, description: DenseModelDescription, timeout: float) -> None:
-        failure: list[BaseException] = []
-
-        def download() -> None:
-            try:
-                if description.sources.hf:
-                    # What download_model does for a Hugging Face source, minus its retry loop,
-                    # which sleeps 3 s even after the last attempt (27 s more with retries).
-                    TextEmbedding.download_files_from_huggingface(
-                        description.sources.hf,
-                        self._cache_dir,
-                        extra_patterns=[description.model_file, *description.additional_files],
-                    )
-                else:  # pragma: no cover - every built-in text model is on Hugging Face
-                    TextEmbedding.download_model(description, self._cache_dir, retries=1)
-            except BaseException as exc:  # reported by the waiting thread
-                failure.append(exc)
-
-        logger.info("embeddings.downloading", model=self.model, cache_dir=self._cache_dir)
-        # A daemon thread rather than an executor: a download stuck on a silent network must
-        # not keep the process from exiting once we have stopped waiting for it.
-        thread = threading.Thread(target=download, name="fastembed-download", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
-            raise EmbedderUnavailable(
-                f"fastembed model {self.model} is not in the model cache {self._cache_dir} and "
-                f"could not be downloaded within {timeout:g} s; {FALLBACK_ADVICE}"
-            )
-        if failure:
-            raise EmbedderUnavailable(
-                f"fastembed model {self.model} is not in the model cache {self._cache_dir} and "
-                f"could not be downloaded ({_short(failure[0])}); {FALLBACK_ADVICE}"
-            ) from failure[0]
 
     def _embed_sync(self, texts: list[str], *, query: bool) -> list[list[float]]:
         vectors = self._embedding.query_embed(texts) if query else self._embedding.embed(texts)
@@ -253,7 +151,7 @@ class SentenceTransformersEmbedder:
             self._model: Any = library.SentenceTransformer(source, device=device)
         except Exception as exc:
             raise EmbedderUnavailable(
-                f"sentence-transformers model {source} cannot be loaded ({_short(exc)}); "
+                f"sentence-transformers model {source} cannot be loaded ({short_error(exc)}); "
                 f"{FALLBACK_ADVICE}"
             ) from exc
         # sentence-transformers 5+ renamed the accessor; older releases only have the long name.
