@@ -103,6 +103,12 @@ class TestBookAnswers:
         text = answer("What is a VLA?", chapter)
         assert text.startswith("A VLA is a model that turns camera images")
 
+    def test_the_definition_asked_for_comes_before_other_definitions(self) -> None:
+        urdf = source("URDF is an XML format that describes the links and joints of a robot.", 1)
+        xacro = source("Xacro is a macro language for writing robot descriptions.", 2)
+        text = answer("What is Xacro and why use it instead of plain URDF?", urdf, xacro)
+        assert text.startswith("Xacro is a macro language for writing robot descriptions. [2]")
+
     def test_a_sentence_that_asks_in_order_to_define_is_quoted(self) -> None:
         chapter = source(
             "## Forward and Inverse Kinematics\n\nForward kinematics asks: given all joint "

@@ -46,8 +46,12 @@ _IDENTIFIER = re.compile(
     r"\b\w+_\w+\b|\b\w*(?:[a-z][A-Z]|[A-Z]{2,}[a-z]{2})\w*\b|\b\w+(?=\(\))|"
     r"\b[a-z_]\w*\.[a-z_]\w*\b"
 )
+# "What is X...", "Define X": X runs to the question mark or to a second question ("What is
+# Xacro and why use it?").
 _DEFINITIONAL_QUESTION = re.compile(
-    r"^\s*(?:what(?:'s|\s+is|\s+are|\s+does\b.*\bmean)|define|definition|meaning of|who\s+is)\b",
+    r"^\s*(?:what(?:'s|\s+is|\s+are|\s+does)|define|definition\s+of|meaning\s+of|who\s+is)\b"
+    r"(?P<subject>.*?)(?:\s+mean)?(?:,?\s+(?:and\s+)?(?:why|how|what|which|where|when|who|does|"
+    r"do|is|are|can|should)\b|\?|$)",
     re.IGNORECASE,
 )
 # "X is a ...", "X refers to ...": X starts the sentence (not "In a system, X is ...") and "is"
@@ -119,6 +123,7 @@ class Ranking:
         self.similarities: dict[str, float] | None = None
         self.dense_floor = dense_floor
         self.topic = topic_terms(question)
+        self.asked = _asked_to_define(question)
         self.code: list[tuple[Source, CodeBlock]] = []
         seen: set[str] = set()
         found: list[Ranked] = []
@@ -189,15 +194,15 @@ class Ranking:
         subjects = _defined(text)
         if not subjects:
             return 0.0
+        if self._defines_topic(text):
+            return 0.3
         if any(terms & self.topic for terms in subjects):
-            return 0.3 if _DEFINITIONAL_QUESTION.match(self.question) else 0.15
+            return 0.15
         return 0.03
 
     def _defines_topic(self, text: str) -> bool:
-        """Whether a "what is" question's subject is what the sentence defines."""
-        return bool(_DEFINITIONAL_QUESTION.match(self.question)) and any(
-            terms & self.topic for terms in _defined(text)
-        )
+        """Whether the sentence defines what a "what is" question asks about."""
+        return any(terms & self.asked for terms in _defined(text))
 
     def has_signal(self, ranked: Ranked) -> bool:
         """Whether the sentence shares a topic word with the question or, by meaning, is close."""
@@ -263,6 +268,12 @@ class Ranking:
     def missing_terms(self) -> set[str]:
         held = frozenset().union(*(r.terms for r in self.candidates))
         return set(self.topic - held)
+
+
+def _asked_to_define(question: str) -> frozenset[str]:
+    """The topic words of what a "what is" question asks to define (none for other questions)."""
+    match = _DEFINITIONAL_QUESTION.match(question)
+    return topic_terms(match.group("subject")) if match else frozenset()
 
 
 def _defined(text: str) -> list[frozenset[str]]:
