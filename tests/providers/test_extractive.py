@@ -109,6 +109,16 @@ class TestBookAnswers:
         text = answer("What is Xacro and why use it instead of plain URDF?", urdf, xacro)
         assert text.startswith("Xacro is a macro language for writing robot descriptions. [2]")
 
+    def test_a_two_part_question_starts_with_the_definition(self) -> None:
+        nav2 = source(
+            "## Nav2 for humanoids\n\nFor humanoid robots, Nav2 must be adapted to handle "
+            "bipedal locomotion. Nav2 is the ROS 2 navigation stack that plans collision-free "
+            "paths."
+        )
+        text = answer("What is Nav2 and what does it need to handle for humanoids?", nav2)
+        assert text.startswith("Nav2 is the ROS 2 navigation stack that plans collision-free")
+        assert "bipedal locomotion. [1]" in text
+
     def test_a_sentence_that_asks_in_order_to_define_is_quoted(self) -> None:
         chapter = source(
             "## Forward and Inverse Kinematics\n\nForward kinematics asks: given all joint "

@@ -65,7 +65,10 @@ _DEFINITION = re.compile(
     r"consists?\s+of|(?:acts?|serves?)\s+as)\s",
     re.IGNORECASE,
 )
+# "Term: what it is" (glossaries, spec lists); "Term - what it is" (best-practice lists) only
+# counts for what a "what is" question asks.
 _TERM_COLON = re.compile(r"^(?P<subject>[^:]{1,40}):\s+\S")
+_TERM_DASH = re.compile(r"^(?P<subject>[^:]{1,40}?)\s[-\u2013\u2014]\s+\S")
 # Sentences about the text rather than its subject ("This chapter covers...").
 _ABOUT_THE_TEXT = re.compile(
     r"^(?:in\s+)?(?:this|the\s+following|the\s+next)\s+(?:chapter|section|module|guide|"
@@ -191,18 +194,21 @@ class Ranking:
         return (dense - min(values)) / (max(values) - min(values))
 
     def _definition_bonus(self, text: str) -> float:
-        subjects = _defined(text)
-        if not subjects:
-            return 0.0
         if self._defines_topic(text):
             return 0.3
+        subjects = _defined(text)
         if any(terms & self.topic for terms in subjects):
             return 0.15
-        return 0.03
+        return 0.03 if subjects else 0.0
 
     def _defines_topic(self, text: str) -> bool:
-        """Whether the sentence defines what a "what is" question asks about."""
-        return any(terms & self.asked for terms in _defined(text))
+        """Whether the sentence defines what a "what is" question asks about. A best-practice
+        item ("Organize with Xacro - ...") must name at least half of it."""
+        if any(terms & self.asked for terms in _defined(text)):
+            return True
+        dashed = _TERM_DASH.match(text)
+        named = frozenset(content_terms(dashed.group("subject"))) if dashed else frozenset()
+        return bool(self.asked) and 2 * len(named & self.asked) >= len(self.asked)
 
     def has_signal(self, ranked: Ranked) -> bool:
         """Whether the sentence shares a topic word with the question or, by meaning, is close."""
@@ -245,7 +251,8 @@ class Ranking:
             chosen.append(best)
             covered |= best.terms
             taken[best.source.index] += 1
-        return chosen
+        # "What is X and ...?": the definition of X first, whatever else answers more.
+        return sorted(chosen, key=lambda r: not self._defines_topic(r.text))
 
     def opening(self, limit: int) -> list[Ranked]:
         """The first sentences of the best source that has any."""
