@@ -43,6 +43,7 @@ from bookchat.core.migrations import upgrade
 from bookchat.main import create_app
 from bookchat.tables import load_all_tables
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.prompt_layout import question_of
 
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -286,7 +287,7 @@ def book_reply(request: dict[str, Any]) -> str:
     messages = request["messages"]
     if REWRITE_MARKER in messages[0]["content"]:
         return "publisher subscriber topic"
-    return f"Fake answer to: {messages[-1]['content']}"
+    return f"Fake answer to: {question_of(messages[-1]['content'])}"
 
 
 # What `ingest_book` wrote for a (folder, base URL, collection) into a fresh SQLite file and

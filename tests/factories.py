@@ -4,7 +4,9 @@
 - `sign_up`, `bearer`: an account and its `Authorization` header;
 - `post_chat`, `ask`: one chat turn over HTTP;
 - `open_db`, `stored`, `count`, `execute_sql`: read what the app wrote, with an engine of the
-  test's own that is disposed afterwards.
+  test's own that is disposed afterwards;
+- `citing_reply`, `sources_sent`, `heading`: a model answer that cites out of order, and what
+  the model was given to cite.
 """
 
 from __future__ import annotations
@@ -21,10 +23,18 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
-from tests.conftest import MINI_BOOK, ingest_book, make_settings
+from tests.conftest import MINI_BOOK, REWRITE_MARKER, ingest_book, make_settings
+from tests.prompt_layout import read_layout
 
 PASSWORD = "correct horse battery"
 QUESTION = "How does a publisher send messages?"
+
+# Five pages that all say how a publisher sends messages: `QUESTION` finds five sources in it.
+PUBLISHERS_BOOK = Path(__file__).parent / "fixtures" / "publishers_book"
+# The model cites its sources 3, then 1 and 3, then a 7 it was never given; over five sources
+# the reader sees the cited ones numbered in order of first use and the 7 gone.
+CITING_REPLY = "A [3]. B [1][3]. C [7]."
+CITING_SHOWN = "A [1]. B [2][1]. C."
 
 Model = TypeVar("Model")
 
@@ -122,3 +132,22 @@ async def execute_sql(database_url: str, sql: str, **params: Any) -> list[tuple[
             return [tuple(row) for row in result.all()] if result.returns_rows else []
     finally:
         await engine.dispose()
+
+
+def citing_reply(request: dict[str, Any]) -> str:
+    """The fake model's `CITING_REPLY` (a follow-up rewrite gets an in-book query)."""
+    if REWRITE_MARKER in request["messages"][0]["content"]:
+        return "publisher subscriber topic"
+    return CITING_REPLY
+
+
+def sources_sent(request: dict[str, Any]) -> list[str]:
+    """The headings of the numbered sources a chat request gave the model, in its numbering."""
+    layout = read_layout(request["messages"][1]["content"])
+    numbered = sorted((b.number, b.text) for b in layout.blocks if b.name == "source" and b.number)
+    return [text.split("\n", 1)[0] for _, text in numbered]
+
+
+def heading(citation: dict[str, Any]) -> str:
+    """A citation's `title > section`, as the prompt names its source."""
+    return " > ".join(part for part in (citation["title"], citation["section"]) if part)

@@ -16,6 +16,7 @@ from bookchat.retrieval.service import Retriever
 from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.factories import QUESTION, book_settings, stored
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.prompt_layout import sent_prompt
 
 
 async def user_messages(database_url: str) -> list[Message]:
@@ -58,15 +59,27 @@ class TestSources:
         async with app_factory(settings) as client:
             body = (await client.post("/chat", json={"message": QUESTION})).json()
 
-        system = fake_openai.chat_requests()[-1]["messages"][0]["content"]
-        titles = [
-            f"[{c['index']}] {c['title']}" + (f" > {c['section']}" if c["section"] else "")
+        _, sent = sent_prompt(fake_openai)
+        sources = [(b.number, b.text.split("\n")[0]) for b in sent.blocks if b.name == "source"]
+        assert sources == [
+            (c["index"], c["title"] + (f" > {c['section']}" if c["section"] else ""))
             for c in body["citations"]
         ]
-        positions = [system.index(title) for title in titles]
-        assert positions == sorted(positions)
-        assert "[1] Messaging > Publishers and subscribers" in system
-        assert "A publisher sends messages on a named topic" in system
+        assert sources[0] == (1, "Messaging > Publishers and subscribers")
+        assert "A publisher sends messages on a named topic" in sent.texts("source")[0]
+
+    async def test_a_passage_under_the_page_title_cites_the_page(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        # Docusaurus gives the page title (the h1) no id: a `#mini-book` link would land nowhere.
+        async with app_factory(await book_settings(sqlite_url)) as client:
+            body = (
+                await client.post("/chat", json={"message": "What is the tiny book for?"})
+            ).json()
+
+        [citation] = [c for c in body["citations"] if c["title"] == "Mini Book"]
+        assert citation["section"] is None
+        assert citation["page_url"] == "https://example.org/book/"
 
     async def test_markers_become_citations_and_unknown_ones_vanish(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -154,9 +167,9 @@ class TestFollowUps:
             ).json()
 
         rewrite = fake_openai.chat_requests()[1]
-        assert "standalone search query" in rewrite["messages"][0]["content"]
-        assert QUESTION in rewrite["messages"][1]["content"]
-        assert "Last message: And who gets them?" in rewrite["messages"][1]["content"]
+        system, sent = sent_prompt(fake_openai, 1)
+        assert "standalone search query" in system
+        assert sent.conversation == [QUESTION, f"Fake answer to: {QUESTION}", "And who gets them?"]
         assert rewrite["temperature"] == 0
         assert second["mode"] == "rag"
         stored = await user_messages(database_url)

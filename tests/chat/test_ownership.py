@@ -5,8 +5,19 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.chat.test_stream import parse_sse
 from tests.conftest import AppFactory, make_settings, openai_settings
-from tests.factories import QUESTION, bearer, book_settings, post_chat, sign_up
+from tests.factories import (
+    CITING_SHOWN,
+    PUBLISHERS_BOOK,
+    QUESTION,
+    ask,
+    bearer,
+    book_settings,
+    citing_reply,
+    post_chat,
+    sign_up,
+)
 from tests.fakes.openai_server import FakeOpenAIServer
 
 
@@ -175,6 +186,38 @@ class TestAnswerCache:
         assert second["session_id"] != first["session_id"]
         assert '"cached": true' in streamed.text
         assert [m["role"] for m in history["messages"]][:2] == ["user", "assistant"]
+
+    @pytest.mark.parametrize("first_by", ["chat", "stream"])
+    async def test_a_replayed_answer_shows_the_same_numbers(
+        self,
+        first_by: str,
+        sqlite_url: str,
+        fake_openai: FakeOpenAIServer,
+        app_factory: AppFactory,
+    ) -> None:
+        fake_openai.reply = citing_reply
+        settings = await book_settings(sqlite_url, PUBLISHERS_BOOK, **openai_settings(fake_openai))
+        answers = []
+        async with app_factory(settings) as client:
+            for way in (first_by, "chat", "stream"):
+                if way == "chat":
+                    answers.append(await ask(client))
+                    continue
+                response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+                events, _ = parse_sse(response.text)
+                done = events[-1][1]
+                assert (
+                    "".join(d["text"] for name, d in events if name == "token")
+                    == (done["response"])
+                )
+                answers.append(done)
+
+        first, *replays = answers
+        assert len(fake_openai.chat_requests()) == 1
+        assert (first["cached"], first["response"]) == (False, CITING_SHOWN)
+        assert [(a["cached"], a["response"], a["citations"]) for a in replays] == [
+            (True, first["response"], first["citations"])
+        ] * 2
 
     async def test_ingestion_invalidates_cached_answers(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory

@@ -9,8 +9,20 @@ import pytest
 
 from bookchat.chat.models import ChatSession, Message, MessageRole
 from tests.conftest import AppFactory, make_settings, openai_settings
-from tests.factories import QUESTION, book_settings, post_chat, stored
+from tests.factories import (
+    CITING_SHOWN,
+    PUBLISHERS_BOOK,
+    QUESTION,
+    ask,
+    book_settings,
+    citing_reply,
+    heading,
+    post_chat,
+    sources_sent,
+    stored,
+)
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.prompt_layout import sent_prompt
 
 FOLLOW_UP = "And who receives them?"
 IN_ORDER = (Message.created_at, Message.id)
@@ -63,11 +75,11 @@ class TestChatContract:
             )
 
         assert second.json()["session_id"] == first["session_id"]
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        assert [(m["role"], m["content"]) for m in sent[1:]] == [
-            ("user", QUESTION),
+        _, sent = sent_prompt(fake_openai)
+        assert [(b.name, b.text) for b in sent.blocks if b.name != "source"] == [
+            ("reader", QUESTION),
             ("assistant", f"Fake answer to: {QUESTION}"),
-            ("user", FOLLOW_UP),
+            ("question", FOLLOW_UP),
         ]
         assert len(await stored(database_url, ChatSession)) == 1
 
@@ -101,7 +113,7 @@ class TestChatContract:
         sessions = await stored(database_url, ChatSession)
         assert [str(s.id) for s in sessions] == [response.json()["session_id"]]
         # The model saw no history: a new session starts clean.
-        assert len(fake_openai.chat_requests()[-1]["messages"]) == 2
+        assert sent_prompt(fake_openai)[1].conversation == [QUESTION]
 
 
 class TestPrompt:
@@ -119,7 +131,9 @@ class TestPrompt:
         request = fake_openai.chat_requests()[-1]
         system = request["messages"][0]
         assert system["role"] == "system"
-        assert '"Robots for Poets"' in system["content"]
+        assert system["content"].startswith(
+            'You are the teaching assistant of the textbook "Robots for Poets".'
+        )
         assert "Answer only from the numbered sources" in system["content"]
         assert request["temperature"] == pytest.approx(0.2)
         assert request["model"] == "gpt-4o-mini"
@@ -141,16 +155,16 @@ class TestPrompt:
                 session_id = body["session_id"]
                 assert body["mode"] == "rag"
 
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        assert sent[0]["role"] == "system"
-        history = [m["content"] for m in sent[1:-1]]
+        _, sent = sent_prompt(fake_openai)
         # Turns 0-5 stored 12 messages; the last 10 start at turn 1's question.
-        assert history == [
-            text
-            for turn in range(1, 6)
-            for text in (f"{QUESTION} ({turn})", f"Fake answer to: {QUESTION} ({turn})")
+        assert sent.conversation == [
+            *(
+                text
+                for turn in range(1, 6)
+                for text in (f"{QUESTION} ({turn})", f"Fake answer to: {QUESTION} ({turn})")
+            ),
+            f"{QUESTION} (6)",
         ]
-        assert sent[-1] == {"role": "user", "content": f"{QUESTION} (6)"}
 
     async def test_history_setting_is_honoured(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -168,8 +182,7 @@ class TestPrompt:
                 ).json()
                 session_id = body["session_id"]
 
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        assert [m["content"] for m in sent[1:]] == ["q1", "Fake answer to: q1", "q2"]
+        assert sent_prompt(fake_openai)[1].conversation == ["q1", "Fake answer to: q1", "q2"]
 
     async def test_selected_text_is_the_only_context(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -192,16 +205,70 @@ class TestPrompt:
         assert body["mode"] == "selected_text"
         assert body["citations"][0]["title"] == "Selected text"
         assert body["citations"][0]["page_url"] == "https://example.org/book/urdf"
-        sent = fake_openai.chat_requests()[-1]["messages"]
-        # No history: the system prompt with the selection, then the question.
-        assert [m["role"] for m in sent] == ["system", "user"]
-        assert selection in sent[0]["content"]
-        assert "solely from the selected text" in sent[0]["content"]
-        assert "publisher" not in sent[0]["content"].lower()
-        assert sent[1]["content"] == "Explain this"
+        system, sent = sent_prompt(fake_openai)
+        # No history and no passage: the selection, then the question.
+        assert "solely from the selected text" in system
+        assert [(b.name, b.text) for b in sent.blocks] == [
+            ("selection", selection),
+            ("question", "Explain this"),
+        ]
+        assert "publisher" not in sent.outside.lower()
         messages = await stored(database_url, Message, order_by=IN_ORDER)
         assert messages[2].selected_text == selection
         assert messages[2].page_context == "https://example.org/book/urdf"
+
+
+class TestCitations:
+    """What the reader sees of the model's `[n]` markers: no gaps, numbered in order of use."""
+
+    async def test_cited_sources_are_numbered_in_order_of_first_use(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = citing_reply
+        settings = await book_settings(
+            database_url, PUBLISHERS_BOOK, **openai_settings(fake_openai)
+        )
+        async with app_factory(settings) as client:
+            body = await ask(client)
+            history = await client.get(f"/api/v1/chat/history/{body['session_id']}")
+
+        given = sources_sent(fake_openai.chat_requests()[-1])  # the model's [1]..[5]
+        assert len(given) == 5
+        assert body["response"] == CITING_SHOWN
+        assert [(c["index"], heading(c), c["cited"]) for c in body["citations"]] == [
+            (1, given[2], True),
+            (2, given[0], True),
+            (3, given[1], False),
+            (4, given[3], False),
+            (5, given[4], False),
+        ]
+        [reply] = await stored(database_url, Message, role=MessageRole.ASSISTANT)
+        assert (reply.content, reply.citations) == (body["response"], body["citations"])
+        answer = history.json()["messages"][1]
+        assert (answer["content"], answer["citations"]) == (body["response"], body["citations"])
+
+    async def test_a_selection_is_the_one_source(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = citing_reply
+        async with app_factory(make_settings(sqlite_url, **openai_settings(fake_openai))) as client:
+            body = await ask(client, "Explain this", selected_text="Nodes talk over topics.")
+
+        assert body["response"] == "A. B [1]. C."
+        assert [(c["index"], c["title"], c["cited"]) for c in body["citations"]] == [
+            (1, "Selected text", True)
+        ]
+
+    async def test_a_question_the_book_does_not_cover_cites_nothing(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            body = await ask(client, "What is the capital of France?")
+
+        assert body["mode"] == "no_context"
+        assert body["citations"] == []
+        assert "[" not in body["response"]
 
 
 class TestOfflineAnswers:
@@ -379,7 +446,7 @@ class TestModelFailures:
 
         assert failed.status_code == 503
         assert third.status_code == 200
-        history = [m["content"] for m in fake_openai.chat_requests()[-1]["messages"][1:]]
+        history = sent_prompt(fake_openai)[1].conversation
         assert history == [QUESTION, f"Fake answer to: {QUESTION}", "Second", "Third"]
 
     async def test_sdk_retries_are_used(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,8 +21,18 @@ from bookchat.chat.turns import Turn
 from bookchat.container import open_container
 from bookchat.core.config import Settings
 from tests.conftest import AppFactory, live_server, make_settings, openai_settings
-from tests.factories import QUESTION, book_settings, stored
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.factories import (
+    CITING_REPLY,
+    CITING_SHOWN,
+    PUBLISHERS_BOOK,
+    QUESTION,
+    book_settings,
+    citing_reply,
+    heading,
+    sources_sent,
+    stored,
+)
+from tests.fakes.openai_server import FakeOpenAIServer, split_tokens
 
 Event = tuple[str, dict[str, Any]]
 
@@ -55,6 +66,15 @@ async def assistant_messages(database_url: str) -> list[Message]:
     return await stored(database_url, Message, role=MessageRole.ASSISTANT)
 
 
+def tokens_of(events: list[Event]) -> list[str]:
+    return [data["text"] for name, data in events if name == "token"]
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The citation numbers a text shows, each once, in order."""
+    return list(dict.fromkeys(int(n) for n in re.findall(r"\[(\d+)\]", text)))
+
+
 class TestStream:
     async def test_events_in_order_and_the_answer_stored(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -81,7 +101,8 @@ class TestStream:
         assert sources["citations"][0]["page_url"].endswith(
             "/basics/messaging#publishers-and-subscribers"
         )
-        assert all(c["cited"] is False for c in sources["citations"])
+        # Before the answer, sources carry no number: numbers are given in order of first use.
+        assert all("index" not in c and "cited" not in c for c in sources["citations"])
         streamed = "".join(data["text"] for name, data in events if name == "token")
         assert streamed == "Publishers send messages on a topic [1]."
         assert done["response"] == streamed
@@ -91,6 +112,57 @@ class TestStream:
         assert [(m.content, m.status) for m in stored] == [(streamed, MessageStatus.COMPLETE)]
         assert str(stored[0].id) == done["message_id"]
         assert stored[0].completion_tokens == done["usage"]["completion_tokens"]
+
+    @pytest.mark.parametrize("split", [list, split_tokens], ids=["by-character", "by-word"])
+    async def test_markers_are_renumbered_as_they_arrive(
+        self,
+        split: Any,
+        sqlite_url: str,
+        fake_openai: FakeOpenAIServer,
+        app_factory: AppFactory,
+    ) -> None:
+        fake_openai.reply = citing_reply
+        fake_openai.split = split  # by character, every marker arrives cut: "[", "3", "]"
+        settings = await book_settings(sqlite_url, PUBLISHERS_BOOK, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+
+        events, _ = parse_sse(response.text)
+        sources, done = events[1][1], events[-1][1]
+        tokens = tokens_of(events)
+        assert "".join(tokens) == done["response"] == CITING_SHOWN
+        # The reader never sees half a marker, nor one of the model's own numbers.
+        shown = ["".join(tokens[:count]) for count in range(1, len(tokens) + 1)]
+        assert [text for text in shown if re.search(r"\[\d*$", text)] == []
+        given = sources_sent(fake_openai.chat_requests()[-1])
+        assert [heading(passage) for passage in sources["citations"]] == given
+        assert [(c["index"], heading(c), c["cited"]) for c in done["citations"]] == [
+            (1, given[2], True),
+            (2, given[0], True),
+            (3, given[1], False),
+            (4, given[3], False),
+            (5, given[4], False),
+        ]
+        [reply] = await assistant_messages(sqlite_url)
+        assert (reply.content, reply.citations) == (done["response"], done["citations"])
+
+    async def test_code_and_brackets_that_are_not_markers_arrive_as_written(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = (
+            "Read `data[2]`, not array[0] [see above] [2, 3].\n```\nx = q[1]\n```\n[9] See [1]["
+        )
+        fake_openai.split = list
+        settings = await book_settings(sqlite_url, PUBLISHERS_BOOK, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+
+        events, _ = parse_sse(response.text)
+        assert (
+            "".join(tokens_of(events))
+            == events[-1][1]["response"]
+            == ("Read `data[2]`, not array [see above] [1][2].\n```\nx = q[1]\n```\nSee [3][")
+        )
 
     async def test_not_covered_streams_without_a_model_call(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -104,6 +176,7 @@ class TestStream:
         assert events[0][1]["mode"] == "no_context"
         assert events[-1][0] == "done"
         assert "couldn't find this" in events[-1][1]["response"]
+        assert events[1][1]["citations"] == events[-1][1]["citations"] == []
         assert fake_openai.chat_requests() == []
 
     async def test_offline_extractive_stream(
@@ -181,6 +254,27 @@ class TestStream:
         stored = await assistant_messages(database_url)
         assert [(m.content, m.status) for m in stored] == [("one two three", MessageStatus.ERROR)]
 
+    async def test_a_cut_answer_is_stored_as_it_was_shown(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = citing_reply  # "A ", "[3]. ", "B ", "[1][3]. ", cut, "C ", "[7]."
+        fake_openai.cut_stream_next(after_tokens=4)
+        settings = await book_settings(sqlite_url, PUBLISHERS_BOOK, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            response = await client.post("/api/v1/chat/stream", json={"message": QUESTION})
+
+        events, _ = parse_sse(response.text)
+        assert events[-1][0] == "error"
+        [reply] = await assistant_messages(sqlite_url)
+        assert reply.status == MessageStatus.ERROR
+        assert reply.content == "".join(tokens_of(events)) == "A [1]. B [2][1]."
+        given = sources_sent(fake_openai.chat_requests()[-1])
+        assert [(c["index"], heading(c), c["cited"]) for c in reply.citations or []][:3] == [
+            (1, given[2], True),
+            (2, given[0], True),
+            (3, given[1], False),
+        ]
+
 
 class TestHangUp:
     async def test_a_client_that_leaves_keeps_a_partial_answer(
@@ -249,6 +343,28 @@ class TestClosedAtAYield:
         assert len(stored) == 1
         assert stored[0].status == MessageStatus.PARTIAL
         assert stored[0].content == "".join(t["text"] for t in tokens).strip()
+
+    @pytest.mark.parametrize("events_read", [4, 6, 9])
+    async def test_a_partial_answer_is_stored_as_it_was_shown(
+        self, events_read: int, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        from bookchat.core.sse import _as_sse
+
+        fake_openai.reply = CITING_REPLY
+        fake_openai.split = list
+        settings = await book_settings(sqlite_url, PUBLISHERS_BOOK, **openai_settings(fake_openai))
+        async with prepared_turn(settings) as (service, turn):
+            events = _as_sse(service.stream(turn))
+            received = [await anext(events) for _ in range(events_read)]
+            await events.aclose()
+
+        shown = "".join(event_data(e)["text"] for e in received if e.event == "token")
+        [reply] = await assistant_messages(sqlite_url)
+        assert reply.status == MessageStatus.PARTIAL
+        assert reply.content == shown
+        assert CITING_SHOWN.startswith(shown)
+        cited = [c["index"] for c in reply.citations or [] if c["cited"]]
+        assert cited == cited_numbers(shown) == sorted(cited)
 
     async def test_a_hang_up_during_the_final_write_does_not_lose_the_answer(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer

@@ -96,7 +96,8 @@ class TestStructure:
         assert_valid(chunks, 200)
         described = [(chunk.heading_path, chunk.anchor) for chunk in chunks]
         assert described == [
-            (("Nodes, Topics, and Services",), "nodes-topics-and-services"),
+            # Docusaurus renders the h1 (the page title) without an id: links go to the page.
+            (("Nodes, Topics, and Services",), None),
             (
                 ("Nodes, Topics, and Services", "Topics: Publish-Subscribe Communication"),
                 "topics-publish-subscribe-communication",
@@ -130,6 +131,12 @@ class TestStructure:
         )
         chunks = chunk_document(body, title="T", **SMALL)
         assert [chunk.anchor for chunk in chunks] == ["example", "example-1", "example-2"]
+
+    def test_the_h1_still_counts_for_repeated_headings(self) -> None:
+        # Docusaurus slugs the h1 too (then drops its id): the next "Example" is example-1.
+        body = f"# Example\n\n{prose(8)}\n\n## Example\n\n{prose(8, 10)}"
+        chunks = chunk_document(body, title="T", **SMALL)
+        assert [chunk.anchor for chunk in chunks] == [None, "example-1"]
 
     def test_hash_line_inside_a_fence_is_not_a_heading(self) -> None:
         fence = (
@@ -248,7 +255,7 @@ class TestMerging:
         body = "# Guide\n\nShort intro.\n\n## Overview\n\nTiny.\n\n## Details\n\n" + prose(4)
         [chunk] = chunk_document(body, title="T")
         assert chunk.heading_path == ("Guide",)
-        assert chunk.anchor == "guide"
+        assert chunk.anchor is None  # the h1: the top of the page
         assert "## Overview" in chunk.text
         assert "## Details" in chunk.text
 

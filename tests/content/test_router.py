@@ -279,6 +279,18 @@ class TestSearch:
         assert depth["results"][0]["source_path"] == "01-basics/02-cameras.md"
         assert all(r["module"] == "Motion" for r in walking_only["results"])
 
+    async def test_a_page_title_result_links_to_the_page(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url, admin_api_key=KEY)) as client:
+            await ingest_book(client)
+            found = (
+                await client.get("/api/v1/content/search", params={"q": "tiny book for tests"})
+            ).json()
+        top = found["results"][0]
+        assert top["heading_path"] == ["Mini Book"]
+        assert top["page_url"] == "https://example.org/book/"
+
     @pytest.mark.parametrize("params", [{}, {"q": ""}, {"q": "   "}, {"q": "x", "limit": 0}])
     async def test_bad_queries(
         self, params: dict[str, Any], sqlite_url: str, app_factory: AppFactory

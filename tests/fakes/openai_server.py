@@ -294,8 +294,11 @@ class _Call:
 class FakeOpenAIServer:
     """Fake OpenAI API on a loopback port, for the real ``openai`` SDK.
 
-    ``reply``, ``ttft``, ``token_delay`` and ``embedding_dim`` may be changed at any time.
+    ``reply``, ``split``, ``ttft``, ``token_delay`` and ``embedding_dim`` may be changed at any
+    time.
     ``reply`` is either a fixed string or a callable receiving the request JSON.
+    ``split`` cuts the reply into the content chunks of a streamed answer (word tokens, see
+    :func:`split_tokens`, unless a test needs other cuts); ``completion_tokens`` counts them.
     ``ttft`` is the delay before the first streamed chunk after the headers, and
     ``token_delay`` the delay between content tokens; a non-streamed answer waits
     ``ttft + token_delay * (tokens - 1)`` in total.
@@ -311,6 +314,7 @@ class FakeOpenAIServer:
     ) -> None:
         self._defaults = (reply, ttft, token_delay, embedding_dim)
         self.reply: str | ReplyFn = reply
+        self.split: Callable[[str], list[str]] = split_tokens
         self.ttft = ttft
         self.token_delay = token_delay
         self.embedding_dim = embedding_dim
@@ -512,6 +516,7 @@ class FakeOpenAIServer:
             self._cuts.clear()
             self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
+        self.split = split_tokens
 
     def _record(
         self, request: RecordedRequest, client: tuple[str, int] | None
@@ -630,7 +635,7 @@ class FakeOpenAIServer:
             await _send_error(send, 400, "'messages' is a required property")
             return
         text = self._reply_text(body)
-        tokens = split_tokens(text)
+        tokens = self.split(text)
         model = str(body.get("model") or DEFAULT_CHAT_MODEL)
         prompt_tokens = _prompt_tokens(body)
         usage = {

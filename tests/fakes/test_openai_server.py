@@ -167,6 +167,26 @@ async def test_streamed_completion(fake: FakeOpenAIServer, client: openai.AsyncO
     assert fake.chat_requests()[0]["stream"] is True
 
 
+async def test_split_chooses_the_streamed_chunks(
+    fake: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    fake.reply = "Cited [3]."
+    fake.split = lambda text: ["Cited [", "3", "]."]
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=_user("q"), stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+
+    contents = [c.choices[0].delta.content for c in chunks if c.choices]
+    assert [content for content in contents if content] == ["Cited [", "3", "]."]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+    plain = await client.chat.completions.create(model=MODEL, messages=_user("q"))
+    assert plain.choices[0].message.content == "Cited [3]."
+    fake.reset()
+    assert fake.split("a b") == ["a ", "b"]
+
+
 async def test_streamed_completion_with_usage(
     fake: FakeOpenAIServer, client: openai.AsyncOpenAI
 ) -> None:

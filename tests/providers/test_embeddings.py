@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import socket
@@ -16,7 +15,6 @@ from typing import cast
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from bookchat.core.errors import DependencyUnavailable
 from bookchat.providers.embeddings import (
@@ -28,6 +26,7 @@ from bookchat.providers.embeddings import (
     l2_normalize,
 )
 from tests.conftest import free_port
+from tests.fakes.embedding_model import letter_pair_tokenizer, write_tiny_bge, write_tiny_model
 from tests.fakes.openai_server import FakeOpenAIServer, fake_embedding
 
 
@@ -92,10 +91,16 @@ class TestOpenAIEmbedder:
         await embedder.ensure_ready()
         assert embedder.name == "openai:text-embedding-3-small"
         assert embedder.dimension == 1536
-        assert embedder.max_tokens == 8191
+        assert embedder.max_input_tokens == 8191
         assert isinstance(embedder, Embedder)
         assert fake_openai.embedding_requests() == []
         await embedder.aclose()
+
+    def test_counts_at_least_the_tokens_of_a_byte_level_bpe(self) -> None:
+        # No tokenizer ships offline: a text's UTF-8 bytes bound what byte-level BPE makes.
+        embedder = OpenAIEmbedder(api_key="sk-test")
+        assert embedder.count_tokens("naïve robot") == 12
+        assert embedder.count_tokens("") == 0
 
     async def test_an_explicit_dimension_is_requested_from_text_embedding_3(
         self, fake_openai: FakeOpenAIServer
@@ -235,80 +240,6 @@ BGE = "BAAI/bge-small-en-v1.5"
 BGE_REPO_FOLDER = "models--Qdrant--bge-small-en-v1.5-onnx-Q"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: int | str | bytes) -> bytes:
-    """One protobuf field: an int as a varint, text and bytes length-delimited."""
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    data = value.encode() if isinstance(value, str) else value
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _tensor(name: str, array: np.ndarray) -> bytes:
-    data_type = {np.dtype(np.float32): 1, np.dtype(np.int64): 7}[array.dtype]
-    dims = b"".join(_field(1, d) for d in array.shape)
-    return dims + _field(2, data_type) + _field(8, name) + _field(9, array.tobytes())
-
-
-def _value_info(name: str, elem_type: int, dims: list[int | str]) -> bytes:
-    shape = b"".join(_field(1, _field(2 if isinstance(d, str) else 1, d)) for d in dims)
-    return _field(1, name) + _field(2, _field(1, _field(1, elem_type) + _field(2, shape)))
-
-
-def _node(op: str, inputs: list[str], outputs: list[str]) -> bytes:
-    return b"".join(
-        [*(_field(1, i) for i in inputs), *(_field(2, o) for o in outputs), _field(4, op)]
-    )
-
-
-def write_tiny_bge(folder: Path, dim: int = 384) -> Path:
-    """A stand-in for the bge-small ONNX export: same file names, random token vectors.
-
-    The graph looks up each token's vector and sums them ([batch, 1, dim], the "CLS" position
-    fastembed pools), so different texts get different vectors. The ONNX protobuf is written by
-    hand because the `onnx` package is not a dependency.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    words = ["robot", "joint", "topic", "node", "publish", "sensor", "camera", "lidar", "arm"]
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3} | {
-        w: i + 4 for i, w in enumerate(words)
-    }
-    table = np.random.default_rng(7).standard_normal((len(vocab), dim)).astype(np.float32)
-    graph = b"".join(
-        [
-            _field(1, _node("Gather", ["table", "input_ids"], ["token_vectors"])),
-            _field(1, _node("ReduceSum", ["token_vectors", "axes"], ["last_hidden_state"])),
-            _field(2, "tiny-bge"),
-            _field(5, _tensor("table", table)),
-            _field(5, _tensor("axes", np.array([1], dtype=np.int64))),
-            _field(11, _value_info("input_ids", 7, ["batch", "sequence"])),
-            _field(12, _value_info("last_hidden_state", 1, ["batch", 1, dim])),
-        ]
-    )
-    opset = _field(1, "") + _field(2, 13)
-    (folder / "model_optimized.onnx").write_bytes(
-        _field(1, 8) + _field(8, opset) + _field(7, graph)
-    )
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"model_max_length": 512, "pad_token": "[PAD]"}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    (folder / "config.json").write_text(json.dumps({"pad_token_id": 0}))
-    return folder
-
-
 class TestFastEmbedEmbedder:
     async def test_loads_a_local_model_folder(self, tmp_path: Path) -> None:
         model_path = write_tiny_bge(tmp_path / "bge")
@@ -317,7 +248,7 @@ class TestFastEmbedEmbedder:
         )
         assert isinstance(embedder, Embedder)
         assert embedder.name == "fastembed:BAAI/bge-small-en-v1.5"
-        assert (embedder.dimension, embedder.max_tokens) == (384, 512)
+        assert (embedder.dimension, embedder.max_input_tokens) == (384, 512)
         await embedder.ensure_ready()
 
         vectors = await embedder.embed_documents(["robot joint", "camera lidar", "robot joint"])
@@ -332,6 +263,18 @@ class TestFastEmbedEmbedder:
             assert math.fsum(x * x for x in vector) == pytest.approx(1.0, abs=1e-5)
         assert await embedder.embed_documents([]) == []
         await embedder.aclose()
+
+    def test_counts_tokens_with_the_models_tokenizer_past_its_window(self, tmp_path: Path) -> None:
+        model_path = write_tiny_model(
+            tmp_path / "model", tokenizer=letter_pair_tokenizer(), max_length=256
+        )
+        embedder = FastEmbedEmbedder(
+            model=BGE, model_path=str(model_path), cache_dir=str(tmp_path / "cache")
+        )
+        assert embedder.max_input_tokens == 256
+        # "publisher" is pu ##bl ##is ##he ##r; [CLS] and [SEP] count too, and nothing is cut.
+        assert embedder.count_tokens("publisher") == 7
+        assert embedder.count_tokens("publisher " * 300) == 1502
 
     async def test_loads_from_the_model_cache_without_downloading(self, tmp_path: Path) -> None:
         revision = "0123456789abcdef0123456789abcdef01234567"

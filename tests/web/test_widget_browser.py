@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
+from tests.conftest import REWRITE_MARKER
+from tests.factories import sources_sent
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.prompt_layout import sent_prompt
 from tests.web.conftest import (
     CHAPTER,
     HOSTILE_ANSWER,
@@ -110,6 +114,70 @@ class TestConversation:
             assert await page.evaluate(f"localStorage.getItem('bookchat:{base}:session')") is None
         tab.assert_no_console_errors()
 
+    async def test_citations_are_numbered_in_the_order_the_answer_uses_them(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        def out_of_order(request: dict[str, Any]) -> str:
+            """Cites the model's last source, then its first, then one it was never given."""
+            if REWRITE_MARKER in request["messages"][0]["content"]:
+                return "quality of service"
+            last = len(sources_sent(request))
+            return f"Policies decide delivery [{last}]. Both ends agree [1][{last}]. [{last + 5}]"
+
+        fake_openai.reply = out_of_order
+        fake_openai.split = list  # every marker arrives in pieces
+        fake_openai.token_delay = 0.02
+        async with demo_server(sqlite_url, fake_openai) as base:
+            page = tab.page
+            await page.goto(base + "/")
+            await tab.ask(QUESTION)
+            # While the answer streams, a marker is not yet linked to any source.
+            await page.wait_for_function(
+                "() => document.querySelector('bookchat-widget').shadowRoot"
+                ".querySelector('.bot .md')?.textContent.includes('[1]')"
+            )
+            assert await tab.part(".bot.typing a.cite").count() == 0
+            answer = await tab.answered()
+
+            given = [
+                h.replace(" > ", " \u203a ") for h in sources_sent(fake_openai.chat_requests()[-1])
+            ]
+            assert len(given) >= 2
+            body = answer.locator(".md")
+            assert (
+                await body.inner_text() == "Policies decide delivery [1]. Both ends agree [2][1]."
+            )
+            citations = (await history(base, page))["messages"][1]["citations"]
+            url = {c["index"]: c["page_url"] for c in citations}
+            markers = body.locator("a.cite")
+            assert [await markers.nth(i).get_attribute("href") for i in range(3)] == [
+                url[1],
+                url[2],
+                url[1],
+            ]
+            listed = answer.locator(".sources li")
+            assert [
+                (await listed.nth(i).get_attribute("value"), await listed.nth(i).inner_text())
+                for i in range(await listed.count())
+            ] == [("1", given[-1]), ("2", given[0])]
+            await tab.shot("03b-renumbered-citations")
+
+            # Stopped halfway, the answer has no `done` to say which source a number names:
+            # its markers stay plain text and no source list is made up.
+            await tab.part("text=New chat").click()
+            fake_openai.token_delay = 0.1
+            await tab.ask("Which QoS policies decide how messages are delivered?")  # not cached
+            await page.wait_for_function(
+                "() => document.querySelector('bookchat-widget').shadowRoot"
+                ".querySelector('.bot.typing .md')?.textContent.includes('[1]')"
+            )
+            await tab.part(".stop").click()
+            await tab.part(".bot .meta").wait_for()
+            stopped = tab.part(".bot")
+            assert (await stopped.inner_text()).startswith("Policies decide delivery [1]")
+            assert await stopped.locator("a.cite, .sources").count() == 0
+        tab.assert_no_console_errors()
+
     async def test_selected_text_is_answered_alone(
         self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:
@@ -138,10 +206,10 @@ class TestConversation:
             stored = await history(base, page)
             assert stored["messages"][0]["selected_text"] == selected
             assert stored["messages"][1]["mode"] == "selected_text"
-            prompt = fake_openai.chat_requests()[-1]["messages"]
-            assert selected in prompt[0]["content"]
-            assert "Sources:" not in prompt[0]["content"]  # no retrieved passages
-            assert [m["role"] for m in prompt] == ["system", "user"]
+            _, prompt = sent_prompt(fake_openai)
+            # The selection and the question, no retrieved passage.
+            assert [b.name for b in prompt.blocks] == ["selection", "question"]
+            assert prompt.texts("selection") == [selected]
 
             # Outside the chapter's text (the top bar), no bubble.
             await page.locator(".tag").click(click_count=3)

@@ -17,7 +17,8 @@ from bookchat.providers.base import ChatModel, Source
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """An answer given before to the same first question, with the sources it cited."""
+    """An answer given before to the same first question, as its reader saw it: the text with
+    its markers renumbered, and its sources in the same numbering (cited first)."""
 
     text: str
     model: str

@@ -45,7 +45,11 @@ async def create_chat_message(
 _STREAM_DOC = """Server-Sent Events, each `data:` a JSON object: `start` {session_id, message_id,
 mode} → `sources` {citations} → `token` {text} (many) → `done` (the same object as `POST /chat`
 returns), or `error` {code, message} at any point. A comment ping keeps proxies from closing an
-idle stream."""
+idle stream.
+
+`sources` lists the passages found before the answer starts, without numbers: a source is
+numbered when the answer first cites it. The `token` texts carry the final `[n]` markers and
+together are exactly `done.response`; `done.citations` is the numbered list they refer to."""
 
 
 @router.post(

@@ -62,14 +62,22 @@ class ChatCreate(BaseModel):
         return value.strip() or None if value is not None else None
 
 
-class Citation(BaseModel):
-    index: int
+class Passage(BaseModel):
+    """A passage of the book an answer may draw on."""
+
     title: str
     section: str | None = None
     page_url: str | None = None
     source_path: str | None = None
     snippet: str
     score: float | None = None
+
+
+class Citation(Passage):
+    """A source of the answer under the number the reader sees: cited sources are `[1]..[n]`
+    in the order the answer first uses them (`cited`: true), the others follow."""
+
+    index: int
     cited: bool
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.chat import turns
 from bookchat.chat.answer_cache import AnswerCache
+from bookchat.chat.citations import CitedAnswer, resolve_citations
 from bookchat.chat.models import MessageStatus
 from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.streaming import answer_events
@@ -59,14 +60,14 @@ class ChatService:
         self,
         db: AsyncSession,
         turn: Turn,
-        text: str,
+        answer: CitedAnswer,
         *,
         usage: Usage | None,
         model: str,
         status: MessageStatus = MessageStatus.COMPLETE,
     ) -> ChatRead:
         """Store the answer (or what there is of it) and describe it."""
-        return await turns.finish_turn(db, turn, text, usage=usage, model=model, status=status)
+        return await turns.finish_turn(db, turn, answer, usage=usage, model=model, status=status)
 
     async def answer(
         self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
@@ -75,12 +76,12 @@ class ChatService:
         turn = await self.prepare(db, request, user_id)
         canned = turns.canned_answer(turn, self.settings.book_title)
         if canned is not None:
-            return await self.finish(db, turn, canned.text, usage=None, model=canned.model)
+            answer = resolve_citations(canned.text, turn.prompt.sources)
+            return await self.finish(db, turn, answer, usage=None, model=canned.model)
         completion = await self.model.complete(turn.prompt)
-        read = await self.finish(
-            db, turn, completion.text, usage=completion.usage, model=completion.model
-        )
-        await turns.remember_answer(self.cache, turn, completion.text, completion.model)
+        answer = resolve_citations(completion.text, turn.prompt.sources)
+        read = await self.finish(db, turn, answer, usage=completion.usage, model=completion.model)
+        await turns.remember_answer(self.cache, turn, answer, completion.model)
         return read
 
     async def answer_stream(

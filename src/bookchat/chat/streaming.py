@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.chat.answer_cache import AnswerCache
-from bookchat.chat.citations import resolve_citations
+from bookchat.chat.citations import CitedAnswer, Renumbering, passages
 from bookchat.chat.models import MessageStatus
 from bookchat.chat.schemas import ChatRead
 from bookchat.chat.turns import CannedAnswer, Turn, finish_turn, remember_answer
@@ -38,13 +38,17 @@ async def answer_events(
 ) -> AsyncGenerator[StreamEvent]:
     """The answer as events: `start`, `sources`, `token`..., then `done` or `error`.
 
+    `sources` lists the passages before the answer, unnumbered: a source gets its number when
+    the answer first uses it, so the list under the reader's numbers comes with `done`. The
+    tokens are the model's text with its markers renumbered as they arrive; together they are
+    exactly `done.response`.
+
     `canned` is the answer when no model is to be asked; it is sent word by word. A client that
     goes away cancels this generator (or closes it at a yield): the model call is abandoned
-    with it and what was produced is stored as `partial`. A model failure sends `error` and
-    stores what was produced with status `error`.
+    with it and what was shown is stored as `partial`. A model failure sends `error` and
+    stores what was shown with status `error`.
     """
-    _, pending_citations = resolve_citations("", turn.prompt.sources)
-    parts: list[str] = []
+    renumbering = Renumbering(turn.prompt.sources)
     usage: Usage | None = None
     model_name = canned.model if canned is not None else model.model
     try:
@@ -58,30 +62,31 @@ async def answer_events(
                 "mode": turn.mode,
             },
         )
-        yield "sources", {"citations": [c.model_dump(mode="json") for c in pending_citations]}
-        if canned is not None:
-            for piece in re.findall(r"\S+\s*", canned.text):
-                parts.append(piece)
-                yield "token", {"text": piece}
-        else:
-            # aclosing: a reader who hangs up closes the model's stream at once (its HTTP
-            # call is cancelled) instead of whenever the generator is collected.
-            async with aclosing(model.stream(turn.prompt)) as pieces:
-                async for item in pieces:
-                    if isinstance(item, Usage):
-                        usage = item
-                        continue
-                    parts.append(item)
-                    yield "token", {"text": item}
+        listed = passages(turn.prompt.sources)
+        yield "sources", {"citations": [passage.model_dump(mode="json") for passage in listed]}
+        # aclosing: a reader who hangs up closes the model's stream at once (its HTTP call is
+        # cancelled) instead of whenever the generator is collected.
+        async with aclosing(_text(turn, model, canned)) as pieces:
+            async for item in pieces:
+                if isinstance(item, Usage):
+                    usage = item
+                elif shown := renumbering.feed(item):
+                    yield "token", {"text": shown}
+        if rest := renumbering.close():
+            yield "token", {"text": rest}
     except (asyncio.CancelledError, GeneratorExit):
-        await _store(sessionmaker, turn, "".join(parts), usage, model_name, MessageStatus.PARTIAL)
+        renumbering.close(complete=False)
+        answer = renumbering.answer()
+        await _store(sessionmaker, turn, answer, usage, model_name, MessageStatus.PARTIAL)
         raise
     except AppError as exc:
-        await _store(sessionmaker, turn, "".join(parts), usage, model_name, MessageStatus.ERROR)
+        renumbering.close(complete=False)
+        answer = renumbering.answer()
+        await _store(sessionmaker, turn, answer, usage, model_name, MessageStatus.ERROR)
         yield "error", {"code": exc.code, "message": exc.public_message}
         return
-    text = "".join(parts)
-    read = await _store(sessionmaker, turn, text, usage, model_name, MessageStatus.COMPLETE)
+    answer = renumbering.answer()
+    read = await _store(sessionmaker, turn, answer, usage, model_name, MessageStatus.COMPLETE)
     if read is None:
         yield (
             "error",
@@ -91,14 +96,27 @@ async def answer_events(
             },
         )
         return
-    await remember_answer(cache, turn, text, model_name)
+    await remember_answer(cache, turn, answer, model_name)
     yield "done", read.model_dump(mode="json")
+
+
+async def _text(
+    turn: Turn, model: ChatModel, canned: CannedAnswer | None
+) -> AsyncGenerator[str | Usage]:
+    """The answer's text as it arrives: the canned one word by word, or the model's stream."""
+    if canned is not None:
+        for word in re.findall(r"\S+\s*", canned.text):
+            yield word
+        return
+    async with aclosing(model.stream(turn.prompt)) as pieces:
+        async for item in pieces:
+            yield item
 
 
 async def _store(
     sessionmaker: async_sessionmaker[AsyncSession],
     turn: Turn,
-    text: str,
+    answer: CitedAnswer,
     usage: Usage | None,
     model: str,
     status: MessageStatus,
@@ -109,7 +127,7 @@ async def _store(
     written (the last token has gone, the commit has not) would otherwise lose it. The write
     runs as its own task; a cancellation of this one waits for it, then goes on.
     """
-    write = asyncio.ensure_future(_write(sessionmaker, turn, text, usage, model, status))
+    write = asyncio.ensure_future(_write(sessionmaker, turn, answer, usage, model, status))
     interrupted = False
     # anyio's shield stops anyio scopes from re-cancelling at every await; asyncio's shield
     # covers a plain Task.cancel(), which anyio's shield does not.
@@ -127,14 +145,14 @@ async def _store(
 async def _write(
     sessionmaker: async_sessionmaker[AsyncSession],
     turn: Turn,
-    text: str,
+    answer: CitedAnswer,
     usage: Usage | None,
     model: str,
     status: MessageStatus,
 ) -> ChatRead | None:
     try:
         async with sessionmaker() as db:
-            return await finish_turn(db, turn, text, usage=usage, model=model, status=status)
+            return await finish_turn(db, turn, answer, usage=usage, model=model, status=status)
     except Exception:  # the stream reports it; the reader's question is already stored
         logger.exception("chat.store_failed", status=status.value)
         return None

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookchat.chat import prompts, queries
 from bookchat.chat.answer_cache import AnswerCache, CachedAnswer
-from bookchat.chat.citations import resolve_citations
+from bookchat.chat.citations import CitedAnswer
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
 from bookchat.chat.rewriting import leans_on_conversation, standalone_query
 from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
@@ -207,25 +207,24 @@ def canned_answer(turn: Turn, book_title: str) -> CannedAnswer | None:
 async def finish_turn(
     db: AsyncSession,
     turn: Turn,
-    text: str,
+    answer: CitedAnswer,
     *,
     usage: Usage | None,
     model: str,
     status: MessageStatus = MessageStatus.COMPLETE,
 ) -> ChatRead:
-    """Store the answer (or what there is of it) and describe it."""
-    text, citations = resolve_citations(text, turn.prompt.sources)
+    """Store the answer (or what there is of it), as the reader sees it, and describe it."""
     usage = usage or Usage()
     latency_ms = round((time.perf_counter() - turn.started) * 1000)
     reply = Message(
         id=turn.reply_id,
         session_id=turn.session_id,
         role=MessageRole.ASSISTANT,
-        content=text,
+        content=answer.text,
         status=status,
         mode=turn.mode,
         model=model,
-        citations=[c.model_dump(mode="json") for c in citations],
+        citations=[c.model_dump(mode="json") for c in answer.citations],
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         latency_ms=latency_ms,
@@ -248,13 +247,13 @@ async def finish_turn(
         latency_ms=latency_ms,
     )
     return ChatRead(
-        response=text,
+        response=answer.text,
         session_id=turn.session_id,
         message_id=reply.id,
         timestamp=reply.created_at,
         mode=turn.mode,
         model=model,
-        citations=citations,
+        citations=answer.citations,
         usage=UsageRead(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -265,10 +264,15 @@ async def finish_turn(
     )
 
 
-async def remember_answer(cache: AnswerCache | None, turn: Turn, text: str, model: str) -> None:
-    """Keep a fresh first-turn answer from the book for the next reader who asks the same."""
+async def remember_answer(
+    cache: AnswerCache | None, turn: Turn, answer: CitedAnswer, model: str
+) -> None:
+    """Keep a fresh first-turn answer from the book for the next reader who asks the same.
+
+    It is kept as the reader saw it, with its sources under the same numbers: renumbering it
+    again when it is replayed changes nothing, so the replay shows the same citations."""
     if cache is not None and turn.cached is None and turn.mode == "rag":
-        await cache.put(turn.cache_key, text, model, turn.prompt.sources)
+        await cache.put(turn.cache_key, answer.text, model, answer.sources)
 
 
 async def _resolve_session(

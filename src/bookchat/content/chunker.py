@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bookchat.content.docusaurus import HeadingSlugger
+from bookchat.content.docusaurus import HeadingSlugger, link_anchor
 from bookchat.content.markdown import (
     Block,
     estimate_tokens,
@@ -36,6 +36,7 @@ class TextChunk:
 
     ordinal: int
     heading_path: tuple[str, ...]
+    # Where a link to the chunk lands on the page; None for the page's top (the title).
     anchor: str | None
     text: str
     token_count: int
@@ -94,7 +95,8 @@ def _sections(body: str, title: str, path_limit: int) -> list[_Section]:
         path = tuple(text for _, text in stack)
         if stack[0][0] != 1:
             path = (title, *path)
-        current = _Section(block.level, _fit_path(path, path_limit), block.anchor, [block])
+        anchor = link_anchor(block.level, block.anchor)
+        current = _Section(block.level, _fit_path(path, path_limit), anchor, [block])
     if current.blocks:
         sections.append(current)
     return sections
@@ -185,7 +187,8 @@ def chunk_document(
     overlap_tokens: int = 50,
     max_tokens: int = 480,
 ) -> list[TextChunk]:
-    """Split a Markdown body into heading-aware chunks of about `target_tokens` tokens.
+    """Split a Markdown body into heading-aware chunks of about `target_tokens` tokens, as
+    `markdown.estimate_tokens` counts them (`planning.ChunkPlanner` fits them to an embedder).
 
     Blocks (code fences, tables, admonitions) stay whole unless one alone exceeds
     `max_tokens`; then it is split at line boundaries into valid Markdown pieces (fences

@@ -105,6 +105,16 @@ class HeadingSlugger:
         return visible, slug
 
 
+def link_anchor(level: int, anchor: str | None) -> str | None:
+    """The anchor a link to a heading can land on: none for an h1.
+
+    Docusaurus slugs every heading (so an h1 still counts for the numbering of repeated
+    headings), but its theme renders an h1, the page title, without an id: a link to the
+    title must be the page URL itself.
+    """
+    return None if level == 1 else anchor
+
+
 def strip_number_prefix(segment: str) -> str:
     """Remove a Docusaurus number prefix: "01-intro" -> "intro", "2. Setup" -> "Setup"."""
     if _IGNORED_PREFIX_RE.match(segment):

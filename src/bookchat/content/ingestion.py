@@ -20,9 +20,10 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bookchat.content.chunker import TextChunk, chunk_document, embedding_text
+from bookchat.content.chunker import TextChunk, embedding_text
 from bookchat.content.loader import LoadedDocument
 from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_for
+from bookchat.content.planning import ChunkingPolicy, ChunkPlanner
 from bookchat.core.cache import INDEX_VERSION, Cache
 from bookchat.core.db import utcnow
 from bookchat.core.metrics import Metrics
@@ -68,13 +69,6 @@ class IngestReport:
         return bool(self.added or self.updated or self.removed)
 
 
-@dataclass(slots=True)
-class ChunkingPolicy:
-    target_tokens: int = 350
-    overlap_tokens: int = 50
-    max_tokens: int = 480
-
-
 class Ingestor:
     """Writes documents to the database and the index, keeping the two in agreement."""
 
@@ -96,11 +90,8 @@ class Ingestor:
         self._index = index
         self._sparse = sparse
         self._embedder = embedder
-        self._policy = policy or ChunkingPolicy()
-        if embedder is not None:
-            # Text past what the embedding model reads would be invisible to it.
-            self._policy.max_tokens = min(self._policy.max_tokens, embedder.max_tokens - 32)
-            self._policy.target_tokens = min(self._policy.target_tokens, self._policy.max_tokens)
+        # Text past what the embedding model reads would be invisible to it: chunks fit.
+        self._planner = ChunkPlanner(policy or ChunkingPolicy(), embedder)
         # One writer per process: two runs interleaving on one document would race.
         self._lock = asyncio.Lock()
 
@@ -220,15 +211,8 @@ class Ingestor:
 
     async def _write(self, document_id: uuid.UUID, document: LoadedDocument) -> int:
         # CPU-bound (a large page takes a while): off the event loop, so serving goes on.
-        pieces = await asyncio.to_thread(
-            chunk_document,
-            document.body,
-            title=document.title,
-            target_tokens=self._policy.target_tokens,
-            overlap_tokens=self._policy.overlap_tokens,
-            max_tokens=self._policy.max_tokens,
-        )
-        rows = [self._chunk_row(document_id, document, piece) for piece in pieces]
+        pieces = await asyncio.to_thread(self._planner.plan, document.body, title=document.title)
+        rows = [self._chunk_row(document_id, document.page_url, piece) for piece in pieces]
         await self._index.upsert(
             await self._indexed(
                 document_id, document.source_path, document.title, document.module, rows
@@ -247,9 +231,7 @@ class Ingestor:
         await self._index.delete_document(document_id, keep=[r.id for r in rows])
         return len(rows)
 
-    def _chunk_row(
-        self, document_id: uuid.UUID, document: LoadedDocument, piece: TextChunk
-    ) -> Chunk:
+    def _chunk_row(self, document_id: uuid.UUID, page_url: str, piece: TextChunk) -> Chunk:
         # The id hashes exactly what `_indexed` embeds: the same text keeps its point.
         text = embedding_text(piece.heading_path, piece.text)
         text_hash = hashlib.sha256(text.encode()).hexdigest()
@@ -259,7 +241,7 @@ class Ingestor:
             ordinal=piece.ordinal,
             heading_path=list(piece.heading_path),
             anchor=piece.anchor,
-            page_url=f"{document.page_url}#{piece.anchor}" if piece.anchor else document.page_url,
+            page_url=f"{page_url}#{piece.anchor}" if piece.anchor else page_url,
             text=piece.text,
             token_count=piece.token_count,
         )
@@ -319,14 +301,15 @@ class Ingestor:
     # --- index maintenance ------------------------------------------------------------------
 
     async def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Rebuild the collection from the database (after changing embedders)."""
+        """Rebuild the collection from the database (after changing embedders), each stored
+        document chunked again to fit what the embedder now configured reads."""
         async with self._lock:
             await self._index.recreate()
             async with self._sessionmaker() as db:
                 documents = list(await db.scalars(select(Document).order_by(Document.source_path)))
             total = 0
             for number, document in enumerate(documents, start=1):
-                total += await self._reindex_document(document)
+                total += await self._rechunk_document(document)
                 if progress is not None:
                     progress(number, len(documents))
             await self._book_changed()
@@ -354,6 +337,22 @@ class Ingestor:
         if stale or missing:
             logger.warning("index.reconciled", readded=len(missing), deleted=len(stale))
         return len(missing), len(stale)
+
+    async def _rechunk_document(self, document: Document) -> int:
+        """Plan a stored document's chunks again, index them, then replace its chunk rows (an
+        unchanged plan keeps its ids)."""
+        pieces = await asyncio.to_thread(self._planner.plan, document.body, title=document.title)
+        rows = [self._chunk_row(document.id, document.page_url, piece) for piece in pieces]
+        await self._index.upsert(
+            await self._indexed(
+                document.id, document.source_path, document.title, document.module, rows
+            )
+        )
+        async with self._sessionmaker() as db:
+            await db.execute(delete(Chunk).where(Chunk.document_id == document.id))
+            db.add_all(rows)
+            await db.commit()
+        return len(rows)
 
     async def _reindex_document(self, document: Document) -> int:
         async with self._sessionmaker() as db:

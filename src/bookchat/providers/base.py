@@ -32,9 +32,10 @@ class Source:
 class ChatPrompt:
     """A request to a chat model.
 
-    `messages` is the rendered conversation (system prompt with the numbered sources, history,
-    the question) for generative models; `question` and `sources` are the same content in
-    structured form for models that work on passages directly, such as the extractive one.
+    `messages` is the rendered prompt (the rules, then the numbered sources, history and
+    question in delimited blocks: `chat/prompts.py`) for generative models; `question` and
+    `sources` are the same content in structured form for models that work on passages
+    directly, such as the extractive one.
     """
 
     messages: Sequence[ChatMessage]

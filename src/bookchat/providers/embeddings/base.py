@@ -33,8 +33,15 @@ class Embedder(Protocol):
     def dimension(self) -> int: ...
 
     @property
-    def max_tokens(self) -> int:
-        """How many tokens of a text the model reads; the rest is invisible to it."""
+    def max_input_tokens(self) -> int:
+        """How many tokens of a text the model reads, counted as `count_tokens` counts them
+        (special tokens included); the rest of the text is invisible to it."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model would read for `text` if it had no limit: exact with the
+        model's own tokenizer, else an upper bound, never fewer than the model counts. Runs on
+        the caller's thread (CPU-bound for local models)."""
         ...
 
     async def ensure_ready(self) -> None:

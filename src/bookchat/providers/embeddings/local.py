@@ -16,6 +16,7 @@ import structlog
 from fastembed import TextEmbedding
 from fastembed.common.model_description import DenseModelDescription
 from fastembed.common.utils import define_cache_dir
+from tokenizers import Tokenizer
 
 from bookchat.providers.embeddings.base import FALLBACK_ADVICE, EmbedderUnavailable
 from bookchat.providers.fastembed_models import load_fastembed_model, short_error
@@ -23,7 +24,7 @@ from bookchat.providers.fastembed_models import load_fastembed_model, short_erro
 logger = structlog.get_logger(__name__)
 
 
-# What the model reads when its tokenizer does not say (the loaded tokenizer's limit wins).
+# What the model reads, in its own tokens, when its tokenizer allows more or does not say.
 _KNOWN_MAX_TOKENS = {
     "baai/bge-small-en-v1.5": 512,
     "sentence-transformers/all-minilm-l6-v2": 256,
@@ -43,11 +44,29 @@ def _fastembed_description(model: str) -> DenseModelDescription:
         ) from None
 
 
-def _tokenizer_limit(embedding: TextEmbedding) -> int | None:
+def _model_tokenizer(embedding: TextEmbedding, model: str) -> Tokenizer:
     tokenizer = getattr(embedding.model, "tokenizer", None)
-    truncation = getattr(tokenizer, "truncation", None) or {}
+    if not isinstance(tokenizer, Tokenizer):
+        raise EmbedderUnavailable(
+            f"fastembed model {model} was loaded without its tokenizer, which is needed to fit "
+            f"chunks to what the model reads; {FALLBACK_ADVICE}"
+        )
+    return tokenizer
+
+
+def _tokenizer_limit(tokenizer: Tokenizer) -> int | None:
+    truncation = tokenizer.truncation or {}
     limit = truncation.get("max_length")
     return limit if isinstance(limit, int) and limit > 0 else None
+
+
+def _counting_copy(tokenizer: Tokenizer) -> Tokenizer:
+    """The same tokenizer without truncation or padding, to count what a text costs in full
+    (a copy: the model's own one keeps truncating what it embeds)."""
+    counter = Tokenizer.from_str(tokenizer.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
 
 
 class FastEmbedEmbedder:
@@ -87,18 +106,24 @@ class FastEmbedEmbedder:
             advice=FALLBACK_ADVICE,
         )
         self.dimension: int = description.dim or len(self._embed_sync(["probe"], query=False)[0])
+        tokenizer = _model_tokenizer(self._embedding, self.model)
+        self._counter = _counting_copy(tokenizer)
         # The tokenizer may allow more than the model was trained on (MiniLM: 512 vs 256).
-        limits = [_tokenizer_limit(self._embedding), _KNOWN_MAX_TOKENS.get(self.model.lower())]
-        self.max_tokens: int = min((n for n in limits if n), default=_DEFAULT_MAX_TOKENS)
+        limits = [_tokenizer_limit(tokenizer), _KNOWN_MAX_TOKENS.get(self.model.lower())]
+        self.max_input_tokens: int = min((n for n in limits if n), default=_DEFAULT_MAX_TOKENS)
         logger.info(
             "embeddings.model_loaded",
             provider=self.provider,
             model=self.model,
             source=source,
             dimension=self.dimension,
-            max_tokens=self.max_tokens,
+            max_input_tokens=self.max_input_tokens,
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    def count_tokens(self, text: str) -> int:
+        """The model's own tokenizer's count, special tokens included."""
+        return len(self._counter.encode(text).ids)
 
     def _embed_sync(self, texts: list[str], *, query: bool) -> list[list[float]]:
         vectors = self._embedding.query_embed(texts) if query else self._embedding.embed(texts)
@@ -160,7 +185,15 @@ class SentenceTransformersEmbedder:
             or self._model.get_sentence_embedding_dimension
         )
         self.dimension: int = int(measure())
-        self.max_tokens: int = int(self._model.max_seq_length)
+        self.max_input_tokens: int = int(self._model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:  # pragma: no cover - extra
+        """The model's own tokenizer's count, special tokens included (`max_seq_length` counts
+        them too)."""
+        encoded = self._model.tokenizer(
+            text, add_special_tokens=True, truncation=False, verbose=False
+        )
+        return len(encoded["input_ids"])
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:  # pragma: no cover - extra
         vectors = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)

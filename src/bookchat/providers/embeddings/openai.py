@@ -21,7 +21,7 @@ OPENAI_DIMENSIONS = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
-OPENAI_MAX_TOKENS = 8191
+OPENAI_MAX_INPUT_TOKENS = 8191
 _PROBE_TEXT = "dimension probe"
 
 
@@ -65,7 +65,7 @@ class OpenAIEmbedder:
         batch_size: int = 128,
         timeout: float = 60.0,
         max_retries: int = 2,
-        max_tokens: int = OPENAI_MAX_TOKENS,
+        max_input_tokens: int = OPENAI_MAX_INPUT_TOKENS,
         concurrency: int = 4,
     ) -> None:
         if batch_size < 1 or concurrency < 1:
@@ -74,7 +74,7 @@ class OpenAIEmbedder:
             raise ValueError("dimension must be positive")
         self.model = model
         self.name = f"openai:{model}"
-        self.max_tokens = max_tokens
+        self.max_input_tokens = max_input_tokens
         self._batch_size = batch_size
         self._concurrency = concurrency
         # Only the text-embedding-3 family can shorten its vectors on request.
@@ -95,6 +95,12 @@ class OpenAIEmbedder:
                 f"the dimension of {self.name} is not known yet: await ensure_ready()"
             )
         return self._dimension
+
+    def count_tokens(self, text: str) -> int:
+        """An upper bound without the model's tokenizer (none ships offline): its UTF-8 bytes.
+        OpenAI's byte-level BPE never makes more tokens than that, and 8,191 of them is far
+        more than a chunk holds."""
+        return len(text.encode("utf-8"))
 
     async def ensure_ready(self) -> None:
         """Learn the dimension with one short request when neither settings nor model tell it."""

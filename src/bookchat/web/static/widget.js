@@ -409,8 +409,10 @@
       };
       return {
         el,
-        update(text, citations) {
-          state = { text, citations: citations || [] };
+        // While it streams, the text's [n] already has its final number, but which source it
+        // names arrives with `done`: markers stay plain text until then.
+        update(text) {
+          state = { text, citations: [] };
           if (!frame) frame = requestAnimationFrame(render);
         },
         finish(answer, note) {
@@ -493,7 +495,6 @@
       const controller = new AbortController();
       setBusy(controller);
       let text = "";
-      let citations = [];
       let ended = false;
       const undo = (message) => { // nothing was stored: give the question back to retry
         asked.remove();
@@ -512,27 +513,28 @@
         });
         if (!response.ok || !response.body) return undo(await describeFailure(response));
         for await (const [name, data] of readEvents(response.body)) {
+          // `sources` (the passages found, unnumbered) is not shown: `done` lists the sources
+          // under the numbers the answer uses.
           if (name === "start") setSession(data.session_id);
-          else if (name === "sources") citations = data.citations || [];
-          else if (name === "token") answer.update((text += data.text), citations);
+          else if (name === "token") answer.update((text += data.text));
           else if (name === "done") {
             ended = true;
             answer.finish(data);
           } else if (name === "error") {
             ended = true;
-            answer.finish({ response: text, citations }, "Interrupted by an error.");
+            answer.finish({ response: text }, "Interrupted by an error.");
             say(textFor(data.code) || TEXT.server);
           }
         }
         if (!ended) {
-          answer.finish({ response: text, citations }, "Cut off.");
+          answer.finish({ response: text }, "Cut off.");
           say(TEXT.cut);
         }
       } catch (error) {
-        if (controller.signal.aborted) answer.finish({ response: text, citations }, "Stopped.");
+        if (controller.signal.aborted) answer.finish({ response: text }, "Stopped.");
         else if (!text) undo(navigator.onLine === false ? TEXT.offline : TEXT.unreachable);
         else {
-          answer.finish({ response: text, citations }, "Cut off.");
+          answer.finish({ response: text }, "Cut off.");
           say(navigator.onLine === false ? TEXT.offline : TEXT.cut);
         }
       } finally {
