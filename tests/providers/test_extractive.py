@@ -219,6 +219,17 @@ class TestBookAnswers:
             "self.timer = self.create_timer(0.5, self.on_timer)\n```\n[1]"
         )
 
+    def test_code_that_indexes_a_list_is_quoted_whole(self) -> None:
+        detection = source(
+            "### Reading a detection\n\nTake the first result of each detection message:\n\n"
+            "```python\npose = msg.detections[0].results[1].pose\n```\n"
+        )
+        text = answer("How do I read the pose of a detection?", detection)
+        assert quoted_passages(text) == [
+            ("Take the first result of each detection message:", 1),
+            ("pose = msg.detections[0].results[1].pose", 1),
+        ]
+
     def test_what_questions_get_prose_not_code(self) -> None:
         text = answer("What is the last argument of create_publisher?", source(PUBLISHER_CODE))
         assert "```" not in text

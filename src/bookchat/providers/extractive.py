@@ -58,7 +58,10 @@ _OWN_WORDS = (
     SELECTION_ONE_SENTENCE,
     SELECTION_NOTHING_QUOTABLE,
 )
-_MARKER = re.compile(r"\s?\[(\d{1,3})\]")
+_FENCE_OR_MARKER = re.compile(
+    r"^(?P<fence>```|~~~)[^\n]*\n.*?^(?P=fence)[ \t]*$|\s?\[(?P<number>\d{1,3})\]",
+    re.MULTILINE | re.DOTALL,
+)
 # A question that asks for code: how to do something, a verb of writing or running software.
 _ASKS_FOR_CODE = re.compile(
     r"^\s*how (?:do|can|should|could|would) (?:i|we|you|one)\b|\bhow to\b|"
@@ -192,12 +195,14 @@ def quoted_passages(answer: str) -> list[tuple[str, int]]:
         return []
     quotes: list[tuple[str, int]] = []
     start = 0
-    for marker in _MARKER.finditer(answer):
-        quote = answer[start : marker.start()].strip()
+    for found in _FENCE_OR_MARKER.finditer(answer):
+        if found.group("number") is None:
+            continue  # a `[0]` inside a code block is code, not a marker
+        quote = answer[start : found.start()].strip()
         if quote.startswith(("```", "~~~")):
             quote = "\n".join(quote.splitlines()[1:-1])
-        quotes.append((quote, int(marker.group(1))))
-        start = marker.end()
+        quotes.append((quote, int(found.group("number"))))
+        start = found.end()
     return quotes
 
 

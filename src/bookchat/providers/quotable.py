@@ -48,9 +48,10 @@ _OPTION_START = re.compile(r"^\(?[A-Ea-e][).]\s")
 _OPTIONS_INLINE = re.compile(r"(?:^|\s)\(?[A-Ea-e]\)\s.*\s\(?[B-Fb-f]\)\s")
 _QUIZ_LABEL = re.compile(r"^(?:answer|solution|hint|correct answer)s?\b\s*[:.-]", re.IGNORECASE)
 _BARE_LINK_ITEM = re.compile(r"^\s*(?:\[[^\]]*\]\([^)]*\)|<https?:[^>]*>|https?://\S+)\s*$")
-# What the chat's citation resolver would read as a `[n]` marker: never quoted, so a quote can
-# never be mistaken for a citation or lose part of its text.
-MARKER_LIKE = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
+# What the chat's citation resolver would read as a `[n]` marker in prose (it leaves code alone,
+# but a quoted sentence has lost its backticks): never quoted, so a quote is never mistaken
+# for a citation.
+_MARKER_LIKE = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 _IMAGE = re.compile(r"!\[[^\[\]]*\]\([^()]*\)")
 _FOOTNOTE_REF = re.compile(r"\[\^[^\]]+\]")
 # A paragraph that is one bold or italic phrase: a heading in all but name.
@@ -294,4 +295,4 @@ def _quotable(sentence: str) -> bool:
         return False
     if _OPTION_START.match(sentence) or _OPTIONS_INLINE.search(sentence):
         return False
-    return not (_QUIZ_LABEL.match(sentence) or MARKER_LIKE.search(sentence))
+    return not (_QUIZ_LABEL.match(sentence) or _MARKER_LIKE.search(sentence))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bookchat.providers.base import Source
-from bookchat.providers.quotable import MARKER_LIKE, CodeBlock, Sentence, read_passage
+from bookchat.providers.quotable import CodeBlock, Sentence, read_passage
 from bookchat.providers.terms import content_terms
 
 # Words that ask for a kind of answer rather than name a topic ("explain", "summarise"...).
@@ -342,9 +342,10 @@ def best_code_block(ranking: Ranking) -> CodeAnswer | None:
 
 
 def _whole(block: CodeBlock) -> bool:
-    """Whether a block looks complete: a chunk may hold only a piece of a long fence."""
+    """Whether a block looks complete: a chunk may hold only a piece of a long fence. (A `[0]`
+    in code is safe: the chat leaves code as written when it renumbers citations.)"""
     lines = block.code.splitlines()
-    if len(lines) > MAX_CODE_LINES or MARKER_LIKE.search(block.code):
+    if len(lines) > MAX_CODE_LINES:
         return False
     if lines and lines[0][:1] in (" ", "\t"):
         return False
