@@ -349,7 +349,7 @@ class ConceptEmbedder:
 
     name = "concepts"
     dimension = 3
-    max_tokens = 512
+    max_input_tokens = 512
     CONCEPTS = (("sight", "camera", "see", "vision"), ("legs", "walk", "gait"), ("wheel",))
 
     def __init__(self) -> None:
@@ -362,6 +362,9 @@ class ConceptEmbedder:
         ]
         norm = math.sqrt(sum(x * x for x in vector)) or 1.0
         return [x / norm for x in vector]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
     async def ensure_ready(self) -> None:
         return None
