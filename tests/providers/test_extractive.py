@@ -1,9 +1,24 @@
-"""The offline answerer quotes its sources and nothing else."""
+"""The offline answerer quotes its sources, and only what answers the question."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
 from bookchat.providers.base import ChatPrompt, Source
-from bookchat.providers.extractive import NO_CONTEXT_ANSWER, ExtractiveChatModel, split_sentences
+from bookchat.providers.embeddings import OpenAIEmbedder
+from bookchat.providers.extractive import (
+    NO_CONTEXT_ANSWER,
+    SELECTION_TITLE,
+    ExtractiveChatModel,
+    quoted_passages,
+)
+from bookchat.providers.quotable import plain_text
+from tests.fakes.openai_server import FakeOpenAIServer
 
 NODES = Source(
     index=1,
@@ -19,13 +34,42 @@ GAZEBO = Source(
     title="Simulation",
     text="Gazebo simulates physics, sensors and actuators. It runs robots before hardware exists.",
 )
+TOPICS = """## Topics
+
+A topic is a named bus over which nodes exchange messages of one type. Every topic has a name.
+The command `ros2 topic list` prints the topics of the running graph.
+"""
+PUBLISHER_CODE = """### Writing a publisher
+
+A publisher belongs to a node. To create one, call `create_publisher` in the node's constructor:
+
+```python
+self.pub = self.create_publisher(String, "chatter", 10)
+self.timer = self.create_timer(0.5, self.on_timer)
+```
+
+The last argument is the queue depth.
+"""
+
+
+def source(text: str, index: int = 1, title: str = "Chapter") -> Source:
+    return Source(index=index, title=title, text=text)
 
 
 def answer(question: str, *sources: Source) -> str:
     return ExtractiveChatModel().answer(question, sources)
 
 
-class TestExtractive:
+def selection(text: str) -> Source:
+    return Source(index=1, title=SELECTION_TITLE, text=text)
+
+
+def sentences_of(text: str) -> list[str]:
+    """The quoted sentences of an answer, without their markers."""
+    return [quote for quote, _ in quoted_passages(text)]
+
+
+class TestBookAnswers:
     def test_without_sources_says_it_is_offline(self) -> None:
         assert answer("What is ROS 2?") == NO_CONTEXT_ANSWER
 
@@ -33,27 +77,367 @@ class TestExtractive:
         text = answer("What does Gazebo simulate?", NODES, GAZEBO)
         assert text == "Gazebo simulates physics, sensors and actuators. [2]"
 
-    def test_keeps_book_order_and_groups_markers(self) -> None:
-        text = answer("How do nodes publish messages on topics?", NODES, GAZEBO)
-        assert text.startswith("Nodes publish messages on topics.")
-        assert text.endswith("[1]")
-        assert "[2]" not in text
+    def test_a_question_without_a_topic_gets_the_best_source_opening(self) -> None:
+        text = answer("explain this", NODES, GAZEBO)
+        assert (
+            text
+            == "A node is one process in a ROS 2 graph. [1] Nodes publish messages on topics. [1]"
+        )
 
-    def test_every_sentence_comes_from_a_source(self) -> None:
-        text = answer("node topic message subscriber gazebo physics", NODES, GAZEBO)
-        for sentence in text.replace(" [1]", "").replace(" [2]", "").split(". "):
-            body = sentence.rstrip(".")
-            assert body in NODES.text or body in GAZEBO.text
+    def test_the_definition_comes_before_the_sentences_around_it(self) -> None:
+        chapter = source(
+            "## Topics\n\nTopics appear everywhere in ROS 2. A topic is a named bus over which "
+            "nodes exchange messages of one type. Every topic has a name. Topic names start "
+            "with a slash. Each topic has one message type."
+        )
+        text = answer("What is a topic?", chapter)
+        assert text.startswith(
+            "A topic is a named bus over which nodes exchange messages of one type. [1]"
+        )
 
-    def test_no_overlap_falls_back_to_the_opening(self) -> None:
-        assert answer("explain this", GAZEBO).startswith("Gazebo simulates physics")
+    def test_a_definition_starts_with_what_it_defines(self) -> None:
+        chapter = source(
+            "In a ROS 2 system a VLA is usually one node among many. A VLA is a model that "
+            "turns camera images and an instruction into robot actions."
+        )
+        text = answer("What is a VLA?", chapter)
+        assert text.startswith("A VLA is a model that turns camera images")
 
-    def test_code_is_not_quoted(self) -> None:
-        assert all("```" not in s for s in split_sentences(NODES.text))
+    def test_the_definition_asked_for_comes_before_other_definitions(self) -> None:
+        urdf = source("URDF is an XML format that describes the links and joints of a robot.", 1)
+        xacro = source("Xacro is a macro language for writing robot descriptions.", 2)
+        text = answer("What is Xacro and why use it instead of plain URDF?", urdf, xacro)
+        assert text.startswith("Xacro is a macro language for writing robot descriptions. [2]")
 
-    async def test_stream_matches_complete(self) -> None:
-        model = ExtractiveChatModel()
+    def test_a_two_part_question_starts_with_the_definition(self) -> None:
+        nav2 = source(
+            "## Nav2 for humanoids\n\nFor humanoid robots, Nav2 must be adapted to handle "
+            "bipedal locomotion. Nav2 is the ROS 2 navigation stack that plans collision-free "
+            "paths."
+        )
+        text = answer("What is Nav2 and what does it need to handle for humanoids?", nav2)
+        assert text.startswith("Nav2 is the ROS 2 navigation stack that plans collision-free")
+        assert "bipedal locomotion. [1]" in text
+
+    def test_a_sentence_that_asks_in_order_to_define_is_quoted(self) -> None:
+        chapter = source(
+            "## Forward and Inverse Kinematics\n\nForward kinematics asks: given all joint "
+            "angles, where is each part of the robot? Inverse kinematics asks the reverse: which "
+            "joint angles put the hand at a desired pose? Why does this matter for humanoids?"
+        )
+        text = answer("What is inverse kinematics?", chapter)
+        assert text.startswith(
+            "Inverse kinematics asks the reverse: which joint angles put the hand at a desired "
+            "pose? [1]"
+        )
+        assert "Why does this matter" not in text
+
+    def test_a_defining_sentence_counts_without_the_exact_word(self) -> None:
+        top = source(
+            "## Publishers\n\nA publisher is the part of a node that sends messages on a topic. "
+            "It never waits for a reader.",
+        )
+        other = source("Publishers should be created in the constructor.", index=2)
+        text = answer("What are publishers?", top, other)
+        assert text.startswith(
+            "A publisher is the part of a node that sends messages on a topic. [1]"
+        )
+
+    def test_quiz_options_are_not_quoted(self) -> None:
+        chapter = source(
+            TOPICS + "\n## Quiz\n\n1. Which command prints the topics of a graph?\n"
+            "   A) `ros2 topic list` B) `ros2 node list` C) `ros2 run`\n"
+        )
+        text = answer("Which command prints the topics?", chapter)
+        assert text == "The command ros2 topic list prints the topics of the running graph. [1]"
+
+    def test_inline_quiz_options_are_not_quoted_outside_a_quiz_section(self) -> None:
+        chapter = source(
+            "## Listing topics\n\nWhich command lists topics? A) `ros2 topic list` "
+            "B) `ros2 node list`\n\nThe `ros2 topic list` command lists the topics of a graph."
+        )
+        text = answer("Which command lists topics?", chapter)
+        assert text == "The ros2 topic list command lists the topics of a graph. [1]"
+
+    @pytest.mark.parametrize(
+        "heading",
+        ["Exercises", "Check your understanding", "Lab checklist", "Self-check", "Quiz 2"],
+    )
+    def test_exercise_and_checklist_sections_are_not_quoted(self, heading: str) -> None:
+        chapter = source(
+            TOPICS + f"\n## {heading}\n\nList the topics of your robot with the topic command "
+            "and write down each topic of the graph.\n"
+        )
+        text = answer("How do I list the topics of the graph?", chapter)
+        assert "write down" not in text
+        assert "ros2 topic list" in text
+
+    def test_a_heading_that_only_sounds_like_an_exercise_is_content(self) -> None:
+        chapter = source(
+            "## Test your robot in simulation\n\nGazebo runs the robot's nodes against "
+            "simulated physics before any hardware exists."
+        )
+        text = answer("Where can the robot's nodes run before hardware exists?", chapter)
+        assert text.startswith("Gazebo runs the robot's nodes against simulated physics")
+
+    def test_checklist_items_are_not_quoted(self) -> None:
+        chapter = source(
+            "## Topics\n\n- [ ] The topic list shows every topic of the robot\n"
+            "- [x] Each topic was echoed once\n\n"
+            "Each topic carries messages of exactly one type."
+        )
+        text = answer("What does each topic of the robot carry?", chapter)
+        assert text == "Each topic carries messages of exactly one type. [1]"
+
+    def test_list_items_are_separate_sentences(self) -> None:
+        middleware = source(
+            "DDS provides several features.\n\n"
+            "- **Real-time communication** for time-critical control\n"
+            "- **Quality of Service** policies for reliable delivery\n"
+            "- **Discovery** of nodes without a master\n"
+        )
+        text = answer("Which policies make delivery reliable?", middleware)
+        assert text == "Quality of Service policies for reliable delivery [1]"
+
+    def test_markup_is_stripped_and_code_text_kept(self) -> None:
+        chapter = source(
+            "**Launch files** start several nodes at once; see [the launch chapter](launch.md) "
+            "and run `ros2 launch` with the file's name.<br/> ![diagram](launch.png)"
+        )
+        text = answer("What do launch files start?", chapter)
+        assert text == (
+            "Launch files start several nodes at once; see the launch chapter and run "
+            "ros2 launch with the file's name. [1]"
+        )
+
+    def test_how_to_questions_get_the_whole_code_block(self) -> None:
+        text = answer("How do I create a publisher?", source(PUBLISHER_CODE))
+        assert text == (
+            "A publisher belongs to a node. [1] "
+            "To create one, call create_publisher in the node's constructor: [1]\n\n"
+            '```python\nself.pub = self.create_publisher(String, "chatter", 10)\n'
+            "self.timer = self.create_timer(0.5, self.on_timer)\n```\n[1]"
+        )
+
+    def test_code_that_indexes_a_list_is_quoted_whole(self) -> None:
+        detection = source(
+            "### Reading a detection\n\nTake the first result of each detection message:\n\n"
+            "```python\npose = msg.detections[0].results[1].pose\n```\n"
+        )
+        text = answer("How do I read the pose of a detection?", detection)
+        assert quoted_passages(text) == [
+            ("Take the first result of each detection message:", 1),
+            ("pose = msg.detections[0].results[1].pose", 1),
+        ]
+
+    def test_what_questions_get_prose_not_code(self) -> None:
+        text = answer("What is the last argument of create_publisher?", source(PUBLISHER_CODE))
+        assert "```" not in text
+        assert text == "The last argument is the queue depth. [1]"
+
+    def test_half_a_code_block_is_never_quoted(self) -> None:
+        # A chunk can end inside a long fence: what is left of it must not be quoted.
+        cut = source(
+            "### Writing a publisher\n\nTo create a publisher, call create_publisher:\n\n"
+            "```python\nself.pub = self.create_publisher(\n    String,\n"
+        )
+        text = answer("How do I create a publisher?", cut)
+        assert "```" not in text
+        assert "String" not in text
+
+    def test_one_sentence_per_source_in_order_of_relevance(self) -> None:
+        sources = [
+            source(
+                "Gazebo simulates physics and sensors. Gazebo physics plugins simulate contact.",
+                1,
+                "Gazebo",
+            ),
+            source(
+                "Isaac Sim simulates physics on GPUs. Its physics simulation runs on PhysX.",
+                2,
+                "Isaac",
+            ),
+            source("MuJoCo simulates contact-rich physics quickly.", 3, "MuJoCo"),
+        ]
+        text = answer("Which simulators simulate physics?", *sources)
+        assert [marker for _, marker in quoted_passages(text)] == [1, 2, 3]
+        assert "plugins" not in text
+        assert "PhysX" not in text
+
+    def test_a_dominant_source_may_give_more_than_one_sentence(self) -> None:
+        sources = [
+            source(
+                "## Balance\n\nA biped keeps its balance by keeping the zero moment point inside "
+                "the support polygon. When the zero moment point leaves the support polygon the "
+                "biped tips over.",
+                1,
+                "Walking",
+            ),
+            source("Wheeled robots need no balance controller at rest.", 2, "Wheels"),
+        ]
+        text = answer(
+            "How does a biped keep the zero moment point in the support polygon?", *sources
+        )
+        assert text.startswith("A biped keeps its balance by keeping the zero moment point")
+        assert "tips over. [1]" in text
+
+    def test_the_items_of_a_list_answer_the_parts_of_a_question(self) -> None:
+        build = source(
+            "## Threadripper build\n\n- **CPU**: AMD Threadripper PRO 5975WX\n"
+            "- **GPU**: NVIDIA RTX 4090 (24GB)\n- **RAM**: 128GB DDR4\n",
+            1,
+        )
+        gpus = source(
+            "A GPU speeds up simulation. Every GPU here needs a driver. The GPU renders scenes.", 2
+        )
+        text = answer("Which CPU and GPU are in the Threadripper build?", build, gpus)
+        assert text == "CPU: AMD Threadripper PRO 5975WX [1] GPU: NVIDIA RTX 4090 (24GB) [1]"
+
+    def test_every_quoted_passage_is_in_its_source(self) -> None:
+        sources = [
+            source(TOPICS + "\n" + PUBLISHER_CODE, 1),
+            source(
+                "- **Topics** carry messages; see [topics](topics.md)\n- Services answer calls",
+                2,
+            ),
+        ]
+        for question in ("What do topics carry?", "How do I create a publisher on a topic?"):
+            text = answer(question, *sources)
+            quotes = quoted_passages(text)
+            assert quotes
+            for quote, marker in quotes:
+                assert quote in plain_text(sources[marker - 1].text)
+
+    def test_sources_with_nothing_quotable_are_pointed_to(self) -> None:
+        code_only = source("```bash\nros2 doctor --report\n```", 1)
+        unrelated = source("Cameras see colour. Lidars measure range.", 2)
+        text = answer("Why does ros2 doctor report a warning?", code_only, unrelated)
+        assert "no book content" not in text
+        assert "[1]" in text
+        assert "[2]" in text
+        assert quoted_passages(text) == []
+
+
+class TestSelection:
+    SELECTED = (
+        "Physical AI operates in real-time environments. A controller that waits for a slow "
+        "perception model lets the robot fall. Sensors are noisy, so every estimate carries "
+        "uncertainty. Engineers therefore budget latency for each stage of the loop."
+    )
+
+    def test_explain_this_quotes_part_of_the_selection_not_all_of_it(self) -> None:
+        text = answer("Explain this", selection(self.SELECTED))
+        quotes = sentences_of(text)
+        assert 1 <= len(quotes) <= 2
+        assert quotes[0] == "Physical AI operates in real-time environments."
+        assert len(text) < len(self.SELECTED) / 2 + 10
+
+    def test_a_question_quotes_the_sentences_that_answer_it(self) -> None:
+        text = answer("Why do estimates carry uncertainty?", selection(self.SELECTED))
+        assert text == "Sensors are noisy, so every estimate carries uncertainty. [1]"
+
+    def test_an_unrelated_question_is_not_answered_from_the_selection(self) -> None:
+        text = answer("What is quantum computing?", selection(self.SELECTED))
+        assert "[1]" not in text
+        assert "selected text" in text.lower()
+        assert "quantum" in text.lower()
+        assert "Physical AI operates" not in text
+
+
+class ConceptEmbedder:
+    """A dense embedder whose vectors place synonyms together (a fake of a real model)."""
+
+    name = "concepts"
+    dimension = 3
+    max_input_tokens = 512
+    CONCEPTS = (("sight", "camera", "see", "vision"), ("legs", "walk", "gait"), ("wheel",))
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _vector(self, text: str) -> list[float]:
+        words = re.findall(r"[a-z]+", text.lower())
+        vector = [
+            float(sum(w.startswith(c) for w in words for c in group)) for group in self.CONCEPTS
+        ]
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def ensure_ready(self) -> None:
+        return None
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        return [self._vector(text) for text in texts]
+
+    async def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+    async def aclose(self) -> None:
+        return None
+
+
+SENSES = [
+    source("Robots need power. Cameras give a robot vision of its surroundings.", 1, "Senses"),
+]
+
+
+@pytest.fixture
+async def failing_embedder(fake_openai: FakeOpenAIServer) -> AsyncIterator[OpenAIEmbedder]:
+    embedder = OpenAIEmbedder(
+        model="text-embedding-3-small",
+        api_key="sk-test",
+        base_url=fake_openai.base_url,
+        timeout=2.0,
+        max_retries=0,
+    )
+    yield embedder
+    await embedder.aclose()
+
+
+class TestDenseRanking:
+    async def test_a_paraphrase_is_found_by_meaning(self) -> None:
+        embedder = ConceptEmbedder()
+        model = ExtractiveChatModel(embedder=embedder)
+        prompt = ChatPrompt(messages=[], question="How does a robot see?", sources=SENSES)
+        completion = await model.complete(prompt)
+        assert completion.text == "Cameras give a robot vision of its surroundings. [1]"
+        assert embedder.calls == 1
+
+    async def test_a_failing_embedder_falls_back_to_words(
+        self, fake_openai: FakeOpenAIServer, failing_embedder: OpenAIEmbedder
+    ) -> None:
+        fake_openai.fail_next(500, times=10)
+        model = ExtractiveChatModel(embedder=failing_embedder)
         prompt = ChatPrompt(messages=[], question="What does Gazebo simulate?", sources=[GAZEBO])
+        completion = await model.complete(prompt)
+        assert completion.text == answer("What does Gazebo simulate?", GAZEBO)
+
+    async def test_a_hanging_embedder_does_not_hold_the_answer(
+        self, fake_openai: FakeOpenAIServer, failing_embedder: OpenAIEmbedder
+    ) -> None:
+        fake_openai.hang_next(30.0, times=10)
+        model = ExtractiveChatModel(embedder=failing_embedder, embed_timeout=0.2)
+        prompt = ChatPrompt(messages=[], question="What does Gazebo simulate?", sources=[GAZEBO])
+        completion = await asyncio.wait_for(model.complete(prompt), timeout=10)
+        assert completion.text == "Gazebo simulates physics, sensors and actuators. [2]"
+
+
+class TestStreaming:
+    @pytest.mark.parametrize(
+        ("question", "sources"),
+        [
+            ("What does Gazebo simulate?", [GAZEBO]),
+            ("How do I create a publisher?", [source(PUBLISHER_CODE)]),
+            ("Explain this", [selection(TestSelection.SELECTED)]),
+        ],
+    )
+    async def test_stream_matches_complete(self, question: str, sources: list[Source]) -> None:
+        model = ExtractiveChatModel()
+        prompt = ChatPrompt(messages=[], question=question, sources=sources)
         completion = await model.complete(prompt)
         pieces = [piece async for piece in model.stream(prompt)]
         assert all(isinstance(piece, str) for piece in pieces)  # the offline model counts nothing
@@ -63,7 +447,7 @@ class TestExtractive:
         await model.aclose()
 
 
-class TestQuotableSentences:
+class TestQuotablePassages:
     def test_headings_tables_admonitions_and_lead_ins_are_not_quoted(self) -> None:
         text = (
             "### A Minimal Publisher\n\nThis node publishes a counter every second.\n\n"
@@ -72,14 +456,27 @@ class TestQuotableSentences:
             ":::tip Remember\nQueues drop old messages when they are full.\n:::\n\n"
             "- Publishers never wait for subscribers to read a message."
         )
-        assert split_sentences(text) == [
-            "This node publishes a counter every second.",
-            "Queues drop old messages when they are full.",
-            "Publishers never wait for subscribers to read a message.",
-        ]
+        quoted = sentences_of(answer("publishes counter queues drop publishers wait", source(text)))
+        assert sorted(quoted) == sorted(
+            [
+                "This node publishes a counter every second.",
+                "Queues drop old messages when they are full.",
+                "Publishers never wait for subscribers to read a message.",
+            ]
+        )
 
     def test_overlapping_chunks_are_not_quoted_twice(self) -> None:
         first = Source(index=1, title="A", text="Topics carry messages between nodes. Nodes run.")
         second = Source(index=2, title="A", text="Topics carry messages between nodes. More text.")
         text = answer("What do topics carry between nodes?", first, second)
         assert text.count("Topics carry messages between nodes.") == 1
+
+    def test_plain_text_is_what_a_reader_sees(self) -> None:
+        markdown = (
+            "## Setup\n\n**Install** the [toolkit](setup.md) with `apt`:\n\n"
+            "```bash\nsudo apt install toolkit\n```\n\n- first item\n- second *item*\n"
+        )
+        assert plain_text(markdown) == (
+            "Setup\nInstall the toolkit with apt:\nsudo apt install toolkit\n"
+            "first item\nsecond item"
+        )

@@ -7,7 +7,8 @@ import pytest
 from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.factory import ProviderConfigError, build_providers
 from bookchat.providers.openai import OpenAIChatModel
-from tests.conftest import make_settings
+from tests.conftest import make_settings, openai_settings
+from tests.fakes.openai_server import FakeOpenAIServer
 
 
 async def test_auto_without_key_is_extractive() -> None:
@@ -27,3 +28,18 @@ async def test_auto_with_key_is_openai() -> None:
 async def test_openai_without_key_or_url_is_refused() -> None:
     with pytest.raises(ProviderConfigError, match="OPENAI_API_KEY"):
         await build_providers(make_settings("sqlite://", llm_provider="openai"))
+
+
+async def test_the_offline_answerer_ranks_with_the_configured_embedder(
+    fake_openai: FakeOpenAIServer,
+) -> None:
+    settings = make_settings(
+        "sqlite://",
+        **{**openai_settings(fake_openai), "llm_provider": "extractive"},
+        embeddings_provider="openai",
+    )
+    providers = await build_providers(settings)
+    assert isinstance(providers.chat, ExtractiveChatModel)
+    assert providers.embedder is not None
+    assert providers.chat.embedder is providers.embedder
+    await providers.aclose()

@@ -1,147 +1,246 @@
-"""The offline answerer: no model, no network; it quotes the best sentences of its sources."""
+"""The offline answerer: no language model; it quotes the sentences of its sources that answer.
+
+Sentences are ranked by how much of the question they cover (stemmed words, weighted by rarity;
+the meaning too when an embedder is at hand), then by what makes a sentence a good answer: a
+definition of what is asked, a section's opening, a better-ranked source. The answer is a few
+of them, each verbatim (after `quotable.plain_text`) and followed by its source's `[n]`; a how-to
+question may get its source's code block, whole. When nothing answers, it says so.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
-from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+
+import structlog
 
 from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Source, Usage
+from bookchat.providers.embeddings import Embedder
+from bookchat.providers.ranking import (
+    Ranked,
+    Ranking,
+    best_code_block,
+    central_sentences,
+    topic_terms,
+)
+from bookchat.providers.terms import content_terms, words
+
+logger = structlog.get_logger(__name__)
 
 NO_CONTEXT_ANSWER = (
     "I'm running offline (no language model is configured) and no book content has been "
     "loaded yet, so I have nothing to answer from. Ingest the book, or set OPENAI_API_KEY "
     "to use a language model."
 )
+NOTHING_QUOTABLE_ANSWER = (
+    "I found passages that may be related, but none of them has a sentence I can quote as an "
+    "answer (offline, without a language model, I only quote the book). Have a look at them:"
+)
+SELECTION_NOT_ANSWERING = "The selected text does not answer this"
+SELECTION_ONE_SENTENCE = (
+    "The selection is a single sentence, and offline (without a language model) I can only "
+    "quote, not rephrase. Ask a question about it, or ask without a selection to search the "
+    "whole book."
+)
+SELECTION_NOTHING_QUOTABLE = (
+    "The selected text has no sentence I can quote (offline, without a language model, I only "
+    "quote). Ask without a selection to search the whole book."
+)
+# The source that holds a reader's selection (chat/turns.py builds it with this title).
+SELECTION_TITLE = "Selected text"
 
-RELEVANCE_RATIO = 0.5
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9`])|\n{2,}")
-_WORD = re.compile(r"[a-z0-9][a-z0-9_+\-.]*[a-z0-9_+]|[a-z0-9]", re.IGNORECASE)
-# fmt: off
-_STOP_WORDS = frozenset([
-    "a", "about", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can",
-    "could", "do", "does", "did", "explain", "for", "from", "how", "i", "if", "in", "into", "is",
-    "it", "its", "me", "my", "of", "on", "or", "please", "say", "so", "such", "tell", "than",
-    "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "us",
-    "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you",
-    "your",
-])
-# fmt: on
-
-
-def _terms(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP_WORDS]
-
-
-_HEADING = re.compile(r"^#{1,6}\s")
-_ADMONITION = re.compile(r"^:::")
-_TABLE_ROW = re.compile(r"^\|")
-_LIST_MARKER = re.compile(r"^(?:[-*+]|\d{1,3}[.)])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Quotable sentences of a passage: no code, headings, tables or admonition markers, no
-    lead-ins to code ("...as follows:"), list markers removed."""
-    pieces: list[str] = []
-    for block in re.split(r"(```.*?```|~~~.*?~~~)", text, flags=re.DOTALL):
-        if block.startswith(("```", "~~~")):
-            continue  # quoting half a code block helps nobody; the citation links to it
-        lines = [
-            _LIST_MARKER.sub("", line.strip())
-            for line in block.splitlines()
-            if not (_HEADING.match(line) or _ADMONITION.match(line) or _TABLE_ROW.match(line))
-        ]
-        prose = "\n".join(lines)
-        pieces.extend(s.strip() for s in _SENTENCE_END.split(prose) if s and s.strip())
-    sentences = []
-    for piece in pieces:
-        piece = " ".join(piece.split())
-        if piece.endswith(":") or (len(_terms(piece)) < 2 and len(piece) <= 20):
-            continue
-        sentences.append(piece)
-    return sentences
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    source: Source
-    position: int
-    text: str
-    overlap: float
-    score: float
+_OWN_WORDS = (
+    NO_CONTEXT_ANSWER,
+    NOTHING_QUOTABLE_ANSWER,
+    SELECTION_NOT_ANSWERING,
+    SELECTION_ONE_SENTENCE,
+    SELECTION_NOTHING_QUOTABLE,
+)
+_FENCE_OR_MARKER = re.compile(
+    r"^(?P<fence>```|~~~)[^\n]*\n.*?^(?P=fence)[ \t]*$|\s?\[(?P<number>\d{1,3})\]",
+    re.MULTILINE | re.DOTALL,
+)
+# A question that asks for code: how to do something, a verb of writing or running software.
+_ASKS_FOR_CODE = re.compile(
+    r"^\s*how (?:do|can|should|could|would) (?:i|we|you|one)\b|\bhow to\b|"
+    r"\b(?:write|writing|run|running|create|creating|install|installing|launch|launching|"
+    r"set ?up|setting up|configure|configuring|implement|implementing|code|command|commands|"
+    r"snippet|script|example)\b",
+    re.IGNORECASE,
+)
+_ASKS_HOW = re.compile(r"^\s*how\b", re.IGNORECASE)
+# A selection quoted in reply to a question: at most this many of its sentences.
+MAX_SELECTION_SENTENCES = 3
+MAX_EXPLAIN_SENTENCES = 2
+POINTED_SOURCES = 3
+CODE_MARGIN = 0.2
 
 
 class ExtractiveChatModel:
     """`ChatModel` that answers by quoting the sentences of its sources that best match the
     question, each followed by its `[n]` marker. It never writes anything the sources do not say.
+
+    With an `embedder`, sentences are also ranked by dense similarity to the question: at most
+    `max_embedded` of them, in one call bounded by `embed_timeout` seconds; an embedder that
+    fails or is slow leaves the ranking to words. `dense_floor` is the cosine similarity from
+    which a sentence that shares no word with the question still counts as an answer.
     """
 
     provider = "extractive"
     model = "extractive"
     mode: AnswerMode = "extractive"
 
-    def __init__(self, max_sentences: int = 3) -> None:
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        *,
+        max_sentences: int = 3,
+        max_embedded: int = 64,
+        embed_timeout: float = 5.0,
+        dense_floor: float = 0.6,
+    ) -> None:
+        self.embedder = embedder
         self.max_sentences = max_sentences
+        self.max_embedded = max_embedded
+        self.embed_timeout = embed_timeout
+        self.dense_floor = dense_floor
 
     def answer(self, question: str, sources: Sequence[Source]) -> str:
+        """The answer to `question` from `sources`, ranked by words alone."""
         if not sources:
             return NO_CONTEXT_ANSWER
-        candidates = self._rank(question, sources)
-        if not candidates:
-            return NO_CONTEXT_ANSWER
-        best = candidates[0].overlap
-        if best > 0:
-            # Only sentences that share a good part of the best one's match with the question.
-            candidates = [c for c in candidates if c.overlap >= RELEVANCE_RATIO * best]
-        chosen = candidates[: self.max_sentences]
-        # Read in the book's order, not the score's: the answer should flow like the text.
-        chosen.sort(key=lambda c: (c.source.index, c.position))
-        parts = []
-        for i, candidate in enumerate(chosen):
-            parts.append(candidate.text)
-            last_of_source = i + 1 == len(chosen) or chosen[i + 1].source is not candidate.source
-            if last_of_source:
-                parts[-1] += f" [{candidate.source.index}]"
-        return " ".join(parts)
+        return self._answer(Ranking(question, sources, dense_floor=self.dense_floor))
 
-    def _rank(self, question: str, sources: Sequence[Source]) -> list[_Candidate]:
-        seen: set[str] = set()
-        sentences = []
-        for source in sources:
-            for position, sentence in enumerate(split_sentences(source.text)):
-                key = sentence.lower()
-                if key not in seen:  # overlapping chunks repeat sentences
-                    seen.add(key)
-                    sentences.append((source, position, sentence))
+    async def answer_async(self, question: str, sources: Sequence[Source]) -> str:
+        """The answer to `question` from `sources`, ranked by words and, when the embedder
+        answers in time, by meaning."""
+        if not sources:
+            return NO_CONTEXT_ANSWER
+        ranking = Ranking(question, sources, dense_floor=self.dense_floor)
+        similarities = await self._similarities(question, ranking.texts()[: self.max_embedded])
+        if similarities:
+            ranking.rescore(similarities)
+        return self._answer(ranking)
+
+    def _answer(self, ranking: Ranking) -> str:
+        question, sources = ranking.question, ranking.sources
+        if len(sources) == 1 and sources[0].title == SELECTION_TITLE:
+            return self._from_selection(question, ranking)
+        code = best_code_block(ranking)
+        if code is not None and _ASKS_FOR_CODE.search(question):
+            return code.text
+        if not ranking.topic:  # "explain", "tell me more": the best source's opening
+            chosen = ranking.opening(MAX_EXPLAIN_SENTENCES)
+        else:
+            chosen = ranking.choose(self.max_sentences)
+        if code is not None and (code.named or _ASKS_HOW.match(question)):
+            # "How does X...?", "Which calls does main() make?": the code shows it when it covers
+            # much more of the question than the prose does.
+            said = max((r.relevance for r in chosen), default=0.0)
+            if code.cover + CODE_MARGIN * code.named >= said + CODE_MARGIN:
+                return code.text
+        if chosen:
+            return _compose(chosen)
+        return _nothing_quotable(sources)
+
+    def _from_selection(self, question: str, ranking: Ranking) -> str:
+        sentences = ranking.candidates
         if not sentences:
-            return []
-        document_frequency: Counter[str] = Counter()
-        sentence_terms = []
-        for _, _, sentence in sentences:
-            terms = _terms(sentence)
-            sentence_terms.append(terms)
-            document_frequency.update(set(terms))
-        query = set(_terms(question))
-        total = len(sentences)
-        candidates = []
-        for (source, position, sentence), terms in zip(sentences, sentence_terms, strict=True):
-            matched = query.intersection(terms)
-            overlap = sum(math.log(1 + total / document_frequency[t]) for t in matched)
-            # Earlier sentences and better-ranked sources break ties: they tend to define things.
-            score = overlap / math.sqrt(max(len(terms), 1)) + 0.01 / (1 + position + source.index)
-            candidates.append(_Candidate(source, position, sentence, overlap, score))
-        candidates.sort(key=lambda c: c.score, reverse=True)
-        return candidates
+            return SELECTION_NOTHING_QUOTABLE
+        if not ranking.topic:
+            if len(sentences) == 1:
+                return SELECTION_ONE_SENTENCE
+            limit = min(MAX_EXPLAIN_SENTENCES, len(sentences) - 1)
+            return _compose(central_sentences(ranking, limit), book_order=True)
+        if not ranking.answers_question():
+            return _not_in_selection(question, ranking.missing_terms())
+        limit = min(MAX_SELECTION_SENTENCES, max(1, len(sentences) - 1))
+        return _compose(ranking.choose(limit, repeat_factor=1.0), book_order=True)
+
+    async def _similarities(self, question: str, texts: list[str]) -> dict[str, float] | None:
+        """Each text's cosine similarity to the question, or None when there is no embedder or
+        it fails or is late (one bounded call for the question, one for the texts)."""
+        if self.embedder is None or not texts:
+            return None
+        try:
+            async with asyncio.timeout(self.embed_timeout):
+                query = await self.embedder.embed_query(question)
+                vectors = await self.embedder.embed_documents(texts)
+        except Exception as exc:  # any failure or delay of the embedder: words alone answer
+            logger.warning("extractive.dense_skipped", reason=type(exc).__name__)
+            return None
+        return {text: _cosine(query, vector) for text, vector in zip(texts, vectors, strict=True)}
 
     async def complete(self, prompt: ChatPrompt) -> Completion:
-        text = self.answer(prompt.question, prompt.sources)
+        text = await self.answer_async(prompt.question, prompt.sources)
         return Completion(text=text, model=self.model, usage=Usage())
 
     async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
-        for piece in re.findall(r"\S+\s*", self.answer(prompt.question, prompt.sources)):
+        text = await self.answer_async(prompt.question, prompt.sources)
+        for piece in re.findall(r"^\s+|\S+\s*", text):
             yield piece
 
     async def aclose(self) -> None:
-        return None
+        return None  # the embedder belongs to the providers, which close it
+
+
+def quoted_passages(answer: str) -> list[tuple[str, int]]:
+    """The quotes of an extractive answer with the source number each is marked with: prose
+    sentences as they appear, code blocks as their code. Each is a substring of
+    `quotable.plain_text` of its source's text. The answerer's own words (no sources, nothing
+    quotable, a selection that does not answer) quote nothing."""
+    if answer.startswith(_OWN_WORDS):
+        return []
+    quotes: list[tuple[str, int]] = []
+    start = 0
+    for found in _FENCE_OR_MARKER.finditer(answer):
+        if found.group("number") is None:
+            continue  # a `[0]` inside a code block is code, not a marker
+        quote = answer[start : found.start()].strip()
+        if quote.startswith(("```", "~~~")):
+            quote = "\n".join(quote.splitlines()[1:-1])
+        quotes.append((quote, int(found.group("number"))))
+        start = found.end()
+    return quotes
+
+
+def _compose(chosen: Sequence[Ranked], *, book_order: bool = False) -> str:
+    """Each sentence followed by its marker, most relevant first (or in the text's order)."""
+    ordered = sorted(chosen, key=lambda r: r.position) if book_order else chosen
+    return " ".join(f"{r.text} [{r.source.index}]" for r in ordered)
+
+
+def _nothing_quotable(sources: Sequence[Source]) -> str:
+    best = sorted(sources, key=lambda s: s.index)[:POINTED_SOURCES]
+    return NOTHING_QUOTABLE_ANSWER + " " + " ".join(f"[{s.index}]" for s in best)
+
+
+def _not_in_selection(question: str, missing: set[str]) -> str:
+    shown: list[str] = []
+    for word in words(question):
+        stems = content_terms(word)
+        if stems and stems[0] in missing and word not in shown:
+            shown.append(word)
+    named = " or ".join(f"“{w}”" for w in shown[:3])
+    mention = f": it does not mention {named}" if named else ""
+    return (
+        f"{SELECTION_NOT_ANSWERING}{mention}. Ask again without a selection to search the whole "
+        "book."
+    )
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = math.fsum(x * y for x, y in zip(a, b, strict=False))
+    norms = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+    return dot / norms if norms else 0.0
+
+
+__all__ = [
+    "NO_CONTEXT_ANSWER",
+    "SELECTION_TITLE",
+    "ExtractiveChatModel",
+    "quoted_passages",
+    "topic_terms",
+]

@@ -53,7 +53,8 @@ def _openai_key(settings: Settings) -> str | None:
     return settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
 
 
-def build_chat_model(settings: Settings) -> ChatModel:
+def build_chat_model(settings: Settings, embedder: Embedder | None = None) -> ChatModel:
+    """The configured chat model; the offline one also ranks by meaning with `embedder`."""
     provider = settings.resolved_llm_provider
     if provider is LLMProvider.OPENAI:
         key = _openai_key(settings)
@@ -70,7 +71,7 @@ def build_chat_model(settings: Settings) -> ChatModel:
             max_retries=settings.llm_max_retries,
         )
     if provider is LLMProvider.EXTRACTIVE:
-        return ExtractiveChatModel()
+        return ExtractiveChatModel(embedder)
     raise ProviderConfigError(f"unknown LLM_PROVIDER {provider!r}")  # pragma: no cover
 
 
@@ -146,9 +147,16 @@ async def build_reranker(settings: Settings) -> Reranker | None:
 
 async def build_providers(settings: Settings) -> Providers:
     """Build the providers the settings ask for; raise `ProviderConfigError` when they cannot be."""
+    embedder = await build_embedder(settings)
+    try:
+        chat = build_chat_model(settings, embedder)
+    except BaseException:
+        if embedder is not None:
+            await embedder.aclose()
+        raise
     return Providers(
-        chat=build_chat_model(settings),
+        chat=chat,
         sparse=FastEmbedBm25Encoder(),
-        embedder=await build_embedder(settings),
+        embedder=embedder,
         reranker=await build_reranker(settings),
     )

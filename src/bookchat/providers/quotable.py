@@ -1,0 +1,298 @@
+"""What of a Markdown passage the offline answerer may quote, read as a reader sees it.
+
+`plain_text` is the passage's visible text, one line per heading, paragraph, list item, table row
+and code line. Every sentence `read_passage` offers is a substring of one of those lines, and
+every code block it offers is a run of them, so "is this quote in its source?" is a substring
+test on `plain_text(source)`.
+
+Not quotable: headings, tables, code (except whole fenced blocks, offered separately), questions
+that start with a question word, lead-ins ending with ":" (kept only to introduce their code
+block), quiz options and answers, checklist items, lists of bare links, and whole sections whose
+heading says they are a quiz, an exercise, a checklist or a pointer elsewhere ("Next steps",
+"Further reading").
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+
+from bookchat.content.docusaurus import HeadingSlugger, strip_inline_markdown
+from bookchat.content.markdown import (
+    ADMONITION_TITLE_RE,
+    Block,
+    fence_opening,
+    is_fence_close,
+    parse_blocks,
+)
+
+# Headings of material that tests or sends the reader elsewhere instead of explaining.
+_SKIPPED_SECTION = re.compile(
+    r"^(?:(?:part|step|lab|module)?\s*\d+[.:)]?\s+)?(?:hands-on\s+)?"
+    r"(?:quiz(?:zes)?|exercises?|self[- ]?checks?|self[- ]?assessment|assessment|"
+    r"check your (?:understanding|knowledge)|knowledge check|review questions|"
+    r"practice (?:questions|problems)|test (?:your knowledge|yourself)|questions?\s*\d*$|"
+    r"answers?\s*(?:key)?$|"
+    r"(?:lab\s+)?check\s?list|next steps?|further reading|(?:additional\s+)?resources|"
+    r"references|see also|what's next)\b",
+    re.IGNORECASE,
+)
+# Leading emoji, numbering and punctuation of a heading ("🧪 Lab 2: Exercises").
+_HEADING_NOISE = re.compile(r"^[\W_]+")
+_LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
+_TASK_BOX = re.compile(r"^\[[ xX]\]\s")
+_CHECK_MARK = re.compile(r"^[\u2610\u2611\u2612\u2705\u2713\u2714\u274c\u274e]")
+# A quiz option: "A) ...", "(b) ...", "c. ..." at the start, or two options in one sentence.
+_OPTION_START = re.compile(r"^\(?[A-Ea-e][).]\s")
+_OPTIONS_INLINE = re.compile(r"(?:^|\s)\(?[A-Ea-e]\)\s.*\s\(?[B-Fb-f]\)\s")
+_QUIZ_LABEL = re.compile(r"^(?:answer|solution|hint|correct answer)s?\b\s*[:.-]", re.IGNORECASE)
+_BARE_LINK_ITEM = re.compile(r"^\s*(?:\[[^\]]*\]\([^)]*\)|<https?:[^>]*>|https?://\S+)\s*$")
+# What the chat's citation resolver would read as a `[n]` marker in prose (it leaves code alone,
+# but a quoted sentence has lost its backticks): never quoted, so a quote is never mistaken
+# for a citation.
+_MARKER_LIKE = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
+_IMAGE = re.compile(r"!\[[^\[\]]*\]\([^()]*\)")
+_FOOTNOTE_REF = re.compile(r"\[\^[^\]]+\]")
+# A paragraph that is one bold or italic phrase: a heading in all but name.
+_PSEUDO_HEADING = re.compile(r"^\s*(\*\*|__)[^*_]+\1:?\s*$")
+_MDX_STATEMENT = re.compile(r"^(?:import|export)\s")
+_TABLE_DELIMITER = re.compile(r"^[\s|:-]+$")
+
+_INTERROGATIVE = re.compile(
+    r"^(?:what|which|who|whom|whose|why|how|when|where|is|are|was|were|do|does|did|can|could|"
+    r"should|would|will|shall|may|might|must|have|has|had)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_GAP = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[A-Z0-9])")
+# fmt: off
+_ABBREVIATIONS = frozenset([
+    "e.g.", "i.e.", "etc.", "vs.", "approx.", "fig.", "no.", "cf.", "al.", "dr.", "mr.", "ms.",
+    "mrs.", "st.", "inc.", "ltd.", "jr.", "sr.", "ca.",
+])
+# fmt: on
+MIN_WORDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A quotable sentence, verbatim from the passage's plain text."""
+
+    text: str
+    position: int
+    section: str | None
+    section_start: bool = False  # the first sentence under its heading
+    lead_in: bool = False  # ends with ":": it introduces what follows, it does not say it
+    item: bool = False  # a list item
+
+
+@dataclass(frozen=True, slots=True)
+class CodeBlock:
+    """A whole fenced code block, and the paragraph just before it that introduces it (its
+    first and last quotable sentences)."""
+
+    code: str
+    language: str
+    position: int
+    section: str | None
+    lead: tuple[Sentence, ...] = ()
+
+    @property
+    def markdown(self) -> str:
+        fence = "~~~" if "```" in self.code else "```"
+        return f"{fence}{self.language}\n{self.code}\n{fence}"
+
+
+@dataclass(slots=True)
+class Passage:
+    """What `read_passage` found in a passage, in reading order."""
+
+    sentences: list[Sentence] = field(default_factory=list)
+    code_blocks: list[CodeBlock] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+def visible(markdown: str) -> str:
+    """The visible text of one line or paragraph of inline Markdown, whitespace collapsed."""
+    text = _FOOTNOTE_REF.sub("", _IMAGE.sub("", markdown))
+    return " ".join(strip_inline_markdown(text).split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of one line of plain text (abbreviations such as "e.g." do not end one)."""
+    sentences: list[str] = []
+    start = 0
+    for gap in _SENTENCE_GAP.finditer(text):
+        before = text[start : gap.start()].rsplit(" ", 1)[-1].lower()
+        if before in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", before):
+            continue
+        end = gap.start() + len(gap.group().rstrip())
+        sentences.append(text[start:end].strip())
+        start = gap.end()
+    sentences.append(text[start:].strip())
+    return [s for s in sentences if s]
+
+
+def plain_text(markdown: str) -> str:
+    """The passage as a reader sees it: Markdown markup removed, one line per heading, paragraph,
+    list item, table row and code line (code verbatim, prose with its whitespace collapsed).
+
+    A quote of the offline answerer is always a substring of its source's `plain_text`.
+    """
+    return "\n".join(read_passage(markdown).lines)
+
+
+def read_passage(markdown: str, section: str | None = None) -> Passage:
+    """The quotable sentences and whole code blocks of a passage (`section` is the heading it
+    sits under when it does not start with one)."""
+    reader = _Reader(section)
+    reader.read(markdown.splitlines())
+    return reader.passage
+
+
+class _Reader:
+    def __init__(self, section: str | None) -> None:
+        self.passage = Passage()
+        # (level, title, skipped) of the headings above the current line.
+        self.headings: list[tuple[int, str, bool]] = (
+            [(7, section, _is_skipped(section))] if section else []
+        )
+        self.section_start = True
+        # The quotable sentences of the block just read, when it was a paragraph.
+        self.paragraph: list[Sentence] = []
+
+    @property
+    def section(self) -> str | None:
+        return self.headings[-1][1] if self.headings else None
+
+    @property
+    def skipped(self) -> bool:
+        return any(skip for _, _, skip in self.headings)
+
+    def read(self, lines: list[str]) -> None:
+        for block in parse_blocks(lines, HeadingSlugger()):
+            self._block(block)
+
+    def _block(self, block: Block) -> None:
+        paragraph = self.paragraph
+        self.paragraph = []
+        if block.kind == "heading":
+            self._heading(block.level, visible(block.title))
+        elif block.kind == "fence":
+            self._fence(block.lines, lead=(*paragraph[:1], *paragraph[1:][-1:]))
+        elif block.kind == "table":
+            for row in block.lines:
+                if not _TABLE_DELIMITER.match(row):
+                    cells = [visible(cell) for cell in row.strip().strip("|").split("|")]
+                    self.passage.lines.append(" | ".join(cells))
+        elif block.kind == "admonition":
+            opening = ADMONITION_TITLE_RE.match(block.lines[0])
+            title = opening and (opening.group("bracketed") or opening.group("title"))
+            if title:
+                self.passage.lines.append(visible(title))
+            self.read(block.lines[1:-1])
+        elif block.kind == "list":
+            self._list(block.lines)
+        elif _PSEUDO_HEADING.match(" ".join(block.lines)):
+            self._heading(7, visible(" ".join(block.lines)).rstrip(":"))
+        elif not _MDX_STATEMENT.match(block.lines[0]):
+            self.paragraph = self._prose(visible(" ".join(block.lines)), item=False)
+
+    def _heading(self, level: int, title: str) -> None:
+        while self.headings and self.headings[-1][0] >= level:
+            self.headings.pop()
+        self.headings.append((level, title, _is_skipped(title)))
+        self.passage.lines.append(title)
+        self.section_start = True
+
+    def _fence(self, lines: list[str], lead: tuple[Sentence, ...] = ()) -> None:
+        fence = fence_opening(lines[0]) or "```"
+        closed = len(lines) > 1 and is_fence_close(lines[-1], fence)
+        code = textwrap.dedent("\n".join(lines[1:-1] if closed else lines[1:]))
+        self.passage.lines.extend(code.splitlines())
+        if closed and _has_code(code) and not self.skipped:
+            language = lines[0].strip()[len(fence) :].strip().split(" ")[0]
+            self.passage.code_blocks.append(
+                CodeBlock(code, language, len(self.passage.code_blocks), self.section, lead)
+            )
+
+    def _list(self, lines: list[str]) -> None:
+        items: list[list[str]] = []
+        index = 0
+        while index < len(lines):
+            line = lines[index]
+            fence = fence_opening(line)
+            if fence is not None:  # a code block inside an item: a block of its own
+                end = index + 1
+                while end < len(lines) and not is_fence_close(lines[end], fence):
+                    end += 1
+                self._items(items)
+                items = []
+                self._fence(lines[index : end + 1])
+                index = end + 1
+                continue
+            if _LIST_ITEM.match(line):
+                items.append([_LIST_ITEM.sub("", line, count=1)])
+            elif items and line.strip():
+                items[-1].append(line)
+            index += 1
+        self._items(items)
+
+    def _items(self, items: list[list[str]]) -> None:
+        for item in items:
+            raw = " ".join(part.strip() for part in item)
+            text = visible(_TASK_BOX.sub("", raw))
+            checklist = bool(_TASK_BOX.match(raw) or _CHECK_MARK.match(text))
+            quiz = bool(_OPTION_START.match(text))
+            self._prose(text, item=True, quotable=not (checklist or quiz or _bare_link(raw)))
+
+    def _prose(self, text: str, *, item: bool, quotable: bool = True) -> list[Sentence]:
+        """Read one paragraph or list item; return its quotable sentences."""
+        found: list[Sentence] = []
+        if not text:
+            return found
+        self.passage.lines.append(text)
+        quotable = quotable and not self.skipped
+        for piece in split_sentences(text):
+            if not (quotable and _quotable(piece)):
+                continue
+            sentence = Sentence(
+                text=piece,
+                position=len(self.passage.sentences),
+                section=self.section,
+                section_start=self.section_start,
+                lead_in=piece.endswith(":"),
+                item=item,
+            )
+            self.passage.sentences.append(sentence)
+            self.section_start = False
+            found.append(sentence)
+        return found
+
+
+def _has_code(code: str) -> bool:
+    """Whether a block holds more than blank lines and comments."""
+    return any(
+        line.strip() and not line.strip().startswith(("#", "//", "--", "<!--", "/*", "*"))
+        for line in code.splitlines()
+    )
+
+
+def _is_skipped(heading: str | None) -> bool:
+    return bool(heading and _SKIPPED_SECTION.match(_HEADING_NOISE.sub("", heading)))
+
+
+def _bare_link(raw: str) -> bool:
+    return bool(_BARE_LINK_ITEM.match(raw))
+
+
+def _quotable(sentence: str) -> bool:
+    # "Inverse kinematics asks the reverse: which joint angles...?" says what it is; a question
+    # that starts with its question word asks, and answers nothing.
+    if (sentence.endswith("?") and _INTERROGATIVE.match(sentence)) or len(
+        sentence.split()
+    ) < MIN_WORDS:
+        return False
+    if _OPTION_START.match(sentence) or _OPTIONS_INLINE.search(sentence):
+        return False
+    return not (_QUIZ_LABEL.match(sentence) or _MARKER_LIKE.search(sentence))
