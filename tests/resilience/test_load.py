@@ -24,7 +24,9 @@ async def stream_one(client: httpx.AsyncClient, number: int) -> dict[str, object
     async with client.stream(
         "POST",
         "/api/v1/chat/stream",
-        json={"message": f"How does a publisher send messages? (reader {number})"},
+        # Distinct questions, in the book's words: a word the book never uses weighs against
+        # the question at the relevance gate.
+        json={"message": f"How does a publisher send messages? ({number})"},
     ) as response:
         assert response.status_code == 200, await response.aread()
         async for line in response.aiter_lines():
