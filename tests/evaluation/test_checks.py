@@ -17,6 +17,7 @@ from bookchat.evaluation.checks import (
     normalise,
     says_selection_does_not_answer,
 )
+from bookchat.providers.extractive import NOTHING_QUOTABLE_ANSWER
 
 DANCE = (
     "A forager that found nectar performs a **waggle dance** on the comb. The angle of the "
@@ -89,6 +90,19 @@ class TestCitations:
         assert check.shown == (1, 2)
         assert check.gap is None
         assert not check.refused
+
+    def test_brackets_in_code_are_code_not_markers(self) -> None:
+        code = "```python\nfirst = hives[0]\n```"
+        book = BookText({"bees/code.md": [Passage.of(code, "https://e.org/bees/code#x")]})
+        quoted = cite(1, code, "bees/code.md")
+        read = answer(f"{code} [1] Use `hives[0]` [1]", quoted)
+        check = check_answer(read, book, selection=None)
+        assert check.shown == (1,)
+        assert not any("[0]" in problem for problem in check.citation_problems)
+
+    def test_the_answerers_own_words_are_not_quotes(self) -> None:
+        read = answer(f"{NOTHING_QUOTABLE_ANSWER} [1]", DANCE_1)
+        assert check_answer(read, BOOK, selection=None).citation_problems == ()
 
     def test_a_marker_without_a_citation(self) -> None:
         read = answer(f"{ANGLE} [1][3]", DANCE_1)
@@ -245,6 +259,8 @@ def test_normalise_drops_markup_and_spacing_on_both_sides() -> None:
         "  see [the comb](https://e.org/comb) and <b>bees</b>.\n```python\nx = 1\n```\n"
         ":::tip\nRead “slowly”.\n:::\n| a | b |"
     )
+    # Headings and table cells are text a reader sees too.
     assert normalise(markdown) == (
-        'the waggle dance uses angle_of_sun; see the comb and bees. x = 1 read "slowly".'
+        'heading the waggle dance uses angle_of_sun; see the comb and bees. x = 1 read "slowly".'
+        " a | b"
     )

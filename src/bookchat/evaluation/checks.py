@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bookchat.chat.schemas import ChatRead, Citation
+from bookchat.providers.extractive import quoted_passages
+from bookchat.providers.quotable import plain_text
 
 # `[1]`, `[2, 3]`: what the reader reads as a citation number.
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -23,39 +25,25 @@ BOOK_SENTENCE_WORDS = 8
 # The shortest stretch of a passage that counts as a quote when several are joined.
 MIN_QUOTE_WORDS = 3
 
-# Lines a reader does not read as prose: fences, headings, admonition markers, table rows.
-_SKIPPED_LINE = re.compile(r"^ {0,3}(?:```|~~~|#{1,6}\s|:::)|^\s*\|")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
-_INLINE = [
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # image: its alt text
-    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # link: its text
-    (re.compile(r"<(https?://[^>\s]+)>"), r"\1"),  # autolink
-    (re.compile(r"</?[A-Za-z][^>]*>"), ""),  # HTML/JSX tag (its text stays)
-    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!])"), r"\1"),  # escaped punctuation
-    (re.compile(r"`+|\*+|(?<!\w)_+|_+(?!\w)"), ""),  # code spans, emphasis (not snake_case)
-]
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'})
+# Code as the answer shows it: a `[0]` in there is code, not a citation number.
+_CODE = re.compile(r"```.*?```|~~~.*?~~~|`[^`\n]*`", re.DOTALL)
 
 
-def plain_text(markdown: str) -> str:
-    """Markdown as a reader reads it: the prose and code of its lines, without markup.
+def outside_code(text: str) -> str:
+    """The text with its code blocks and code spans blanked out."""
+    return _CODE.sub(" ", text)
 
-    The offline answerer is getting its own `plain_text`; once it lands, this function should
-    call it so that both sides strip markup the same way."""
-    lines = []
-    for line in markdown.splitlines():
-        if _SKIPPED_LINE.match(line):
-            continue
-        line = _LIST_MARKER.sub("", line)
-        for pattern, replacement in _INLINE:
-            line = pattern.sub(replacement, line)
-        lines.append(line)
-    return "\n".join(lines)
+
+def folded(text: str) -> str:
+    """Whitespace collapsed, typographic quotes made plain, case folded."""
+    return " ".join(text.translate(_QUOTES).split()).casefold()
 
 
 def normalise(text: str) -> str:
-    """`plain_text`, with whitespace collapsed, typographic quotes made plain and case folded."""
-    return " ".join(plain_text(text).translate(_QUOTES).split()).casefold()
+    """`plain_text` (the offline answerer's own reading of Markdown, so both sides drop markup
+    the same way), with whitespace collapsed, typographic quotes made plain and case folded."""
+    return folded(plain_text(text))
 
 
 def _collapsed(text: str) -> str:
@@ -120,9 +108,9 @@ def marker_runs(response: str) -> list[MarkerRun]:
 
 
 def shown_numbers(response: str) -> list[int]:
-    """The citation numbers in the answer, in order of first appearance."""
+    """The citation numbers in the answer, in order of first appearance (code is not read)."""
     shown: list[int] = []
-    for run in marker_runs(response):
+    for run in marker_runs(outside_code(response)):
         for number in run.numbers:
             if number not in shown:
                 shown.append(number)
@@ -231,17 +219,17 @@ def _given_passages(
 
 
 def _unquoted(response: str, given: Mapping[int, Sequence[Passage]]) -> list[str]:
-    """The offline answerer only quotes: every piece of text before a marker must be in one of
-    the passages that marker run names."""
+    """The offline answerer only quotes: each of its quotes must be in a passage its marker
+    names (its own words, such as "nothing quotable here", quote nothing)."""
     problems = []
-    for run in marker_runs(response):
-        passages = [p for number in run.numbers for p in given.get(number, ())]
+    for quote, number in quoted_passages(response):
+        passages = given.get(number, ())
         if not passages:
             continue  # reported already: the citation is not a given source
-        for piece in pieces(run.text):
+        # A quote is already plain text (code keeps its underscores): only fold it.
+        for piece in (folded(p) for p in _PIECE_END.split(quote) if p.strip()):
             if not quoted_from(piece, passages):
-                cited = "".join(f"[{n}]" for n in run.numbers)
-                problems.append(f"quote not in its source {cited}: {_short(piece)!r}")
+                problems.append(f"quote not in its source [{number}]: {_short(piece)!r}")
     return problems
 
 
