@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -306,9 +306,8 @@ class QdrantIndex:
             points_selector=models.FilterSelector(filter=condition),
         )
 
-    async def point_ids(self) -> set[uuid.UUID]:
-        """Every point id in the collection (for reconciling with the database)."""
-        ids: set[uuid.UUID] = set()
+    async def _scroll(self, with_vectors: bool | list[str]) -> AsyncIterator[models.Record]:
+        """Every point of the collection, a page at a time."""
         offset: Any = None
         while True:
             points, offset = await self._run(
@@ -317,31 +316,25 @@ class QdrantIndex:
                 limit=1024,
                 offset=offset,
                 with_payload=False,
-                with_vectors=False,
+                with_vectors=with_vectors,
             )
-            ids.update(uuid.UUID(str(p.id)) for p in points)
+            for point in points:
+                yield point
             if offset is None:
-                return ids
+                return
+
+    async def point_ids(self) -> set[uuid.UUID]:
+        """Every point id in the collection (for reconciling with the database)."""
+        return {uuid.UUID(str(point.id)) async for point in self._scroll(with_vectors=False)}
 
     async def term_sets(self) -> list[frozenset[int]]:
         """The BM25 term ids of every chunk (for the book's document frequencies)."""
         sets: list[frozenset[int]] = []
-        offset: Any = None
-        while True:
-            points, offset = await self._run(
-                self._client.scroll,
-                self.collection,
-                limit=1024,
-                offset=offset,
-                with_payload=False,
-                with_vectors=[SPARSE],
-            )
-            for point in points:
-                vector = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
-                if isinstance(vector, models.SparseVector):
-                    sets.append(frozenset(vector.indices))
-            if offset is None:
-                return sets
+        async for point in self._scroll(with_vectors=[SPARSE]):
+            vector = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
+            if isinstance(vector, models.SparseVector):
+                sets.append(frozenset(vector.indices))
+        return sets
 
     # --- reading -----------------------------------------------------------------------------
 
