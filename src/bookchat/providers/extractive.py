@@ -10,7 +10,6 @@ question may get its source's code block, whole. When nothing answers, it says s
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections.abc import AsyncGenerator, Sequence
 
@@ -18,6 +17,7 @@ import structlog
 
 from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Source, Usage
 from bookchat.providers.embeddings import Embedder
+from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.ranking import (
     Ranked,
     Ranking,
@@ -171,7 +171,7 @@ class ExtractiveChatModel:
         except Exception as exc:  # any failure or delay of the embedder: words alone answer
             logger.warning("extractive.dense_skipped", reason=type(exc).__name__)
             return None
-        return {text: _cosine(query, vector) for text, vector in zip(texts, vectors, strict=True)}
+        return dict(zip(texts, cosines(query, vectors), strict=True))
 
     async def complete(self, prompt: ChatPrompt) -> Completion:
         text = await self.answer_async(prompt.question, prompt.sources)
@@ -229,12 +229,6 @@ def _not_in_selection(question: str, missing: set[str]) -> str:
         f"{SELECTION_NOT_ANSWERING}{mention}. Ask again without a selection to search the whole "
         "book."
     )
-
-
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=False))
-    norms = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
-    return dot / norms if norms else 0.0
 
 
 __all__ = [

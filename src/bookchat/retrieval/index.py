@@ -83,7 +83,6 @@ class Hit:
     score: float
     # Filled only when the search asked for vectors (to judge relevance with raw similarities).
     dense: list[float] | None = None
-    sparse_indices: frozenset[int] = frozenset()
 
     @property
     def section(self) -> str | None:
@@ -351,7 +350,7 @@ class QdrantIndex:
     ) -> list[Hit]:
         """The best chunks for a query: dense and BM25 candidates fused by reciprocal rank.
 
-        `with_vectors` also returns each hit's stored vectors, so the caller can compute its
+        `with_vectors` also returns each hit's stored dense vector, so the caller can compute its
         raw similarity to the query (fused scores are ranks, not similarities)."""
         conditions = []
         if module:
@@ -374,6 +373,8 @@ class QdrantIndex:
             )
         if not branches:
             return []
+        # Only dense vectors are compared with the query (a chunk's terms come from its text).
+        vectors: bool | list[str] = [DENSE] if with_vectors else False
         if len(branches) == 1:
             only = branches[0]
             response = await self._run(
@@ -384,7 +385,7 @@ class QdrantIndex:
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
-                with_vectors=with_vectors,
+                with_vectors=vectors,
             )
         else:
             response = await self._run(
@@ -395,7 +396,7 @@ class QdrantIndex:
                 query_filter=query_filter,
                 limit=limit,
                 with_payload=True,
-                with_vectors=with_vectors,
+                with_vectors=vectors,
             )
         return [_hit(point) for point in response.points]
 
@@ -412,7 +413,6 @@ def _hit(point: models.ScoredPoint) -> Hit:
     payload = point.payload or {}
     vectors = point.vector if isinstance(point.vector, dict) else {}
     dense = vectors.get(DENSE)
-    sparse = vectors.get(SPARSE)
     return Hit(
         chunk_id=uuid.UUID(str(point.id)),
         document_id=uuid.UUID(payload["document_id"]),
@@ -425,7 +425,4 @@ def _hit(point: models.ScoredPoint) -> Hit:
         score=float(point.score),
         # Named dense vectors come back as a flat list of floats.
         dense=[float(x) for x in dense] if isinstance(dense, list) else None,  # type: ignore[arg-type]
-        sparse_indices=(
-            frozenset(sparse.indices) if isinstance(sparse, models.SparseVector) else frozenset()
-        ),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 import uuid
 from array import array
@@ -16,6 +15,7 @@ from bookchat.core.cache import Cache
 from bookchat.core.metrics import Metrics
 from bookchat.providers.base import Source
 from bookchat.providers.embeddings import Embedder
+from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.sparse import SparseEncoder
 from bookchat.providers.terms import content_terms
 from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex
@@ -40,11 +40,6 @@ class Retriever(Protocol):
     ) -> list[Source]: ...
 
     async def covers(self, text: str) -> bool | None: ...
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
-    return math.fsum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
 
 
 @dataclass(slots=True)
@@ -157,6 +152,18 @@ class HybridRetriever:
         )
         statistics = await self.statistics.get()
         question = Query.of(query, content_terms(query), sparse.indices, statistics)
+        with_dense = [hit for hit in hits if hit.dense]
+        similarity = (
+            dict(
+                zip(
+                    (h.chunk_id for h in with_dense),
+                    cosines(dense, [h.dense or [] for h in with_dense]),
+                    strict=True,
+                )
+            )
+            if dense is not None
+            else {}
+        )
         candidates = []
         for rank, hit in enumerate(hits, start=1):
             terms = passage_term_ids(hit.text) | heading_term_ids(
@@ -168,7 +175,7 @@ class HybridRetriever:
                     rank=rank,
                     terms=terms,
                     coverage=coverage(question.weights, terms),
-                    dense=cosine(dense, hit.dense) if dense is not None and hit.dense else None,
+                    dense=similarity.get(hit.chunk_id),
                     score=1.0 / rank,
                 )
             )

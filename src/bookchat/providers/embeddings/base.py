@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import structlog
 
 from bookchat.core.errors import ConfigurationError
@@ -61,3 +62,15 @@ def l2_normalize(vector: Sequence[float]) -> list[float]:
     if norm == 0.0:
         return [float(x) for x in vector]
     return [float(x) / norm for x in vector]
+
+
+def cosines(query: Sequence[float], vectors: Sequence[Sequence[float]]) -> list[float]:
+    """The cosine similarity of each vector to `query` (0 for a zero vector), in one matrix
+    product: in pure Python, 20 vectors of 1,536 floats took 7 ms of a chat turn."""
+    if not vectors:
+        return []
+    matrix = np.asarray(vectors, dtype=np.float64)
+    target = np.asarray(query, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(target)
+    dots = matrix @ target
+    return [float(d / n) if n else 0.0 for d, n in zip(dots, norms, strict=True)]
