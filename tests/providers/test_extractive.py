@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from bookchat.providers.base import ChatPrompt, Source
+from bookchat.providers.base import SELECTION_TITLE, ChatPrompt, Source
 from bookchat.providers.embeddings import OpenAIEmbedder
 from bookchat.providers.extractive import (
     NO_CONTEXT_ANSWER,
-    SELECTION_TITLE,
     ExtractiveChatModel,
     quoted_passages,
 )

@@ -25,13 +25,19 @@ from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
-from bookchat.providers.base import ChatMessage, ChatModel, ChatPrompt, Source, Usage
+from bookchat.providers.base import (
+    SELECTION_TITLE,
+    ChatMessage,
+    ChatModel,
+    ChatPrompt,
+    Source,
+    Usage,
+)
 from bookchat.retrieval.service import Retriever
 
 logger = structlog.get_logger(__name__)
 
 TITLE_CHARS = 80
-SELECTION_TITLE = "Selected text"
 # The model stored with an answer that no model wrote (the book does not cover the question).
 NO_MODEL = "none"
 

@@ -15,6 +15,11 @@ class ChatMessage:
     content: str
 
 
+# The title of the one source of a selected-text answer: the reader's selection. Models that work
+# on passages (the extractive one) tell selection mode by it.
+SELECTION_TITLE = "Selected text"
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """One numbered passage the answer may cite as `[index]`."""

@@ -15,7 +15,14 @@ from collections.abc import AsyncGenerator, Sequence
 
 import structlog
 
-from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Source, Usage
+from bookchat.providers.base import (
+    SELECTION_TITLE,
+    AnswerMode,
+    ChatPrompt,
+    Completion,
+    Source,
+    Usage,
+)
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.ranking import (
@@ -49,7 +56,6 @@ SELECTION_NOTHING_QUOTABLE = (
     "quote). Ask without a selection to search the whole book."
 )
 # The source that holds a reader's selection (chat/turns.py builds it with this title).
-SELECTION_TITLE = "Selected text"
 
 _OWN_WORDS = (
     NO_CONTEXT_ANSWER,
@@ -233,7 +239,6 @@ def _not_in_selection(question: str, missing: set[str]) -> str:
 
 __all__ = [
     "NO_CONTEXT_ANSWER",
-    "SELECTION_TITLE",
     "ExtractiveChatModel",
     "quoted_passages",
     "topic_terms",
