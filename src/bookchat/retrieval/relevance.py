@@ -96,10 +96,6 @@ class BookStatistics:
             assert self._current is not None
             return self._current
 
-    def invalidate(self) -> None:
-        """Forget the statistics (this process changed the book)."""
-        self._current = None
-
     def _fresh(self, version: int | None) -> bool:
         if self._current is None:
             return False
