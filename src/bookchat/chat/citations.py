@@ -22,14 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bookchat.chat.schemas import Citation, Passage
-from bookchat.providers.base import Source
+from bookchat.providers.base import CITATION_MARKER, Source
 
 SNIPPET_CHARS = 300
 # Longer than any marker a model writes (`[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]` is 31): a `[` that
 # is still open after this many characters is text, so the stream never holds more.
 MARKER_MAX_CHARS = 64
-_MARKER = re.compile(r"\[(\d{1,3}(?:[ \t]*,[ \t]*\d{1,3})*)\]")
-# What can still grow into a `_MARKER`: every prefix of one, and nothing else.
+# What can still grow into a `CITATION_MARKER`: every prefix of one, and nothing else.
 _MARKER_START = re.compile(r"\[(?:\d{1,3}(?:[ \t]*,[ \t]*\d{1,3})*(?:[ \t]*(?:,[ \t]*)?)?)?")
 _FENCE_MIN = 3
 
@@ -143,7 +142,7 @@ class Renumbering:
                 at = end
                 continue
             if char == "[" and self._fence is None and self._span is None:
-                marker = _MARKER.match(text, at)
+                marker = CITATION_MARKER.match(text, at)
                 if marker is not None and marker.end() - at <= MARKER_MAX_CHARS:
                     self._marker(marker.group(1))
                     at = marker.end()

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bookchat.chat.schemas import ChatRead, Citation
+from bookchat.providers.base import CITATION_MARKER
 from bookchat.providers.extractive import quoted_passages
 from bookchat.providers.quotable import plain_text
 
 # `[1]`, `[2, 3]`: what the reader reads as a citation number.
-MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 # Markers with only spaces between them (`[1][2]`, `[1] [2]`) cite one stretch of text.
-_MARKER_RUN = re.compile(rf"{MARKER.pattern}(?:\s*{MARKER.pattern})*")
+_MARKER_RUN = re.compile(rf"{CITATION_MARKER.pattern}(?:\s*{CITATION_MARKER.pattern})*")
 _PIECE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # A sentence this long found in the book did not get there by chance.
 BOOK_SENTENCE_WORDS = 8
@@ -146,7 +146,7 @@ def says_selection_does_not_answer(response: str, selection: str) -> bool:
     """Whether the answer tells the reader the selection does not answer: a sentence of its
     own (not a quote of the selection) that names the selection and negates."""
     quoted = normalise(selection)
-    for sentence in _PIECE_END.split(MARKER.sub("", response)):
+    for sentence in _PIECE_END.split(CITATION_MARKER.sub("", response)):
         if normalise(sentence) in quoted:
             continue
         if _SELECTION_WORD.search(sentence) and _NEGATION.search(sentence):
@@ -266,7 +266,7 @@ def _isolation_problems(read: ChatRead, book: BookText, selection: str) -> list[
     for citation in read.citations:
         if citation.source_path is not None or not quoted.holds_snippet(citation.snippet):
             problems.append(f"citation {citation.index} ({citation.title}) is not the selection")
-    for piece in pieces(MARKER.sub("", read.response)):
+    for piece in pieces(CITATION_MARKER.sub("", read.response)):
         if len(piece.split()) < BOOK_SENTENCE_WORDS or quoted.holds(piece):
             continue
         if book.contains(piece):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -14,6 +15,10 @@ class ChatMessage:
     role: Role
     content: str
 
+
+# A citation marker as a reader reads it in prose: `[1]`, `[2, 3]`. One definition for the chat
+# that renumbers them, the offline answerer that never quotes one, and the evaluation.
+CITATION_MARKER = re.compile(r"\[(\d{1,3}(?:[ \t]*,[ \t]*\d{1,3})*)\]")
 
 # The title of the one source of a selected-text answer: the reader's selection. Models that work
 # on passages (the extractive one) tell selection mode by it.

@@ -26,6 +26,7 @@ from bookchat.content.markdown import (
     is_fence_close,
     parse_blocks,
 )
+from bookchat.providers.base import CITATION_MARKER
 
 # Headings of material that tests or sends the reader elsewhere instead of explaining.
 _SKIPPED_SECTION = re.compile(
@@ -51,7 +52,6 @@ _BARE_LINK_ITEM = re.compile(r"^\s*(?:\[[^\]]*\]\([^)]*\)|<https?:[^>]*>|https?:
 # What the chat's citation resolver would read as a `[n]` marker in prose (it leaves code alone,
 # but a quoted sentence has lost its backticks): never quoted, so a quote is never mistaken
 # for a citation.
-_MARKER_LIKE = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 _IMAGE = re.compile(r"!\[[^\[\]]*\]\([^()]*\)")
 _FOOTNOTE_REF = re.compile(r"\[\^[^\]]+\]")
 # A paragraph that is one bold or italic phrase: a heading in all but name.
@@ -295,4 +295,4 @@ def _quotable(sentence: str) -> bool:
         return False
     if _OPTION_START.match(sentence) or _OPTIONS_INLINE.search(sentence):
         return False
-    return not (_QUIZ_LABEL.match(sentence) or _MARKER_LIKE.search(sentence))
+    return not (_QUIZ_LABEL.match(sentence) or CITATION_MARKER.search(sentence))
