@@ -132,7 +132,13 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "generation_concurrency",
             "generation_section_tokens",
             "generation_timeout_seconds",
+            "allow_anonymous_chapter_content",
         ),
+    ),
+    (
+        "Token budgets",
+        "What readers' model calls may cost per UTC day; sizing in docs/operations.md.",
+        ("token_budget_reader_daily", "token_budget_anonymous_daily"),
     ),
     (
         "Redis, rate limits and caches",

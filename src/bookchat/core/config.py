@@ -252,6 +252,23 @@ class Settings(BaseSettings):
     generation_timeout_seconds: float = Field(default=180.0, gt=0)
     """Seconds a whole personalized or translated chapter may take."""
 
+    allow_anonymous_chapter_content: bool = False
+    """Readers who are not signed in may send their own Markdown (`content`) to personalize or
+    translate; off, they may only name a chapter of the book (401 otherwise).
+    """
+
+    # Token budgets: what readers' model calls may cost per day
+    token_budget_reader_daily: int = Field(default=200_000, ge=0)
+    """Model tokens a signed-in reader may use per UTC day: the input and output of every call
+    their requests cause (answers, follow-up rewrites, personalized and translated chapters).
+    Spent: 429 `rate_limited` until 00:00 UTC. 0 = unlimited. Admins and the offline answerer
+    are not counted.
+    """
+    token_budget_anonymous_daily: int = Field(default=100_000, ge=0)
+    """The same for readers who are not signed in, per client IP (IPv6 per /64): everyone behind
+    one address shares it. 0 = unlimited.
+    """
+
     # Redis (shared rate limits and caches for several replicas); in-process without it
     redis_url: SecretStr | None = None
     """Redis for rate limits and caches shared by every replica (e.g. `redis://localhost:6379/0`).

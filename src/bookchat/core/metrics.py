@@ -116,6 +116,21 @@ class Metrics:
             ["limit"],
             registry=registry,
         )
+        # Token budgets (core/budget.py): what readers' model calls cost, and who was refused.
+        self.budget_tokens = Counter(
+            "bookchat_budget_tokens",
+            "Model tokens charged to daily budgets, by call (chat, rewrite, personalize, "
+            "translate) and reader (reader, anonymous).",
+            ["call", "reader"],
+            registry=registry,
+        )
+        self.budget_refusals = Counter(
+            "bookchat_budget_refusals",
+            "Requests and model calls refused because the daily token budget was spent, by call "
+            "and reader.",
+            ["call", "reader"],
+            registry=registry,
+        )
         self.ingested_documents = Counter(
             "bookchat_ingested_documents",
             "Documents through ingestion by outcome: added, updated, unchanged, removed, failed.",
