@@ -16,6 +16,7 @@ from bookchat.chat.conversations import ConversationService
 from bookchat.chat.service import ChatService
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
+from bookchat.core.budget import TokenBudget, build_budget
 from bookchat.core.cache import Cache, build_cache
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
@@ -23,6 +24,7 @@ from bookchat.core.metrics import Metrics
 from bookchat.core.ratelimit import RateLimiter, build_limiter
 from bookchat.core.redis import RedisStatus, create_redis
 from bookchat.health.service import HealthService
+from bookchat.providers.budgeted import BudgetedChatModel
 from bookchat.providers.factory import Providers, build_providers
 from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
@@ -51,6 +53,7 @@ class Container:
     redis: Redis | None  # None: rate limits and caches live in this process
     redis_status: RedisStatus
     limiter: RateLimiter
+    budget: TokenBudget  # what readers' model calls may cost per day
     cache: Cache
     metrics: Metrics
     health: HealthService
@@ -91,7 +94,8 @@ async def open_container(
         stack.push_async_callback(engine.dispose)
         providers = await build_providers(settings)
         stack.push_async_callback(providers.aclose)
-        providers.chat = MeasuredChatModel(providers.chat, metrics)
+        # A call refused by the budget never reaches the model, so it is not measured either.
+        providers.chat = BudgetedChatModel(MeasuredChatModel(providers.chat, metrics))
         index = open_index(settings, providers)
         stack.push_async_callback(index.close)
         if check_index:
@@ -105,6 +109,7 @@ async def open_container(
             stack.push_async_callback(redis.aclose)
         limiter = build_limiter(settings, redis, redis_status, metrics)
         cache = build_cache(settings, redis, redis_status, metrics)
+        budget = build_budget(settings, redis, redis_status, metrics)
         retriever = HybridRetriever(
             index=index,
             sparse=providers.sparse,
@@ -172,6 +177,7 @@ async def open_container(
             redis=redis,
             redis_status=redis_status,
             limiter=limiter,
+            budget=budget,
             cache=cache,
             metrics=metrics,
             health=HealthService(

@@ -8,6 +8,7 @@ typed dependencies in its own `dependencies.py`, which read them from the contai
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookchat.container import Container
+from bookchat.core.budget import Account, charge_to
 from bookchat.core.config import Settings
 from bookchat.core.ratelimit import enforce, request_identity
 
@@ -71,3 +73,44 @@ def rate_limited(
         await enforce(limiter, scope, [identity], rate(container.settings))
 
     return check_rate_limit
+
+
+def token_budget(
+    call: str, *, after: Callable[..., Any] | None = None
+) -> Callable[..., Awaitable[None]]:
+    """A dependency that charges the model calls of the request to the caller's daily token
+    budget (`core/budget.py`), labelled `call`: 429 at once when it is already spent.
+
+    The caller is `after`'s result as for `rate_limited` (a reader, else the client address).
+    Admins (an admin's token or the `X-Admin-Key`) and offline servers are not counted.
+    """
+    first = after or _nobody
+
+    async def open_token_budget(
+        request: Request, container: ContainerDep, caller: Any = Depends(first)
+    ) -> None:
+        # Set on every request: with nothing bound, a model call is charged to nobody.
+        charge_to(None)
+        budget = container.budget
+        if container.providers.chat.mode != "generative" or _is_admin(request, caller, container):
+            return
+        payer = budget.payer(request_identity(request, container.limiter, caller))
+        if payer is None:
+            return
+        await budget.ensure_left(payer, call)
+        charge_to(Account(budget=budget, payer=payer, call=call))
+
+    return open_token_budget
+
+
+def _is_admin(request: Request, caller: Any, container: Container) -> bool:
+    if getattr(caller, "is_admin", False):
+        return True
+    expected = container.settings.admin_api_key
+    given = request.headers.get("x-admin-key")
+    # Constant-time comparison, as for the admin routes; a wrong key just counts as anonymous.
+    return (
+        expected is not None
+        and given is not None
+        and secrets.compare_digest(given.encode(), expected.get_secret_value().encode())
+    )

@@ -1,5 +1,5 @@
 """How the chat routes reach what the lifespan built: the chat and conversation services, who
-is chatting, and the chat rate limit."""
+is chatting, the chat rate limit and the token budget its model calls are charged to."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bookchat.accounts.models import User
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.service import ChatService
 from bookchat.core.errors import Unauthorized
-from bookchat.dependencies import ContainerDep, SettingsDep, rate_limited
+from bookchat.dependencies import ContainerDep, SettingsDep, rate_limited, token_budget
 
 
 def get_chat_service(container: ContainerDep) -> ChatService:
@@ -39,3 +39,6 @@ async def get_chat_reader(user: OptionalUser, settings: SettingsDep) -> User | N
 ChatReader = Annotated[User | None, Depends(get_chat_reader)]
 # Counted per signed-in reader, else per client address; after sign-in so it knows which.
 CHAT_RATE_LIMIT = Depends(rate_limited("chat", lambda s: s.rate_limit_chat, after=get_chat_reader))
+# The model calls of a turn (rewrite, answer) are charged to the same reader or address; after
+# the rate limit, so a refused request costs nothing.
+CHAT_TOKEN_BUDGET = Depends(token_budget("chat", after=get_chat_reader))

@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse
 from bookchat.accounts.dependencies import CurrentUser, OptionalUser
 from bookchat.chat.dependencies import (
     CHAT_RATE_LIMIT,
+    CHAT_TOKEN_BUDGET,
     ChatReader,
     ChatServiceDep,
     ConversationServiceDep,
@@ -33,7 +34,7 @@ router = APIRouter(tags=["chat"])
     "/chat",
     response_model=ChatRead,
     responses=error_responses(400, 401, 404, 429, 502, 503, 504),
-    dependencies=[CHAT_RATE_LIMIT],
+    dependencies=[CHAT_RATE_LIMIT, CHAT_TOKEN_BUDGET],
 )
 async def create_chat_message(
     payload: ChatCreate, db: SessionDep, service: ChatServiceDep, reader: ChatReader
@@ -59,7 +60,7 @@ together are exactly `done.response`; `done.citations` is the numbered list they
         200: {"content": {"text/event-stream": {}}, "description": _STREAM_DOC},
         **error_responses(400, 401, 404, 429, 503),
     },
-    dependencies=[CHAT_RATE_LIMIT],
+    dependencies=[CHAT_RATE_LIMIT, CHAT_TOKEN_BUDGET],
 )
 async def stream_chat_message(
     payload: ChatCreate,
@@ -79,7 +80,7 @@ seed_router.add_api_route(
     create_chat_message,
     methods=["POST"],
     response_model=ChatRead,
-    dependencies=[CHAT_RATE_LIMIT],
+    dependencies=[CHAT_RATE_LIMIT, CHAT_TOKEN_BUDGET],
 )
 
 

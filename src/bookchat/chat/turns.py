@@ -22,6 +22,7 @@ from bookchat.chat.citations import CitedAnswer
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
 from bookchat.chat.rewriting import leans_on_conversation, standalone_query
 from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
+from bookchat.core.budget import charged_as
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
@@ -33,6 +34,7 @@ from bookchat.providers.base import (
     Source,
     Usage,
 )
+from bookchat.providers.budgeted import admit, prompt_tokens
 from bookchat.retrieval.service import Retriever
 
 logger = structlog.get_logger(__name__)
@@ -149,9 +151,10 @@ async def prepare_turn(
         mode = "no_context"
         messages = []
     else:
-        search_query = await standalone_query(
-            model, title=settings.book_title, question=request.message, history=history
-        )
+        with charged_as("rewrite"):
+            search_query = await standalone_query(
+                model, title=settings.book_title, question=request.message, history=history
+            )
         # Only a first question (no history) means the same thing in every session.
         if cache is not None and not history:
             cache_key = await cache.key(request.message, request.page_context)
@@ -175,18 +178,22 @@ async def prepare_turn(
             history=history,
             history_token_budget=settings.history_token_budget,
         )
+    prompt = ChatPrompt(
+        messages=messages,
+        question=request.message,
+        sources=sources,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+    )
+    if mode != "no_context" and cached is None:
+        # The budget must cover this question before a stream opens (a 429, not an event).
+        await admit(prompt_tokens(prompt))
     return Turn(
         session_id=session.id,
         question_id=question.id,
         reply_id=uuid.uuid4(),
         mode=mode,
-        prompt=ChatPrompt(
-            messages=messages,
-            question=request.message,
-            sources=sources,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-        ),
+        prompt=prompt,
         search_query=search_query,
         history=len(history),
         started=started,
