@@ -75,7 +75,10 @@ class TestTranslate:
         app_factory: AppFactory,
     ) -> None:
         fake_openai.reply = urdu_reply
-        settings = make_settings(sqlite_url, **openai_settings(fake_openai))
+        # Translation needs no account; ad-hoc content does, unless the operator allows it.
+        settings = make_settings(
+            sqlite_url, **openai_settings(fake_openai), allow_anonymous_chapter_content=True
+        )
         async with app_factory(settings) as client:
             response = await client.post(
                 URL, json={"content": "# Nodes\n\nA node is a process.", "target_language": asked}
@@ -93,7 +96,10 @@ class TestTranslate:
     async def test_invalid_language_tags(
         self, tag: str, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = make_settings(sqlite_url, **openai_settings(fake_openai))
+        # Translation needs no account; ad-hoc content does, unless the operator allows it.
+        settings = make_settings(
+            sqlite_url, **openai_settings(fake_openai), allow_anonymous_chapter_content=True
+        )
         async with app_factory(settings) as client:
             response = await client.post(URL, json={"content": "# x", "target_language": tag})
         assert response.status_code == 400
@@ -109,7 +115,10 @@ class TestTranslate:
             + "Install it <b>now</b>. <!-- not for translators -->\n\n</TabItem>\n</Tabs>\n"
             + "\r\nimport Admonition from '@theme/Admonition';\n"
         )
-        settings = make_settings(sqlite_url, **openai_settings(fake_openai))
+        # Translation needs no account; ad-hoc content does, unless the operator allows it.
+        settings = make_settings(
+            sqlite_url, **openai_settings(fake_openai), allow_anonymous_chapter_content=True
+        )
         async with app_factory(settings) as client:
             first = await client.post(URL, json={"content": content})
             second = await client.post(URL, json={"content": content})

@@ -23,12 +23,14 @@ from bookchat.chapters import cache
 from bookchat.chapters.generation import Rewriter
 from bookchat.chapters.models import GeneratedContent, GeneratedKind
 from bookchat.chapters.schemas import ChapterSource, GeneratedRead
+from bookchat.content.markdown import estimate_tokens
 from bookchat.content.models import Document
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import AppError, NotFound
 from bookchat.core.sse import StreamEvent
 from bookchat.providers.base import ChatModel
+from bookchat.providers.budgeted import admit
 
 logger = structlog.get_logger(__name__)
 
@@ -148,6 +150,9 @@ class ChapterService:
         cached = await self._lookup(db, chapter, variant)
         # Read-only: committing (not rolling back) keeps loaded objects such as the reader usable.
         await db.commit()
+        if cached is None:
+            # The reader's budget must cover the chapter before a stream opens (429, no event).
+            await admit(estimate_tokens(chapter.markdown) + estimate_tokens(variant.instructions))
         return Generation(chapter=chapter, variant=variant, cached=cached)
 
     async def resolve(self, db: AsyncSession, source: ChapterSource) -> ChapterText:
