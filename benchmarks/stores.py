@@ -59,6 +59,8 @@ def server_settings(store: Store, fake_base_url: str, redis_url: str | None) -> 
         "EMBEDDINGS_DIMENSIONS": str(EMBEDDING_DIMENSIONS),
         "BOOK_BASE_URL": BASE_URL,
         "RATE_LIMIT_CHAT": "1000000000/minute",
+        # Every benchmark client is one anonymous address: a daily token budget would refuse it.
+        "TOKEN_BUDGET_ANONYMOUS_DAILY": "0",
         "ANSWER_CACHE_TTL_SECONDS": "0",
         "LOG_LEVEL": "WARNING",
         "LLM_MAX_RETRIES": "0",

@@ -94,11 +94,13 @@ def served(
             url,
             admin_api_key=ADMIN_KEY,
             allow_anonymous_personalization=True,
+            allow_anonymous_chapter_content=True,
             **openai_settings(fake_openai_server),
             # Fuzzing sends thousands of requests: limits would only answer 429.
             rate_limit_chat="1000000/minute",
             rate_limit_login="1000000/minute",
             rate_limit_generation="1000000/minute",
+            token_budget_anonymous_daily=0,
         )
         asyncio.run(ingest_book(app_settings))
         base = stack.enter_context(live_server(app_settings))
