@@ -91,6 +91,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "openai_base_url",
             "llm_timeout_seconds",
             "llm_max_retries",
+            "chat_turn_timeout_seconds",
             "llm_temperature",
             "llm_max_tokens",
         ),

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from bookchat.chat.models import ChatSession, Message, MessageRole
+from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
 from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.factories import (
     CITING_SHOWN,
@@ -427,7 +427,11 @@ class TestModelFailures:
         assert "secret vendor detail" not in response.text
         assert "sk-live" not in response.text
         messages = await stored(database_url, Message, order_by=IN_ORDER)
-        assert [(m.role, m.content) for m in messages] == [(MessageRole.USER, QUESTION)]
+        # The question, and the failed answer as a stream would store it (nothing was shown).
+        assert [(m.role, m.content, m.status) for m in messages] == [
+            (MessageRole.USER, QUESTION, MessageStatus.COMPLETE),
+            (MessageRole.ASSISTANT, "", MessageStatus.ERROR),
+        ]
 
     async def test_next_turn_after_a_failure_works(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory

@@ -12,7 +12,8 @@ loopback socket::
 Supported endpoints: ``POST /v1/chat/completions`` (plain and streamed),
 ``POST /v1/embeddings`` (float and base64) and ``GET /v1/models[/<id>]``.
 Faults can be injected with :meth:`FakeOpenAIServer.fail_next`,
-:meth:`FakeOpenAIServer.hang_next` and :meth:`FakeOpenAIServer.cut_stream_next`.
+:meth:`FakeOpenAIServer.hang_next` and :meth:`FakeOpenAIServer.cut_stream_next`; how an
+answer ends (``finish_reason``, or no finish at all) with :meth:`FakeOpenAIServer.finish_next`.
 
 For benchmarks run against the fake in another process, two control endpoints (not recorded
 as requests, never faulted): ``GET /_fake/first_tokens`` lists the wall-clock times
@@ -76,6 +77,8 @@ _WORD_RE = re.compile(r"\w+")
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 _server_ids = itertools.count(1)
+# `finish_next(None)` queues this: the answer ends without the model's finish (no final chunk).
+_NO_FINISH = "<no finish>"
 _response_ids = itertools.count(1)
 
 _ERROR_TYPES: dict[int, tuple[str, str | None]] = {
@@ -322,6 +325,7 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
         self._cuts: deque[int] = deque()
+        self._finishes: deque[str] = deque()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -500,6 +504,17 @@ class FakeOpenAIServer:
         with self._lock:
             self._cuts.extend([after_tokens] * times)
 
+    def finish_next(self, reason: str | None, *, times: int = 1) -> None:
+        """End the next ``times`` chat answers (streamed or not) with this ``finish_reason``.
+
+        ``"length"`` or ``"content_filter"`` say the answer was cut (the text is sent as usual).
+        ``None`` ends it without the model's finish: a streamed answer sends its text, usage
+        and ``[DONE]`` but no chunk with a ``finish_reason``, as a proxy that drops the final
+        chunk would; a plain answer has ``"finish_reason": null``.
+        """
+        with self._lock:
+            self._finishes.extend([_NO_FINISH if reason is None else reason] * times)
+
     def reset(self, *, retire_connections: bool = False) -> None:
         """Forget recorded requests and pending faults; restore constructor settings.
 
@@ -514,6 +529,7 @@ class FakeOpenAIServer:
             self.requests.clear()
             self._faults.clear()
             self._cuts.clear()
+            self._finishes.clear()
             self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
         self.split = split_tokens
@@ -533,6 +549,12 @@ class FakeOpenAIServer:
     def _pop_cut(self) -> int | None:
         with self._lock:
             return self._cuts.popleft() if self._cuts else None
+
+    def _pop_finish(self) -> str | None:
+        """The next answer's `finish_reason`: "stop" unless `finish_next` queued another."""
+        with self._lock:
+            reason = self._finishes.popleft() if self._finishes else "stop"
+        return None if reason == _NO_FINISH else reason
 
     def _reply_text(self, request: dict[str, Any]) -> str:
         reply = self.reply
@@ -645,6 +667,7 @@ class FakeOpenAIServer:
         }
         completion_id = f"chatcmpl-fake{next(_response_ids):012d}"
         created = int(time.time())
+        finish = self._pop_finish()
         if body.get("stream"):
             stream_options = body.get("stream_options")
             include_usage = isinstance(stream_options, dict) and bool(
@@ -657,7 +680,9 @@ class FakeOpenAIServer:
                 "model": model,
                 "system_fingerprint": "fp_fake",
             }
-            await self._stream_chat(call, send, base, tokens, usage if include_usage else None)
+            await self._stream_chat(
+                call, send, base, tokens, usage if include_usage else None, finish
+            )
             return
 
         await call.sleep(self.ttft + self.token_delay * max(0, len(tokens) - 1))
@@ -675,7 +700,7 @@ class FakeOpenAIServer:
                         "index": 0,
                         "message": {"role": "assistant", "content": text, "refusal": None},
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": finish,
                     }
                 ],
                 "usage": usage,
@@ -689,6 +714,7 @@ class FakeOpenAIServer:
         base: dict[str, Any],
         tokens: list[str],
         usage: dict[str, int] | None,
+        finish: str | None = "stop",
     ) -> None:
         cut_after = self._pop_cut()
         headers = [
@@ -722,7 +748,8 @@ class FakeOpenAIServer:
             await emit(chunk({"content": token}, None))
         if cut_after is not None:
             return
-        await emit(chunk({}, "stop"))
+        if finish is not None:
+            await emit(chunk({}, finish))
         if usage is not None:
             await emit({**base, "choices": [], "usage": usage})
         await emit("[DONE]")

@@ -479,6 +479,33 @@ async def test_cut_stream_is_kept_for_the_next_streamed_answer(
         await _drain(stream)
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+async def test_finish_next_sets_how_the_next_answer_ends(
+    streamed: bool, fake: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    fake.reply = "a b c"
+    fake.finish_next("length")
+    fake.finish_next(None)
+
+    async def finish_reasons() -> tuple[str, list[str | None]]:
+        if not streamed:
+            plain = await client.chat.completions.create(model=MODEL, messages=_user("q"))
+            return plain.choices[0].message.content or "", [plain.choices[0].finish_reason]
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=_user("q"), stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].usage is not None  # the stream still ends properly otherwise
+        return text, [c.choices[0].finish_reason for c in chunks if c.choices]
+
+    text, reasons = await finish_reasons()
+    assert (text, reasons[-1]) == ("a b c", "length")
+    text, reasons = await finish_reasons()
+    assert (text, set(reasons)) == ("a b c", {None})
+    assert (await finish_reasons())[1][-1] == "stop"
+
+
 async def test_reset(fake: FakeOpenAIServer, client: openai.AsyncOpenAI) -> None:
     await client.chat.completions.create(model=MODEL, messages=_user("q"))
     fake.reply = "changed"

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from bookchat.providers.base import SELECTION_TITLE, ChatPrompt, Source
+from bookchat.providers.base import SELECTION_TITLE, ChatPrompt, Finish, Source
 from bookchat.providers.embeddings import OpenAIEmbedder
 from bookchat.providers.extractive import (
     NO_CONTEXT_ANSWER,
@@ -438,8 +438,11 @@ class TestStreaming:
         model = ExtractiveChatModel()
         prompt = ChatPrompt(messages=[], question=question, sources=sources)
         completion = await model.complete(prompt)
-        pieces = [piece async for piece in model.stream(prompt)]
-        assert all(isinstance(piece, str) for piece in pieces)  # the offline model counts nothing
+        items = [item async for item in model.stream(prompt)]
+        *pieces, finish = items
+        # Text only (the offline model counts nothing), then its word that the answer is whole.
+        assert all(isinstance(piece, str) for piece in pieces)
+        assert finish == Finish("stop") == Finish(completion.finish_reason or "")
         assert "".join(str(piece) for piece in pieces) == completion.text
         assert len(pieces) > 1
         assert completion.model == "extractive"

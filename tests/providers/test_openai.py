@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
-from bookchat.providers.base import ChatMessage, ChatPrompt, Usage
+from bookchat.providers.base import ChatMessage, ChatPrompt, Finish, Usage
 from bookchat.providers.openai import OpenAIChatModel
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -50,6 +50,15 @@ class TestComplete:
         assert sent["temperature"] == pytest.approx(0.2)
         assert sent["max_tokens"] == 64
 
+    @pytest.mark.parametrize("reason", ["stop", "length", "content_filter", None])
+    async def test_says_how_the_answer_ended(
+        self, reason: str | None, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.finish_next(reason)
+        completion = await model.complete(PROMPT)
+        assert completion.text == "Fake answer to: What is a URDF file?"
+        assert completion.finish_reason == reason
+
     async def test_a_key_is_not_required_for_local_servers(
         self, fake_openai: FakeOpenAIServer
     ) -> None:
@@ -74,6 +83,27 @@ class TestStream:
         assert usage.prompt_tokens > 0
         assert usage.completion_tokens > 0
         assert fake_openai.chat_requests()[0]["stream"] is True
+
+    @pytest.mark.parametrize("reason", ["stop", "length"])
+    async def test_the_finish_follows_the_text(
+        self, reason: str, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = "Nodes talk over topics."
+        fake_openai.finish_next(reason)
+        items = [item async for item in model.stream(PROMPT)]
+        assert "".join(item for item in items if isinstance(item, str)) == fake_openai.reply
+        # Text pieces, then how the model ended, then the usage.
+        assert [type(item) for item in items[-2:]] == [Finish, Usage]
+        assert items[-2] == Finish(reason)
+
+    async def test_a_stream_without_the_models_finish_has_no_finish(
+        self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = "Nodes talk over topics."
+        fake_openai.finish_next(None)
+        items = [item async for item in model.stream(PROMPT)]
+        assert "".join(item for item in items if isinstance(item, str)) == fake_openai.reply
+        assert not any(isinstance(item, Finish) for item in items)
 
     async def test_cut_stream_is_an_llm_error(
         self, model: OpenAIChatModel, fake_openai: FakeOpenAIServer

@@ -289,6 +289,26 @@ class TestProblems:
             await page.context.set_offline(False)
         tab.assert_no_console_errors()
 
+    async def test_an_answer_cut_at_the_length_limit_says_so(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = book_answers
+        fake_openai.finish_next("length")
+        async with demo_server(sqlite_url, fake_openai) as base:
+            await tab.page.goto(base + "/")
+            await tab.ask(QUESTION)
+            answer = await tab.answered()
+            assert await answer.locator(".meta").inner_text() == (
+                "Cut at the answer's length limit."
+            )
+            # The history says so too, after a reload (the panel stays open).
+            await tab.page.reload()
+            await tab.part(".bot .meta").wait_for()
+            assert await tab.part(".bot .meta").inner_text() == (
+                "Cut at the answer's length limit."
+            )
+        tab.assert_no_console_errors()
+
     async def test_answers_render_as_inert_text(
         self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:

@@ -192,6 +192,7 @@ def _message_read(message: Message) -> MessageRead:
         role=message.role,
         content=message.content,
         status=message.status,
+        finish_reason=message.finish_reason,
         mode=message.mode,
         model=message.model,
         citations=[Citation.model_validate(c) for c in message.citations or []],

@@ -72,6 +72,9 @@ class Message(Base):
     status: Mapped[MessageStatus] = mapped_column(
         portable_enum(MessageStatus, "message_status"), default=MessageStatus.COMPLETE
     )
+    # How the answer ended, in the model's words: `stop` (whole), `length` (cut at the token
+    # limit), `content_filter`; NULL when nothing said it ended (see `status`) and on questions.
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
     mode: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(200))
     citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

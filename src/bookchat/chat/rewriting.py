@@ -8,6 +8,7 @@ cover is refused instead of being carried by the previous question.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import structlog
@@ -44,10 +45,18 @@ def leans_on_conversation(message: str) -> bool:
 
 
 async def standalone_query(
-    model: ChatModel, *, title: str, question: str, history: list[ChatMessage]
+    model: ChatModel,
+    *,
+    title: str,
+    question: str,
+    history: list[ChatMessage],
+    deadline: float | None = None,
 ) -> str:
     """A follow-up made standalone for retrieval: rewritten by the language model when there
-    is one, else (or if that fails) the previous question joined to this one."""
+    is one, else (or if that fails or is late) the previous question joined to this one.
+
+    `deadline` (event loop clock) is the turn's: the rewrite may use at most half of the time
+    left, so the answer always has the other half."""
     if not history:
         return question
     if model.mode == "generative":
@@ -57,10 +66,15 @@ async def standalone_query(
             temperature=0.0,
             max_tokens=REWRITE_MAX_TOKENS,
         )
+        loop = asyncio.get_running_loop()
+        cutoff = None if deadline is None else loop.time() + (deadline - loop.time()) / 2
         try:
-            rewritten = (await model.complete(prompt)).text.strip().strip('"').strip()
+            async with asyncio.timeout_at(cutoff):
+                rewritten = (await model.complete(prompt)).text.strip().strip('"').strip()
         except AppError as exc:
             logger.warning("chat.rewrite_failed", code=exc.code)
+        except TimeoutError:
+            logger.warning("chat.rewrite_failed", code="turn_deadline")
         else:
             if rewritten:
                 return rewritten.splitlines()[0]

@@ -45,8 +45,9 @@ async def create_chat_message(
 
 _STREAM_DOC = """Server-Sent Events, each `data:` a JSON object: `start` {session_id, message_id,
 mode} → `sources` {citations} → `token` {text} (many) → `done` (the same object as `POST /chat`
-returns), or `error` {code, message} at any point. A comment ping keeps proxies from closing an
-idle stream.
+returns; `status` `partial` means the answer was cut, `finish_reason` says why), or `error`
+{code, message, session_id, message_id} at any point (`message_id` only when the failed answer
+was stored). A comment ping keeps proxies from closing an idle stream.
 
 `sources` lists the passages found before the answer starts, without numbers: a source is
 numbered when the answer first cites it. The `token` texts carry the final `[n]` markers and

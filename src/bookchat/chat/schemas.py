@@ -109,18 +109,32 @@ class ChatRead(BaseModel):
         default=False,
         description="Served from the answer cache: the same first question was answered before.",
     )
+    status: MessageStatus = Field(
+        default=MessageStatus.COMPLETE,
+        description="`complete`: the whole answer. `partial`: the answer stopped before its end "
+        "(see `finish_reason`); show it as cut.",
+    )
+    finish_reason: str | None = Field(
+        default="stop",
+        description="How the answer ended: `stop` (whole), `length` (cut at the answer length "
+        "limit), `content_filter` (cut by the model vendor's filter), or null (the model's "
+        "stream ended without saying it was over).",
+    )
 
 
 # --- conversations (history, sessions, feedback) ---
 
 
 class MessageRead(BaseModel):
-    """One stored message. `usage` and `latency_ms` are set on assistant messages only."""
+    """One stored message. `usage`, `latency_ms` and `finish_reason` are set on assistant
+    messages only. An assistant message's `status` is `complete`, `partial` (it stopped before
+    its end: the reader left, the turn's time ran out, or see `finish_reason`) or `error`."""
 
     id: uuid.UUID
     role: MessageRole
     content: str
     status: MessageStatus
+    finish_reason: str | None = None
     mode: str | None
     model: str | None
     citations: list[Citation]

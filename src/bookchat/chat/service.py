@@ -9,10 +9,12 @@ history) and streaming.py (the events and the final write a hang-up cannot inter
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.chat import turns
@@ -23,9 +25,12 @@ from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.streaming import answer_events
 from bookchat.chat.turns import Turn
 from bookchat.core.config import Settings
+from bookchat.core.errors import AppError
 from bookchat.core.sse import StreamEvent
-from bookchat.providers.base import ChatModel, Usage
+from bookchat.providers.base import FINISHED, ChatModel, Completion, Usage
 from bookchat.retrieval.service import Retriever
+
+logger = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -65,9 +70,18 @@ class ChatService:
         usage: Usage | None,
         model: str,
         status: MessageStatus = MessageStatus.COMPLETE,
+        finish_reason: str | None = FINISHED,
     ) -> ChatRead:
         """Store the answer (or what there is of it) and describe it."""
-        return await turns.finish_turn(db, turn, answer, usage=usage, model=model, status=status)
+        return await turns.finish_turn(
+            db,
+            turn,
+            answer,
+            usage=usage,
+            model=model,
+            status=status,
+            finish_reason=finish_reason,
+        )
 
     async def answer(
         self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
@@ -78,11 +92,48 @@ class ChatService:
         if canned is not None:
             answer = resolve_citations(canned.text, turn.prompt.sources)
             return await self.finish(db, turn, answer, usage=None, model=canned.model)
-        completion = await self.model.complete(turn.prompt)
+        completion = await self._complete(db, turn)
         answer = resolve_citations(completion.text, turn.prompt.sources)
-        read = await self.finish(db, turn, answer, usage=completion.usage, model=completion.model)
-        await turns.remember_answer(self.cache, turn, answer, completion.model)
+        read = await self.finish(
+            db,
+            turn,
+            answer,
+            usage=completion.usage,
+            model=completion.model,
+            status=turns.ended(completion.finish_reason),
+            finish_reason=completion.finish_reason,
+        )
+        await turns.remember_answer(self.cache, turn, read, answer)
         return read
+
+    async def _complete(self, db: AsyncSession, turn: Turn) -> Completion:
+        """The model's answer within the turn's deadline. On failure the answer is stored as
+        the stream stores it (nothing was shown: empty, `error`, or `partial` when the turn's
+        time ran out) and the error names the session, so the reader can go on in it."""
+        try:
+            async with asyncio.timeout_at(turn.deadline):
+                return await self.model.complete(turn.prompt)
+        except TimeoutError:
+            error: AppError = turns.out_of_time(self.settings)
+            status = MessageStatus.PARTIAL
+        except AppError as exc:
+            error, status = exc, MessageStatus.ERROR
+        nothing = resolve_citations("", turn.prompt.sources)
+        try:
+            await self.finish(
+                db,
+                turn,
+                nothing,
+                usage=None,
+                model=self.model.model,
+                status=status,
+                finish_reason=None,
+            )
+            stored = True
+        except Exception:  # the model's error is the one to report; the question is stored
+            logger.exception("chat.store_failed", status=status.value)
+            stored = False
+        raise turns.in_session(error, turn, stored=stored)
 
     async def answer_stream(
         self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
@@ -102,4 +153,5 @@ class ChatService:
             canned=turns.canned_answer(turn, self.settings.book_title),
             sessionmaker=self.sessionmaker,
             cache=self.cache,
+            settings=self.settings,
         )

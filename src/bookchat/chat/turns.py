@@ -8,6 +8,7 @@ text arrives.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from bookchat.chat.schemas import ChatCreate, ChatMode, ChatRead, UsageRead
 from bookchat.core.budget import charged_as
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
-from bookchat.core.errors import NotFound, ValidationFailed
+from bookchat.core.errors import AppError, LLMTimeout, NotFound, ValidationFailed
 from bookchat.providers.base import (
+    FINISHED,
     SELECTION_TITLE,
     ChatMessage,
     ChatModel,
@@ -56,6 +58,8 @@ class Turn:
     search_query: str | None
     history: int
     started: float
+    # When the turn's time is up (event loop clock): the rewrite and the answer share it.
+    deadline: float
     # First turns are cacheable: the key to store the answer under, or the answer found there.
     cache_key: str | None = None
     cached: CachedAnswer | None = None
@@ -102,6 +106,7 @@ async def prepare_turn(
     """Store the question, then gather what the answer may use."""
     check_limits(settings, request)
     started = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + settings.chat_turn_timeout_seconds
     session, is_new = await _resolve_session(db, request, user_id)
     structlog.contextvars.bind_contextvars(session_id=str(session.id))
     history: list[ChatMessage] = (
@@ -153,7 +158,11 @@ async def prepare_turn(
     else:
         with charged_as("rewrite"):
             search_query = await standalone_query(
-                model, title=settings.book_title, question=request.message, history=history
+                model,
+                title=settings.book_title,
+                question=request.message,
+                history=history,
+                deadline=deadline,
             )
         # Only a first question (no history) means the same thing in every session.
         if cache is not None and not history:
@@ -197,6 +206,7 @@ async def prepare_turn(
         search_query=search_query,
         history=len(history),
         started=started,
+        deadline=deadline,
         cache_key=cache_key,
         cached=cached,
     )
@@ -205,6 +215,34 @@ async def prepare_turn(
 def not_covered(book_title: str) -> str:
     """The answer when the book has nothing relevant to the question."""
     return prompts.NOT_COVERED_ANSWER.format(title=book_title)
+
+
+def ended(finish_reason: str | None) -> MessageStatus:
+    """An answer's status from how it ended: whole only when the model said it finished."""
+    return MessageStatus.COMPLETE if finish_reason == FINISHED else MessageStatus.PARTIAL
+
+
+def out_of_time(settings: Settings) -> LLMTimeout:
+    """The error of a turn whose deadline (`CHAT_TURN_TIMEOUT_SECONDS`) passed."""
+    return LLMTimeout(
+        f"The answer took longer than the {settings.chat_turn_timeout_seconds:g} seconds "
+        "a question may take; try again."
+    )
+
+
+def where_stored(turn: Turn, *, stored: bool) -> dict[str, str]:
+    """Where a failed turn left its rows: the session that holds the question (a reader whose
+    first question failed goes on in it) and the failed answer's id when it was stored."""
+    where = {"session_id": str(turn.session_id)}
+    if stored:
+        where["message_id"] = str(turn.reply_id)
+    return where
+
+
+def in_session(exc: AppError, turn: Turn, *, stored: bool) -> AppError:
+    """The error with `where_stored` added to its details."""
+    exc.details = [*exc.details, where_stored(turn, stored=stored)]
+    return exc
 
 
 def canned_answer(turn: Turn, book_title: str) -> CannedAnswer | None:
@@ -225,6 +263,7 @@ async def finish_turn(
     usage: Usage | None,
     model: str,
     status: MessageStatus = MessageStatus.COMPLETE,
+    finish_reason: str | None = FINISHED,
 ) -> ChatRead:
     """Store the answer (or what there is of it), as the reader sees it, and describe it."""
     usage = usage or Usage()
@@ -235,6 +274,7 @@ async def finish_turn(
         role=MessageRole.ASSISTANT,
         content=answer.text,
         status=status,
+        finish_reason=finish_reason,
         mode=turn.mode,
         model=model,
         citations=[c.model_dump(mode="json") for c in answer.citations],
@@ -255,6 +295,7 @@ async def finish_turn(
         "chat.answered",
         mode=turn.mode,
         status=status.value,
+        finish_reason=finish_reason,
         sources=len(turn.prompt.sources),
         history=turn.history,
         latency_ms=latency_ms,
@@ -274,18 +315,26 @@ async def finish_turn(
         ),
         latency_ms=latency_ms,
         cached=turn.cached is not None,
+        status=status,
+        finish_reason=finish_reason,
     )
 
 
 async def remember_answer(
-    cache: AnswerCache | None, turn: Turn, answer: CitedAnswer, model: str
+    cache: AnswerCache | None, turn: Turn, read: ChatRead, answer: CitedAnswer
 ) -> None:
-    """Keep a fresh first-turn answer from the book for the next reader who asks the same.
+    """Keep a fresh, whole first-turn answer from the book for the next reader who asks the
+    same; an answer cut short is never kept (it would be replayed as whole).
 
     It is kept as the reader saw it, with its sources under the same numbers: renumbering it
     again when it is replayed changes nothing, so the replay shows the same citations."""
-    if cache is not None and turn.cached is None and turn.mode == "rag":
-        await cache.put(turn.cache_key, answer.text, model, answer.sources)
+    if (
+        cache is not None
+        and turn.cached is None
+        and turn.mode == "rag"
+        and read.status is MessageStatus.COMPLETE
+    ):
+        await cache.put(turn.cache_key, answer.text, read.model, answer.sources)
 
 
 async def _resolve_session(

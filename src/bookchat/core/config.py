@@ -190,6 +190,13 @@ class Settings(BaseSettings):
     """Seconds before a model call is abandoned (answered 504 `llm_timeout`)."""
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     """Retries of a failed model call (rate limits, 5xx, connection errors), by the SDK."""
+    chat_turn_timeout_seconds: float = Field(default=120.0, gt=0)
+    """Most seconds a chat turn may take, from the question's arrival to the answer's last
+    token: the follow-up rewrite (at most half of it) and the answer, with their SDK retries,
+    share it, whatever LLM_TIMEOUT_SECONDS and LLM_MAX_RETRIES allow one call. Past it the
+    reader gets 504 `llm_timeout` (a stream: an `error` event, and what was shown is kept as
+    `partial`). Raise it for slow local models that write long answers.
+    """
     llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     """Sampling temperature of answers."""
     llm_max_tokens: int = Field(default=800, ge=16, le=16_384)

@@ -33,6 +33,9 @@ class AppError(Exception):
     code = "internal_error"
     status_code = 500
     default_message = "Something went wrong on our side."
+    # Seconds a client should wait before trying again (`Retry-After`), unless the raiser
+    # knows better (a vendor's own Retry-After); None: no advice.
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -43,7 +46,9 @@ class AppError(Exception):
     ) -> None:
         self.message = message or self.default_message
         self.details = list(details or [])
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if self.retry_after is not None:
+            self.headers.setdefault("Retry-After", str(self.retry_after))
         super().__init__(self.message)
 
     @property
@@ -89,11 +94,16 @@ class LLMError(AppError):
 class LLMUnavailable(AppError):
     code, status_code = "llm_unavailable", 503
     default_message = "The language model is unavailable right now; try again shortly."
+    # Vendors' rate limits and hiccups mostly clear within seconds; the vendor's own
+    # Retry-After, when it sends one, replaces this.
+    retry_after = 15
 
 
 class LLMTimeout(AppError):
     code, status_code = "llm_timeout", 504
     default_message = "The language model took too long to answer."
+    # A slow model is usually a busy one: give it a moment before the next try.
+    retry_after = 10
 
 
 class DependencyUnavailable(AppError):

@@ -65,11 +65,25 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+# How a model says it ended an answer: it finished (`stop`), or it was cut at the token limit
+# (`length`) or by the vendor's filter (`content_filter`). Only `stop` is a whole answer.
+FINISHED = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The model's own word that its answer ended, and why (`finish_reason`)."""
+
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     model: str
     usage: Usage = field(default_factory=Usage)
+    # None when the vendor did not say how the answer ended.
+    finish_reason: str | None = FINISHED
 
 
 AnswerMode = Literal["generative", "extractive"]
@@ -79,7 +93,9 @@ AnswerMode = Literal["generative", "extractive"]
 class ChatModel(Protocol):
     """A chat model: one complete answer, or the same answer as a stream of text pieces.
 
-    `stream` yields the answer's text pieces and, last, its `Usage` when the vendor reports it.
+    `stream` yields the answer's text pieces, then a `Finish` when the model ended the answer
+    itself, and, last, its `Usage` when the vendor reports it. A stream without a `Finish`
+    ended without the model's word that it was over: it is not a whole answer.
     Implementations raise only the project's `LLMError`, `LLMUnavailable` and `LLMTimeout`.
     """
 
@@ -89,6 +105,6 @@ class ChatModel(Protocol):
 
     async def complete(self, prompt: ChatPrompt) -> Completion: ...
 
-    def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]: ...
+    def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Finish | Usage]: ...
 
     async def aclose(self) -> None: ...

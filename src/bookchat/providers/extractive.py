@@ -16,10 +16,12 @@ from collections.abc import AsyncGenerator, Sequence
 import structlog
 
 from bookchat.providers.base import (
+    FINISHED,
     SELECTION_TITLE,
     AnswerMode,
     ChatPrompt,
     Completion,
+    Finish,
     Source,
     Usage,
 )
@@ -183,10 +185,11 @@ class ExtractiveChatModel:
         text = await self.answer_async(prompt.question, prompt.sources)
         return Completion(text=text, model=self.model, usage=Usage())
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Finish | Usage]:
         text = await self.answer_async(prompt.question, prompt.sources)
         for piece in re.findall(r"^\s+|\S+\s*", text):
             yield piece
+        yield Finish(FINISHED)
 
     async def aclose(self) -> None:
         return None  # the embedder belongs to the providers, which close it

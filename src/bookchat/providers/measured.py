@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 from bookchat.core.errors import AppError
 from bookchat.core.metrics import Metrics
-from bookchat.providers.base import AnswerMode, ChatModel, ChatPrompt, Completion, Usage
+from bookchat.providers.base import AnswerMode, ChatModel, ChatPrompt, Completion, Finish, Usage
 
 
 class MeasuredChatModel:
@@ -35,7 +35,7 @@ class MeasuredChatModel:
         self._count_tokens(completion.usage)
         return completion
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Finish | Usage]:
         started = time.perf_counter()
         first_piece = True
         # Anything that ends the stream early without an error (the reader hung up, the
@@ -46,7 +46,7 @@ class MeasuredChatModel:
                 async for piece in pieces:
                     if isinstance(piece, Usage):
                         self._count_tokens(piece)
-                    elif first_piece:
+                    elif isinstance(piece, str) and first_piece:
                         first_piece = False
                         self._metrics.llm_first_token.labels(self.provider, self.model).observe(
                             time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -11,9 +12,26 @@ import structlog
 from openai import AsyncOpenAI
 
 from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
-from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Usage
+from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Finish, Usage
 
 logger = structlog.get_logger(__name__)
+
+# A vendor's Retry-After is passed on to readers within these bounds (seconds): a wait longer
+# than a few minutes is no advice a reader can act on.
+RETRY_AFTER_RANGE = (1, 300)
+
+
+def vendor_retry_after(exc: openai.APIStatusError) -> dict[str, str] | None:
+    """The vendor's `Retry-After` in whole seconds, as headers for our answer; None when it
+    sent none we can read (an HTTP date is left to our own default)."""
+    try:
+        seconds = float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    low, high = RETRY_AFTER_RANGE
+    return {"Retry-After": str(min(max(math.ceil(seconds), low), high))}
 
 
 def translate_openai_error(exc: openai.OpenAIError) -> AppError:
@@ -21,7 +39,10 @@ def translate_openai_error(exc: openai.OpenAIError) -> AppError:
     if isinstance(exc, openai.APITimeoutError):
         return LLMTimeout()
     if isinstance(exc, openai.RateLimitError):
-        return LLMUnavailable("The language model is rate limiting us; try again shortly.")
+        return LLMUnavailable(
+            "The language model is rate limiting us; try again shortly.",
+            headers=vendor_retry_after(exc),
+        )
     if isinstance(exc, openai.APIConnectionError):
         return LLMUnavailable("The language model cannot be reached right now.")
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
@@ -29,7 +50,9 @@ def translate_openai_error(exc: openai.OpenAIError) -> AppError:
             "The language model refused our credentials; the operator must fix OPENAI_API_KEY."
         )
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
-        return LLMUnavailable("The language model service is failing right now.")
+        return LLMUnavailable(
+            "The language model service is failing right now.", headers=vendor_retry_after(exc)
+        )
     return LLMError()
 
 
@@ -76,6 +99,7 @@ class OpenAIChatModel:
             raise translate_openai_error(exc) from exc
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content if choice else None) or ""
+        finish_reason = choice.finish_reason if choice else None
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
             completion_tokens=response.usage.completion_tokens if response.usage else 0,
@@ -87,14 +111,23 @@ class OpenAIChatModel:
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            finish_reason=finish_reason,
             stream=False,
         )
-        return Completion(text=text, model=response.model or self.model, usage=usage)
+        return Completion(
+            text=text,
+            model=response.model or self.model,
+            usage=usage,
+            finish_reason=finish_reason,
+        )
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Finish | Usage]:
         started = time.perf_counter()
         pieces = 0
         usage: Usage | None = None
+        # Set only by the model's final chunk: a stream that ends without it (a proxy or the
+        # vendor dropped it, the body was cut cleanly) is not a whole answer.
+        finish_reason: str | None = None
         try:
             stream = await self._client.chat.completions.create(
                 **self._request(prompt), stream=True, stream_options={"include_usage": True}
@@ -108,10 +141,13 @@ class OpenAIChatModel:
                         )
                     if not chunk.choices:
                         continue
-                    delta = chunk.choices[0].delta.content
+                    choice = chunk.choices[0]
+                    delta = choice.delta.content if choice.delta else None
                     if delta:
                         pieces += 1
                         yield delta
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
         except openai.OpenAIError as exc:
             self._log_failure(exc, started)
             raise translate_openai_error(exc) from exc
@@ -123,8 +159,11 @@ class OpenAIChatModel:
             pieces=pieces,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+            finish_reason=finish_reason,
             stream=True,
         )
+        if finish_reason is not None:
+            yield Finish(finish_reason)
         if usage is not None:
             yield usage
 

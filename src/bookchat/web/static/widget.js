@@ -33,6 +33,11 @@
     llm_unavailable: "The assistant is unavailable right now. Try again shortly.",
     llm_error: "The assistant couldn't answer that. Try rephrasing it.",
   };
+  // What a stored or streamed answer that stopped before its end is labelled with.
+  const cutNote = (message) => message.status !== "partial" ? ""
+    : message.finish_reason === "length" ? "Cut at the answer's length limit."
+    : message.finish_reason === "content_filter" ? "Cut by the model's content filter."
+    : "Stopped before the end.";
   const textFor = (code) => (typeof code === "string" && Object.hasOwn(TEXT, code) ? TEXT[code] : "");
 
   // --- storage: the conversation id and whether the panel was open, per server -------------
@@ -455,8 +460,7 @@
           for (const message of history.messages) {
             if (message.role === "user") userMessage(message.content, message.selected_text);
             else if (message.role === "assistant") {
-              const note = message.status === "partial" ? "Stopped before the end."
-                : message.status === "error" ? "Interrupted by an error." : "";
+              const note = message.status === "error" ? "Interrupted by an error." : cutNote(message);
               botMessage().finish(message, note);
             }
           }
@@ -519,7 +523,7 @@
           else if (name === "token") answer.update((text += data.text));
           else if (name === "done") {
             ended = true;
-            answer.finish(data);
+            answer.finish(data, cutNote(data));
           } else if (name === "error") {
             ended = true;
             answer.finish({ response: text }, "Interrupted by an error.");
