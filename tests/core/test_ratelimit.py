@@ -76,6 +76,16 @@ class TestLimiter:
         await limiter.clear("login", "email:a@example.org", "1/minute")
         assert (await limiter.hit("login", "email:a@example.org", "1/minute")).allowed
 
+    async def test_peek_says_without_counting(self, limiter: RateLimiter) -> None:
+        peeks = [await limiter.peek("admin_key", "ip:10.0.0.9", "2/minute") for _ in range(3)]
+        await limiter.hit("admin_key", "ip:10.0.0.9", "2/minute")
+        await limiter.hit("admin_key", "ip:10.0.0.9", "2/minute")
+        spent = await limiter.peek("admin_key", "ip:10.0.0.9", "2/minute")
+
+        assert all(p.allowed for p in peeks)  # peeking three times spent nothing
+        assert not spent.allowed
+        assert spent.retry_after in range(55, 61)
+
     async def test_replicas_share_the_count_through_redis(self, redis_url: str) -> None:
         first, second = create_redis(redis_url), create_redis(redis_url)
         try:

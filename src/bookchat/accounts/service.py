@@ -213,15 +213,12 @@ class AccountService:
     async def log_in(
         self, db: AsyncSession, credentials: LoginCreate, client_identity: str
     ) -> TokenRead:
-        """Exchange credentials for a token. Every attempt counts, per client address and per
-        account: guessing one account's password from many addresses is slowed as much as
-        guessing many accounts from one."""
-        await enforce(
-            self.limiter,
-            "login",
-            [client_identity, f"email:{normalize_email(credentials.email)}"],
-            self.login_rate,
-        )
+        """Exchange credentials for a token. Every attempt counts per client address, and per
+        account at that address only: an account-wide count would let anyone lock a reader out
+        by failing logins against their email (docs/operations.md, "Sign-in and admin-key
+        limits")."""
+        account = f"email:{normalize_email(credentials.email)}|{client_identity}"
+        await enforce(self.limiter, "login", [client_identity, account], self.login_rate)
         user = await authenticate_password(db, credentials.email, credentials.password)
         return self.token(user)
 
