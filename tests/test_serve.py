@@ -75,7 +75,7 @@ def serving(env: dict[str, str], cwd: Path, *args: str) -> Iterator[Served]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine can take a while to import
         while True:
             try:
                 httpx.get(f"{base}/api/v1/health/live", timeout=1)
@@ -237,3 +237,31 @@ def test_metrics_are_shared_through_the_multiprocess_folder(tmp_path: Path) -> N
         in text
     )
     assert "process_resident_memory_bytes" not in text  # per-process facts do not add up
+
+
+class TestForwardedFor:
+    """Whose address `bookchat serve` counts: X-Forwarded-For only from TRUSTED_PROXIES."""
+
+    @staticmethod
+    def chat_as(served: Served, address: str) -> int:
+        response = httpx.post(
+            f"{served.base}/api/v1/chat",
+            json=SELECTION,
+            headers={"X-Forwarded-For": address},
+            timeout=10,
+        )
+        return response.status_code
+
+    def test_without_trusted_proxies_nobody_is_believed(self, tmp_path: Path) -> None:
+        # The client is on 127.0.0.1, which uvicorn trusts by default.
+        with serving(server_env(tmp_path, RATE_LIMIT_CHAT="1/minute"), tmp_path) as served:
+            codes = [self.chat_as(served, address) for address in ("1.1.1.1", "2.2.2.2")]
+        assert codes == [200, 429]  # one client, one quota, whatever it claims
+
+    def test_a_trusted_proxy_is_believed(self, tmp_path: Path) -> None:
+        env = server_env(tmp_path, RATE_LIMIT_CHAT="1/minute", TRUSTED_PROXIES="127.0.0.1")
+        with serving(env, tmp_path) as served:
+            codes = [
+                self.chat_as(served, address) for address in ("1.1.1.1", "2.2.2.2", "1.1.1.1")
+            ]
+        assert codes == [200, 200, 429]
