@@ -29,6 +29,8 @@ def serve(
     """Serve the HTTP API (applies migrations first when MIGRATE_ON_START=true)."""
     import uvicorn
 
+    from bookchat.cli.http_protocol import DeadlineHttpToolsProtocol
+
     settings = load_settings()
     proxies = forwarded_allow_ips(settings)
     if workers > 1:
@@ -47,6 +49,7 @@ def serve(
         log_config=None,  # our structlog configuration handles uvicorn's loggers
         log_level=settings.log_level.lower(),
         access_log=False,  # the request middleware logs one line per request
+        http=DeadlineHttpToolsProtocol,  # uvicorn's httptools protocol, with read deadlines
         proxy_headers=True,
         forwarded_allow_ips=proxies,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS),

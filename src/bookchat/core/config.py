@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     are cut and their partial answers stored. Keep it below the platform's kill timeout (Docker
     waits 10 s unless told otherwise).
     """
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """`bookchat serve` answers 408 and closes a connection whose request headers are not
+    complete this long after it opened (or, kept alive, after the request's first byte), so
+    slow-loris clients cannot hold connections open.
+    """
+    http_body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """…and one whose request body has not fully arrived this long after its headers (uploads
+    up to MAX_UPLOAD_BYTES included: allow for the slowest uplink you serve).
+    """
     metrics_enabled: bool = True
     """Serve Prometheus metrics at `GET /metrics` (404 when off)."""
     metrics_token: SecretStr | None = None
