@@ -143,6 +143,14 @@ class TestWorkers:
         assert result.exit_code == 2
         assert "--reload" in result.output
 
+    def test_a_bad_trusted_proxy_is_refused_before_serving(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1,proxy.local")
+        result = runner.invoke(app, ["serve"])
+        assert result.exit_code == 2
+        assert "TRUSTED_PROXIES: 'proxy.local'" in result.output
+
     def test_zero_workers_is_refused(self) -> None:
         result = runner.invoke(app, ["serve", "--workers", "0"])
         assert result.exit_code == 2

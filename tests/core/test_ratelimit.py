@@ -139,6 +139,20 @@ class TestFailOpen:
         assert status.last_failure.event == "ratelimit.storage_unavailable"
         assert status.is_open()
 
+    async def test_peek_fails_open_too(self) -> None:
+        client = create_redis(CLOSED_PORT_URL)
+        status = RedisStatus()
+        limiter = RateLimiter.on_redis(client, status)
+        try:
+            decisions = [
+                await limiter.peek("admin_key", "ip:10.0.0.7", "1/minute") for _ in range(2)
+            ]
+        finally:
+            await client.aclose()
+        assert all(d.allowed for d in decisions)
+        assert status.last_failure is not None
+        assert status.is_open()
+
     async def test_warns_at_most_once_per_interval(self) -> None:
         client = create_redis(CLOSED_PORT_URL)
         # No breaker, so every hit reaches Redis and fails.
