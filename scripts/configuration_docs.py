@@ -29,6 +29,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "log_format",
             "migrate_on_start",
             "shutdown_timeout_seconds",
+            "http_header_timeout_seconds",
+            "http_body_timeout_seconds",
             "metrics_enabled",
             "metrics_token",
         ),

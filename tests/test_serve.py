@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def serving(env: dict[str, str], cwd: Path, *args: str) -> Iterator[Served]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine can take a while to import
         while True:
             try:
                 httpx.get(f"{base}/api/v1/health/live", timeout=1)
@@ -141,6 +142,14 @@ class TestWorkers:
         result = runner.invoke(app, ["serve", "--workers", "2", "--reload"])
         assert result.exit_code == 2
         assert "--reload" in result.output
+
+    def test_a_bad_trusted_proxy_is_refused_before_serving(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1,proxy.local")
+        result = runner.invoke(app, ["serve"])
+        assert result.exit_code == 2
+        assert "TRUSTED_PROXIES: 'proxy.local'" in result.output
 
     def test_zero_workers_is_refused(self) -> None:
         result = runner.invoke(app, ["serve", "--workers", "0"])
@@ -237,3 +246,113 @@ def test_metrics_are_shared_through_the_multiprocess_folder(tmp_path: Path) -> N
         in text
     )
     assert "process_resident_memory_bytes" not in text  # per-process facts do not add up
+
+
+class TestForwardedFor:
+    """Whose address `bookchat serve` counts: X-Forwarded-For only from TRUSTED_PROXIES."""
+
+    @staticmethod
+    def chat_as(served: Served, address: str) -> int:
+        response = httpx.post(
+            f"{served.base}/api/v1/chat",
+            json=SELECTION,
+            headers={"X-Forwarded-For": address},
+            timeout=10,
+        )
+        return response.status_code
+
+    def test_without_trusted_proxies_nobody_is_believed(self, tmp_path: Path) -> None:
+        # The client is on 127.0.0.1, which uvicorn trusts by default.
+        with serving(server_env(tmp_path, RATE_LIMIT_CHAT="1/minute"), tmp_path) as served:
+            codes = [self.chat_as(served, address) for address in ("1.1.1.1", "2.2.2.2")]
+        assert codes == [200, 429]  # one client, one quota, whatever it claims
+
+    def test_a_trusted_proxy_is_believed(self, tmp_path: Path) -> None:
+        env = server_env(tmp_path, RATE_LIMIT_CHAT="1/minute", TRUSTED_PROXIES="127.0.0.1")
+        with serving(env, tmp_path) as served:
+            codes = [self.chat_as(served, address) for address in ("1.1.1.1", "2.2.2.2", "1.1.1.1")]
+        assert codes == [200, 200, 429]
+
+
+def cut_within(sock: socket.socket, trickle: bytes, bound: float) -> tuple[bool, bytes]:
+    """Send `trickle` one byte a second (nothing when empty) until the server closes the
+    connection or `bound` seconds pass; whether it closed, and what it answered."""
+    sock.settimeout(1.0)
+    answer = b""
+    deadline = time.monotonic() + bound
+    position = 0
+    while time.monotonic() < deadline:
+        try:
+            if trickle:
+                sock.sendall(trickle[position % len(trickle) : position % len(trickle) + 1])
+                position += 1
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True, answer
+        if not chunk:
+            return True, answer
+        answer += chunk
+    return False, answer
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length body (the health check's)."""
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+class TestSlowClients:
+    """Slow-loris: a client that sends its request too slowly is cut, the server keeps serving."""
+
+    # Generous: the point is that the connection is cut at all, not how fast.
+    BOUND_SECONDS = 30.0
+
+    def test_slow_headers_silence_and_slow_bodies_are_cut(self, tmp_path: Path) -> None:
+        env = server_env(tmp_path, HTTP_HEADER_TIMEOUT_SECONDS="2", HTTP_BODY_TIMEOUT_SECONDS="2")
+        with serving(env, tmp_path) as served:
+            address = ("127.0.0.1", int(served.base.rsplit(":", 1)[1]))
+            results = {}
+            with socket.create_connection(address) as sock:
+                sock.sendall(b"GET /api/v1/health/live HTTP/1.1\r\nHost: bookchat\r\n")
+                results["slow headers"] = cut_within(sock, b"X-Padding: a\r\n", self.BOUND_SECONDS)
+            with socket.create_connection(address) as sock:
+                results["silence"] = cut_within(sock, b"", self.BOUND_SECONDS)
+            with socket.create_connection(address) as sock:
+                sock.sendall(
+                    b"POST /api/v1/chat HTTP/1.1\r\nHost: bookchat\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+                )
+                results["slow body"] = cut_within(sock, b" ", self.BOUND_SECONDS)
+            with socket.create_connection(address) as sock:
+                # A kept-alive connection: the next request's headers are timed too.
+                sock.sendall(b"GET /api/v1/health/live HTTP/1.1\r\nHost: bookchat\r\n\r\n")
+                first = read_response(sock)
+                sock.sendall(b"GET /api/v1/health/live HTTP/1.1\r\n")
+                results["slow second request"] = cut_within(
+                    sock, b"X-Padding: a\r\n", self.BOUND_SECONDS
+                )
+            still_serving = httpx.get(f"{served.base}/api/v1/health/live", timeout=10)
+
+        for case, (closed, answer) in results.items():
+            assert closed, case
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), (case, answer)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        head, _, body = results["slow headers"][1].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ")
+        error = json.loads(body)
+        assert error["error"]["code"] == "request_timeout"
+        assert f"x-request-id: {error['request_id']}".encode() in head
+        assert still_serving.status_code == 200

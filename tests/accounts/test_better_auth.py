@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+from bookchat.accounts.identities import link_identity
 from bookchat.accounts.models import User
 from bookchat.accounts.tokens import BetterAuthVerifier, InvalidToken, usable_keys
 from bookchat.core.errors import DependencyUnavailable
@@ -22,9 +24,10 @@ from tests.accounts.conftest import (
     claims,
     closed_port_url,
     new_key,
+    promote,
 )
 from tests.conftest import AppFactory
-from tests.factories import bearer, sign_up, stored
+from tests.factories import bearer, open_db, sign_up, stored
 
 ME = "/api/v1/auth/me"
 
@@ -119,6 +122,66 @@ class TestBetterAuthTokens:
         assert response.status_code == 409
         [user] = await users(sqlite_url)
         assert user.external_id is None
+
+    async def test_without_the_verified_claim_is_not_linked(
+        self,
+        database_url: str,
+        app_factory: AppFactory,
+        jwks_server: JWKSServer,
+        signing_keys: dict[str, SigningKey],
+    ) -> None:
+        # Only `emailVerified: true` proves the address: a token that does not say so must not
+        # take over the local account that has it.
+        unsaid = {k: v for k, v in claims("ba-1").items() if k != "emailVerified"}
+        async with app_factory(better_auth_settings(database_url, jwks_server.url)) as client:
+            await sign_up(client, "reader@example.org")
+            response = await client.get(ME, headers=bearer(signing_keys["EdDSA"].sign(unsaid)))
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "conflict"
+        [user] = await users(database_url)
+        assert user.external_id is None
+
+    async def test_an_admin_account_is_never_linked_automatically(
+        self,
+        database_url: str,
+        app_factory: AppFactory,
+        jwks_server: JWKSServer,
+        signing_keys: dict[str, SigningKey],
+    ) -> None:
+        token = signing_keys["EdDSA"].sign(claims("ba-admin", email="ADMIN@example.org"))
+        async with app_factory(
+            better_auth_settings(database_url, jwks_server.url, admin_api_key="k" * 32)
+        ) as client:
+            await sign_up(client, "admin@example.org")
+            await promote(database_url, "admin@example.org")
+            me = await client.get(ME, headers=bearer(token))
+            write = await client.delete(
+                f"/api/v1/content/{uuid.UUID(int=7)}", headers=bearer(token)
+            )
+
+        assert me.status_code == 409
+        assert "administrator" in me.json()["error"]["message"]
+        assert write.status_code == 409  # never admin rights, never a 404 "allowed" answer
+        [user] = await users(database_url)
+        assert user.external_id is None
+        assert user.role.value == "admin"
+
+    async def test_an_identity_an_admin_linked_is_that_admin(
+        self,
+        sqlite_url: str,
+        app_factory: AppFactory,
+        jwks_server: JWKSServer,
+        signing_keys: dict[str, SigningKey],
+    ) -> None:
+        token = signing_keys["EdDSA"].sign(claims("ba-admin", email="admin@example.org"))
+        async with app_factory(better_auth_settings(sqlite_url, jwks_server.url)) as client:
+            await sign_up(client, "admin@example.org")
+            await promote(sqlite_url, "admin@example.org")
+            async with open_db(sqlite_url) as db:
+                await link_identity(db, "admin@example.org", "ba-admin")
+            me = await client.get(ME, headers=bearer(token))
+        assert me.status_code == 200
+        assert me.json()["role"] == "admin"
 
     async def test_without_an_email_claim_a_placeholder(
         self,

@@ -81,3 +81,43 @@ class TestCreateAdmin:
         result = runner.invoke(app, ["create-admin", "nobody", "--password-stdin"], input="x\n")
         assert result.exit_code == 2
         assert "valid email address" in result.output
+
+
+class TestLinkIdentity:
+    def admin(self) -> None:
+        result = runner.invoke(
+            app, ["create-admin", "root@example.org", "--password-stdin"], input="s3cret pass\n"
+        )
+        assert result.exit_code == 0, result.output
+
+    def test_links_an_external_identity_to_an_admin(self, sqlite_url: str) -> None:
+        self.admin()
+        result = runner.invoke(app, ["link-identity", "Root@Example.org", "ba-root"])
+        again = runner.invoke(app, ["link-identity", "root@example.org", "ba-root"])
+
+        assert result.exit_code == 0, result.output
+        assert "root@example.org (admin) now signs in as the identity ba-root." in result.output
+        assert again.exit_code == 0
+        assert "already linked" in again.output
+        [user] = stored_users(sqlite_url)
+        assert user.external_id == "ba-root"
+        assert user.role is UserRole.ADMIN
+
+    def test_refusals_exit_1_and_change_nothing(self, sqlite_url: str) -> None:
+        self.admin()
+        runner.invoke(app, ["link-identity", "root@example.org", "ba-root"])
+        runner.invoke(
+            app, ["create-admin", "other@example.org", "--password-stdin"], input="s3cret pass\n"
+        )
+        unknown = runner.invoke(app, ["link-identity", "nobody@example.org", "ba-x"])
+        relink = runner.invoke(app, ["link-identity", "root@example.org", "ba-other"])
+        taken = runner.invoke(app, ["link-identity", "other@example.org", "ba-root"])
+        invalid = runner.invoke(app, ["link-identity", "not-an-email", "ba-x"])
+
+        assert (unknown.exit_code, relink.exit_code, taken.exit_code) == (1, 1, 1)
+        assert "has no account" in unknown.output
+        assert "already linked to another identity" in relink.output
+        assert "already has the account root@example.org" in taken.output
+        assert invalid.exit_code == 2
+        linked = {user.email: user.external_id for user in stored_users(sqlite_url)}
+        assert linked == {"root@example.org": "ba-root", "other@example.org": None}

@@ -227,6 +227,54 @@ class TestLogin:
         assert "security" in schema["paths"]["/api/v1/auth/me"]["get"]
 
 
+class TestLoginLimits:
+    """RATE_LIMIT_LOGIN counts per client address, and per account only at that address."""
+
+    @staticmethod
+    def login(client: Any, address: str, password: str) -> Any:
+        return client.post(
+            LOGIN,
+            json={"email": "ada@example.org", "password": password},
+            headers={"X-Forwarded-For": address},
+        )
+
+    @pytest.mark.parametrize("storage", ["memory", "redis"])
+    async def test_a_stranger_cannot_lock_a_reader_out(
+        self, storage: str, sqlite_url: str, app_factory: AppFactory, request: pytest.FixtureRequest
+    ) -> None:
+        redis_url = request.getfixturevalue("redis_url") if storage == "redis" else None
+        # The in-process transport's peer is 127.0.0.1: the proxy that forwards both addresses.
+        settings = account_settings(
+            sqlite_url,
+            rate_limit_login="3/minute",
+            trusted_proxies="127.0.0.1",
+            redis_url=redis_url,
+        )
+        async with app_factory(settings) as client:
+            await sign_up(client, "ada@example.org")
+            guesses = [await self.login(client, "203.0.113.66", "wrong guess") for _ in range(4)]
+            ada = await self.login(client, "198.51.100.7", PASSWORD)
+
+        assert [r.status_code for r in guesses] == [401, 401, 401, 429]
+        assert int(guesses[-1].headers["retry-after"]) >= 1
+        assert ada.status_code == 200
+
+    async def test_one_address_guessing_many_accounts_is_limited(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = account_settings(sqlite_url, rate_limit_login="3/minute")
+        async with app_factory(settings) as client:
+            codes = [
+                (
+                    await client.post(
+                        LOGIN, json={"email": f"user{n}@example.org", "password": "guess pass"}
+                    )
+                ).status_code
+                for n in range(4)
+            ]
+        assert codes == [401, 401, 401, 429]
+
+
 class TestMe:
     async def test_needs_a_token(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(account_settings(sqlite_url)) as client:
@@ -472,6 +520,46 @@ class TestAdminGate:
         assert as_reader.status_code == 403
         assert anonymous.status_code == 403
         assert "ADMIN_API_KEY" in anonymous.json()["error"]["message"]
+
+
+ADMIN_KEY = "an-admin-key-of-at-least-32-chars-0123456789"
+
+
+class TestAdminKeyGuesses:
+    path = f"/api/v1/content/{uuid.UUID(int=7)}"
+
+    @staticmethod
+    def delete(client: Any, key: str, address: str) -> Any:
+        return client.delete(
+            TestAdminKeyGuesses.path, headers={"X-Admin-Key": key, "X-Forwarded-For": address}
+        )
+
+    @pytest.mark.parametrize("storage", ["memory", "redis"])
+    async def test_failed_keys_are_limited_per_address(
+        self, storage: str, sqlite_url: str, app_factory: AppFactory, request: pytest.FixtureRequest
+    ) -> None:
+        redis_url = request.getfixturevalue("redis_url") if storage == "redis" else None
+        settings = account_settings(
+            sqlite_url,
+            admin_api_key=ADMIN_KEY,
+            rate_limit_login="3/minute",
+            trusted_proxies="127.0.0.1",
+            redis_url=redis_url,
+        )
+        async with app_factory(settings) as client:
+            guesses = [await self.delete(client, f"guess-{n}", "203.0.113.66") for n in range(3)]
+            # Over the limit even the right key is refused: otherwise guessing would go on.
+            right_key_too_late = await self.delete(client, ADMIN_KEY, "203.0.113.66")
+            elsewhere = await self.delete(client, ADMIN_KEY, "198.51.100.7")
+            # Successes do not count: CI may use the key as often as it likes.
+            many = [await self.delete(client, ADMIN_KEY, "198.51.100.8") for _ in range(5)]
+
+        assert [r.status_code for r in guesses] == [401, 401, 401]
+        assert right_key_too_late.status_code == 429
+        assert right_key_too_late.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(right_key_too_late.headers["retry-after"]) <= 60
+        assert elsewhere.status_code == 404  # the gate let it by
+        assert [r.status_code for r in many] == [404] * 5
 
 
 class CountingHash:

@@ -68,6 +68,12 @@ class TestProductionGuards:
         with pytest.raises(ValidationError, match="at least 32 bytes"):
             settings(environment="production", jwt_secret="s" * 31)
 
+    def test_short_admin_api_key_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="ADMIN_API_KEY of at least 32 characters"):
+            settings(environment="production", jwt_secret="s" * 40, admin_api_key="k" * 31)
+        assert settings(environment="production", jwt_secret="s" * 40, admin_api_key="k" * 32)
+        assert settings(environment="production", jwt_secret="s" * 40).admin_api_key is None
+
     def test_wildcard_cors_with_credentials_is_refused(self) -> None:
         with pytest.raises(ValidationError, match="CORS_ORIGINS"):
             settings(environment="production", jwt_secret="s" * 40, cors_origins="*")

@@ -76,6 +76,16 @@ class TestLimiter:
         await limiter.clear("login", "email:a@example.org", "1/minute")
         assert (await limiter.hit("login", "email:a@example.org", "1/minute")).allowed
 
+    async def test_peek_says_without_counting(self, limiter: RateLimiter) -> None:
+        peeks = [await limiter.peek("admin_key", "ip:10.0.0.9", "2/minute") for _ in range(3)]
+        await limiter.hit("admin_key", "ip:10.0.0.9", "2/minute")
+        await limiter.hit("admin_key", "ip:10.0.0.9", "2/minute")
+        spent = await limiter.peek("admin_key", "ip:10.0.0.9", "2/minute")
+
+        assert all(p.allowed for p in peeks)  # peeking three times spent nothing
+        assert not spent.allowed
+        assert spent.retry_after in range(55, 61)
+
     async def test_replicas_share_the_count_through_redis(self, redis_url: str) -> None:
         first, second = create_redis(redis_url), create_redis(redis_url)
         try:
@@ -127,6 +137,20 @@ class TestFailOpen:
         assert status.last_failure is not None
         assert status.last_failure.error == "ConnectionError"
         assert status.last_failure.event == "ratelimit.storage_unavailable"
+        assert status.is_open()
+
+    async def test_peek_fails_open_too(self) -> None:
+        client = create_redis(CLOSED_PORT_URL)
+        status = RedisStatus()
+        limiter = RateLimiter.on_redis(client, status)
+        try:
+            decisions = [
+                await limiter.peek("admin_key", "ip:10.0.0.7", "1/minute") for _ in range(2)
+            ]
+        finally:
+            await client.aclose()
+        assert all(d.allowed for d in decisions)
+        assert status.last_failure is not None
         assert status.is_open()
 
     async def test_warns_at_most_once_per_interval(self) -> None:

@@ -12,7 +12,8 @@ from bookchat.accounts.models import User
 from bookchat.accounts.service import AccountService, Authenticator
 from bookchat.core.errors import Forbidden, Unauthorized
 from bookchat.core.http import parse_bearer
-from bookchat.dependencies import ContainerDep, SessionDep, SettingsDep
+from bookchat.core.ratelimit import client_ip, count_failure, enforce_failures, ip_identity
+from bookchat.dependencies import ContainerDep, SessionDep
 
 # Only documents the scheme (the Authorize button of /docs); the header is read below, so that
 # a malformed one is an error rather than "anonymous".
@@ -23,6 +24,7 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+ADMIN_KEY_SCOPE = "admin_key"
 
 
 def get_account_service(container: ContainerDep) -> AccountService:
@@ -79,18 +81,26 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def require_admin(
-    settings: SettingsDep,
+    request: Request,
+    container: ContainerDep,
     user: OptionalUser,
     x_admin_key: Annotated[str | None, Header(description="The ADMIN_API_KEY.")] = None,
 ) -> None:
     """Allow an admin user's bearer token or the configured admin key."""
     if user is not None and user.is_admin:
         return
+    settings = container.settings
     if settings.admin_api_key is not None and x_admin_key is not None:
+        # Failed keys are limited per client address like logins (RATE_LIMIT_LOGIN): 429
+        # once spent, whatever the key, so guessing stops there.
+        limiter, rate = container.limiter, settings.rate_limit_login
+        address = ip_identity(client_ip(request, limiter.trusted_proxies))
+        await enforce_failures(limiter, ADMIN_KEY_SCOPE, address, rate)
         expected = settings.admin_api_key.get_secret_value()
         # Constant-time comparison: the key must not leak through response timing.
         if secrets.compare_digest(x_admin_key.encode(), expected.encode()):
             return
+        await count_failure(limiter, ADMIN_KEY_SCOPE, address, rate)
         raise Unauthorized("A valid X-Admin-Key header is required for this operation.")
     if user is not None:
         raise Forbidden("This operation needs an admin account.")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import httpx
 import structlog
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.accounts.identities import EMAIL_TAKEN, get_user_by_email, user_for_identity
 from bookchat.accounts.models import User, UserProfile, UserRole
 from bookchat.accounts.passwords import hash_password, password_problem, verify_password
 from bookchat.accounts.schemas import (
@@ -31,7 +31,6 @@ from bookchat.accounts.tokens import (
     EXTERNAL_ALGORITHMS,
     LOCAL_ALGORITHM,
     BetterAuthVerifier,
-    ExternalIdentity,
     InvalidToken,
     IssuedToken,
     issue_access_token,
@@ -39,15 +38,13 @@ from bookchat.accounts.tokens import (
     token_algorithm,
 )
 from bookchat.core.config import Settings
-from bookchat.core.db import new_id, utcnow
+from bookchat.core.db import utcnow
 from bookchat.core.errors import Conflict, Unauthorized, ValidationFailed
 from bookchat.core.ratelimit import RateLimiter, enforce
 
 logger = structlog.get_logger(__name__)
 
 INVALID_CREDENTIALS = "The email or password is not correct."
-EMAIL_TAKEN = "An account with this email already exists; sign in instead."
-PLACEHOLDER_EMAIL_DOMAIN = "users.invalid"
 JWKS_TIMEOUT_SECONDS = 5.0
 
 
@@ -59,10 +56,6 @@ def check_new_password(password: str, email: str) -> None:
             f"password: {problem}",
             details=[{"loc": ["body", "password"], "msg": problem, "type": "value_error"}],
         )
-
-
-async def get_user_by_email(db: AsyncSession, email: str) -> User | None:
-    return await db.scalar(select(User).where(User.email == normalize_email(email)))
 
 
 async def create_user(
@@ -164,67 +157,6 @@ async def ensure_admin(db: AsyncSession, email: str, password: str | None) -> Ad
     return AdminResult(user, created=False, was_admin=was_admin, password_set=password is not None)
 
 
-def _claimed_email(identity: ExternalIdentity) -> str | None:
-    if identity.email is None:
-        return None
-    try:
-        return valid_email(identity.email)
-    except ValueError:
-        return None
-
-
-async def user_for_identity(db: AsyncSession, identity: ExternalIdentity) -> User:
-    """The local account of a Better-Auth subject, created on first sight.
-
-    A local account with the token's email and no external identity yet is linked to it, unless
-    the token says the email is unverified (`emailVerified: false`): linking on an unverified
-    address would hand that account to whoever typed it in. A token without a (valid) email
-    claim gets the placeholder `<user id>@users.invalid`: unique, never deliverable (RFC 2606),
-    refused by sign-up, and never used for linking.
-    """
-    user = await db.scalar(select(User).where(User.external_id == identity.subject))
-    if user is not None:
-        return user
-    email = _claimed_email(identity)
-    if email is not None:
-        existing = await get_user_by_email(db, email)
-        if existing is not None:
-            return await _link(db, existing, identity)
-    user_id = new_id()
-    user = User(
-        id=user_id,
-        email=email or f"{user_id.hex}@{PLACEHOLDER_EMAIL_DOMAIN}",
-        external_id=identity.subject,
-        name=identity.name,
-        role=UserRole.USER,
-    )
-    db.add(user)
-    try:
-        await db.commit()
-    except IntegrityError:  # this subject's first two requests raced: use the winner's row
-        await db.rollback()
-        winner = await db.scalar(select(User).where(User.external_id == identity.subject))
-        if winner is None:
-            raise Conflict(EMAIL_TAKEN) from None
-        return winner
-    logger.info("accounts.external_user_created", user_id=str(user.id))
-    return user
-
-
-async def _link(db: AsyncSession, user: User, identity: ExternalIdentity) -> User:
-    if user.external_id is not None:
-        raise Conflict("This email belongs to an account of another sign-in identity.")
-    if identity.email_verified is False:
-        raise Conflict(
-            "An account with this email already exists; verify the address with the sign-in "
-            "service to link it."
-        )
-    user.external_id = identity.subject
-    await db.commit()
-    logger.info("accounts.external_identity_linked", user_id=str(user.id))
-    return user
-
-
 class Authenticator:
     """Issues local access tokens and resolves any accepted bearer token to its user.
 
@@ -281,15 +213,12 @@ class AccountService:
     async def log_in(
         self, db: AsyncSession, credentials: LoginCreate, client_identity: str
     ) -> TokenRead:
-        """Exchange credentials for a token. Every attempt counts, per client address and per
-        account: guessing one account's password from many addresses is slowed as much as
-        guessing many accounts from one."""
-        await enforce(
-            self.limiter,
-            "login",
-            [client_identity, f"email:{normalize_email(credentials.email)}"],
-            self.login_rate,
-        )
+        """Exchange credentials for a token. Every attempt counts per client address, and per
+        account at that address only: an account-wide count would let anyone lock a reader out
+        by failing logins against their email (docs/operations.md, "Sign-in and admin-key
+        limits")."""
+        account = f"email:{normalize_email(credentials.email)}|{client_identity}"
+        await enforce(self.limiter, "login", [client_identity, account], self.login_rate)
         user = await authenticate_password(db, credentials.email, credentials.password)
         return self.token(user)
 

@@ -8,7 +8,7 @@ from bookchat.cli.common import app
 # isort: off
 from bookchat.cli import server  # noqa: F401  serve, migrate
 from bookchat.cli import book  # noqa: F401  ingest, reindex, search, ask, eval
-from bookchat.cli import admin  # noqa: F401  create-admin
+from bookchat.cli import admin  # noqa: F401  create-admin, link-identity
 # isort: on
 
 __all__ = ["app"]

@@ -1,4 +1,4 @@
-"""`bookchat create-admin`: create or promote an admin account."""
+"""`bookchat create-admin` and `link-identity`: admin accounts and how they sign in."""
 
 from __future__ import annotations
 
@@ -68,4 +68,47 @@ async def _create_admin(settings: Settings, email: str, password: str | None) ->
     else:
         change = " and its password updated" if result.password_set else ""
         typer.echo(f"{email} is now an admin{change}.")
+    return 0
+
+
+@app.command(name="link-identity")
+def link_identity(
+    email: Annotated[
+        str, typer.Argument(help="The local account's email address.", show_default=False)
+    ],
+    identity: Annotated[
+        str,
+        typer.Argument(
+            help="The Better-Auth user id (the `sub` of its tokens).", show_default=False
+        ),
+    ],
+) -> None:
+    """Let a Better-Auth identity sign in as an existing account (admins included)."""
+    from bookchat.accounts.schemas import valid_email
+
+    settings = cli_settings()
+    try:
+        address = valid_email(email)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+    run_async(_link_identity(settings, address, identity))
+
+
+async def _link_identity(settings: Settings, email: str, identity: str) -> int:
+    from bookchat.accounts.identities import link_identity
+    from bookchat.core.db import create_engine, create_sessionmaker
+
+    # A refusal is a LinkRefused (an AppError): run_async prints it and exits 1.
+    engine = create_engine(settings.database_url.get_secret_value())
+    try:
+        async with create_sessionmaker(engine)() as db:
+            result = await link_identity(db, email, identity)
+    finally:
+        await engine.dispose()
+    role = result.user.role.value
+    if result.changed:
+        typer.echo(f"{email} ({role}) now signs in as the identity {identity}.")
+    else:
+        typer.echo(f"{email} ({role}) is already linked to the identity {identity}.")
     return 0

@@ -29,7 +29,10 @@ def serve(
     """Serve the HTTP API (applies migrations first when MIGRATE_ON_START=true)."""
     import uvicorn
 
+    from bookchat.cli.http_protocol import DeadlineHttpToolsProtocol
+
     settings = load_settings()
+    proxies = forwarded_allow_ips(settings)
     if workers > 1:
         check_several_workers(settings, reload=reload)
     if settings.migrate_on_start:
@@ -46,9 +49,29 @@ def serve(
         log_config=None,  # our structlog configuration handles uvicorn's loggers
         log_level=settings.log_level.lower(),
         access_log=False,  # the request middleware logs one line per request
+        http=DeadlineHttpToolsProtocol,  # uvicorn's httptools protocol, with read deadlines
         proxy_headers=True,
+        forwarded_allow_ips=proxies,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds + SHUTDOWN_MARGIN_SECONDS),
     )
+
+
+def forwarded_allow_ips(settings: Settings) -> list[str]:
+    """TRUSTED_PROXIES for uvicorn, so the server and the app believe the same proxies.
+
+    uvicorn otherwise trusts X-Forwarded-For from 127.0.0.1 (or FORWARDED_ALLOW_IPS) and
+    rewrites the client address before the app sees it: a local client could pick any address
+    and with it a fresh rate-limit quota. An empty list trusts nobody. Entries are given as
+    networks, the form in which uvicorn and `client_ip` read them alike.
+    """
+    from bookchat.core.ratelimit import parse_trusted_proxies
+
+    try:
+        networks = parse_trusted_proxies(tuple(settings.trusted_proxies))
+    except ValueError as exc:
+        typer.echo(f"Invalid configuration:\n  {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    return [str(network) for network in networks]
 
 
 def check_several_workers(settings: Settings, *, reload: bool) -> None:

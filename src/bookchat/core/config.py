@@ -14,6 +14,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/bookchat.db"
 # PyJWT's short-key warning.
 DEFAULT_JWT_SECRET = "change-me-in-production-not-a-secret-at-all"  # noqa: S105
 MIN_JWT_SECRET_BYTES = 32
+MIN_ADMIN_API_KEY_CHARS = 32
 
 
 class Environment(StrEnum):
@@ -61,7 +62,8 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     """`development`, `test` or `production`. Production refuses to start with the default
-    JWT_SECRET, a JWT_SECRET under 32 bytes, or CORS_ORIGINS=* with credentials.
+    JWT_SECRET, a JWT_SECRET under 32 bytes, an ADMIN_API_KEY under 32 characters, or
+    CORS_ORIGINS=* with credentials.
     """
 
     # Serving
@@ -73,6 +75,15 @@ class Settings(BaseSettings):
     """When the server is told to stop, open answer streams get this long to finish; past it they
     are cut and their partial answers stored. Keep it below the platform's kill timeout (Docker
     waits 10 s unless told otherwise).
+    """
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """`bookchat serve` answers 408 and closes a connection whose request headers are not
+    complete this long after it opened (or, kept alive, after the request's first byte), so
+    slow-loris clients cannot hold connections open.
+    """
+    http_body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """…and one whose request body has not fully arrived this long after its headers (uploads
+    up to MAX_UPLOAD_BYTES included: allow for the slowest uplink you serve).
     """
     metrics_enabled: bool = True
     """Serve Prometheus metrics at `GET /metrics` (404 when off)."""
@@ -164,7 +175,8 @@ class Settings(BaseSettings):
     """A local folder holding the cross-encoder's ONNX export: nothing is downloaded."""
     admin_api_key: SecretStr | None = None
     """Key for the content write endpoints (`X-Admin-Key` header). Unset: only admin accounts may
-    write; with neither, writes answer 403.
+    write; with neither, writes answer 403. Production refuses a key under 32 characters; failed
+    keys count against RATE_LIMIT_LOGIN per client IP.
     """
     ingest_jobs_enabled: bool = True
     """`false`: `POST /api/v1/content/ingest` answers 403. Serverless deployments turn it off:
@@ -286,7 +298,9 @@ class Settings(BaseSettings):
     (`20/minute`, `100/hour;5/second`).
     """
     rate_limit_login: str = "5/minute"
-    """Login attempts per client IP and per account; also sign-ups per IP."""
+    """Login attempts per client IP, and per account from that IP; also sign-ups and failed
+    `X-Admin-Key` attempts per IP.
+    """
     rate_limit_generation: str = "10/hour"
     """Personalized and translated chapters per reader, else per client IP."""
     answer_cache_ttl_seconds: int = Field(default=3600, ge=0)
@@ -363,6 +377,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ENVIRONMENT=production needs a JWT_SECRET of at least {MIN_JWT_SECRET_BYTES} "
                 "bytes (HS256 keys shorter than the hash are weak)"
+            )
+        admin_key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
+        if admin_key is not None and len(admin_key) < MIN_ADMIN_API_KEY_CHARS:
+            raise ValueError(
+                f"ENVIRONMENT=production needs an ADMIN_API_KEY of at least "
+                f"{MIN_ADMIN_API_KEY_CHARS} characters (make one with python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'), or none"
             )
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ValueError(

@@ -136,6 +136,29 @@ class RateLimiter:
             remaining = left if remaining is None else min(remaining, left)
         return RateDecision(allowed=True, remaining=remaining)
 
+    async def peek(self, scope: str, identity: str, rate: str) -> RateDecision:
+        """Whether one more hit of `identity` in `scope` would be allowed, without counting it.
+
+        For limits on failures: check before the attempt, count only when it fails.
+        """
+        if self.status is not None and self.status.is_open():
+            return RateDecision(allowed=True)
+        key = _opaque(identity)
+        try:
+            for item in parse_rate(rate):
+                if not await self._strategy.test(item, scope, key):
+                    stats = await self._strategy.get_window_stats(item, scope, key)
+                    wait = math.ceil(stats.reset_time - time.time())
+                    return RateDecision(allowed=False, retry_after=max(1, wait), remaining=0)
+        except _STORAGE_ERRORS as exc:
+            if self.status is None:
+                raise
+            self._storage_failed(exc, scope)
+            return RateDecision(allowed=True)
+        if self.status is not None:
+            self.status.record_success()
+        return RateDecision(allowed=True)
+
     async def clear(self, scope: str, identity: str, rate: str) -> None:
         """Forget the hits of `identity` in `scope` (for example after a successful sign-in)."""
         for item in parse_rate(rate):
@@ -181,15 +204,35 @@ async def enforce(limiter: RateLimiter, scope: str, identities: Sequence[str], r
     for identity in identities:
         decision = await limiter.hit(scope, identity, rate)
         if not decision.allowed:
-            logger.info(
-                "ratelimit.refused",
-                scope=scope,
-                kind=identity.partition(":")[0],
-                retry_after=decision.retry_after,
-            )
-            if limiter.metrics is not None:
-                limiter.metrics.rate_limited.labels(scope).inc()
-            raise refusal(decision)
+            raise _refused(limiter, scope, identity, decision)
+
+
+async def enforce_failures(limiter: RateLimiter, scope: str, identity: str, rate: str) -> None:
+    """Raise `RateLimited` when `identity`'s failures in `scope` have used up `rate`; count a
+    failure with `count_failure`. Successes cost nothing, and once the quota is spent every
+    attempt is refused, the right one too (else guessing would simply go on)."""
+    decision = await limiter.peek(scope, identity, rate)
+    if not decision.allowed:
+        raise _refused(limiter, scope, identity, decision)
+
+
+async def count_failure(limiter: RateLimiter, scope: str, identity: str, rate: str) -> None:
+    """Count one failed attempt of `identity` in `scope` (see `enforce_failures`)."""
+    await limiter.hit(scope, identity, rate)
+
+
+def _refused(
+    limiter: RateLimiter, scope: str, identity: str, decision: RateDecision
+) -> RateLimited:
+    logger.info(
+        "ratelimit.refused",
+        scope=scope,
+        kind=identity.partition(":")[0],
+        retry_after=decision.retry_after,
+    )
+    if limiter.metrics is not None:
+        limiter.metrics.rate_limited.labels(scope).inc()
+    return refusal(decision)
 
 
 # --- who is calling ---------------------------------------------------------------------------
