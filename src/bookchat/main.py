@@ -22,11 +22,11 @@ from bookchat.core.logging import configure_logging
 from bookchat.core.metrics import Metrics, MetricsMiddleware
 from bookchat.core.middleware import (
     BodySizeLimitMiddleware,
-    RejectNulMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
 from bookchat.core.migrations import warn_if_not_migrated
+from bookchat.core.nul import RejectNulMiddleware, install_nul_handler
 from bookchat.core.openapi import use_400_for_validation
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_nul_handler(app)
     use_400_for_validation(app)
     api = api_router()
     app.include_router(api, prefix=API_PREFIX)
