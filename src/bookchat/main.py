@@ -28,6 +28,7 @@ from bookchat.core.middleware import (
 from bookchat.core.migrations import warn_if_not_migrated
 from bookchat.core.nul import RejectNulMiddleware, install_nul_handler
 from bookchat.core.openapi import use_400_for_validation
+from bookchat.core.routing import install_full_allow
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
@@ -127,6 +128,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(seed_health_router)
     app.include_router(metrics_router)
     app.include_router(web_router)  # the demo page and /widget.js, outside the OpenAPI schema
+    install_full_allow(
+        app,
+        [
+            accounts_router,
+            chat_router,
+            content_router,
+            health_router,
+            chapters_router,
+            seed_chat_router,
+            seed_health_router,
+            metrics_router,
+            web_router,
+        ],
+    )
     # Each add_middleware wraps the ones before it, so the order below is innermost first.
     # Outermost to innermost: Metrics -> SecurityHeaders -> CORS -> RequestContext -> RejectNul
     # -> BodySizeLimit -> app.

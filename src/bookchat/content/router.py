@@ -192,8 +192,10 @@ async def read_document(
     return await service.get_document(db, document_id)
 
 
+# `:uuid`: only an id matches, so a write to a fixed path beside it (`/content/documents`,
+# `/content/search`) is that path's 405, not a malformed id's 400; a malformed id is a 404.
 @router.put(
-    "/{document_id}",
+    "/{document_id:uuid}",
     response_model=DocumentDetail,
     dependencies=[AdminDep],
     responses=error_responses(400, 401, 403, 404),
@@ -206,7 +208,7 @@ async def update_document(
 
 
 @router.delete(
-    "/{document_id}",
+    "/{document_id:uuid}",
     status_code=204,
     dependencies=[AdminDep],
     responses=error_responses(401, 403, 404),
