@@ -16,6 +16,7 @@ from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
 from bookchat.container import Container, open_container
 from bookchat.content.router import router as content_router
+from bookchat.core.apidocs import add_api_docs
 from bookchat.core.config import Environment, Settings, get_settings
 from bookchat.core.errors import AppError, install_error_handlers
 from bookchat.core.logging import configure_logging
@@ -116,7 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary=f"Chat with the textbook {settings.book_title!r}.",
         lifespan=lifespan,
+        # Served by add_api_docs: pinned assets with integrity hashes, and a CSP.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_api_docs(app)
     install_error_handlers(app)
     install_nul_handler(app)
     use_400_for_validation(app)
