@@ -95,7 +95,10 @@ async def create_ingest_job(
     if len(body) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"Uploads are limited to {settings.max_upload_bytes} bytes.")
     try:
-        payload = IngestCreate.model_validate_json(body) if body.strip() else IngestCreate()
+        # Strict, as the schema says: `"prune": 0` is not a boolean.
+        payload = (
+            IngestCreate.model_validate_json(body, strict=True) if body.strip() else IngestCreate()
+        )
     except ValidationError as exc:
         raise ValidationFailed(
             "The ingestion request is not valid.",
