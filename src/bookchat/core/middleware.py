@@ -202,7 +202,7 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"cross-origin"),
 )
 # Nothing in an API response may load, run or be framed. Not sent with HTML (`/docs` and
-# `/redoc` load scripts and styles from a CDN; the demo page has its own needs).
+# `/redoc` send their own, core/apidocs.py; the demo page has its own needs).
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 
