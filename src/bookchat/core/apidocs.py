@@ -161,6 +161,9 @@ def add_api_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
     async def redoc() -> HTMLResponse:
         return redoc_page(app.title, openapi_url)
 
-    app.add_api_route(docs_url, swagger_ui, include_in_schema=False)
-    app.add_api_route(oauth2_redirect_url, swagger_ui_redirect, include_in_schema=False)
-    app.add_api_route(redoc_url, redoc, include_in_schema=False)
+    methods = ["GET", "HEAD"]  # as FastAPI's own docs routes answer
+    app.add_api_route(docs_url, swagger_ui, methods=methods, include_in_schema=False)
+    app.add_api_route(
+        oauth2_redirect_url, swagger_ui_redirect, methods=methods, include_in_schema=False
+    )
+    app.add_api_route(redoc_url, redoc, methods=methods, include_in_schema=False)

@@ -114,7 +114,8 @@ class _JsonScanner:
 
     def feed(self, data: bytes, last: bool) -> None:
         window = self._tail + data
-        if b"\x00" in window or _JSON_NUL.search(window):
+        # The substring test first: the regex alone costs ~30 ms a megabyte.
+        if b"\x00" in window or (b"\\u0000" in window and _JSON_NUL.search(window)):
             raise NulInRequest()
         self._tail = window[-_SCAN_OVERLAP:]
 
