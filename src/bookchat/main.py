@@ -16,18 +16,20 @@ from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
 from bookchat.container import Container, open_container
 from bookchat.content.router import router as content_router
+from bookchat.core.apidocs import add_api_docs
 from bookchat.core.config import Environment, Settings, get_settings
 from bookchat.core.errors import AppError, install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.metrics import Metrics, MetricsMiddleware
 from bookchat.core.middleware import (
     BodySizeLimitMiddleware,
-    RejectNulMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
 from bookchat.core.migrations import warn_if_not_migrated
+from bookchat.core.nul import RejectNulMiddleware, install_nul_handler
 from bookchat.core.openapi import use_400_for_validation
+from bookchat.core.routing import install_full_allow
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
@@ -115,8 +117,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary=f"Chat with the textbook {settings.book_title!r}.",
         lifespan=lifespan,
+        # Served by add_api_docs: pinned assets with integrity hashes, and a CSP.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_api_docs(app)
     install_error_handlers(app)
+    install_nul_handler(app)
     use_400_for_validation(app)
     api = api_router()
     app.include_router(api, prefix=API_PREFIX)
@@ -126,6 +133,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(seed_health_router)
     app.include_router(metrics_router)
     app.include_router(web_router)  # the demo page and /widget.js, outside the OpenAPI schema
+    install_full_allow(
+        app,
+        [
+            accounts_router,
+            chat_router,
+            content_router,
+            health_router,
+            chapters_router,
+            seed_chat_router,
+            seed_health_router,
+            metrics_router,
+            web_router,
+        ],
+    )
     # Each add_middleware wraps the ones before it, so the order below is innermost first.
     # Outermost to innermost: Metrics -> SecurityHeaders -> CORS -> RequestContext -> RejectNul
     # -> BodySizeLimit -> app.

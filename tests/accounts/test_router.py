@@ -220,7 +220,11 @@ class TestLogin:
         async with app_factory(account_settings(sqlite_url)) as client:
             schema = (await client.get("/openapi.json")).json()
         body = schema["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]
-        assert set(body) == {"application/x-www-form-urlencoded", "application/json"}
+        assert set(body) == {
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "application/json",
+        }
         schemes = schema["components"]["securitySchemes"]
         flow = next(iter(schemes.values()))["flows"]["password"]
         assert flow["tokenUrl"] == "/api/v1/auth/login"

@@ -176,6 +176,30 @@ class TestIngestJobs:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "validation_error"
 
+    async def test_a_document_the_database_refuses_fails_without_driver_text(
+        self, clean_postgres_url: str, app_factory: AppFactory
+    ) -> None:
+        # A page URL past its column's 2,048 characters: PostgreSQL refuses the row.
+        long_base = "https://docs.example.com/" + "a" * 2100
+        settings = make_settings(clean_postgres_url, admin_api_key=KEY)
+        async with app_factory(settings) as client:
+            response = await client.post(
+                "/api/v1/content/ingest",
+                headers=ADMIN,
+                json={
+                    "documents": [{"source_path": "ros/messaging.md", "content": MESSAGING}],
+                    "base_url": long_base,
+                },
+            )
+            job = await wait_for_job(client, response.json())
+
+        assert job["status"] == "failed"
+        assert job["counts"]["failed"] == 1
+        assert job["error"].startswith("ros/messaging.md: ")
+        assert "database" in job["error"]
+        for driver_text in ("SQL", "INSERT", "asyncpg", "varying", "Error:", "sqlalche"):
+            assert driver_text not in job["error"]
+
     async def test_unknown_job(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(make_settings(sqlite_url, admin_api_key=KEY)) as client:
             response = await client.get(

@@ -65,3 +65,98 @@ class TestNulCharacters:
             )
         assert response.status_code == 400
         assert "NUL" in response.json()["error"]["message"]
+
+
+ADMIN_KEY = "nul-admin-key"
+BOUNDARY = "nul-test-boundary"
+
+
+def multipart(*parts: tuple[str, str | None, bytes]) -> tuple[dict[str, str], bytes]:
+    """A multipart body written by hand: (name, filename, data) parts, exactly as sent."""
+    chunks = []
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        chunks.append(
+            f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode("latin-1")
+            + data
+            + b"\r\n"
+        )
+    body = b"".join(chunks) + f"--{BOUNDARY}--\r\n".encode()
+    return {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, body
+
+
+class TestNulInForms:
+    """Every form field, urlencoded or multipart: 400 naming the field, nothing stored."""
+
+    @pytest.mark.parametrize(
+        ("path", "parts", "field"),
+        [
+            (
+                "/api/v1/auth/login",
+                [("username", None, b"a\x00@b.org"), ("password", None, b"secret")],
+                "username",
+            ),
+            (
+                "/api/v1/auth/login",
+                [("username", None, b"a@b.org"), ("password", None, b"sec\x00ret")],
+                "password",
+            ),
+            (
+                "/api/v1/content/ingest",
+                [("files", "a.md", b"# A\n\nhello"), ("base_url", None, b"https://x\x00y")],
+                "base_url",
+            ),
+            (
+                "/api/v1/content/ingest",
+                [("files", "a\x00b.md", b"# A\n\nhello")],
+                "files",
+            ),
+        ],
+        ids=["login-username", "login-password", "ingest-base-url", "ingest-file-name"],
+    )
+    async def test_multipart_field(
+        self,
+        path: str,
+        parts: list[tuple[str, str | None, bytes]],
+        field: str,
+        database_url: str,
+        app_factory: AppFactory,
+    ) -> None:
+        headers, body = multipart(*parts)
+        settings = make_settings(database_url, admin_api_key=ADMIN_KEY)
+        async with app_factory(settings) as client:
+            response = await client.post(
+                path, content=body, headers={**headers, "X-Admin-Key": ADMIN_KEY}
+            )
+            documents = (await client.get("/api/v1/content/documents")).json()
+
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert error["message"].startswith(f"{field}: ")
+        assert "NUL" in error["message"]
+        assert error["details"] == [
+            {"loc": ["body", field], "msg": error["message"][len(field) + 2 :], "type": "nul"}
+        ]
+        assert documents["total"] == 0
+
+    async def test_urlencoded_field_is_named(
+        self, database_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(database_url)) as client:
+            response = await client.post(
+                "/api/v1/auth/login", data={"username": "a@b.org", "password": "x\u0000y"}
+            )
+        assert response.status_code == 400
+        assert response.json()["error"]["details"][0]["loc"] == ["body", "password"]
+
+    async def test_a_percent_sign_in_a_multipart_field_is_just_text(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        # Multipart values are not percent-decoded: "%00" there is three characters of text.
+        headers, body = multipart(("username", None, b"a%00@b.org"), ("password", None, b"x"))
+        async with app_factory(make_settings(sqlite_url)) as client:
+            response = await client.post("/api/v1/auth/login", content=body, headers=headers)
+        assert response.status_code == 401

@@ -107,6 +107,17 @@ class TestMetricsEndpoint:
         )
         assert "/no/such/page" not in text
 
+    async def test_a_typed_path_parameter_is_labelled_by_its_name(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url, admin_api_key="k")) as client:
+            await client.delete(f"/api/v1/content/{uuid.uuid4()}", headers={"X-Admin-Key": "k"})
+            text = (await client.get("/metrics")).text
+
+        labels = {"method": "DELETE", "status": "404"}
+        route = "/api/v1/content/{document_id}"
+        assert value(text, "bookchat_http_requests_total", route=route, **labels) == 1
+
     async def test_turned_off(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(make_settings(sqlite_url, metrics_enabled=False)) as client:
             await client.get("/api/v1/health/live")

@@ -24,23 +24,26 @@ from bookchat.dependencies import SessionDep, rate_limited
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+MULTIPART_TYPE = "multipart/form-data"
 
+_PASSWORD_FORM: dict[str, Any] = {
+    "schema": {
+        "title": "OAuth2PasswordForm",
+        "type": "object",
+        "properties": {
+            "grant_type": {"type": "string", "enum": ["password"]},
+            "username": {"type": "string", "description": "The email address."},
+            "password": {"type": "string", "format": "password"},
+        },
+        "required": ["username", "password"],
+    }
+}
 _LOGIN_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            FORM_TYPE: {
-                "schema": {
-                    "title": "OAuth2PasswordForm",
-                    "type": "object",
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["password"]},
-                        "username": {"type": "string", "description": "The email address."},
-                        "password": {"type": "string", "format": "password"},
-                    },
-                    "required": ["username", "password"],
-                }
-            },
+            FORM_TYPE: _PASSWORD_FORM,
+            MULTIPART_TYPE: _PASSWORD_FORM,
             "application/json": {"schema": LoginCreate.model_json_schema()},
         },
     }
@@ -80,7 +83,7 @@ async def create_access_token(
 async def _read_login(request: Request) -> LoginCreate:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Swagger's Authorize button and OAuth2 clients send the urlencoded form; some send multipart.
-    is_form = content_type in (FORM_TYPE, "multipart/form-data")
+    is_form = content_type in (FORM_TYPE, MULTIPART_TYPE)
     try:
         if is_form:
             form = await request.form()

@@ -18,6 +18,7 @@ from typing import Literal
 
 import structlog
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.content.chunker import TextChunk, embedding_text
@@ -26,6 +27,7 @@ from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_f
 from bookchat.content.planning import ChunkingPolicy, ChunkPlanner
 from bookchat.core.cache import INDEX_VERSION, Cache
 from bookchat.core.db import utcnow
+from bookchat.core.errors import AppError, is_database_outage, is_network_outage
 from bookchat.core.metrics import Metrics
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.sparse import SparseEncoder
@@ -67,6 +69,22 @@ class IngestReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why a document or a job failed, in words fit for a job's `error`: our own message for
+    our errors, a plain sentence for the rest. Never the exception's text: a driver's can carry
+    SQL, parameters (the page itself) and connection details; the log line has it."""
+    if isinstance(exc, AppError):
+        return exc.message
+    if is_database_outage(exc) or is_network_outage(exc):
+        return "The database was unavailable; run the ingestion again."
+    if isinstance(exc, SQLAlchemyError):
+        return (
+            "The database refused to store it (a value too long or not allowed); "
+            "the server log has the details."
+        )
+    return "An unexpected error; the server log has the details."
 
 
 class Ingestor:
@@ -149,9 +167,12 @@ class Ingestor:
             written = await self._write(document_id, document)
         except Exception as exc:  # one bad document must not stop the others
             logger.warning(
-                "ingest.document_failed", source_path=document.source_path, error=str(exc)
+                "ingest.document_failed",
+                source_path=document.source_path,
+                error_type=type(exc).__name__,
+                error=str(exc),
             )
-            report.failed[document.source_path] = f"{type(exc).__name__}: {exc}"
+            report.failed[document.source_path] = failure_reason(exc)
             self._count("failed")
             if reraise:  # the caller answers for this one document: it needs the cause
                 raise

@@ -95,7 +95,10 @@ async def create_ingest_job(
     if len(body) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"Uploads are limited to {settings.max_upload_bytes} bytes.")
     try:
-        payload = IngestCreate.model_validate_json(body) if body.strip() else IngestCreate()
+        # Strict, as the schema says: `"prune": 0` is not a boolean.
+        payload = (
+            IngestCreate.model_validate_json(body, strict=True) if body.strip() else IngestCreate()
+        )
     except ValidationError as exc:
         raise ValidationFailed(
             "The ingestion request is not valid.",
@@ -192,8 +195,10 @@ async def read_document(
     return await service.get_document(db, document_id)
 
 
+# `:uuid`: only an id matches, so a write to a fixed path beside it (`/content/documents`,
+# `/content/search`) is that path's 405, not a malformed id's 400; a malformed id is a 404.
 @router.put(
-    "/{document_id}",
+    "/{document_id:uuid}",
     response_model=DocumentDetail,
     dependencies=[AdminDep],
     responses=error_responses(400, 401, 403, 404),
@@ -206,7 +211,7 @@ async def update_document(
 
 
 @router.delete(
-    "/{document_id}",
+    "/{document_id:uuid}",
     status_code=204,
     dependencies=[AdminDep],
     responses=error_responses(401, 403, 404),

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bookchat.content.ingestion import Ingestor, IngestReport
+from bookchat.content.ingestion import Ingestor, IngestReport, failure_reason
 from bookchat.content.loader import LoadedDocument, load_folder, parse_markdown
 from bookchat.content.models import Chunk, Document, IngestJob, JobStatus
 from bookchat.content.schemas import (
@@ -213,7 +213,7 @@ class ContentService:
             await self._update_job(
                 job_id,
                 status=JobStatus.FAILED,
-                error=f"{type(exc).__name__}: {exc}",
+                error=failure_reason(exc),
                 finished_at=utcnow(),
             )
             return

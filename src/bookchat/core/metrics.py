@@ -169,7 +169,8 @@ class RouteTemplates:
 
     def label(self, scope: Scope) -> str:
         route = scope.get("route")
-        declared = getattr(route, "path", None)
+        # `path_format`: the template without convertors (`{id}`, not `{id:uuid}`).
+        declared = getattr(route, "path_format", None) or getattr(route, "path", None)
         if not isinstance(declared, str):
             return UNMATCHED_ROUTE
         pattern: re.Pattern[str] | None = getattr(route, "path_regex", None)

@@ -170,68 +170,6 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-NUL_MESSAGE = "Text in the request must not contain NUL characters (\\u0000)."
-# A JSON `\u0000` escape: an odd run of backslashes before `u0000` (`\\u0000` is a
-# literal backslash followed by text, which is fine).
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-_SCANNED_TYPES = (b"application/json", b"application/x-www-form-urlencoded")
-_SCAN_OVERLAP = 64
-
-
-class _NulInRequest(StarletteHTTPException):
-    """Raised from `receive` (FastAPI's body parsing re-raises HTTP exceptions, and the app's
-    handler renders it in the error shape)."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=400, detail=NUL_MESSAGE)
-
-
-class RejectNulMiddleware:
-    """Answers 400 for a NUL character in the path, the query string or a JSON/form body.
-
-    PostgreSQL text cannot hold NUL (SQLite can): without this, such input stored or compared
-    in SQL is a 500 on PostgreSQL only. One check at the edge covers every field and query
-    parameter, present and future. Bodies are scanned as they are read, not buffered.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        query: bytes = scope.get("query_string", b"")
-        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
-            await send_error(send, 400, "validation_error", NUL_MESSAGE)
-            return
-        content_type = _header(scope, b"content-type") or b""
-        if not content_type.startswith(_SCANNED_TYPES) and b"+json" not in content_type:
-            await self.app(scope, receive, send)
-            return
-        form = content_type.startswith(b"application/x-www-form-urlencoded")
-        tail = b""
-
-        async def scanned_receive() -> Message:
-            nonlocal tail
-            message = await receive()
-            if message["type"] == "http.request":
-                window = tail + message.get("body", b"")
-                if b"\x00" in window or _JSON_NUL.search(window) or (form and b"%00" in window):
-                    raise _NulInRequest()
-                tail = window[-_SCAN_OVERLAP:]
-            return message
-
-        await self.app(scope, scanned_receive, send)
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return bytes(value).lower()
-    return None
-
-
 async def send_error(
     send: Send,
     status: int,
@@ -264,7 +202,7 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"cross-origin"),
 )
 # Nothing in an API response may load, run or be framed. Not sent with HTML (`/docs` and
-# `/redoc` load scripts and styles from a CDN; the demo page has its own needs).
+# `/redoc` send their own, core/apidocs.py; the demo page has its own needs).
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 
