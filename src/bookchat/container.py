@@ -17,6 +17,12 @@ from bookchat.chat.service import ChatService
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.cache import Cache, build_cache
+from bookchat.core.concurrency import (
+    Bulkhead,
+    ClientSlots,
+    build_client_slots,
+    stream_slot_lifetime,
+)
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
 from bookchat.core.metrics import Metrics
@@ -51,6 +57,7 @@ class Container:
     redis: Redis | None  # None: rate limits and caches live in this process
     redis_status: RedisStatus
     limiter: RateLimiter
+    stream_slots: ClientSlots  # answer streams open per reader (chat/limits.py)
     cache: Cache
     metrics: Metrics
     health: HealthService
@@ -137,7 +144,13 @@ async def open_container(
         # Registered last, so it runs first: running jobs finish before the index closes.
         stack.push_async_callback(jobs.aclose, settings.shutdown_timeout_seconds)
         content = ContentService(
-            sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
+            sessionmaker=sessionmaker,
+            ingestor=ingestor,
+            retriever=retriever,
+            jobs=jobs,
+            searches=Bulkhead(
+                "search", settings.search_concurrency, wait_seconds=settings.search_wait_seconds
+            ),
         )
         yield Container(
             settings=settings,
@@ -172,6 +185,9 @@ async def open_container(
             redis=redis,
             redis_status=redis_status,
             limiter=limiter,
+            stream_slots=build_client_slots(
+                "streams", redis, redis_status, ttl_seconds=stream_slot_lifetime(settings)
+            ),
             cache=cache,
             metrics=metrics,
             health=HealthService(
