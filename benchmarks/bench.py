@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` and `tests.fakes`, when run as a script
 
-from benchmarks import report, stores  # noqa: E402
+from benchmarks import fairness, report, stores  # noqa: E402
 from benchmarks.phases import (  # noqa: E402
     INSTANT_FAKE,
     LEVELS,
@@ -126,6 +126,7 @@ async def run(results: Results, args: argparse.Namespace) -> None:
             return
         await slow_phases(results, args, plan, scratch, questions)
         await sse_phase(results, plan, scratch, questions)
+        await fairness.fairness_phases(results, scratch, questions)
 
 
 def parse_args() -> argparse.Namespace:

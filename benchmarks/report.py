@@ -134,6 +134,7 @@ def budgets(results: Results) -> list[Budget]:
             None,
         ),
     ]
+    rows += fairness_budgets(results)
     bm25 = _get(results, "ingestion", "sqlite", "bm25_hit_at_5")
     rows.append(
         Budget(
@@ -144,6 +145,46 @@ def budgets(results: Results) -> list[Budget]:
         )
     )
     return rows
+
+
+def _ratio(what: str, limit: float, value: float | None, idle: float | None, skip: str) -> Budget:
+    """`value` against `limit` times its `idle` counterpart."""
+    if value is None or idle is None or math.isnan(value) or math.isnan(idle) or not idle:
+        return Budget(what, f"<= {limit:g}x idle", skip, None)
+    measured = f"{value:.0f} ms vs {idle:.0f} ms idle ({value / idle:.2f}x)"
+    return Budget(what, f"<= {limit:g}x idle", measured, value <= limit * idle)
+
+
+def fairness_budgets(results: Results) -> list[Budget]:
+    """The fair-share rows (benchmarks/fairness.py): stalled streams and a search flood."""
+    stalled = _get(results, "stalled_streams") or {}
+    one_client = next((c for c in stalled.get("cases", []) if c.get("clients") == 1), {})
+    skip = _missing(results, "stalled_streams")
+    flood = _get(results, "search_flood") or {}
+    reported = next(iter(flood.get("floods", [])), {})
+    return [
+        _ratio(
+            "64 never-reading streams (one client): a fresh first token, p95",
+            2,
+            _get(one_client, "first_token_ms", "p95"),
+            _get(stalled, "idle", "first_token_ms", "p95"),
+            skip,
+        ),
+        _at_most(
+            "64 never-reading streams (one client): /health/live p95",
+            50,
+            _get(one_client, "liveness_ms", "p95"),
+            "ms",
+            skip,
+        ),
+        _ratio(
+            f"search flood ({reported.get('flood', 'one client')}): others' search p95",
+            2,
+            _get(reported, "latency_ms", "p95"),
+            _get(flood, "idle", "latency_ms", "p95"),
+            _missing(results, "search_flood"),
+        ),
+    ]
 
 
 def table(rows: list[Budget]) -> str:

@@ -18,6 +18,12 @@ from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.budget import TokenBudget, build_budget
 from bookchat.core.cache import Cache, build_cache
+from bookchat.core.concurrency import (
+    Bulkhead,
+    ClientSlots,
+    build_client_slots,
+    stream_slot_lifetime,
+)
 from bookchat.core.config import Settings
 from bookchat.core.db import create_engine, create_sessionmaker
 from bookchat.core.metrics import Metrics
@@ -54,6 +60,7 @@ class Container:
     redis_status: RedisStatus
     limiter: RateLimiter
     budget: TokenBudget  # what readers' model calls may cost per day
+    stream_slots: ClientSlots  # answer streams open per reader (chat/limits.py)
     cache: Cache
     metrics: Metrics
     health: HealthService
@@ -142,7 +149,13 @@ async def open_container(
         # Registered last, so it runs first: running jobs finish before the index closes.
         stack.push_async_callback(jobs.aclose, settings.shutdown_timeout_seconds)
         content = ContentService(
-            sessionmaker=sessionmaker, ingestor=ingestor, retriever=retriever, jobs=jobs
+            sessionmaker=sessionmaker,
+            ingestor=ingestor,
+            retriever=retriever,
+            jobs=jobs,
+            searches=Bulkhead(
+                "search", settings.search_concurrency, wait_seconds=settings.search_wait_seconds
+            ),
         )
         yield Container(
             settings=settings,
@@ -178,6 +191,9 @@ async def open_container(
             redis_status=redis_status,
             limiter=limiter,
             budget=budget,
+            stream_slots=build_client_slots(
+                "streams", redis, redis_status, ttl_seconds=stream_slot_lifetime(settings)
+            ),
             cache=cache,
             metrics=metrics,
             health=HealthService(

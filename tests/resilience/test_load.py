@@ -47,6 +47,7 @@ async def test_64_concurrent_streams_all_finish_and_store_one_turn_each(
         database_url,
         rate_limit_chat="100000/minute",
         token_budget_anonymous_daily=0,  # 64 answers from one address outgrow its daily budget
+        max_streams_per_client=STREAMS,  # 64 readers, all on one address here
         answer_cache_ttl_seconds=0,  # every stream must reach the model
         **openai_settings(fake_openai),
     )

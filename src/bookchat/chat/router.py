@@ -15,6 +15,7 @@ from bookchat.chat.dependencies import (
     ChatServiceDep,
     ConversationServiceDep,
 )
+from bookchat.chat.limits import STREAM_SLOT, within
 from bookchat.chat.schemas import (
     ChatCreate,
     ChatRead,
@@ -61,7 +62,7 @@ together are exactly `done.response`; `done.citations` is the numbered list they
         200: {"content": {"text/event-stream": {}}, "description": _STREAM_DOC},
         **error_responses(400, 401, 404, 429, 503),
     },
-    dependencies=[CHAT_RATE_LIMIT, CHAT_TOKEN_BUDGET],
+    dependencies=[CHAT_RATE_LIMIT, CHAT_TOKEN_BUDGET, STREAM_SLOT],
 )
 async def stream_chat_message(
     payload: ChatCreate,
@@ -72,7 +73,7 @@ async def stream_chat_message(
 ) -> EventSourceResponse:
     """Ask a question and watch the answer arrive token by token (Server-Sent Events)."""
     events = await service.answer_stream(db, payload, reader.id if reader else None)
-    return event_stream(events, settings)
+    return event_stream(within(events, settings.stream_max_seconds), settings)
 
 
 seed_router = APIRouter(include_in_schema=False)

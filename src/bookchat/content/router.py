@@ -11,7 +11,11 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from bookchat.accounts.dependencies import AdminDep
-from bookchat.content.dependencies import ContentServiceDep
+from bookchat.content.dependencies import (
+    SEARCH_RATE_LIMIT,
+    ContentServiceDep,
+    check_search_terms,
+)
 from bookchat.content.schemas import (
     DocumentDetail,
     DocumentPage,
@@ -150,9 +154,15 @@ async def read_ingest_job(job_id: uuid.UUID, db: SessionDep, service: ContentSer
     return await service.get_job(db, job_id)
 
 
-@router.get("/search", response_model=SearchRead, responses=error_responses(400))
+@router.get(
+    "/search",
+    response_model=SearchRead,
+    responses=error_responses(400, 429, 503),
+    dependencies=[SEARCH_RATE_LIMIT],
+)
 async def search_content(
     service: ContentServiceDep,
+    settings: SettingsDep,
     q: Annotated[
         str,
         # At least one visible character: a blank query is refused.
@@ -167,9 +177,11 @@ async def search_content(
     module: Annotated[str | None, Query(max_length=500)] = None,
     document_id: uuid.UUID | None = None,
 ) -> SearchRead:
-    """Hybrid search over the book (no language model involved)."""
+    """Hybrid search over the book (no language model involved); at most MAX_SEARCH_TERMS
+    distinct terms, rate limited by RATE_LIMIT_SEARCH."""
     if not q.strip():
         raise ValidationFailed("q must not be blank")
+    check_search_terms(q, settings)
     return await service.search(q.strip(), limit=limit, module=module, document_id=document_id)
 
 

@@ -26,6 +26,7 @@ from bookchat.content.schemas import (
     SearchHitRead,
     SearchRead,
 )
+from bookchat.core.concurrency import Bulkhead
 from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
 from bookchat.retrieval.service import HybridRetriever
@@ -95,6 +96,9 @@ class ContentService:
     ingestor: Ingestor
     retriever: HybridRetriever
     jobs: JobRunner
+    # Searches run at once: a client that floods search queues behind its own requests
+    # instead of taking every thread and the event loop from everyone else.
+    searches: Bulkhead | None = None
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -136,9 +140,15 @@ class ContentService:
     async def search(
         self, query: str, *, limit: int, module: str | None, document_id: uuid.UUID | None
     ) -> SearchRead:
-        hits = await self.retriever.search(
-            query, limit=limit, module=module, document_id=document_id
-        )
+        if self.searches is None:
+            hits = await self.retriever.search(
+                query, limit=limit, module=module, document_id=document_id
+            )
+        else:
+            async with self.searches.slot():
+                hits = await self.retriever.search(
+                    query, limit=limit, module=module, document_id=document_id
+                )
         return SearchRead(
             query=query,
             mode=self.retriever.name,

@@ -227,6 +227,18 @@ class Settings(BaseSettings):
     """Longest selected passage, in characters."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     """Seconds between keep-alive comments on a stream (proxies close idle connections)."""
+    max_streams_per_client: int = Field(default=4, ge=1, le=1000)
+    """Answer streams open at once per signed-in reader, else per client IP (more: 429
+    `rate_limited`). Counted in Redis when it is configured, so across every replica.
+    """
+    stream_max_seconds: float = Field(default=300.0, gt=0)
+    """Longest an answer stream may run; past it the stream ends with an `error` event and
+    what was said is stored as `partial`.
+    """
+    stream_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A stream whose reader takes nothing for this long, while the server's buffers for it
+    are full, is closed (its answer so far is stored as `partial`).
+    """
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
@@ -303,6 +315,18 @@ class Settings(BaseSettings):
     """
     rate_limit_generation: str = "10/hour"
     """Personalized and translated chapters per reader, else per client IP."""
+    rate_limit_search: str = "60/minute"
+    """`GET /api/v1/content/search` requests per signed-in reader, else per client IP."""
+    max_search_terms: int = Field(default=32, ge=1, le=1000)
+    """Most distinct search terms (stop words not counted) in a search query; more: 400
+    `validation_error`.
+    """
+    search_concurrency: int = Field(default=4, ge=1, le=256)
+    """Searches run at once by this process; the others wait their turn."""
+    search_wait_seconds: float = Field(default=10.0, gt=0)
+    """Longest a search waits for its turn; then 503 `dependency_unavailable` with
+    `Retry-After`.
+    """
     answer_cache_ttl_seconds: int = Field(default=3600, ge=0)
     """How long a first-turn answer is reused for the same question (0 turns the cache off)."""
 
@@ -351,7 +375,9 @@ class Settings(BaseSettings):
         # `.env.example` ships `OPENAI_API_KEY=` and friends; an empty value means "not set".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("rate_limit_chat", "rate_limit_login", "rate_limit_generation")
+    @field_validator(
+        "rate_limit_chat", "rate_limit_login", "rate_limit_generation", "rate_limit_search"
+    )
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         from limits import parse_many  # local: only settings validation needs it here

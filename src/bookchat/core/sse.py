@@ -7,9 +7,14 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
+import structlog
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from bookchat.core.config import Settings
+
+logger = structlog.get_logger(__name__)
 
 # An event name and its JSON payload, as the services yield them.
 StreamEvent = tuple[str, dict[str, Any]]
@@ -20,14 +25,29 @@ def event_stream(events: AsyncGenerator[StreamEvent], settings: Settings) -> Eve
 
     When the server is told to stop, an open stream gets SHUTDOWN_TIMEOUT_SECONDS to finish
     before it is cut (the services store what was said so far); the server waits a little
-    longer than that (see `bookchat serve`).
+    longer than that (see `bookchat serve`). A reader who takes nothing for
+    STREAM_SEND_TIMEOUT_SECONDS while the buffers towards it are full is cut the same way: what
+    waits unread is bounded by those buffers, and the stream stops costing anything.
     """
-    return EventSourceResponse(
+    return _StreamResponse(
         _as_sse(events),
         ping=settings.sse_ping_seconds,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         shutdown_grace_period=settings.shutdown_timeout_seconds,
+        send_timeout=settings.stream_send_timeout_seconds,
     )
+
+
+class _StreamResponse(EventSourceResponse):
+    """An event stream whose cut-off reader is a log line, not an application error."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            # The event generator is closed by now (its partial answer stored); the server
+            # drops the connection because the response never finished.
+            logger.warning("sse.reader_stalled", send_timeout=self.send_timeout)
 
 
 async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncGenerator[ServerSentEvent]:
