@@ -18,7 +18,7 @@ from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.cache import Cache, build_cache
 from bookchat.core.config import Settings
-from bookchat.core.db import create_engine, create_sessionmaker
+from bookchat.core.db import DatabaseTimeouts, create_engine, create_sessionmaker
 from bookchat.core.metrics import Metrics
 from bookchat.core.ratelimit import RateLimiter, build_limiter
 from bookchat.core.redis import RedisStatus, create_redis
@@ -87,6 +87,11 @@ async def open_container(
             settings.database_url.get_secret_value(),
             pool_size=settings.database_pool_size,
             echo=settings.database_echo,
+            timeouts=DatabaseTimeouts(
+                connect=settings.database_connect_timeout_seconds,
+                command=settings.database_command_timeout_seconds,
+                pool=settings.database_pool_timeout_seconds,
+            ),
         )
         stack.push_async_callback(engine.dispose)
         providers = await build_providers(settings)

@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     """Database connections kept per process (PostgreSQL); as many again may be opened under load.
     """
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
+    """Seconds to open a PostgreSQL connection before the request answers 503. A network that
+    drops packets would otherwise hold every request as long as it lasts. Neon wakes a
+    suspended compute within about a second; raise this if the first requests after an idle
+    spell fail.
+    """
+    database_command_timeout_seconds: float = Field(default=3.0, gt=0, le=3600)
+    """Seconds any one SQL statement may take (PostgreSQL: asyncpg's `command_timeout`, and
+    the server's `statement_timeout` except on `-pooler` hosts, whose PgBouncer refuses startup
+    options; SQLite: how long to wait for another writer's lock). Past it the request answers
+    503.
+    """
+    database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    """Seconds a request waits for a free connection of the pool (DATABASE_POOL_SIZE, and as many
+    again under load) before it answers 503.
+    """
     database_echo: bool = False
     """Log every SQL statement (development only)."""
 

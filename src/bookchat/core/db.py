@@ -142,21 +142,59 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def create_engine(raw_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """Build the async engine for a database URL (SQLite or PostgreSQL)."""
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a request may wait on the database before it answers 503: a partition (packets
+    dropped, not refused) gives no error, only silence, so every wait needs a bound."""
+
+    connect: float = 3.0
+    command: float = 3.0
+    pool: float = 2.0
+
+
+# Tools that may legitimately run long statements (migrations, the CLI's default engine) wait
+# as before: 30 s for a SQLite lock, the drivers' own defaults otherwise.
+_SQLITE_LOCK_WAIT_SECONDS = 30
+
+
+def create_engine(
+    raw_url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    timeouts: DatabaseTimeouts | None = None,
+) -> AsyncEngine:
+    """Build the async engine for a database URL (SQLite or PostgreSQL); `timeouts` bound
+    connecting, each statement and waiting for the pool (the server's engine sets them)."""
     target = resolve_database_url(raw_url)
     kwargs: dict[str, Any] = {"echo": echo, "connect_args": dict(target.connect_args)}
+    if timeouts is not None:
+        kwargs["pool_timeout"] = timeouts.pool
     if target.dialect == "sqlite":
         path = sqlite_file(target.url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"].setdefault("timeout", 30)
+        kwargs["connect_args"].setdefault(
+            "timeout", timeouts.command if timeouts else _SQLITE_LOCK_WAIT_SECONDS
+        )
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        if timeouts is not None:
+            kwargs["connect_args"].update(postgres_timeouts(target, timeouts))
     engine = create_async_engine(target.url, **kwargs)
     if target.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def postgres_timeouts(target: DatabaseTarget, timeouts: DatabaseTimeouts) -> dict[str, Any]:
+    """asyncpg's connect arguments for `timeouts`. The server's own `statement_timeout` (which
+    stops a statement whose client gave up) goes in the startup packet, which PgBouncer in
+    transaction mode (Neon's `-pooler` hosts) refuses: those keep the client-side bound only."""
+    args: dict[str, Any] = {"timeout": timeouts.connect, "command_timeout": timeouts.command}
+    if not (target.url.host and "-pooler" in target.url.host):
+        args["server_settings"] = {"statement_timeout": str(round(timeouts.command * 1000))}
+    return args
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
