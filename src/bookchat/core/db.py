@@ -9,8 +9,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, Enum, MetaData, event
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -152,6 +153,22 @@ class DatabaseTimeouts:
     pool: float = 2.0
 
 
+# How long closing a broken connection waits for the server's goodbye. SQLAlchemy waits 2 s
+# before it drops the socket; during a partition that goodbye never comes, and those 2 s would
+# be added to every request that met the timeout.
+CLOSE_TIMEOUT_SECONDS = 0.25
+SERVER_STATEMENT_GRACE_SECONDS = 1.0
+
+
+class BoundedCloseConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose graceful close gives up quickly (then the socket is simply
+    dropped, which the server notices just the same)."""
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        bound = CLOSE_TIMEOUT_SECONDS if timeout is None else min(timeout, CLOSE_TIMEOUT_SECONDS)
+        await super().close(timeout=bound)
+
+
 # Tools that may legitimately run long statements (migrations, the CLI's default engine) wait
 # as before: 30 s for a SQLite lock, the drivers' own defaults otherwise.
 _SQLITE_LOCK_WAIT_SECONDS = 30
@@ -184,16 +201,33 @@ def create_engine(
     engine = create_async_engine(target.url, **kwargs)
     if target.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif timeouts is not None:
+        event.listen(engine.sync_engine, "handle_error", _timeout_drops_connection)
     return engine
+
+
+def _timeout_drops_connection(context: ExceptionContext) -> None:
+    # A statement past its timeout leaves asyncpg waiting for a cancel request, which a
+    # partition never delivers: rolling the connection back would wait a whole timeout again.
+    # Treated as a lost connection, it is dropped instead (and the pool forgets older ones).
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
 
 
 def postgres_timeouts(target: DatabaseTarget, timeouts: DatabaseTimeouts) -> dict[str, Any]:
     """asyncpg's connect arguments for `timeouts`. The server's own `statement_timeout` (which
     stops a statement whose client gave up) goes in the startup packet, which PgBouncer in
     transaction mode (Neon's `-pooler` hosts) refuses: those keep the client-side bound only."""
-    args: dict[str, Any] = {"timeout": timeouts.connect, "command_timeout": timeouts.command}
+    args: dict[str, Any] = {
+        "timeout": timeouts.connect,
+        "command_timeout": timeouts.command,
+        "connection_class": BoundedCloseConnection,
+    }
     if not (target.url.host and "-pooler" in target.url.host):
-        args["server_settings"] = {"statement_timeout": str(round(timeouts.command * 1000))}
+        # A second later than the client's bound: the client's fires first and is answered 503;
+        # the server's stops what a client gave up on when its cancel request was lost.
+        server_bound = timeouts.command + SERVER_STATEMENT_GRACE_SECONDS
+        args["server_settings"] = {"statement_timeout": str(round(server_bound * 1000))}
     return args
 
 
