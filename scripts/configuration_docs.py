@@ -36,7 +36,14 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "Database",
         "The source of truth: sessions, messages, users, documents and chunks.",
-        ("database_url", "database_pool_size", "database_echo"),
+        (
+            "database_url",
+            "database_pool_size",
+            "database_connect_timeout_seconds",
+            "database_command_timeout_seconds",
+            "database_pool_timeout_seconds",
+            "database_echo",
+        ),
     ),
     (
         "Vector index (Qdrant)",
