@@ -164,7 +164,7 @@ class BoundedCloseConnection(asyncpg.Connection):  # type: ignore[misc]
     """An asyncpg connection whose graceful close gives up quickly (then the socket is simply
     dropped, which the server notices just the same)."""
 
-    async def close(self, *, timeout: float | None = None) -> None:
+    async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's signature)
         bound = CLOSE_TIMEOUT_SECONDS if timeout is None else min(timeout, CLOSE_TIMEOUT_SECONDS)
         await super().close(timeout=bound)
 
