@@ -65,6 +65,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "embeddings_model_path",
             "embeddings_dimensions",
             "embeddings_download_timeout_seconds",
+            "embeddings_query_timeout_seconds",
+            "embeddings_retry_after_seconds",
             "fastembed_cache_dir",
         ),
     ),

@@ -28,7 +28,7 @@ from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
 from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
 from bookchat.retrieval.rerank import CrossEncoderReranker
-from bookchat.retrieval.service import HybridRetriever
+from bookchat.retrieval.service import DenseOutage, HybridRetriever
 from bookchat.web.service import BookPages
 
 
@@ -129,6 +129,8 @@ async def open_container(
             candidates=settings.retrieval_candidates,
             cache=cache,
             metrics=metrics,
+            embed_timeout=settings.embeddings_query_timeout_seconds,
+            outage=DenseOutage(retry_after=settings.embeddings_retry_after_seconds),
         )
         ingestor = Ingestor(
             sessionmaker=sessionmaker,

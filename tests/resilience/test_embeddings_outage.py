@@ -145,7 +145,8 @@ class TestSearchDuringAnOutage:
     async def test_one_warning_per_failure_burst(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
-        settings = dense_settings(sqlite_url, fake_openai)
+        # Every query tries the service, so the end of the burst is seen at once.
+        settings = dense_settings(sqlite_url, fake_openai, embeddings_retry_after_seconds=0)
         await ingest_book(settings)
         async with app_factory(settings) as client:
             with capture_logs() as logs:
@@ -164,6 +165,29 @@ class TestSearchDuringAnOutage:
         assert [log["reason"] for log in warnings] == ["server_error", "rate_limited"]
         assert not [log for log in logs if log["log_level"] == "warning" and log not in warnings]
         assert counted == 4
+
+    async def test_a_hanging_service_costs_one_bounded_wait_then_is_left_alone(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = dense_settings(
+            sqlite_url,
+            fake_openai,
+            # The SDK would wait longer than the question's own bound.
+            llm_timeout_seconds=30.0,
+            embeddings_query_timeout_seconds=0.3,
+        )
+        await ingest_book(settings)
+        async with app_factory(settings) as client:
+            fake_openai.break_embeddings("hang", hang_seconds=30.0)
+            ingested = len(fake_openai.embedding_requests())
+            first = await client.get("/api/v1/content/search", params={"q": BALANCE})
+            second = await client.get("/api/v1/content/search", params={"q": "feet and gait"})
+            counted = await fallbacks(client)
+        assert first.status_code == second.status_code == 200
+        assert first.json()["results"][0]["section"] == "Balance"
+        # The second query went straight to BM25: the service was resting.
+        assert len(fake_openai.embedding_requests()) == ingested + 1
+        assert counted == 2
 
 
 class TestChatDuringAnOutage:

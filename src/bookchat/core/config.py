@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     embeddings_download_timeout_seconds: float = Field(default=10.0, ge=0)
     """Seconds a local model download may take at startup before retrieval falls back to BM25 only.
     """
+    embeddings_query_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    """Seconds a question's embedding may take, the SDK's retries included; past it (or on any
+    failure of the embeddings service) the question is searched with BM25 alone.
+    """
+    embeddings_retry_after_seconds: float = Field(default=5.0, ge=0, le=600)
+    """After a failed question embedding, questions go straight to BM25 for this long before the
+    embeddings service is tried again (0: try it for every question).
+    """
     fastembed_cache_dir: str | None = "./data/fastembed"
     """Where fastembed keeps downloaded models (and looks for cached ones first)."""
 

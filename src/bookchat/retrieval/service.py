@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -50,11 +51,24 @@ class Retriever(Protocol):
 class DenseOutage:
     """Failures of the embeddings service seen by the searches, grouped in bursts: one warning
     when a burst starts (not one per query: an outage under load would flood the log) and one
-    line when a query is embedded again."""
+    line when a query is embedded again. After a failure the service is left alone for
+    `retry_after` seconds: a hanging service would otherwise cost every question its timeout."""
 
+    retry_after: float = 5.0
     fallbacks: int = 0
+    reason: str = ""
+    _resting_until: float = 0.0
+
+    def resting(self) -> bool:
+        """True while questions go straight to BM25 without trying the service."""
+        return time.monotonic() < self._resting_until
+
+    def skipped(self) -> None:
+        self.fallbacks += 1
 
     def failed(self, exc: EmbeddingsUnavailable) -> None:
+        self._resting_until = time.monotonic() + self.retry_after
+        self.reason = exc.reason
         if self.fallbacks == 0:
             logger.warning(
                 "retrieval.dense_fallback",
@@ -66,6 +80,7 @@ class DenseOutage:
         self.fallbacks += 1
 
     def succeeded(self) -> None:
+        self._resting_until = 0.0
         if self.fallbacks:
             logger.info("retrieval.dense_restored", fallbacks=self.fallbacks)
             self.fallbacks = 0
@@ -94,6 +109,8 @@ class HybridRetriever:
     embedding_ttl_seconds: float = 24 * 3600
     metrics: Metrics | None = None
     outage: DenseOutage = field(default_factory=DenseOutage)
+    # Bound on a question's embedding, retries included (None: the embedder's own timeout).
+    embed_timeout: float | None = None
 
     @property
     def name(self) -> Literal["hybrid", "bm25"]:
@@ -236,18 +253,34 @@ class HybridRetriever:
     async def _embed_or_fall_back(self, query: str, *, lexical: bool) -> list[float] | None:
         """The query's vector; None (BM25 alone) when the embeddings service fails and BM25
         can search the query, else the service's error."""
+        if lexical and self.outage.resting():
+            self.outage.skipped()
+            self._count_fallback(self.outage.reason)
+            return None
         try:
-            vector = await self._embed_query(query)
+            async with asyncio.timeout(self.embed_timeout):
+                vector = await self._embed_query(query)
+        except TimeoutError as exc:
+            failure = EmbeddingsUnavailable(
+                "The embeddings service took too long to answer.", reason="timeout"
+            )
+            if not lexical:
+                raise failure from exc
         except EmbeddingsUnavailable as exc:
             if not lexical:
                 raise
-            self.outage.failed(exc)
-            if self.metrics is not None:
-                self.metrics.retrieval_dense_fallbacks.labels(exc.reason).inc()
-            return None
-        if vector is not None:
-            self.outage.succeeded()
-        return vector
+            failure = exc
+        else:
+            if vector is not None:
+                self.outage.succeeded()
+            return vector
+        self.outage.failed(failure)
+        self._count_fallback(failure.reason)
+        return None
+
+    def _count_fallback(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.retrieval_dense_fallbacks.labels(reason).inc()
 
     async def _embed_query(self, query: str) -> list[float] | None:
         if self.embedder is None:
