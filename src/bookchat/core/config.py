@@ -95,14 +95,16 @@ class Settings(BaseSettings):
     spell fail.
     """
     database_command_timeout_seconds: float = Field(default=3.0, gt=0, le=3600)
-    """Seconds any one SQL statement may take (PostgreSQL: asyncpg's `command_timeout`, and
-    the server's `statement_timeout` except on `-pooler` hosts, whose PgBouncer refuses startup
-    options; SQLite: how long to wait for another writer's lock). Past it the request answers
-    503.
+    """Seconds any one SQL statement may take on PostgreSQL (asyncpg's `command_timeout`; the
+    server's `statement_timeout` is set a second longer, except on `-pooler` hosts, whose
+    PgBouncer refuses startup options). Past it the request answers 503. SQLite, a local file,
+    keeps its 30 s wait for another writer's lock.
     """
-    database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     """Seconds a request waits for a free connection of the pool (DATABASE_POOL_SIZE, and as many
-    again under load) before it answers 503.
+    again under load) before it answers 503. Longer than the other two: under a burst of
+    traffic requests queue here for good reasons, while each connection is held at most about
+    DATABASE_COMMAND_TIMEOUT_SECONDS even when the database stops answering.
     """
     database_echo: bool = False
     """Log every SQL statement (development only)."""

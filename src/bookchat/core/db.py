@@ -150,7 +150,7 @@ class DatabaseTimeouts:
 
     connect: float = 3.0
     command: float = 3.0
-    pool: float = 2.0
+    pool: float = 10.0
 
 
 # How long closing a broken connection waits for the server's goodbye. SQLAlchemy waits 2 s
@@ -169,8 +169,8 @@ class BoundedCloseConnection(asyncpg.Connection):  # type: ignore[misc]
         await super().close(timeout=bound)
 
 
-# Tools that may legitimately run long statements (migrations, the CLI's default engine) wait
-# as before: 30 s for a SQLite lock, the drivers' own defaults otherwise.
+# How long a SQLite writer waits for another's lock. A local file has no partition to bound:
+# this wait is a queue (64 concurrent streams on two cores queued past 3 s), so it stays long.
 _SQLITE_LOCK_WAIT_SECONDS = 30
 
 
@@ -182,7 +182,8 @@ def create_engine(
     timeouts: DatabaseTimeouts | None = None,
 ) -> AsyncEngine:
     """Build the async engine for a database URL (SQLite or PostgreSQL); `timeouts` bound
-    connecting, each statement and waiting for the pool (the server's engine sets them)."""
+    waiting for the pool and, on PostgreSQL, connecting and each statement (the server's engine
+    sets them; migrations and the CLI's plain engine keep the drivers' defaults)."""
     target = resolve_database_url(raw_url)
     kwargs: dict[str, Any] = {"echo": echo, "connect_args": dict(target.connect_args)}
     if timeouts is not None:
@@ -191,9 +192,7 @@ def create_engine(
         path = sqlite_file(target.url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"].setdefault(
-            "timeout", timeouts.command if timeouts else _SQLITE_LOCK_WAIT_SECONDS
-        )
+        kwargs["connect_args"].setdefault("timeout", _SQLITE_LOCK_WAIT_SECONDS)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         if timeouts is not None:
