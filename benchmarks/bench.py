@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` and `tests.fakes`, when run as a script
 
 from benchmarks import fairness, report, stores  # noqa: E402
+from benchmarks.partition import partition_budgets, partition_phase  # noqa: E402
 from benchmarks.phases import (  # noqa: E402
     INSTANT_FAKE,
     LEVELS,
@@ -127,6 +128,7 @@ async def run(results: Results, args: argparse.Namespace) -> None:
         await slow_phases(results, args, plan, scratch, questions)
         await sse_phase(results, plan, scratch, questions)
         await fairness.fairness_phases(results, scratch, questions)
+        await partition_phase(results, args, scratch, questions, quick=args.quick)
 
 
 def parse_args() -> argparse.Namespace:
@@ -175,7 +177,7 @@ def main() -> int:
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["machine"]["python_loop_ms_at_end"] = python_speed_ms()
     results["seconds"] = round(time.perf_counter() - started, 1)
-    rows = report.budgets(results)
+    rows = report.budgets(results) + partition_budgets(results)
     # A smoke run must not replace the committed results of a full one.
     name = "quick" if args.quick else "latest"
     report.write_json(results, rows, args.output / f"{name}.json")

@@ -38,7 +38,14 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "Database",
         "The source of truth: sessions, messages, users, documents and chunks.",
-        ("database_url", "database_pool_size", "database_echo"),
+        (
+            "database_url",
+            "database_pool_size",
+            "database_connect_timeout_seconds",
+            "database_command_timeout_seconds",
+            "database_pool_timeout_seconds",
+            "database_echo",
+        ),
     ),
     (
         "Vector index (Qdrant)",
@@ -60,6 +67,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "embeddings_model_path",
             "embeddings_dimensions",
             "embeddings_download_timeout_seconds",
+            "embeddings_query_timeout_seconds",
+            "embeddings_retry_after_seconds",
             "fastembed_cache_dir",
         ),
     ),

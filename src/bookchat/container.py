@@ -25,7 +25,7 @@ from bookchat.core.concurrency import (
     stream_slot_lifetime,
 )
 from bookchat.core.config import Settings
-from bookchat.core.db import create_engine, create_sessionmaker
+from bookchat.core.db import DatabaseTimeouts, create_engine, create_sessionmaker
 from bookchat.core.metrics import Metrics
 from bookchat.core.ratelimit import RateLimiter, build_limiter
 from bookchat.core.redis import RedisStatus, create_redis
@@ -36,7 +36,7 @@ from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
 from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
 from bookchat.retrieval.rerank import CrossEncoderReranker
-from bookchat.retrieval.service import HybridRetriever
+from bookchat.retrieval.service import DenseOutage, HybridRetriever
 from bookchat.web.service import BookPages
 
 
@@ -97,6 +97,11 @@ async def open_container(
             settings.database_url.get_secret_value(),
             pool_size=settings.database_pool_size,
             echo=settings.database_echo,
+            timeouts=DatabaseTimeouts(
+                connect=settings.database_connect_timeout_seconds,
+                command=settings.database_command_timeout_seconds,
+                pool=settings.database_pool_timeout_seconds,
+            ),
         )
         stack.push_async_callback(engine.dispose)
         providers = await build_providers(settings)
@@ -136,6 +141,8 @@ async def open_container(
             candidates=settings.retrieval_candidates,
             cache=cache,
             metrics=metrics,
+            embed_timeout=settings.embeddings_query_timeout_seconds,
+            outage=DenseOutage(retry_after=settings.embeddings_retry_after_seconds),
         )
         ingestor = Ingestor(
             sessionmaker=sessionmaker,

@@ -5,9 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from bookchat.chat.models import ChatSession
-from bookchat.core.db import resolve_database_url
+from bookchat.core.db import (
+    DatabaseTimeouts,
+    create_engine,
+    postgres_timeouts,
+    resolve_database_url,
+)
 from tests.factories import open_db, stored
 
 
@@ -45,6 +51,39 @@ class TestResolveDatabaseUrl:
 
     def test_display_hides_the_password(self) -> None:
         assert "pw" not in resolve_database_url("postgresql://u:pw@h/db").display
+
+
+class TestTimeouts:
+    def test_a_direct_host_also_bounds_statements_on_the_server(self) -> None:
+        target = resolve_database_url("postgresql://u@ep-cool-rain-123.neon.tech/db")
+        args = postgres_timeouts(target, DatabaseTimeouts(connect=2, command=1.5, pool=1))
+        assert (args["timeout"], args["command_timeout"]) == (2, 1.5)
+        # The server's bound comes a second later: the client's is the one readers meet.
+        assert args["server_settings"] == {"statement_timeout": "2500"}
+
+    def test_a_pooler_host_gets_no_startup_options(self) -> None:
+        # PgBouncer in transaction mode refuses startup parameters: the connection would fail.
+        target = resolve_database_url("postgresql://u@ep-cool-rain-123-pooler.neon.tech/db")
+        args = postgres_timeouts(target, DatabaseTimeouts(connect=2, command=1.5, pool=1))
+        assert "server_settings" not in args
+        assert args["command_timeout"] == 1.5
+
+    async def test_a_statement_past_the_bound_fails_and_the_engine_goes_on(
+        self, postgres_url: str
+    ) -> None:
+        engine = create_engine(postgres_url, timeouts=DatabaseTimeouts(command=0.5))
+        try:
+            async with engine.connect() as connection:
+                shown = (await connection.execute(text("SHOW statement_timeout"))).scalar()
+            with pytest.raises(TimeoutError):
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT pg_sleep(3)"))
+            async with engine.connect() as connection:
+                after = (await connection.execute(text("SELECT 1"))).scalar()
+        finally:
+            await engine.dispose()
+        assert shown == "1500ms"
+        assert after == 1
 
 
 class TestUTCDateTime:

@@ -245,6 +245,11 @@ class _Fault:
     seconds: float = 0.0
 
 
+# An outage of the embeddings endpoint alone (chat completions keep working): an error status,
+# a hang before answering, or a "bad" answer whose vectors have the wrong size.
+EmbeddingsOutage = Literal["429", "500", "503", "hang", "bad"]
+
+
 class _Call:
     """Per-request state: lets sleeps end early on client disconnect or server stop."""
 
@@ -326,6 +331,8 @@ class FakeOpenAIServer:
         self._faults: deque[_Fault] = deque()
         self._cuts: deque[int] = deque()
         self._finishes: deque[str] = deque()
+        self._embeddings_outage: EmbeddingsOutage | None = None
+        self._embeddings_hang = 0.0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -514,6 +521,43 @@ class FakeOpenAIServer:
         """
         with self._lock:
             self._finishes.extend([_NO_FINISH if reason is None else reason] * times)
+    def break_embeddings(self, outage: EmbeddingsOutage, *, hang_seconds: float = 30.0) -> None:
+        """Make every embeddings request fail with `outage` until `heal_embeddings()` (or a
+        reset); chat completions are not affected."""
+        with self._lock:
+            self._embeddings_outage = outage
+            self._embeddings_hang = hang_seconds
+
+    def heal_embeddings(self) -> None:
+        """End an outage started by `break_embeddings`."""
+        with self._lock:
+            self._embeddings_outage = None
+
+    async def _embeddings_failed(self, call: _Call, send: Send) -> bool:
+        """Answer an embeddings request as the current outage would; False when there is none."""
+        with self._lock:
+            outage, hang = self._embeddings_outage, self._embeddings_hang
+        if outage is None:
+            return False
+        if outage == "hang":
+            if await call.sleep(hang):
+                return False  # the outage lasted less than the client waited: answer normally
+            if not call.disconnected:
+                await _send_error(send, 503, "fake server is shutting down")
+        elif outage == "bad":
+            await _send_json(
+                send,
+                200,
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5, 0.5]}],
+                    "model": DEFAULT_EMBEDDING_MODEL,
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                },
+            )
+        else:
+            await _send_error(send, int(outage), "injected embeddings outage")
+        return True
 
     def reset(self, *, retire_connections: bool = False) -> None:
         """Forget recorded requests and pending faults; restore constructor settings.
@@ -530,6 +574,7 @@ class FakeOpenAIServer:
             self._faults.clear()
             self._cuts.clear()
             self._finishes.clear()
+            self._embeddings_outage = None
             self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
         self.split = split_tokens
@@ -635,7 +680,7 @@ class FakeOpenAIServer:
         elif path == "/v1/embeddings":
             if method != "POST":
                 await _send_error(send, 405, f"Method {method} not allowed")
-            else:
+            elif not await self._embeddings_failed(call, send):
                 await self._embeddings(body, send)
         elif path == "/v1/models" and method == "GET":
             now = int(time.time())

@@ -2,7 +2,10 @@
 
 The app connects to the proxy's port; `stop()` closes the listener and every open connection
 (new connections are refused, as with a crashed server), `start()` listens on the same port
-again. The real server behind it is never touched.
+again. `partition()` is the other kind of outage, a network that drops packets: connections stay
+open and new ones are accepted, but no byte goes through in either direction until `heal()`,
+which delivers what was held back (as TCP retransmission would). The real server behind it is
+never touched.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class TcpProxy:
         self._thread.start()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing: asyncio.Event | None = None  # set: bytes go through (on the proxy loop)
 
     def _call(self, coro: object) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)  # type: ignore[arg-type]
@@ -36,6 +40,9 @@ class TcpProxy:
         return self
 
     async def _start(self) -> None:
+        if self._flowing is None:
+            self._flowing = asyncio.Event()
+            self._flowing.set()
         self._server = await asyncio.start_server(
             self._handle, "127.0.0.1", self.port, reuse_address=True
         )
@@ -52,12 +59,33 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def partition(self) -> None:
+        """Stop forwarding bytes without closing anything: peers see silence, not an error."""
+        self._call(self._set_flowing(False))
+
+    def heal(self) -> None:
+        """Forward bytes again, those held back during the partition first."""
+        self._call(self._set_flowing(True))
+
+    async def _set_flowing(self, flowing: bool) -> None:
+        assert self._flowing is not None, "start() the proxy first"
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
+
     def close(self) -> None:
+        self.heal()
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
+        # During a partition a new connection is accepted but reaches nothing (the SYN of a
+        # real partition would go unanswered; for the client both are silence).
+        self._writers.add(writer)
+        await self._flowing.wait()
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -69,8 +97,10 @@ class TcpProxy:
         )
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

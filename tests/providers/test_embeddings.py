@@ -20,6 +20,7 @@ from bookchat.core.errors import DependencyUnavailable
 from bookchat.providers.embeddings import (
     Embedder,
     EmbedderUnavailable,
+    EmbeddingsUnavailable,
     FastEmbedEmbedder,
     OpenAIEmbedder,
     SentenceTransformersEmbedder,
@@ -160,13 +161,13 @@ class TestOpenAIEmbedder:
         assert fake_openai.embedding_requests() == []
 
     @pytest.mark.parametrize(
-        ("status", "says"),
+        ("status", "says", "reason"),
         [
-            (500, "is failing"),
-            (503, "is failing"),
-            (429, "rate limiting"),
-            (401, "OPENAI_API_KEY"),
-            (400, "rejected our request"),
+            (500, "is failing", "server_error"),
+            (503, "is failing", "server_error"),
+            (429, "rate limiting", "rate_limited"),
+            (401, "OPENAI_API_KEY", "credentials"),
+            (400, "rejected our request", "rejected"),
         ],
     )
     async def test_vendor_errors_become_dependency_unavailable(
@@ -175,12 +176,14 @@ class TestOpenAIEmbedder:
         fake_openai: FakeOpenAIServer,
         status: int,
         says: str,
+        reason: str,
     ) -> None:
         fake_openai.fail_next(status, message="vendor secret sk-live-1")
-        with pytest.raises(DependencyUnavailable) as raised:
+        with pytest.raises(EmbeddingsUnavailable) as raised:
             await openai_embedder.embed_query("ROS 2")
-        assert type(raised.value) is DependencyUnavailable
+        assert isinstance(raised.value, DependencyUnavailable)
         assert raised.value.status_code == 503
+        assert (raised.value.reason, raised.value.status) == (reason, status)
         assert says in raised.value.message
         assert "vendor secret" not in raised.value.message
 

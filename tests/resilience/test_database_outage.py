@@ -1,8 +1,15 @@
-"""PostgreSQL goes away and comes back: clear 503s meanwhile, nothing lost, full recovery."""
+"""PostgreSQL goes away and comes back: clear 503s meanwhile, nothing lost, full recovery.
+
+Two kinds of outage: a refused connection (the server is down) and a partition (packets
+dropped: connections stay open and nothing answers), which only the connect, command and pool
+timeouts turn into an answer.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -31,7 +38,17 @@ def proxied_postgres(clean_postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
 
 async def count_messages(url: str) -> int:
     return await count(url, Message)
-    return count or 0
+
+
+# Short bounds, so that the test is quick; production defaults are longer (docs/operations.md).
+PARTITION_TIMEOUTS: dict[str, Any] = {
+    "database_connect_timeout_seconds": 1.0,
+    "database_command_timeout_seconds": 1.0,
+    "database_pool_timeout_seconds": 1.0,
+}
+# Not a timing assertion: without the bounds a request waits as long as the partition lasts,
+# and this turns that hang into a failure instead of a stuck test run.
+HANG_GUARD_SECONDS = 60
 
 
 async def test_outage_answers_503_and_recovery_needs_no_restart(
@@ -61,3 +78,38 @@ async def test_outage_answers_503_and_recovery_needs_no_restart(
     # The first turn survived the outage; the turn after it was added to the same session.
     assert len(history.json()["messages"]) == 4
     assert await count_messages(clean_postgres_url) == 4
+
+
+async def test_partition_answers_503_and_loses_nothing_acknowledged(
+    proxied_postgres: tuple[str, TcpProxy], clean_postgres_url: str, app_factory: AppFactory
+) -> None:
+    url, proxy = proxied_postgres
+    async with app_factory(make_settings(url, **PARTITION_TIMEOUTS)) as client:
+        before = await client.post("/api/v1/chat", json=QUESTION)
+        session_id = before.json()["session_id"]
+        proxy.partition()
+        try:
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                during_turn = await client.post(
+                    "/api/v1/chat", json={**QUESTION, "session_id": session_id}
+                )
+                during_new = await client.post("/api/v1/chat", json=QUESTION)
+                during_ready = await client.get("/api/v1/health/ready")
+                during_db = await client.get("/api/v1/health/db")
+                during_live = await client.get("/api/v1/health/live")
+        finally:
+            proxy.heal()
+        after_ready = await client.get("/api/v1/health/ready")
+        after = await client.post("/api/v1/chat", json={**QUESTION, "session_id": session_id})
+        history = await client.get(f"/api/v1/chat/history/{session_id}")
+
+    assert before.status_code == 200
+    for during in (during_turn, during_new, during_ready, during_db):
+        assert during.status_code == 503, during.text
+        assert during.json()["error"]["code"] == "dependency_unavailable"
+    assert during_live.status_code == 200
+    assert after_ready.status_code == 200
+    assert after.status_code == 200, after.text
+    # Both acknowledged answers are stored, in the session they were given in.
+    stored_ids = {message["id"] for message in history.json()["messages"]}
+    assert {before.json()["message_id"], after.json()["message_id"]} <= stored_ids

@@ -99,6 +99,24 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     """Database connections kept per process (PostgreSQL); as many again may be opened under load.
     """
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
+    """Seconds to open a PostgreSQL connection before the request answers 503. A network that
+    drops packets would otherwise hold every request as long as it lasts. Neon wakes a
+    suspended compute within about a second; raise this if the first requests after an idle
+    spell fail.
+    """
+    database_command_timeout_seconds: float = Field(default=3.0, gt=0, le=3600)
+    """Seconds any one SQL statement may take on PostgreSQL (asyncpg's `command_timeout`; the
+    server's `statement_timeout` is set a second longer, except on `-pooler` hosts, whose
+    PgBouncer refuses startup options). Past it the request answers 503. SQLite, a local file,
+    keeps its 30 s wait for another writer's lock.
+    """
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Seconds a request waits for a free connection of the pool (DATABASE_POOL_SIZE, and as many
+    again under load) before it answers 503. Longer than the other two: under a burst of
+    traffic requests queue here for good reasons, while each connection is held at most about
+    DATABASE_COMMAND_TIMEOUT_SECONDS even when the database stops answering.
+    """
     database_echo: bool = False
     """Log every SQL statement (development only)."""
 
@@ -133,6 +151,14 @@ class Settings(BaseSettings):
     """Vector size for OpenAI-compatible models not known by name (else probed once)."""
     embeddings_download_timeout_seconds: float = Field(default=10.0, ge=0)
     """Seconds a local model download may take at startup before retrieval falls back to BM25 only.
+    """
+    embeddings_query_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    """Seconds a question's embedding may take, the SDK's retries included; past it (or on any
+    failure of the embeddings service) the question is searched with BM25 alone.
+    """
+    embeddings_retry_after_seconds: float = Field(default=5.0, ge=0, le=600)
+    """After a failed question embedding, questions go straight to BM25 for this long before the
+    embeddings service is tried again (0: try it for every question).
     """
     fastembed_cache_dir: str | None = "./data/fastembed"
     """Where fastembed keeps downloaded models (and looks for cached ones first)."""

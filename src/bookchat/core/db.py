@@ -9,8 +9,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, Enum, MetaData, event
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -142,21 +143,91 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def create_engine(raw_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """Build the async engine for a database URL (SQLite or PostgreSQL)."""
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a request may wait on the database before it answers 503: a partition (packets
+    dropped, not refused) gives no error, only silence, so every wait needs a bound."""
+
+    connect: float = 3.0
+    command: float = 3.0
+    pool: float = 10.0
+
+
+# How long closing a broken connection waits for the server's goodbye. SQLAlchemy waits 2 s
+# before it drops the socket; during a partition that goodbye never comes, and those 2 s would
+# be added to every request that met the timeout.
+CLOSE_TIMEOUT_SECONDS = 0.25
+SERVER_STATEMENT_GRACE_SECONDS = 1.0
+
+
+class BoundedCloseConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection whose graceful close gives up quickly (then the socket is simply
+    dropped, which the server notices just the same)."""
+
+    async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's signature)
+        bound = CLOSE_TIMEOUT_SECONDS if timeout is None else min(timeout, CLOSE_TIMEOUT_SECONDS)
+        await super().close(timeout=bound)
+
+
+# How long a SQLite writer waits for another's lock. A local file has no partition to bound:
+# this wait is a queue (64 concurrent streams on two cores queued past 3 s), so it stays long.
+_SQLITE_LOCK_WAIT_SECONDS = 30
+
+
+def create_engine(
+    raw_url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    timeouts: DatabaseTimeouts | None = None,
+) -> AsyncEngine:
+    """Build the async engine for a database URL (SQLite or PostgreSQL); `timeouts` bound
+    waiting for the pool and, on PostgreSQL, connecting and each statement (the server's engine
+    sets them; migrations and the CLI's plain engine keep the drivers' defaults)."""
     target = resolve_database_url(raw_url)
     kwargs: dict[str, Any] = {"echo": echo, "connect_args": dict(target.connect_args)}
+    if timeouts is not None:
+        kwargs["pool_timeout"] = timeouts.pool
     if target.dialect == "sqlite":
         path = sqlite_file(target.url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"].setdefault("timeout", 30)
+        kwargs["connect_args"].setdefault("timeout", _SQLITE_LOCK_WAIT_SECONDS)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        if timeouts is not None:
+            kwargs["connect_args"].update(postgres_timeouts(target, timeouts))
     engine = create_async_engine(target.url, **kwargs)
     if target.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif timeouts is not None:
+        event.listen(engine.sync_engine, "handle_error", _timeout_drops_connection)
     return engine
+
+
+def _timeout_drops_connection(context: ExceptionContext) -> None:
+    # A statement past its timeout leaves asyncpg waiting for a cancel request, which a
+    # partition never delivers: rolling the connection back would wait a whole timeout again.
+    # Treated as a lost connection, it is dropped instead (and the pool forgets older ones).
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
+
+
+def postgres_timeouts(target: DatabaseTarget, timeouts: DatabaseTimeouts) -> dict[str, Any]:
+    """asyncpg's connect arguments for `timeouts`. The server's own `statement_timeout` (which
+    stops a statement whose client gave up) goes in the startup packet, which PgBouncer in
+    transaction mode (Neon's `-pooler` hosts) refuses: those keep the client-side bound only."""
+    args: dict[str, Any] = {
+        "timeout": timeouts.connect,
+        "command_timeout": timeouts.command,
+        "connection_class": BoundedCloseConnection,
+    }
+    if not (target.url.host and "-pooler" in target.url.host):
+        # A second later than the client's bound: the client's fires first and is answered 503;
+        # the server's stops what a client gave up on when its cancel request was lost.
+        server_bound = timeouts.command + SERVER_STATEMENT_GRACE_SECONDS
+        args["server_settings"] = {"statement_timeout": str(round(server_bound * 1000))}
+    return args
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

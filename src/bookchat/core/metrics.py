@@ -104,6 +104,16 @@ class Metrics:
             buckets=RETRIEVAL_BUCKETS,
             registry=registry,
         )
+        # Degraded answers: the embeddings service failed and a query was searched with BM25
+        # alone (retrieval/service.py). A rising count means worse retrieval, not errors.
+        self.retrieval_dense_fallbacks = Counter(
+            "bookchat_retrieval_dense_fallbacks",
+            "Queries searched with BM25 alone because the embeddings service failed, by reason "
+            "(timeout, rate_limited, unreachable, credentials, server_error, rejected, "
+            "bad_response).",
+            ["reason"],
+            registry=registry,
+        )
         self.cache_lookups = Counter(
             "bookchat_cache_lookups",
             "Cache reads by cache (answer, embedding) and result (hit or miss).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -11,16 +12,20 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+import structlog
+
 from bookchat.core.cache import Cache
 from bookchat.core.metrics import Metrics
 from bookchat.providers.base import Source
-from bookchat.providers.embeddings import Embedder
+from bookchat.providers.embeddings import Embedder, EmbeddingsUnavailable
 from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.sparse import SparseEncoder
 from bookchat.providers.terms import content_terms
 from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex
 from bookchat.retrieval.relevance import BookStatistics, Candidate, Query, RelevanceGate, coverage
 from bookchat.retrieval.rerank import Reranker, heading_term_ids, passage_term_ids
+
+logger = structlog.get_logger(__name__)
 
 # How much a chunk of the page the reader is on is preferred over other pages' chunks.
 PAGE_BOOST = 1.25
@@ -43,9 +48,52 @@ class Retriever(Protocol):
 
 
 @dataclass(slots=True)
+class DenseOutage:
+    """Failures of the embeddings service seen by the searches, grouped in bursts: one warning
+    when a burst starts (not one per query: an outage under load would flood the log) and one
+    line when a query is embedded again. After a failure the service is left alone for
+    `retry_after` seconds: a hanging service would otherwise cost every question its timeout."""
+
+    retry_after: float = 5.0
+    fallbacks: int = 0
+    reason: str = ""
+    _resting_until: float = 0.0
+
+    def resting(self) -> bool:
+        """True while questions go straight to BM25 without trying the service."""
+        return time.monotonic() < self._resting_until
+
+    def skipped(self) -> None:
+        self.fallbacks += 1
+
+    def failed(self, exc: EmbeddingsUnavailable) -> None:
+        self._resting_until = time.monotonic() + self.retry_after
+        self.reason = exc.reason
+        if self.fallbacks == 0:
+            logger.warning(
+                "retrieval.dense_fallback",
+                reason=exc.reason,
+                status=exc.status,
+                detail=exc.message,
+                action="searching with BM25 alone until the embeddings service answers again",
+            )
+        self.fallbacks += 1
+
+    def succeeded(self) -> None:
+        self._resting_until = 0.0
+        if self.fallbacks:
+            logger.info("retrieval.dense_restored", fallbacks=self.fallbacks)
+            self.fallbacks = 0
+
+
+@dataclass(slots=True)
 class HybridRetriever:
     """Dense (when an embedder is configured) and BM25 candidates fused by reciprocal rank,
-    reranked, then held to the relevance gate."""
+    reranked, then held to the relevance gate.
+
+    When the embeddings service fails (timeout, 429, 5xx, an unusable answer), a query is
+    searched with BM25 alone: the gate then judges it on words, as without an embedder. Only a
+    query that BM25 cannot search either (nothing but stop words) gets the error."""
 
     index: QdrantIndex
     sparse: SparseEncoder
@@ -60,6 +108,9 @@ class HybridRetriever:
     cache: Cache | None = None
     embedding_ttl_seconds: float = 24 * 3600
     metrics: Metrics | None = None
+    outage: DenseOutage = field(default_factory=DenseOutage)
+    # Bound on a question's embedding, retries included (None: the embedder's own timeout).
+    embed_timeout: float | None = None
 
     @property
     def name(self) -> Literal["hybrid", "bm25"]:
@@ -81,7 +132,7 @@ class HybridRetriever:
         With `relevant_only`, nothing when the gate finds that the book does not cover the
         question, else the passages worth answering from."""
         started = time.perf_counter()
-        question, ranked = await self._candidates(
+        question, ranked, mode = await self._candidates(
             query,
             limit=limit,
             module=module,
@@ -97,7 +148,7 @@ class HybridRetriever:
         if page_context:
             hits = boost_page(hits, page_context)
         if self.metrics is not None:
-            self.metrics.retrieval_duration.labels(self.name).observe(time.perf_counter() - started)
+            self.metrics.retrieval_duration.labels(mode).observe(time.perf_counter() - started)
         return hits[:limit]
 
     async def retrieve(
@@ -136,10 +187,15 @@ class HybridRetriever:
         use_dense: bool,
         use_sparse: bool,
         with_vectors: bool,
-    ) -> tuple[Query, list[Candidate]]:
-        """The question as the gate reads it, and the fused candidates, reranked."""
-        dense = await self._embed_query(query) if use_dense else None
+    ) -> tuple[Query, list[Candidate], Literal["hybrid", "bm25"]]:
+        """The question as the gate reads it, the fused candidates, reranked, and whether dense
+        vectors took part."""
         sparse = await self.sparse.encode_query(query)
+        dense = (
+            await self._embed_or_fall_back(query, lexical=use_sparse and bool(sparse.indices))
+            if use_dense
+            else None
+        )
         hits = await self.index.search(
             dense=dense,
             sparse=sparse if use_sparse else None,
@@ -192,7 +248,39 @@ class HybridRetriever:
             for offset, candidate in enumerate(tail, start=1):
                 candidate.score = floor - offset * 1e-3
             candidates = head + tail
-        return question, candidates
+        return question, candidates, "hybrid" if dense is not None else "bm25"
+
+    async def _embed_or_fall_back(self, query: str, *, lexical: bool) -> list[float] | None:
+        """The query's vector; None (BM25 alone) when the embeddings service fails and BM25
+        can search the query, else the service's error."""
+        if lexical and self.outage.resting():
+            self.outage.skipped()
+            self._count_fallback(self.outage.reason)
+            return None
+        try:
+            async with asyncio.timeout(self.embed_timeout):
+                vector = await self._embed_query(query)
+        except TimeoutError as exc:
+            failure = EmbeddingsUnavailable(
+                "The embeddings service took too long to answer.", reason="timeout"
+            )
+            if not lexical:
+                raise failure from exc
+        except EmbeddingsUnavailable as exc:
+            if not lexical:
+                raise
+            failure = exc
+        else:
+            if vector is not None:
+                self.outage.succeeded()
+            return vector
+        self.outage.failed(failure)
+        self._count_fallback(failure.reason)
+        return None
+
+    def _count_fallback(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.retrieval_dense_fallbacks.labels(reason).inc()
 
     async def _embed_query(self, query: str) -> list[float] | None:
         if self.embedder is None:

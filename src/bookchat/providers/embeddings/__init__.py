@@ -7,6 +7,7 @@ from bookchat.providers.embeddings.base import (
     FALLBACK_ADVICE,
     Embedder,
     EmbedderUnavailable,
+    EmbeddingsUnavailable,
     l2_normalize,
 )
 from bookchat.providers.embeddings.local import FastEmbedEmbedder, SentenceTransformersEmbedder
@@ -16,6 +17,7 @@ __all__ = [
     "FALLBACK_ADVICE",
     "Embedder",
     "EmbedderUnavailable",
+    "EmbeddingsUnavailable",
     "FastEmbedEmbedder",
     "OpenAIEmbedder",
     "SentenceTransformersEmbedder",

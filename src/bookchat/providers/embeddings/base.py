@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import structlog
 
-from bookchat.core.errors import ConfigurationError
+from bookchat.core.errors import ConfigurationError, DependencyUnavailable
 
 logger = structlog.get_logger(__name__)
 
@@ -21,6 +21,17 @@ FALLBACK_ADVICE = (
 
 class EmbedderUnavailable(ConfigurationError):
     """The embedding model cannot be had; the message says why and what to do, in one line."""
+
+
+class EmbeddingsUnavailable(DependencyUnavailable):
+    """The embeddings service failed a call (503). `reason` names the kind of failure in one
+    word for logs and metric labels: `timeout`, `rate_limited`, `unreachable`, `credentials`,
+    `server_error`, `rejected` or `bad_response`."""
+
+    def __init__(self, message: str, *, reason: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
 
 
 @runtime_checkable

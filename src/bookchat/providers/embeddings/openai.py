@@ -11,7 +11,7 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
-from bookchat.core.errors import DependencyUnavailable
+from bookchat.providers.embeddings.base import EmbeddingsUnavailable
 
 logger = structlog.get_logger(__name__)
 
@@ -25,24 +25,30 @@ OPENAI_MAX_INPUT_TOKENS = 8191
 _PROBE_TEXT = "dimension probe"
 
 
-def translate_embeddings_error(exc: openai.OpenAIError) -> DependencyUnavailable:
-    """Map an SDK error to a 503: without vectors nothing can be searched or indexed. The
-    message says what went wrong, never what the vendor said."""
+def translate_embeddings_error(exc: openai.OpenAIError) -> EmbeddingsUnavailable:
+    """Map an SDK error to a 503: without vectors nothing can be indexed (and a question is
+    searched with BM25 alone). The message says what went wrong, never what the vendor said."""
+    status = getattr(exc, "status_code", None)
+
+    def failed(message: str, reason: str) -> EmbeddingsUnavailable:
+        return EmbeddingsUnavailable(message, reason=reason, status=status)
+
     if isinstance(exc, openai.APITimeoutError):
-        return DependencyUnavailable("The embeddings service took too long to answer.")
+        return failed("The embeddings service took too long to answer.", "timeout")
     if isinstance(exc, openai.RateLimitError):
-        return DependencyUnavailable(
-            "The embeddings service is rate limiting us; try again shortly."
+        return failed(
+            "The embeddings service is rate limiting us; try again shortly.", "rate_limited"
         )
     if isinstance(exc, openai.APIConnectionError):
-        return DependencyUnavailable("The embeddings service cannot be reached right now.")
+        return failed("The embeddings service cannot be reached right now.", "unreachable")
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return DependencyUnavailable(
-            "The embeddings service refused our credentials; the operator must fix OPENAI_API_KEY."
+        return failed(
+            "The embeddings service refused our credentials; the operator must fix OPENAI_API_KEY.",
+            "credentials",
         )
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
-        return DependencyUnavailable("The embeddings service is failing right now.")
-    return DependencyUnavailable("The embeddings service rejected our request.")
+        return failed("The embeddings service is failing right now.", "server_error")
+    return failed("The embeddings service rejected our request.", "rejected")
 
 
 class OpenAIEmbedder:
@@ -50,7 +56,9 @@ class OpenAIEmbedder:
 
     Texts go in batches of `batch_size`, at most `concurrency` requests at a time; vectors come
     back in input order. Timeouts and retries are the SDK's; its errors become
-    `DependencyUnavailable` (503).
+    `EmbeddingsUnavailable` (503). A failed call is logged at debug level only: the caller
+    decides how loud it is (a search falls back to BM25 and logs once per outage, a write
+    answers 503).
     """
 
     provider = "openai"
@@ -145,7 +153,7 @@ class OpenAIEmbedder:
         try:
             response = await self._client.embeddings.create(**request)
         except openai.OpenAIError as exc:
-            logger.warning(
+            logger.debug(
                 "embeddings.call_failed",
                 provider=self.provider,
                 model=self.model,
@@ -176,11 +184,11 @@ class OpenAIEmbedder:
         )
         return vectors
 
-    def _bad_response(self, what: str) -> DependencyUnavailable:
-        logger.warning(
-            "embeddings.bad_response", provider=self.provider, model=self.model, what=what
+    def _bad_response(self, what: str) -> EmbeddingsUnavailable:
+        logger.debug("embeddings.bad_response", provider=self.provider, model=self.model, what=what)
+        return EmbeddingsUnavailable(
+            "The embeddings service returned an unusable response.", reason="bad_response"
         )
-        return DependencyUnavailable("The embeddings service returned an unusable response.")
 
     async def aclose(self) -> None:
         await self._client.close()
