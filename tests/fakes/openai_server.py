@@ -521,6 +521,7 @@ class FakeOpenAIServer:
         """
         with self._lock:
             self._finishes.extend([_NO_FINISH if reason is None else reason] * times)
+
     def break_embeddings(self, outage: EmbeddingsOutage, *, hang_seconds: float = 30.0) -> None:
         """Make every embeddings request fail with `outage` until `heal_embeddings()` (or a
         reset); chat completions are not affected."""

@@ -10,7 +10,7 @@ import anyio
 
 from bookchat.content.markdown import estimate_tokens
 from bookchat.core.budget import Account, Reservation, current_account
-from bookchat.providers.base import AnswerMode, ChatModel, ChatPrompt, Completion, Usage
+from bookchat.providers.base import AnswerMode, ChatModel, ChatPrompt, Completion, Finish, Usage
 
 # Tokens a message costs beyond its text (role and separators, as OpenAI counts them).
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -63,7 +63,7 @@ class BudgetedChatModel:
             await _settle(account, reservation, used)
         return completion
 
-    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Usage]:
+    async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Finish | Usage]:
         account = self._account()
         if account is None:
             async with aclosing(self.inner.stream(prompt)) as pieces:
@@ -79,7 +79,7 @@ class BudgetedChatModel:
                 async for piece in pieces:
                     if isinstance(piece, Usage):
                         usage = piece
-                    else:
+                    elif isinstance(piece, str):
                         received.append(piece)
                     yield piece
         finally:
