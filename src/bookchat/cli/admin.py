@@ -23,14 +23,9 @@ def create_admin(
 ) -> None:
     """Create an admin account, or make an existing account an admin (and set its password)."""
     from bookchat.accounts.passwords import password_problem
-    from bookchat.accounts.schemas import valid_email
 
     settings = cli_settings()
-    try:
-        address = valid_email(email)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=2) from None
+    address = _email_or_exit(email)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -84,14 +79,8 @@ def link_identity(
     ],
 ) -> None:
     """Let a Better-Auth identity sign in as an existing account (admins included)."""
-    from bookchat.accounts.schemas import valid_email
-
     settings = cli_settings()
-    try:
-        address = valid_email(email)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=2) from None
+    address = _email_or_exit(email)
     run_async(_link_identity(settings, address, identity))
 
 
@@ -112,3 +101,14 @@ async def _link_identity(settings: Settings, email: str, identity: str) -> int:
     else:
         typer.echo(f"{email} ({role}) is already linked to the identity {identity}.")
     return 0
+
+
+def _email_or_exit(email: str) -> str:
+    """The normalised address, or exit 2 with the reason it is not one."""
+    from bookchat.accounts.schemas import valid_email
+
+    try:
+        return valid_email(email)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
