@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bookchat.chat.models import ChatSession
 from bookchat.core.db import (
     DatabaseTimeouts,
     create_engine,
+    create_sessionmaker,
     postgres_timeouts,
     resolve_database_url,
 )
@@ -104,3 +109,84 @@ class TestUTCDateTime:
             db.add(ChatSession(title="t", created_at=naive, updated_at=naive))
             with pytest.raises(Exception, match="naive datetime"):
                 await db.commit()
+
+
+class TestSQLiteWriter:
+    """Concurrent writers on SQLite queue in-process instead of in SQLite's busy handler."""
+
+    @staticmethod
+    def impatient(engine: AsyncEngine) -> None:
+        # SQLite's own wait for its write lock off: any in-process contention that reached
+        # SQLite would fail at once with "database is locked" instead of waiting.
+        @event.listens_for(engine.sync_engine, "connect")
+        def no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.close()
+
+    async def test_concurrent_write_transactions_all_commit(self, sqlite_url: str) -> None:
+        engine = create_engine(sqlite_url)
+        self.impatient(engine)
+        sessions = create_sessionmaker(engine)
+
+        async def write(n: int) -> None:
+            async with sessions() as db:
+                db.add(ChatSession(title=f"reader {n}"))
+                await db.flush()  # the write transaction is open...
+                await asyncio.sleep(0.01)  # ...while the other writers get their turn
+                db.add(ChatSession(title=f"reader {n} again"))
+                await db.commit()
+
+        try:
+            await asyncio.gather(*(write(n) for n in range(16)))
+        finally:
+            await engine.dispose()
+        assert len(await stored(sqlite_url, ChatSession)) == 32
+
+    async def test_reads_go_on_while_a_write_is_open(self, sqlite_url: str) -> None:
+        engine = create_engine(sqlite_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as writer, sessions() as reader:
+                writer.add(ChatSession(title="not yet committed"))
+                await writer.flush()
+                # Another connection reads the last committed state without waiting.
+                assert (await reader.scalars(select(ChatSession))).all() == []
+                await writer.commit()
+                assert len((await reader.scalars(select(ChatSession))).all()) == 1
+        finally:
+            await engine.dispose()
+
+    async def test_a_failed_write_gives_the_turn_to_the_next(self, sqlite_url: str) -> None:
+        engine = create_engine(sqlite_url)
+        self.impatient(engine)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as db:
+                moment = datetime(2026, 3, 1, 12, 30)  # naive: the flush fails mid-write
+                db.add(ChatSession(title="x", created_at=moment, updated_at=moment))
+                with pytest.raises(Exception, match="naive datetime"):
+                    await db.commit()
+            async with sessions() as db:
+                db.add(ChatSession(title="next"))
+                await db.commit()
+        finally:
+            await engine.dispose()
+        assert [s.title for s in await stored(sqlite_url, ChatSession)] == ["next"]
+
+    async def test_a_writer_waiting_on_itself_fails_instead_of_hanging(
+        self, sqlite_url: str
+    ) -> None:
+        engine = create_engine(sqlite_url, sqlite_write_wait=0.2)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as first, sessions() as second:
+                first.add(ChatSession(title="holds the write slot"))
+                await first.flush()
+                second.add(ChatSession(title="waits for it in the same task"))
+                with pytest.raises(PoolTimeoutError, match="write slot"):
+                    await second.flush()
+                await first.commit()
+        finally:
+            await engine.dispose()
+        assert [s.title for s in await stored(sqlite_url, ChatSession)] == ["holds the write slot"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +14,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import URL, Dialect, ExceptionContext, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -172,6 +175,86 @@ class BoundedCloseConnection(asyncpg.Connection):  # type: ignore[misc]
 # How long a SQLite writer waits for another's lock. A local file has no partition to bound:
 # this wait is a queue (64 concurrent streams on two cores queued past 3 s), so it stays long.
 _SQLITE_LOCK_WAIT_SECONDS = 30
+# Statements that leave a SQLite connection in autocommit (no write lock taken); every other
+# statement writes, and Python's sqlite3 opens the write transaction right before it.
+_SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
+
+
+class SQLiteWriter:
+    """One write transaction at a time per engine, queued in-process.
+
+    SQLite has one writer per file. Left to SQLite, concurrent writers sleep in its busy handler
+    (1, 2, 5 ... 100 ms, retried until the lock is free), so under load a few writers lose the
+    race again and again: seconds of tail latency with an idle CPU. Here a connection takes an
+    asyncio lock before its first write statement (where sqlite3 begins the transaction) and
+    gives it back when the pool takes the connection back (after its commit or rollback), so
+    writers wait in a FIFO queue on the event loop instead. Reads take no lock and stay
+    concurrent (WAL). Other processes (the CLI next to a server) still meet SQLite's own busy
+    timeout.
+
+    A connection that holds the lock and waits for another connection's write in the same
+    task would wait forever; the wait is bounded, and then fails as a pool timeout (503)."""
+
+    def __init__(self, wait_seconds: float = _SQLITE_LOCK_WAIT_SECONDS) -> None:
+        self.wait_seconds = wait_seconds
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The DBAPI connection in its write transaction, and the loop of its lock.
+        self._holder: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, engine: AsyncEngine) -> None:
+        event.listen(engine.sync_engine, "before_cursor_execute", self._before_execute)
+        pool = engine.sync_engine.pool
+        for name in ("checkin", "close", "detach", "invalidate", "soft_invalidate"):
+            event.listen(pool, name, self._returned)
+
+    @property
+    def held(self) -> bool:
+        return self._holder is not None
+
+    def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
+        if self._holder is dbapi_connection or statement.lstrip()[:7].upper().startswith(
+            _SQLITE_READS
+        ):
+            return
+        dbapi_connection.run_async(lambda _driver: self._acquire())
+        self._holder = dbapi_connection
+
+    async def _acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await lock.acquire()
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no SQLite write slot within {self.wait_seconds:g} s (another write "
+                "transaction held it)"
+            ) from None
+        self._loop = loop
+
+    def _returned(self, dbapi_connection: Any, *_: Any) -> None:
+        if self._holder is None or self._holder is not dbapi_connection:
+            return
+        self._holder = None
+        loop, self._loop = self._loop, None
+        lock = self._locks.get(loop) if loop is not None else None
+        if lock is None or not lock.locked():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            lock.release()
+        elif loop is not None and not loop.is_closed():
+            # Returned from another thread (a connection collected by the garbage collector).
+            loop.call_soon_threadsafe(lock.release)
 
 
 def create_engine(
@@ -180,10 +263,12 @@ def create_engine(
     pool_size: int = 10,
     echo: bool = False,
     timeouts: DatabaseTimeouts | None = None,
+    sqlite_write_wait: float = _SQLITE_LOCK_WAIT_SECONDS,
 ) -> AsyncEngine:
     """Build the async engine for a database URL (SQLite or PostgreSQL); `timeouts` bound
     waiting for the pool and, on PostgreSQL, connecting and each statement (the server's engine
-    sets them; migrations and the CLI's plain engine keep the drivers' defaults)."""
+    sets them; migrations and the CLI's plain engine keep the drivers' defaults). On SQLite,
+    write transactions queue in-process (`SQLiteWriter`), at most `sqlite_write_wait` seconds."""
     target = resolve_database_url(raw_url)
     kwargs: dict[str, Any] = {"echo": echo, "connect_args": dict(target.connect_args)}
     if timeouts is not None:
@@ -200,6 +285,7 @@ def create_engine(
     engine = create_async_engine(target.url, **kwargs)
     if target.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        SQLiteWriter(sqlite_write_wait).attach(engine)
     elif timeouts is not None:
         event.listen(engine.sync_engine, "handle_error", _timeout_drops_connection)
     return engine
