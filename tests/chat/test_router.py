@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event
 
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
+from bookchat.main import create_app
 from tests.conftest import AppFactory, make_settings, openai_settings
 from tests.factories import (
     CITING_SHOWN,
@@ -475,3 +480,42 @@ class TestDatabaseOutage:
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "dependency_unavailable"
         assert "127.0.0.1" not in response.text
+
+
+class TestWritesPerTurn:
+    """What a turn writes: the question before the model is asked, then the answer."""
+
+    async def test_a_first_question_is_stored_with_its_search_query(
+        self, database_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        settings = await book_settings(database_url, **openai_settings(fake_openai))
+        app = create_app(settings)
+        writes: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            words = statement.split()
+            if words[0] in {"INSERT", "UPDATE", "DELETE"}:
+                table = words[2] if words[0] != "UPDATE" else words[1]
+                writes.append(f"{words[0]} {table}")
+
+        async with LifespanManager(app) as manager:
+            event.listen(app.state.container.engine.sync_engine, "before_cursor_execute", record)
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                first = (await post_chat(client, QUESTION)).json()
+                first_turn, writes[:] = list(writes), []
+                await post_chat(client, FOLLOW_UP, session_id=first["session_id"])
+
+        # One write transaction before the model is called, one after; no UPDATE of the
+        # question, whose search query (the question as asked) was stored with it.
+        assert first_turn == ["INSERT chat_sessions", "INSERT messages", "INSERT messages"]
+        # A follow-up's search query is the model's rewrite: it comes with the answer.
+        assert writes == [
+            "UPDATE chat_sessions",
+            "INSERT messages",
+            "INSERT messages",
+            "UPDATE messages",
+        ]
+        questions = await stored(database_url, Message, order_by=IN_ORDER, role=MessageRole.USER)
+        assert questions[0].search_query == QUESTION
+        assert questions[1].search_query not in (None, QUESTION)

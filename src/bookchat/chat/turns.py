@@ -63,6 +63,9 @@ class Turn:
     # First turns are cacheable: the key to store the answer under, or the answer found there.
     cache_key: str | None = None
     cached: CachedAnswer | None = None
+    # Whether the question's row already holds `search_query` (a first question is searched as
+    # asked, so it is known before the question is stored: no UPDATE with the answer).
+    search_query_stored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,8 @@ async def prepare_turn(
         if is_new or request.selected_text or settings.history_messages == 0
         else await queries.recent_history(db, session.id, settings.history_messages)
     )
+    # Without history and selection the question is searched as the reader wrote it.
+    asked_as_is = not history and not request.selected_text
     question = Message(
         id=uuid.uuid4(),
         session_id=session.id,
@@ -121,6 +126,7 @@ async def prepare_turn(
         content=request.message,
         selected_text=request.selected_text,
         page_context=request.page_context,
+        search_query=request.message if asked_as_is else None,
     )
     db.add(question)
     session.updated_at = utcnow()
@@ -204,6 +210,7 @@ async def prepare_turn(
         mode=mode,
         prompt=prompt,
         search_query=search_query,
+        search_query_stored=asked_as_is and search_query == request.message,
         history=len(history),
         started=started,
         deadline=deadline,
@@ -284,7 +291,7 @@ async def finish_turn(
         cached=turn.cached is not None,
     )
     db.add(reply)
-    if turn.search_query is not None:
+    if turn.search_query is not None and not turn.search_query_stored:
         await db.execute(
             update(Message)
             .where(Message.id == turn.question_id)
