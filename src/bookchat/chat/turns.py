@@ -36,7 +36,7 @@ from bookchat.providers.base import (
     Source,
     Usage,
 )
-from bookchat.providers.budgeted import admit, prompt_tokens
+from bookchat.providers.budgeted import admit_prompt
 from bookchat.retrieval.service import Retriever
 
 logger = structlog.get_logger(__name__)
@@ -202,7 +202,7 @@ async def prepare_turn(
     )
     if mode != "no_context" and cached is None:
         # The budget must cover this question before a stream opens (a 429, not an event).
-        await admit(prompt_tokens(prompt))
+        await admit_prompt(prompt)
     return Turn(
         session_id=session.id,
         question_id=question.id,

@@ -31,6 +31,12 @@ async def admit(tokens: int) -> None:
         await account.budget.ensure_left(account.payer, account.call, tokens)
 
 
+async def admit_prompt(prompt: ChatPrompt) -> None:
+    """`admit` for a chat prompt, whose tokens are counted only when someone pays for it."""
+    if current_account() is not None:
+        await admit(prompt_tokens(prompt))
+
+
 class BudgetedChatModel:
     """`ChatModel` that charges each call of the model it wraps to the request's account.
 
