@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` and `tests.fakes`, when run as a script
 
-from benchmarks import fairness, report, stores  # noqa: E402
+from benchmarks import classroom, fairness, report, stores  # noqa: E402
 from benchmarks.partition import partition_budgets, partition_phase  # noqa: E402
 from benchmarks.phases import (  # noqa: E402
     INSTANT_FAKE,
@@ -125,7 +125,8 @@ async def run(results: Results, args: argparse.Namespace) -> None:
         questions = await instant_phases(results, args, plan, scratch, stack)
         if questions is None:
             return
-        await slow_phases(results, args, plan, scratch, questions)
+        await slow_phases(results, plan, scratch, questions)
+        await classroom.classroom_phases(results, args, plan, scratch, questions)
         await sse_phase(results, plan, scratch, questions)
         await fairness.fairness_phases(results, scratch, questions)
         await partition_phase(results, args, scratch, questions, quick=args.quick)

@@ -40,10 +40,12 @@ class Plan:
     per_level: int
     slow: int
     sse: int
+    # How many times the classroom cases run (benchmarks/classroom.py reports medians).
+    repeats: int
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
-        return cls(40, 80, 48, 10) if quick else cls(200, 400, 160, 50)
+        return cls(40, 80, 48, 10, 1) if quick else cls(200, 400, 160, 50, 3)
 
     def requests(self, concurrency: int) -> int:
         return self.c1 if concurrency == 1 else self.per_level
@@ -243,26 +245,13 @@ async def slow_run(
             say(f"    /health/live: {results['liveness_ms']}")
 
 
-async def slow_phases(
-    results: Results, args: argparse.Namespace, plan: Plan, scratch: Path, questions: list[str]
-) -> None:
-    """The slow fake LLM: c=16 on SQLite (with the liveness probe), then on PostgreSQL."""
+async def slow_phases(results: Results, plan: Plan, scratch: Path, questions: list[str]) -> None:
+    """The slow fake LLM, c=16 on SQLite, with the liveness probe (the classroom phases measure
+    both databases without it)."""
     with FakeLLM(SLOW_FAKE, log=scratch / "fake.log") as fake:
         async with phase(results, "slow_sqlite"):
             store = stores.sqlite_store(scratch)
             await slow_run(results, store, fake, questions, plan, scratch, probe=True)
-        if args.skip_postgres:
-            skip(results, "slow_postgresql", "--skip-postgres")
-            return
-        async with phase(results, "slow_postgresql"):
-            problem = await stores.postgres_problem(TEST_DATABASE_URL)
-            if problem is not None:
-                raise Unavailable(f"PostgreSQL is not reachable ({problem})")
-            async with stores.postgres_store(TEST_DATABASE_URL, scratch) as store:
-                ingestion = await stores.migrate_and_ingest(store, fake.base_url, args.corpus)
-                results["ingestion"]["postgresql"] = asdict(ingestion)
-                say(ingestion_line(ingestion))
-                await slow_run(results, store, fake, questions, plan, scratch, probe=False)
 
 
 async def sse_phase(results: Results, plan: Plan, scratch: Path, questions: list[str]) -> None:

@@ -85,7 +85,7 @@ def budgets(results: Results) -> list[Budget]:
         _throughput(
             "throughput, 16 clients, instant fake, SQLite",
             85,
-            c16,
+            _get(results, "classroom", "sqlite", "instant") or c16,
             _missing(results, "chat_instant"),
         ),
     ]
@@ -94,10 +94,11 @@ def budgets(results: Results) -> list[Budget]:
             _throughput(
                 f"throughput, 16 clients, slow fake LLM, {store}",
                 6.6,
-                _get(results, "slow_c16", store),
-                _missing(results, f"slow_{store}"),
+                _get(results, "classroom", store, "slow"),
+                _missing(results, f"classroom_{store}"),
             )
         )
+    rows += classroom_budgets(results)
     rows += [
         _at_most(
             "SSE: first token event after the fake's first token, p50",
@@ -153,6 +154,57 @@ def _ratio(what: str, limit: float, value: float | None, idle: float | None, ski
         return Budget(what, f"<= {limit:g}x idle", skip, None)
     measured = f"{value:.0f} ms vs {idle:.0f} ms idle ({value / idle:.2f}x)"
     return Budget(what, f"<= {limit:g}x idle", measured, value <= limit * idle)
+
+
+def classroom_budgets(results: Results) -> list[Budget]:
+    """The embedded default under a classroom's load (benchmarks/classroom.py), medians."""
+    sqlite = _get(results, "classroom", "sqlite", "instant") or {}
+    skip_sqlite = _missing(results, "classroom_sqlite")
+    rows = [
+        _at_most(
+            "16 clients, instant fake, SQLite: latency p95 (median of runs)",
+            400,
+            _get(sqlite, "latency_ms", "p95"),
+            "ms",
+            skip_sqlite,
+        ),
+        _at_most(
+            "16 clients, instant fake, SQLite: latency max (median of runs)",
+            1000,
+            _get(sqlite, "latency_ms", "max"),
+            "ms",
+            skip_sqlite,
+        ),
+    ]
+    for store in ("sqlite", "postgresql"):
+        slow = _get(results, "classroom", store, "slow") or {}
+        share = _get(slow, "share_of_limit")
+        what = f"16 clients, slow fake LLM, {store}: share of the limit (16 / answer time)"
+        if share is None:
+            rows.append(Budget(what, ">= 95%", _missing(results, f"classroom_{store}"), None))
+        else:
+            measured = f"{100 * share:.1f}% ({slow['throughput_per_s']:.2f}/s of "
+            measured += f"{slow['limit_per_s']:.2f}/s), {slow['errors']} errors"
+            rows.append(Budget(what, ">= 95%", measured, share >= 0.95 and not slow["errors"]))
+    rows.append(
+        _at_most(
+            "server CPU per answer, instant fake, hybrid, PostgreSQL",
+            12,
+            _get(results, "classroom", "postgresql", "instant", "server_cpu_ms_per_request"),
+            "ms",
+            _missing(results, "classroom_postgresql"),
+        )
+    )
+    rows.append(
+        _at_most(
+            "peak RSS of the offline profile's server (16 clients)",
+            220,
+            _get(results, "classroom", "offline", "peak_rss_mb"),
+            "MB",
+            _missing(results, "classroom_offline"),
+        )
+    )
+    return rows
 
 
 def fairness_budgets(results: Results) -> list[Budget]:
@@ -233,6 +285,18 @@ def extras(results: Results) -> str:
             f"  c=16 with Redis: {redis['throughput_per_s']:.1f}/s, "
             f"p95 {redis['latency_ms']['p95']:.1f} ms, errors {redis['errors']}"
         )
+    for label, case in (results.get("classroom") or {}).items():
+        for kind in ("instant", "slow"):
+            run = case.get(kind)
+            if not run:
+                continue
+            lat, cpu = run["latency_ms"], run.get("server_cpu_ms_per_request")
+            lines.append(
+                f"  c=16 {kind} {label}, median of {len(run['runs'])}: "
+                f"{run['throughput_per_s']:.1f}/s, p50 {lat['p50']:.1f} ms, "
+                f"p95 {lat['p95']:.1f} ms, max {lat['max']:.1f} ms, errors {run['errors']}"
+                + (f", server CPU {cpu:.1f} ms/answer" if cpu is not None else "")
+            )
     machine = results.get("machine", {})
     lines.append(
         f"machine: {machine.get('cpu_count')} CPUs, load average at start "

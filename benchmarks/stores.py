@@ -92,8 +92,16 @@ async def migrate_and_ingest(
     """Migrate, ingest the corpus from scratch, then again unchanged (and score BM25 retrieval
     on `questions`); closes the stores after: embedded Qdrant allows one process, and the
     server comes next."""
+    return await migrate_and_ingest_with(
+        store, ingest_settings(store, fake_base_url), corpus, questions
+    )
+
+
+async def migrate_and_ingest_with(
+    store: Store, settings: Settings, corpus: Path, questions: Path | None = None
+) -> Ingestion:
+    """`migrate_and_ingest` with these settings."""
     await asyncio.to_thread(upgrade, store.database_url)
-    settings = ingest_settings(store, fake_base_url)
     async with open_container(settings) as container:
         documents = await asyncio.to_thread(load_folder, corpus, BASE_URL)
         first = await container.ingestor.ingest(documents)
