@@ -13,7 +13,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import httpx
 import structlog
@@ -423,6 +423,7 @@ def _hit(point: models.ScoredPoint) -> Hit:
         module=payload.get("module"),
         text=payload["text"],
         score=float(point.score),
-        # Named dense vectors come back as a flat list of floats.
-        dense=[float(x) for x in dense] if isinstance(dense, list) else None,  # type: ignore[arg-type]
+        # Named dense vectors come back as a flat list of numbers: taken as they are (a
+        # float() per element cost 3% of a chat's CPU; the cosines read them with numpy).
+        dense=cast("list[float]", dense) if isinstance(dense, list) else None,
     )
