@@ -72,8 +72,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def limit_per_s(knobs: Knobs, clients: int = CLIENTS) -> float:
     """Answers per second that `clients` closed-loop readers can get from a model that takes
-    `knobs` to answer, with a server that adds nothing."""
-    return clients / (knobs.ttft + knobs.tokens * knobs.token_delay)
+    `knobs` to answer, with a server that adds nothing (the fake answers a plain request after
+    `ttft + token_delay * (tokens - 1)`)."""
+    return clients / (knobs.ttft + knobs.token_delay * max(0, knobs.tokens - 1))
 
 
 async def repeated(
