@@ -166,6 +166,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "rate_limit_search",
             "max_search_terms",
             "search_concurrency",
+            "search_concurrency_per_client",
             "search_wait_seconds",
             "answer_cache_ttl_seconds",
         ),

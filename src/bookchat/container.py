@@ -161,7 +161,10 @@ async def open_container(
             retriever=retriever,
             jobs=jobs,
             searches=Bulkhead(
-                "search", settings.search_concurrency, wait_seconds=settings.search_wait_seconds
+                "search",
+                settings.search_concurrency,
+                wait_seconds=settings.search_wait_seconds,
+                per_client=settings.search_concurrency_per_client,
             ),
         )
         yield Container(

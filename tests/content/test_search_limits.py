@@ -76,3 +76,33 @@ class TestSearchConcurrency:
         assert second.json()["error"]["code"] == "dependency_unavailable"
         assert second.headers["Retry-After"] == "1"
         assert third.status_code == 200
+
+    async def test_one_clients_burst_leaves_places_to_the_others(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(
+            sqlite_url,
+            **openai_settings(fake_openai),
+            embeddings_provider="openai",
+            search_concurrency=2,
+            search_wait_seconds=0.3,
+        )
+        async with app_factory(settings) as client:
+            token = (await sign_up(client, "reader@example.org"))["access_token"]
+            # One address sends two searches at once, and both would hang on their embedding.
+            fake_openai.hang_next(1.0, times=2)
+            before = len(fake_openai.embedding_requests())
+            burst = [
+                asyncio.create_task(client.get(SEARCH, params={"q": query}))
+                for query in ("legs swing", "time of flight")
+            ]
+            for _ in range(200):
+                if len(fake_openai.embedding_requests()) > before:
+                    break
+                await asyncio.sleep(0.01)
+            # Another reader's search still finds a place, while the address's second search
+            # waits behind its first.
+            other = await client.get(SEARCH, params={"q": "balance"}, headers=bearer(token))
+            first, second = await asyncio.gather(*burst)
+        assert other.status_code == 200
+        assert sorted([first.status_code, second.status_code]) == [200, 503]

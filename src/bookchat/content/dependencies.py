@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from bookchat.accounts.dependencies import get_optional_user
+from bookchat.accounts.models import User
 from bookchat.content.service import ContentService
 from bookchat.core.config import Settings
 from bookchat.core.errors import ValidationFailed
+from bookchat.core.ratelimit import request_identity
 from bookchat.dependencies import ContainerDep, rate_limited
 from bookchat.providers.terms import content_terms
 
@@ -26,6 +28,19 @@ ContentServiceDep = Annotated[ContentService, Depends(get_content_service)]
 SEARCH_RATE_LIMIT = Depends(
     rate_limited("search", lambda s: s.rate_limit_search, after=get_optional_user)
 )
+
+
+def search_client(
+    request: Request,
+    container: ContainerDep,
+    reader: Annotated[User | None, Depends(get_optional_user)],
+) -> str:
+    """Who is searching, for their share of the concurrent searches: the signed-in reader,
+    else the client address (as the rate limit counts them)."""
+    return request_identity(request, container.limiter, reader)
+
+
+SearchClient = Annotated[str, Depends(search_client)]
 
 
 def check_search_terms(q: str, settings: Settings) -> None:

@@ -14,6 +14,7 @@ from bookchat.accounts.dependencies import AdminDep
 from bookchat.content.dependencies import (
     SEARCH_RATE_LIMIT,
     ContentServiceDep,
+    SearchClient,
     check_search_terms,
 )
 from bookchat.content.schemas import (
@@ -163,6 +164,7 @@ async def read_ingest_job(job_id: uuid.UUID, db: SessionDep, service: ContentSer
 async def search_content(
     service: ContentServiceDep,
     settings: SettingsDep,
+    client: SearchClient,
     q: Annotated[
         str,
         # At least one visible character: a blank query is refused.
@@ -182,7 +184,9 @@ async def search_content(
     if not q.strip():
         raise ValidationFailed("q must not be blank")
     check_search_terms(q, settings)
-    return await service.search(q.strip(), limit=limit, module=module, document_id=document_id)
+    return await service.search(
+        q.strip(), limit=limit, module=module, document_id=document_id, client=client
+    )
 
 
 @router.get("/documents", response_model=DocumentPage, responses=error_responses(400))

@@ -138,14 +138,21 @@ class ContentService:
         )
 
     async def search(
-        self, query: str, *, limit: int, module: str | None, document_id: uuid.UUID | None
+        self,
+        query: str,
+        *,
+        limit: int,
+        module: str | None,
+        document_id: uuid.UUID | None,
+        client: str | None = None,
     ) -> SearchRead:
+        """The best chunks for `query`; `client` (who asks) gets its share of the places."""
         if self.searches is None:
             hits = await self.retriever.search(
                 query, limit=limit, module=module, document_id=document_id
             )
         else:
-            async with self.searches.slot():
+            async with self.searches.slot(client):
                 hits = await self.retriever.search(
                     query, limit=limit, module=module, document_id=document_id
                 )

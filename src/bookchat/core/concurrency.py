@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 from redis.asyncio import Redis
@@ -132,28 +133,71 @@ def build_client_slots(
 
 
 class Bulkhead:
-    """At most `size` holders at a time; a caller that waits longer than `wait_seconds` for
-    its turn gets a 503 with `Retry-After` instead of an ever longer queue."""
+    """At most `size` holders at a time, and at most `per_client` of them from one client; a
+    caller that waits longer than `wait_seconds` for its turn gets a 503 with `Retry-After`
+    instead of an ever longer queue.
 
-    def __init__(self, name: str, size: int, *, wait_seconds: float) -> None:
+    Without the per-client share, one client's burst fills every place and the queue before
+    them, and everyone else waits behind all of it; with it, the burst waits behind itself and
+    another client's request finds a place (or queues behind at most `per_client` requests of
+    each other busy client)."""
+
+    def __init__(
+        self, name: str, size: int, *, wait_seconds: float, per_client: int | None = None
+    ) -> None:
         self.name = name
         self.size = size
         self.wait_seconds = wait_seconds
+        self.per_client = per_client
         self._semaphore = asyncio.Semaphore(size)
+        # A client's own places, kept while it holds or waits for one.
+        self._clients: dict[str, _Share] = {}
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the places for the duration of the block."""
+    async def slot(self, client: str | None = None) -> AsyncIterator[None]:
+        """Hold one of the places for the duration of the block (one of `client`'s, too)."""
+        own = self._enter(client)
+        held: list[asyncio.Semaphore] = []
         try:
-            async with asyncio.timeout(self.wait_seconds):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            logger.warning("bulkhead.full", bulkhead=self.name, size=self.size)
-            raise DependencyUnavailable(
-                f"The {self.name} is busy; try again in a moment.",
-                headers={"Retry-After": "1"},
-            ) from None
-        try:
+            try:
+                async with asyncio.timeout(self.wait_seconds):
+                    for semaphore in (own, self._semaphore):
+                        if semaphore is not None:
+                            await semaphore.acquire()
+                            held.append(semaphore)
+            except TimeoutError:
+                logger.warning("bulkhead.full", bulkhead=self.name, size=self.size)
+                raise DependencyUnavailable(
+                    f"The {self.name} is busy; try again in a moment.",
+                    headers={"Retry-After": "1"},
+                ) from None
             yield
         finally:
-            self._semaphore.release()
+            for semaphore in reversed(held):
+                semaphore.release()
+            self._leave(client)
+
+    def _enter(self, client: str | None) -> asyncio.Semaphore | None:
+        if client is None or self.per_client is None:
+            return None
+        share = self._clients.get(client)
+        if share is None:
+            share = self._clients[client] = _Share(asyncio.Semaphore(self.per_client))
+        share.users += 1
+        return share.places
+
+    def _leave(self, client: str | None) -> None:
+        if client is None or client not in self._clients:
+            return
+        share = self._clients[client]
+        share.users -= 1
+        if share.users <= 0:
+            del self._clients[client]
+
+
+@dataclass(slots=True)
+class _Share:
+    """One client's places in a bulkhead, and how many of its requests hold or wait for one."""
+
+    places: asyncio.Semaphore
+    users: int = 0

@@ -349,6 +349,10 @@ class Settings(BaseSettings):
     """
     search_concurrency: int = Field(default=4, ge=1, le=256)
     """Searches run at once by this process; the others wait their turn."""
+    search_concurrency_per_client: int = Field(default=1, ge=1, le=256)
+    """Searches of one client (a signed-in reader, else an address) run at once; its others
+    wait behind them, so one client's burst cannot take every place from the rest.
+    """
     search_wait_seconds: float = Field(default=10.0, gt=0)
     """Longest a search waits for its turn; then 503 `dependency_unavailable` with
     `Retry-After`.
