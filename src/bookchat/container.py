@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bookchat import chatkit
 from bookchat.accounts.service import AccountService, Authenticator, open_authenticator
 from bookchat.chapters.service import ChapterService
 from bookchat.chat.answer_cache import AnswerCache
@@ -39,6 +41,9 @@ from bookchat.retrieval.rerank import CrossEncoderReranker
 from bookchat.retrieval.service import DenseOutage, HybridRetriever
 from bookchat.web.service import BookPages
 
+if TYPE_CHECKING:
+    from bookchat.chatkit.server import BookChatKitServer
+
 
 @dataclass(slots=True)
 class Container:
@@ -64,6 +69,21 @@ class Container:
     cache: Cache
     metrics: Metrics
     health: HealthService
+    chatkit: BookChatKitServer | None = None  # None without the `chatkit` extra
+
+
+def open_chatkit(container: Container) -> BookChatKitServer | None:
+    """The ChatKit server over the chat services, when its SDK (an optional extra) is here."""
+    if not chatkit.available():
+        return None
+    from bookchat.chatkit.server import BookChatKitServer
+
+    return BookChatKitServer(
+        settings=container.settings,
+        chat=container.chat,
+        conversations=container.conversations,
+        sessionmaker=container.sessionmaker,
+    )
 
 
 def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
@@ -164,7 +184,7 @@ async def open_container(
                 "search", settings.search_concurrency, wait_seconds=settings.search_wait_seconds
             ),
         )
-        yield Container(
+        container = Container(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
@@ -214,3 +234,5 @@ async def open_container(
                 environment=settings.environment.value,
             ),
         )
+        container.chatkit = open_chatkit(container)
+        yield container

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
 from typing import Any
 
@@ -31,6 +31,18 @@ def event_stream(events: AsyncGenerator[StreamEvent], settings: Settings) -> Eve
     """
     return _StreamResponse(
         _as_sse(events),
+        ping=settings.sse_ping_seconds,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        shutdown_grace_period=settings.shutdown_timeout_seconds,
+        send_timeout=settings.stream_send_timeout_seconds,
+    )
+
+
+def encoded_event_stream(chunks: AsyncIterable[bytes], settings: Settings) -> EventSourceResponse:
+    """Events a library has already framed (`data: ...` blocks, as OpenAI's ChatKit SDK writes
+    them) as an SSE response with the same headers, pings and limits as `event_stream`."""
+    return _StreamResponse(
+        chunks,
         ping=settings.sse_ping_seconds,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         shutdown_grace_period=settings.shutdown_timeout_seconds,
