@@ -50,6 +50,7 @@ from tests.chatkit.protocol import (
 from tests.conftest import AppFactory, live_server, make_settings, openai_settings
 from tests.factories import QUESTION, bearer, book_settings, sign_up, stored
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.metrics.test_router import value
 from tests.prompt_layout import sent_prompt
 
 CITED = "Publishers send messages on a topic [1]."
@@ -141,6 +142,20 @@ class TestConversation:
         assert isinstance(items.data[1], AssistantMessageItem)
         assert items.data[1].content == answer.content
         assert thread.id == f"thr_{question.session_id.hex}"
+
+    async def test_the_offline_answerer_streams_a_cited_answer(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(await book_settings(sqlite_url)) as client:
+            events = await stream(client, create(QUESTION))
+
+        [content] = answer_item(events).content
+        assert deltas(events) == content.text
+        assert "[1]" in content.text
+        urls = [a.source.url for a in content.annotations if isinstance(a.source, URLSource)]
+        assert MESSAGING_URL in urls
+        [reply] = await messages(sqlite_url, MessageRole.ASSISTANT)
+        assert (reply.content, reply.model) == (content.text, "extractive")
 
     async def test_a_follow_up_reaches_the_model_with_the_last_ten_messages(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
@@ -475,3 +490,49 @@ class TestRefusals:
         assert limited.status_code == 429
         assert limited.json()["error"]["code"] == "rate_limited"
         assert [r.status_code for r in reads] == [200, 200]
+
+
+class TestLimits:
+    async def test_the_page_the_reader_is_on_goes_with_the_question(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
+        request = create(QUESTION)
+        request.metadata = {"page_context": "https://example.org/book/basics/messaging"}
+        async with app_factory(settings) as client:
+            await stream(client, request)
+        [question] = await messages(sqlite_url, MessageRole.USER)
+        assert question.page_context == "https://example.org/book/basics/messaging"
+
+    async def test_a_body_over_the_limit_is_a_413(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url, max_request_bytes=1000)) as client:
+            response = await send(client, create("x" * 2000))
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert await stored(sqlite_url, ChatSession) == []
+
+    async def test_requests_are_counted_in_the_metrics(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(await book_settings(sqlite_url)) as client:
+            await stream(client, create(QUESTION))
+            await send(client, list_threads(), path="/api/v1/chatkit")
+            text = (await client.get("/metrics")).text
+        assert (
+            value(
+                text, "bookchat_http_requests_total", method="POST", route="/chatkit", status="200"
+            )
+            == 1
+        )
+        assert (
+            value(
+                text,
+                "bookchat_http_requests_total",
+                method="POST",
+                route="/api/v1/chatkit",
+                status="200",
+            )
+            == 1
+        )
