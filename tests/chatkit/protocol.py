@@ -1,4 +1,5 @@
-"""ChatKit requests built with the SDK's own types, and its responses read back through them."""
+"""ChatKit requests built with the SDK's own types, its responses read back through them, and
+what the tests read off a stream."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any, Literal
 
 import httpx
 from chatkit.types import (
+    AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
     FeedbackKind,
     InferenceOptions,
     ItemFeedbackParams,
@@ -15,10 +18,13 @@ from chatkit.types import (
     Page,
     Thread,
     ThreadAddUserMessageParams,
+    ThreadCreatedEvent,
     ThreadCreateParams,
     ThreadDeleteParams,
     ThreadGetByIdParams,
     ThreadItem,
+    ThreadItemDoneEvent,
+    ThreadItemUpdatedEvent,
     ThreadListParams,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
@@ -33,12 +39,50 @@ from chatkit.types import (
 )
 from pydantic import BaseModel, TypeAdapter
 
+from bookchat.chat.models import Message, MessageRole
+from tests.factories import stored
+
 EVENT: TypeAdapter[ThreadStreamEvent] = TypeAdapter(ThreadStreamEvent)
 THREADS: TypeAdapter[Page[Thread]] = TypeAdapter(Page[Thread])
 ITEMS: TypeAdapter[Page[ThreadItem]] = TypeAdapter(Page[ThreadItem])
 THREAD: TypeAdapter[Thread] = TypeAdapter(Thread)
 
 Order = Literal["asc", "desc"]
+
+CITED = "Publishers send messages on a topic [1]."
+MESSAGING_URL = "https://example.org/book/basics/messaging#publishers-and-subscribers"
+
+
+def answer_item(events: list[ThreadStreamEvent]) -> AssistantMessageItem:
+    """The finished answer of a stream (exactly one)."""
+    [done] = [
+        e.item
+        for e in events
+        if isinstance(e, ThreadItemDoneEvent) and isinstance(e.item, AssistantMessageItem)
+    ]
+    assert isinstance(done, AssistantMessageItem)
+    return done
+
+
+def thread_of(events: list[ThreadStreamEvent]) -> Thread:
+    """The thread a `threads.create` stream opened with."""
+    assert isinstance(events[0], ThreadCreatedEvent)
+    return events[0].thread
+
+
+def deltas(events: list[ThreadStreamEvent]) -> str:
+    """The answer's text deltas, joined."""
+    return "".join(
+        e.update.delta
+        for e in events
+        if isinstance(e, ThreadItemUpdatedEvent)
+        and isinstance(e.update, AssistantMessageContentPartTextDelta)
+    )
+
+
+async def messages(database_url: str, role: MessageRole) -> list[Message]:
+    """The stored messages of one role, oldest first."""
+    return await stored(database_url, Message, role=role, order_by=(Message.created_at,))
 
 
 def user_input(
