@@ -132,7 +132,14 @@ async def read_chatkit_demo_page(settings: SettingsDep) -> HTMLResponse:
         api_url="/chatkit" if chatkit.available() else None,
     )
     return HTMLResponse(
-        body, headers={"Content-Security-Policy": CHATKIT_DEMO_CSP, "Cache-Control": "no-cache"}
+        body,
+        headers={
+            "Content-Security-Policy": CHATKIT_DEMO_CSP,
+            "Cache-Control": "no-cache",
+            # ChatKit's frame checks which site embeds it against the domain key; the API's
+            # `no-referrer` would hide even the origin from it.
+            "Referrer-Policy": "strict-origin",
+        },
     )
 
 
