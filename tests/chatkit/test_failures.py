@@ -82,6 +82,27 @@ class TestFailures:
         assert isinstance(question, UserMessageItem)
         assert [m.content for m in await messages(database_url, MessageRole.USER)] == [QUESTION]
 
+    async def test_a_stream_past_its_time_limit_ends_in_a_retryable_error(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        fake_openai.reply = " ".join(f"word{i}" for i in range(40))
+        fake_openai.token_delay = 0.05
+        settings = await book_settings(
+            sqlite_url, stream_max_seconds=0.5, **openai_settings(fake_openai)
+        )
+        async with app_factory(settings) as client:
+            events = await stream(client, create(QUESTION))
+
+        error = events[-1]
+        assert isinstance(error, ErrorEvent)
+        assert error.allow_retry
+        shown = deltas(events)
+        assert shown.startswith("word0")
+        [reply] = await messages(sqlite_url, MessageRole.ASSISTANT)
+        assert reply.status == MessageStatus.PARTIAL
+        assert reply.content == shown
+        assert answer_item(events).content[0].text == shown
+
     async def test_a_cut_answer_keeps_what_was_shown(
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:

@@ -63,8 +63,11 @@ from bookchat.core.errors import AppError, NotFound, ValidationFailed
 
 logger = structlog.get_logger(__name__)
 
-# Failures a second try may get past: the model was slow, busy or down, or a limit was hit.
-RETRYABLE_CODES = frozenset({"llm_timeout", "rate_limited", "llm_unavailable"})
+# Failures a second try may get past: the model was slow, busy or down, a store was briefly
+# unavailable, or a limit was hit.
+RETRYABLE_CODES = frozenset(
+    {"llm_timeout", "llm_unavailable", "dependency_unavailable", "rate_limited"}
+)
 RETRYABLE_STATUSES = frozenset({429, 503, 504})
 
 
