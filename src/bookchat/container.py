@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bookchat import chatkit
 from bookchat.accounts.service import AccountService, Authenticator, open_authenticator
 from bookchat.chapters.service import ChapterService
 from bookchat.chat.answer_cache import AnswerCache
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.service import ChatService
+from bookchat.chatkit import available as chatkit_available
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.budget import TokenBudget, build_budget
@@ -74,7 +74,7 @@ class Container:
 
 def open_chatkit(container: Container) -> BookChatKitServer | None:
     """The ChatKit server over the chat services, when its SDK (an optional extra) is here."""
-    if not chatkit.available():
+    if not chatkit_available():
         return None
     from bookchat.chatkit.server import BookChatKitServer
 

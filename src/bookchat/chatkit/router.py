@@ -45,5 +45,5 @@ async def process_chatkit_request(
     )
     result = await server.handle(call, context)
     if isinstance(result, StreamingResult):
-        return encoded_event_stream(result, settings)
+        return encoded_event_stream(result.json_events, settings)
     return Response(result.json, media_type="application/json")

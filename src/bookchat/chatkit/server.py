@@ -273,8 +273,9 @@ async def _guarded(result: StreamingResult) -> AsyncGenerator[bytes]:
     """The SDK's stream, whose failures outside `respond()` (an unknown item to retry after,
     say) end it with an error event instead of a broken connection."""
     try:
-        async for chunk in result:
-            yield chunk
+        async with aclosing(result.json_events) as chunks:
+            async for chunk in chunks:
+                yield chunk
     except NotFoundError as exc:
         yield _encode(ErrorEvent(message=str(exc) or "Not found.", allow_retry=False))
     except Exception:
