@@ -226,6 +226,24 @@ class TestLimits:
         [question] = await messages(sqlite_url, MessageRole.USER)
         assert question.page_context == "https://example.org/book/basics/messaging"
 
+    async def test_turns_are_charged_to_the_token_budget(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        # Less than any prompt of the book's passages: nothing may be sent to the model.
+        settings = await book_settings(
+            sqlite_url, token_budget_anonymous_daily=50, **openai_settings(fake_openai)
+        )
+        async with app_factory(settings) as client:
+            events = await stream(client, create(QUESTION))
+
+        error = events[-1]
+        assert isinstance(error, ErrorEvent)
+        assert error.allow_retry  # tomorrow, or with a smaller question
+        assert error.message is not None
+        assert "00:00 UTC" in error.message
+        assert fake_openai.chat_requests() == []
+        assert [m.content for m in await messages(sqlite_url, MessageRole.USER)] == [QUESTION]
+
     async def test_a_body_over_the_limit_is_a_413(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
