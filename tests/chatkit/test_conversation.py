@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from chatkit.types import (
     AssistantMessageItem,
+    ErrorEvent,
     StreamOptionsEvent,
     ThreadItemDoneEvent,
     ThreadItemUpdatedEvent,
@@ -19,6 +20,7 @@ from chatkit.types import (
 )
 
 from bookchat.chat.models import ChatSession, MessageRole, MessageStatus
+from bookchat.chat.turns import not_covered
 from tests.chatkit.protocol import (
     CITED,
     ITEMS,
@@ -112,6 +114,21 @@ class TestConversation:
         assert MESSAGING_URL in urls
         [reply] = await messages(sqlite_url, MessageRole.ASSISTANT)
         assert (reply.content, reply.model) == (content.text, "extractive")
+
+    async def test_a_question_the_book_does_not_cover_is_an_ordinary_answer(
+        self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(sqlite_url, **openai_settings(fake_openai))
+        async with app_factory(settings) as client:
+            events = await stream(client, create("What is the capital of France?"))
+
+        assert not any(isinstance(e, ErrorEvent) for e in events)
+        [content] = answer_item(events).content
+        assert content.text == deltas(events) == not_covered(settings.book_title)
+        assert content.annotations == []
+        assert fake_openai.chat_requests() == []  # refused without asking the model
+        [reply] = await messages(sqlite_url, MessageRole.ASSISTANT)
+        assert (reply.mode, reply.status) == ("no_context", MessageStatus.COMPLETE)
 
     async def test_a_follow_up_reaches_the_model_with_the_last_ten_messages(
         self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
