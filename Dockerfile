@@ -14,17 +14,18 @@ ENV UV_COMPILE_BYTECODE=1 \
 
 WORKDIR /src
 
-# Dependencies first: this layer is rebuilt only when pyproject.toml or uv.lock change.
+# Dependencies first: this layer is rebuilt only when pyproject.toml or uv.lock change. The
+# `chatkit` extra serves POST /chatkit, as `make run` does.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable --no-install-project
+    uv sync --locked --no-dev --no-editable --no-install-project --extra chatkit
 
 # Then the project itself, as a regular (non-editable) install with its migrations inside.
 COPY README.md ./
 COPY src ./src
 COPY migrations ./migrations
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev --no-editable --extra chatkit
 
 # --- runtime: the virtual environment and the sample book, run as a non-root user -----------
 FROM python:3.11-slim-bookworm

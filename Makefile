@@ -11,6 +11,9 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
+# Optional extras the server and the suite use: `chatkit` serves POST /chatkit (docs/chatkit.md).
+EXTRAS := --extra chatkit
+
 .PHONY: help run test test-fast lint format docs migrate ingest bench eval clean
 
 # Citations link to BOOK_BASE_URL + a page's route + #heading. Unless the environment, the
@@ -34,7 +37,7 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
 run: $(UV) ## Install, migrate, ingest the book if the index is empty, serve the demo on http://$(HOST):$(PORT)
-	$(UV) sync --locked --no-dev --inexact
+	$(UV) sync --locked $(EXTRAS) --no-dev --inexact
 	$(UV) run --no-sync bookchat migrate
 	$(UV) run --no-sync bookchat ingest --if-empty
 	$(UV) run --no-sync bookchat serve --host $(HOST) --port $(PORT)
@@ -43,15 +46,15 @@ run: $(UV) ## Install, migrate, ingest the book if the index is empty, serve the
 TEST_WORKERS ?= auto
 
 test: $(UV) ## Run the whole suite with coverage (fails under 85%)
-	$(UV) sync --locked
+	$(UV) sync --locked $(EXTRAS)
 	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
 
 test-fast: $(UV) ## The inner loop: no PostgreSQL, Redis, browser or server processes; no coverage
-	$(UV) sync --locked
+	$(UV) sync --locked $(EXTRAS)
 	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not postgres and not redis" $(PYTEST_ARGS)
 
 lint: $(UV) ## ruff and mypy
-	$(UV) sync --locked
+	$(UV) sync --locked $(EXTRAS)
 	$(UV) run --no-sync ruff check src tests migrations api scripts
 	$(UV) run --no-sync ruff format --check src tests migrations api scripts
 	$(UV) run --no-sync mypy
@@ -64,14 +67,14 @@ docs: $(UV) ## Regenerate docs/configuration.md from the Settings class
 	$(UV) run --no-sync python scripts/configuration_docs.py
 
 migrate: $(UV) ## Apply database migrations
-	$(UV) sync --locked --no-dev --inexact
+	$(UV) sync --locked $(EXTRAS) --no-dev --inexact
 	$(UV) run --no-sync bookchat migrate
 
 ingest: $(UV) ## (Re-)ingest BOOK_DOCS_DIR; unchanged pages are skipped
 	$(UV) run --no-sync bookchat ingest
 
 bench: $(UV) ## Measure the budgets of DESIGN.md section 10 (needs ../shared/corpus/textbook-a)
-	$(UV) sync --locked --group bench
+	$(UV) sync --locked $(EXTRAS) --group bench
 	$(UV) run --no-sync python benchmarks/bench.py $(BENCH_ARGS)
 
 # The question sets of `make eval`, and where each run's JSON goes (EVAL_ARGS: e.g. --k 10).
@@ -79,7 +82,7 @@ CORPUS ?= ../shared/corpus
 EVAL_RESULTS := benchmarks/results
 
 eval: $(UV) ## Score retrieval and answers on sample_book, and textbook-a when ../shared/corpus has it
-	$(UV) sync --locked --no-dev --inexact
+	$(UV) sync --locked $(EXTRAS) --no-dev --inexact
 	$(UV) run --no-sync bookchat eval benchmarks/questions/sample-book.jsonl --docs sample_book \
 		--output $(EVAL_RESULTS)/eval-sample-book.json $(EVAL_ARGS)
 	@if [ -d $(CORPUS)/textbook-a ]; then \

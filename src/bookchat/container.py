@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +15,7 @@ from bookchat.chapters.service import ChapterService
 from bookchat.chat.answer_cache import AnswerCache
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.service import ChatService
+from bookchat.chatkit import available as chatkit_available
 from bookchat.content.ingestion import Ingestor
 from bookchat.content.service import ContentService, JobRunner
 from bookchat.core.budget import TokenBudget, build_budget
@@ -38,6 +40,9 @@ from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
 from bookchat.retrieval.rerank import CrossEncoderReranker
 from bookchat.retrieval.service import DenseOutage, HybridRetriever
 from bookchat.web.service import BookPages
+
+if TYPE_CHECKING:
+    from bookchat.chatkit.server import BookChatKitServer
 
 
 @dataclass(slots=True)
@@ -64,6 +69,21 @@ class Container:
     cache: Cache
     metrics: Metrics
     health: HealthService
+    chatkit: BookChatKitServer | None = None  # None without the `chatkit` extra
+
+
+def open_chatkit(container: Container) -> BookChatKitServer | None:
+    """The ChatKit server over the chat services, when its SDK (an optional extra) is here."""
+    if not chatkit_available():
+        return None
+    from bookchat.chatkit.server import BookChatKitServer
+
+    return BookChatKitServer(
+        settings=container.settings,
+        chat=container.chat,
+        conversations=container.conversations,
+        sessionmaker=container.sessionmaker,
+    )
 
 
 def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
@@ -167,7 +187,7 @@ async def open_container(
                 per_client=settings.search_concurrency_per_client,
             ),
         )
-        yield Container(
+        container = Container(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
@@ -217,3 +237,5 @@ async def open_container(
                 environment=settings.environment.value,
             ),
         )
+        container.chatkit = open_chatkit(container)
+        yield container

@@ -9,7 +9,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from bookchat import __version__
+from bookchat import __version__, chatkit
 from bookchat.accounts.router import router as accounts_router
 from bookchat.chapters.router import router as chapters_router
 from bookchat.chat.router import router as chat_router
@@ -53,7 +53,18 @@ def api_router() -> APIRouter:
     router.include_router(content_router)
     router.include_router(health_router)
     router.include_router(chapters_router)
+    for extra in chatkit_routers():
+        router.include_router(extra)
     return router
+
+
+def chatkit_routers() -> list[APIRouter]:
+    """The ChatKit route when its SDK (the `chatkit` extra) is installed; else none."""
+    if not chatkit.available():
+        return []
+    from bookchat.chatkit.router import router
+
+    return [router]
 
 
 async def log_profile(container: Container) -> None:
@@ -133,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(seed_health_router)
     app.include_router(metrics_router)
     app.include_router(web_router)  # the demo page and /widget.js, outside the OpenAPI schema
+    for extra in chatkit_routers():  # POST /chatkit, where ChatKit's examples point
+        app.include_router(extra, include_in_schema=False)
     install_full_allow(
         app,
         [
@@ -145,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seed_health_router,
             metrics_router,
             web_router,
+            *chatkit_routers(),
         ],
     )
     # Each add_middleware wraps the ones before it, so the order below is innermost first.

@@ -48,9 +48,15 @@ class ChatService:
     cache: AnswerCache | None = None
 
     async def prepare(
-        self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
+        self,
+        db: AsyncSession,
+        request: ChatCreate,
+        user_id: uuid.UUID | None = None,
+        *,
+        question_id: uuid.UUID | None = None,
     ) -> Turn:
-        """Store the question, then gather what the answer may use."""
+        """Store the question (under `question_id` when given), then gather what the answer
+        may use."""
         return await turns.prepare_turn(
             db,
             request,
@@ -59,6 +65,7 @@ class ChatService:
             model=self.model,
             retriever=self.retriever,
             cache=self.cache,
+            question_id=question_id,
         )
 
     async def finish(

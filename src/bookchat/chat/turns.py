@@ -105,8 +105,12 @@ async def prepare_turn(
     model: ChatModel,
     retriever: Retriever,
     cache: AnswerCache | None,
+    question_id: uuid.UUID | None = None,
 ) -> Turn:
-    """Store the question, then gather what the answer may use."""
+    """Store the question, then gather what the answer may use.
+
+    `question_id` is the id to store the question under, for a client that named its message
+    before sending it (ChatKit); a new one by default."""
     check_limits(settings, request)
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + settings.chat_turn_timeout_seconds
@@ -120,7 +124,7 @@ async def prepare_turn(
     # Without history and selection the question is searched as the reader wrote it.
     asked_as_is = not history and not request.selected_text
     question = Message(
-        id=uuid.uuid4(),
+        id=question_id or uuid.uuid4(),
         session_id=session.id,
         role=MessageRole.USER,
         content=request.message,

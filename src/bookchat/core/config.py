@@ -265,6 +265,11 @@ class Settings(BaseSettings):
     """A stream whose reader takes nothing for this long, while the server's buffers for it
     are full, is closed (its answer so far is stored as `partial`).
     """
+    chatkit_domain_key: str = "local-dev"
+    """The ChatKit domain key the `/chatkit-demo` page passes to OpenAI's ChatKit component:
+    `local-dev` serves localhost; any other domain needs the key OpenAI's domain allowlist gives
+    it (docs/chatkit.md). Not a secret: it is sent to every browser.
+    """
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]

@@ -38,6 +38,18 @@ def event_stream(events: AsyncGenerator[StreamEvent], settings: Settings) -> Eve
     )
 
 
+def encoded_event_stream(chunks: AsyncGenerator[bytes], settings: Settings) -> EventSourceResponse:
+    """Events a library has already framed (`data: ...` blocks, as OpenAI's ChatKit SDK writes
+    them) as an SSE response with the same headers, pings and limits as `event_stream`."""
+    return _StreamResponse(
+        _closing(chunks),
+        ping=settings.sse_ping_seconds,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        shutdown_grace_period=settings.shutdown_timeout_seconds,
+        send_timeout=settings.stream_send_timeout_seconds,
+    )
+
+
 class _StreamResponse(EventSourceResponse):
     """An event stream whose cut-off reader is a log line, not an application error."""
 
@@ -57,3 +69,10 @@ async def _as_sse(events: AsyncGenerator[StreamEvent]) -> AsyncGenerator[ServerS
     async with aclosing(events):
         async for name, payload in events:
             yield ServerSentEvent(event=name, data=json.dumps(payload, ensure_ascii=False))
+
+
+async def _closing(chunks: AsyncGenerator[bytes]) -> AsyncGenerator[bytes]:
+    # As in `_as_sse`: the response closing this generator closes the library's stream at once.
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            yield chunk

@@ -6,11 +6,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat import chatkit
 from bookchat.dependencies import SessionDep, SettingsDep
 from bookchat.web.dependencies import BookPagesDep
 from bookchat.web.service import (
     BookPages,
     Chapter,
+    chatkit_page_html,
     etag_matches,
     find_chapter,
     message_article,
@@ -23,6 +25,15 @@ from bookchat.web.service import (
 DEMO_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# The ChatKit demo also runs OpenAI's component: its script and frames come from OpenAI's CDN,
+# and it styles itself inline.
+CHATKIT_ORIGIN = "https://cdn.platform.openai.com"
+CHATKIT_DEMO_CSP = (
+    f"default-src 'self'; script-src 'self' {CHATKIT_ORIGIN}; frame-src {CHATKIT_ORIGIN}; "
+    f"style-src 'self' 'unsafe-inline' {CHATKIT_ORIGIN}; font-src 'self' data: {CHATKIT_ORIGIN}; "
+    f"img-src 'self' data: https:; connect-src 'self' {CHATKIT_ORIGIN}; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
 )
 STATIC_CACHE_CONTROL = "public, max-age=3600"
 
@@ -110,3 +121,29 @@ async def read_widget_script(request: Request) -> Response:
 async def read_demo_stylesheet(request: Request) -> Response:
     """The demo page's stylesheet."""
     return _static(request, "demo.css")
+
+
+@router.get("/chatkit-demo", response_class=HTMLResponse)
+async def read_chatkit_demo_page(settings: SettingsDep) -> HTMLResponse:
+    """OpenAI's ChatKit front end against this server's POST /chatkit (needs to be online)."""
+    body = chatkit_page_html(
+        book_title=settings.book_title,
+        domain_key=settings.chatkit_domain_key,
+        api_url="/chatkit" if chatkit.available() else None,
+    )
+    return HTMLResponse(
+        body,
+        headers={
+            "Content-Security-Policy": CHATKIT_DEMO_CSP,
+            "Cache-Control": "no-cache",
+            # ChatKit's frame checks which site embeds it against the domain key; the API's
+            # `no-referrer` would hide even the origin from it.
+            "Referrer-Policy": "strict-origin",
+        },
+    )
+
+
+@router.api_route("/chatkit-demo.js", methods=["GET", "HEAD"])
+async def read_chatkit_demo_script(request: Request) -> Response:
+    """The ChatKit demo page's script: the component's options and a fetch with the token."""
+    return _static(request, "chatkit-demo.js")

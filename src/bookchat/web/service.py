@@ -173,6 +173,34 @@ def page_html(
     )
 
 
+CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
+
+
+@cache
+def _chatkit_template() -> Template:
+    source = resources.files("bookchat.web").joinpath("templates", "chatkit.html")
+    return Template(source.read_text(encoding="utf-8"))
+
+
+def chatkit_page_html(*, book_title: str, domain_key: str, api_url: str | None) -> str:
+    """The ChatKit demo page; `api_url` None when this server has no ChatKit route (the
+    `chatkit` extra is not installed), which the page then says instead of loading it."""
+    status = (
+        "Loading ChatKit from OpenAI's CDN…"
+        if api_url is not None
+        else "This server runs without the ChatKit SDK: install bookchat[chatkit] "
+        "(make run does) to serve POST /chatkit."
+    )
+    return _chatkit_template().substitute(
+        book_title=html.escape(book_title),
+        api_url=html.escape(api_url or ""),
+        domain_key=html.escape(domain_key),
+        chatkit_script=html.escape(CHATKIT_SCRIPT),
+        chatkit_host=html.escape(CHATKIT_SCRIPT.split("/")[2]),
+        status=html.escape(status),
+    )
+
+
 def message_article(heading: str, text: str) -> str:
     """An article that is only a message (empty book, unknown chapter)."""
     return f"<h1>{html.escape(heading)}</h1>\n<p>{html.escape(text)}</p>"

@@ -1,0 +1,63 @@
+"""How the ChatKit route reaches its server, and the limits of the chat routes for its turns.
+
+One route serves every ChatKit request, so the limits cannot sit on the route as they do on
+`/chat/stream`: a request that asks for an answer (a streamed one) counts against the chat rate
+limit, is charged to the token budget and holds a stream slot; listing or renaming threads is
+free, as reading `/chat/history` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from chatkit.types import ChatKitReq
+from fastapi import Depends, Request
+from pydantic import TypeAdapter, ValidationError
+
+from bookchat.chat.dependencies import ChatReader
+from bookchat.chat.limits import hold_stream_slot
+from bookchat.chatkit.server import BookChatKitServer, ChatKitCall
+from bookchat.core.errors import ConfigurationError, ValidationFailed
+from bookchat.dependencies import ContainerDep, rate_limited, token_budget
+
+_REQUEST: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+_chat_rate = rate_limited("chat", lambda s: s.rate_limit_chat)
+_chat_budget = token_budget("chat")
+_stream_slot = asynccontextmanager(hold_stream_slot)
+
+
+def get_chatkit_server(container: ContainerDep) -> BookChatKitServer:
+    if container.chatkit is None:  # the route is only mounted with the SDK installed
+        raise ConfigurationError("The ChatKit SDK is not installed (bookchat[chatkit]).")
+    return container.chatkit
+
+
+async def chatkit_call(
+    request: Request, container: ContainerDep, reader: ChatReader
+) -> AsyncIterator[ChatKitCall]:
+    """The request parsed by the SDK's own types (400 in bookchat's error shape when it is
+    not one); a turn also passes the chat limits and holds a stream slot while it streams."""
+    body = await request.body()
+    try:
+        parsed = _REQUEST.validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        raise ValidationFailed(
+            "The body is not a ChatKit request.",
+            details=[{"loc": ["body", *first["loc"]], "msg": first["msg"], "type": first["type"]}],
+        ) from None
+    call = ChatKitCall(body=body, request=parsed)
+    if not call.streaming:
+        yield call
+        return
+    await _chat_rate(request, container, reader)
+    await _chat_budget(request, container, reader)
+    async with _stream_slot(request, container, reader):
+        yield call
+
+
+ChatKitServerDep = Annotated[BookChatKitServer, Depends(get_chatkit_server)]
+# scope="request": the stream slot is released after the response (the whole stream).
+ChatKitCallDep = Annotated[ChatKitCall, Depends(chatkit_call, scope="request")]
