@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
 
@@ -374,7 +374,7 @@ class FakeOpenAIServer:
         """What to pass as ``AsyncOpenAI(base_url=...)``: ``http://127.0.0.1:<port>/v1``."""
         return f"{self.url}/v1"
 
-    def start(self) -> FakeOpenAIServer:
+    def start(self) -> Self:
         """Start serving in a background thread; returns once the port is bound."""
         if self._thread is not None:
             raise RuntimeError("FakeOpenAIServer is already started")
@@ -438,7 +438,7 @@ class FakeOpenAIServer:
         self._loop = None
         self._port = None
 
-    def __enter__(self) -> FakeOpenAIServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -253,7 +253,9 @@ class Settings(BaseSettings):
     `partial`). Raise it for slow local models that write long answers.
     """
     llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-    """Sampling temperature of answers."""
+    """Sampling temperature of answers (OpenAI-compatible models; Anthropic's Messages API
+    takes none).
+    """
     llm_max_tokens: int = Field(default=800, ge=16, le=16_384)
     """Longest answer, in tokens."""
 
