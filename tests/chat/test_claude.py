@@ -7,10 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from bookchat.chat.models import Message, MessageRole, MessageStatus
+from bookchat.container import open_container
+from bookchat.core.logging import configure_logging
+from bookchat.main import log_profile
 from tests.chat.test_stream import assistant_messages, parse_sse, tokens_of
-from tests.conftest import REWRITE_MARKER, AppFactory, anthropic_settings
+from tests.conftest import REWRITE_MARKER, AppFactory, anthropic_settings, make_settings
 from tests.factories import PUBLISHERS_BOOK, QUESTION, ask, book_settings, heading, stored
 from tests.fakes.anthropic_server import Block, Cite, FakeAnthropicServer, system_of
 from tests.metrics.test_router import total
@@ -252,3 +256,21 @@ class TestClaudeStream:
         assert [(m.content, m.status) for m in stored_answers] == [
             ("one two three", MessageStatus.ERROR)
         ]
+
+
+async def test_startup_says_which_embedder_serves_claude(
+    sqlite_url: str, fake_anthropic: FakeAnthropicServer
+) -> None:
+    settings = make_settings(sqlite_url, **anthropic_settings(fake_anthropic))
+    # Profile lines are INFO; the tests' apps log from WARNING on, as they will again after.
+    configure_logging("INFO")
+    try:
+        async with open_container(settings) as container:
+            with structlog.testing.capture_logs() as logs:
+                await log_profile(container)
+    finally:
+        configure_logging(settings.log_level)
+    [line] = [entry for entry in logs if entry["event"] == "profile.embeddings"]
+    assert line["llm_provider"] == "anthropic"
+    assert line["embedder"] == "none (BM25 only)"
+    assert line["chosen_by"] == "EMBEDDINGS_PROVIDER=none"

@@ -42,7 +42,7 @@ from tests.fakes.openai_server import (
     split_tokens,
 )
 
-__all__ = ["Block", "Cite", "FakeAnthropicServer", "default_answer"]
+__all__ = ["Block", "Cite", "FakeAnthropicServer", "default_answer", "openai_shaped"]
 
 DEFAULT_MODEL = "claude-haiku-4-5"
 _message_ids = itertools.count(1)
@@ -109,6 +109,17 @@ def search_results_of(request: dict[str, Any]) -> list[dict[str, Any]]:
 def system_of(request: dict[str, Any]) -> str:
     """The request's system prompt (a string or a list of text blocks)."""
     return _text_of(request.get("system"))
+
+
+def openai_shaped(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as an OpenAI chat request (system message first, string contents), so the
+    `reply` functions written for the fake OpenAI server read it too."""
+    messages = [{"role": "system", "content": system_of(request)}] if request.get("system") else []
+    messages += [
+        {"role": m["role"], "content": _text_of(m.get("content"))}
+        for m in request.get("messages") or []
+    ]
+    return {**request, "messages": messages}
 
 
 def default_answer(request: dict[str, Any]) -> str:
