@@ -47,6 +47,7 @@ __all__ = ["Block", "Cite", "FakeAnthropicServer", "default_answer", "openai_sha
 DEFAULT_MODEL = "claude-haiku-4-5"
 _message_ids = itertools.count(1)
 _NO_STOP = "<no stop>"
+_EMPTY = -1  # `error_stream_next` queue entry of `empty_stream_next`
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -188,6 +189,11 @@ class FakeAnthropicServer(FakeOpenAIServer):
         with self._lock:
             self._finishes.extend([_NO_STOP if reason is None else reason] * times)
 
+    def empty_stream_next(self) -> None:
+        """The next streamed answer is a stream that ends, cleanly, before any event (as a proxy
+        that drops the body might answer)."""
+        self.error_stream_next(after_tokens=_EMPTY)
+
     def error_stream_next(self, *, after_tokens: int = 2) -> None:
         """The next streamed answer sends ``after_tokens`` text deltas, then an ``error`` event
         (``overloaded_error``), as the API does when it fails mid-answer."""
@@ -311,6 +317,9 @@ class FakeAnthropicServer(FakeOpenAIServer):
             (b"request-id", f"req_{message_id}".encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if error_after == _EMPTY:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
 
         async def emit(name: str, data: dict[str, Any]) -> None:
             chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()

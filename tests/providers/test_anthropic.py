@@ -303,6 +303,12 @@ class TestStream:
         assert text_of(items) == "Nodes talk over topics."
         assert not any(isinstance(item, Finish) for item in items)
 
+    async def test_a_stream_that_ends_before_the_message_is_nothing(
+        self, model: AnthropicChatModel, fake_anthropic: FakeAnthropicServer
+    ) -> None:
+        fake_anthropic.empty_stream_next()
+        assert await collect(model, PLAIN) == []
+
     async def test_a_cut_stream_is_an_error_after_the_text_received(
         self, model: AnthropicChatModel, fake_anthropic: FakeAnthropicServer
     ) -> None:

@@ -282,10 +282,13 @@ class AnthropicChatModel:
         block_citations: list[TextCitation] = []
         usage: Usage | None = None
         finish: str | None = None
+        begun = False
         try:
             async with self._client.messages.stream(**self._request(prompt, check)) as events:
                 async for event in events:
-                    if event.type == "content_block_start":
+                    if event.type == "message_start":
+                        begun = True
+                    elif event.type == "content_block_start":
                         block_text, block_citations = "", []
                     elif event.type == "content_block_delta":
                         if event.delta.type == "text_delta" and event.delta.text:
@@ -298,10 +301,12 @@ class AnthropicChatModel:
                             yield _after(block_text, markers)
                         block_text, block_citations = "", []
                 # Set only by the model's `message_delta`: a stream that ends without it (the
-                # body was cut cleanly) is not a whole answer.
-                snapshot = events.current_message_snapshot
-                finish = finish_reason(snapshot.stop_reason)
-                usage = _usage(snapshot.usage)
+                # body was cut cleanly) is not a whole answer. One that ended before even
+                # `message_start` has no message at all.
+                if begun:
+                    snapshot = events.current_message_snapshot
+                    finish = finish_reason(snapshot.stop_reason)
+                    usage = _usage(snapshot.usage)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             self._log_failure(exc, started)
             raise translate_anthropic_error(exc) from exc
