@@ -323,7 +323,7 @@ def claude_book_reply(request: dict[str, Any]) -> str:
     if REWRITE_MARKER in system_of(request):
         return "publisher subscriber topic"
     texts = [b["text"] for b in request["messages"][-1]["content"] if b.get("type") == "text"]
-    return f"Fake answer to: {question_of(texts[-1])}"
+    return f"Fake answer to: {question_of(texts[-1]) if texts else ''}"
 
 
 # What `ingest_book` wrote for a (folder, base URL, collection) into a fresh SQLite file and

@@ -4,8 +4,10 @@ Claude's own citation objects, and the reader sees what any other model's answer
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 import structlog.testing
 
@@ -14,7 +16,13 @@ from bookchat.container import open_container
 from bookchat.core.logging import configure_logging
 from bookchat.main import log_profile
 from tests.chat.test_stream import assistant_messages, parse_sse, tokens_of
-from tests.conftest import REWRITE_MARKER, AppFactory, anthropic_settings, make_settings
+from tests.conftest import (
+    REWRITE_MARKER,
+    AppFactory,
+    anthropic_settings,
+    live_server,
+    make_settings,
+)
 from tests.factories import PUBLISHERS_BOOK, QUESTION, ask, book_settings, heading, stored
 from tests.fakes.anthropic_server import Block, Cite, FakeAnthropicServer, system_of
 from tests.metrics.test_router import total
@@ -256,6 +264,35 @@ class TestClaudeStream:
         assert [(m.content, m.status) for m in stored_answers] == [
             ("one two three", MessageStatus.ERROR)
         ]
+
+
+class TestClaudeHangUp:
+    async def test_a_reader_who_leaves_keeps_a_partial_answer(
+        self, database_url: str, fake_anthropic: FakeAnthropicServer
+    ) -> None:
+        fake_anthropic.reply = " ".join(f"word{i}" for i in range(60))
+        fake_anthropic.token_delay = 0.05
+        settings = await book_settings(database_url, **anthropic_settings(fake_anthropic))
+        with live_server(settings) as base:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=10) as client,
+                client.stream("POST", "/api/v1/chat/stream", json={"message": QUESTION}) as reply,
+            ):
+                tokens = 0
+                async for line in reply.aiter_lines():
+                    tokens += line.startswith("event: token")
+                    if tokens == 3:
+                        break
+            # The server notices the hang-up, closes Claude's stream and stores what it had.
+            for _ in range(200):
+                answers = await assistant_messages(database_url)
+                if answers:
+                    break
+                await asyncio.sleep(0.025)
+        [answer] = answers
+        assert answer.status == MessageStatus.PARTIAL
+        assert answer.content.startswith("word0 word1 word2")
+        assert len(answer.content.split()) < 60
 
 
 async def test_startup_says_which_embedder_serves_claude(
