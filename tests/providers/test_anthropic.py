@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
-from bookchat.providers.anthropic import CACHE_MIN_TOKENS, AnthropicChatModel, paragraphs
+from bookchat.providers.anthropic import CACHE_MIN_TOKENS, AnthropicChatModel
 from bookchat.providers.base import (
     SELECTION_TITLE,
     ChatMessage,
@@ -16,6 +16,7 @@ from bookchat.providers.base import (
     Source,
     Usage,
 )
+from bookchat.providers.search_results import paragraphs
 from tests.fakes.anthropic_server import Block, Cite, FakeAnthropicServer, default_answer
 
 PLAIN = ChatPrompt(
@@ -248,6 +249,42 @@ class TestCitations:
         assert pieces == ["Publishers ", "send ", "[1]", "on ", "topics", " [2]", "."]
         assert items[-2:] == [Finish("stop"), items[-1]]
         assert outcomes == ["kept", "kept", "dropped"]
+
+    @pytest.mark.parametrize(
+        ("blocks", "shown"),
+        [
+            (  # a cited code block: the marker goes under its closing fence, not on it
+                [
+                    Block("Install it:\n\n```bash\npip install rclpy\n```", (Cite(0),)),
+                    Block("\nThen run it", (Cite(1),)),
+                    Block("."),
+                ],
+                "Install it:\n\n```bash\npip install rclpy\n```\n[1]\nThen run it [2].",
+            ),
+            (  # a block that ends inside code: its marker waits for the fence to close
+                [
+                    Block("```python\nx = 1", (Cite(0),)),
+                    Block("\n```\nDone", (Cite(1),)),
+                    Block("."),
+                ],
+                "```python\nx = 1\n```\nDone [1][2].",
+            ),
+            (  # never closed: the markers come at the end all the same
+                [Block("```python\nx = 1", (Cite(0),))],
+                "```python\nx = 1 [1]",
+            ),
+        ],
+    )
+    async def test_markers_never_land_inside_code(
+        self,
+        blocks: list[Block],
+        shown: str,
+        model: AnthropicChatModel,
+        fake_anthropic: FakeAnthropicServer,
+    ) -> None:
+        fake_anthropic.blocks = blocks
+        assert (await model.complete(WITH_SOURCES)).text == shown
+        assert text_of(await collect(model, WITH_SOURCES)) == shown
 
     async def test_without_sources_nothing_is_sent_as_a_document(
         self, model: AnthropicChatModel, fake_anthropic: FakeAnthropicServer

@@ -12,14 +12,14 @@ renumbers and lists them exactly as it does any other model's answer.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import anthropic
 import httpx2
 import structlog
 from anthropic import AsyncAnthropic
-from anthropic.types import CitationsSearchResultLocation, TextCitation
+from anthropic.types import TextCitation
 
 from bookchat.content.markdown import estimate_tokens
 from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
@@ -31,10 +31,10 @@ from bookchat.providers.base import (
     ChatPrompt,
     Completion,
     Finish,
-    Source,
     Usage,
 )
 from bookchat.providers.openai import vendor_retry_after
+from bookchat.providers.search_results import CitationCheck, CitationCounter, Markers
 
 logger = structlog.get_logger(__name__)
 
@@ -55,9 +55,6 @@ STOP_REASONS = {
     "refusal": "content_filter",
     "tool_use": "tool_calls",
 }
-
-# Called with "kept" or "dropped" for every citation the model made.
-CitationCounter = Callable[[str], None]
 
 
 def finish_reason(stop_reason: str | None) -> str | None:
@@ -102,102 +99,6 @@ def _error_type(body: object) -> str | None:
     error = body.get("error") if isinstance(body, dict) else None
     kind = error.get("type") if isinstance(error, dict) else None
     return kind if isinstance(kind, str) else None
-
-
-def _squeezed(text: str) -> str:
-    """`text` without whitespace: a quote matches its passage however the lines were joined."""
-    return "".join(text.split())
-
-
-def paragraphs(text: str) -> list[str]:
-    """A passage's paragraphs (a code fence stays whole): the units Claude's citations quote,
-    so a citation points at a paragraph rather than at the whole passage."""
-    blocks: list[str] = []
-    lines: list[str] = []
-    fence: str | None = None
-    for line in text.strip().splitlines():
-        marker = line.lstrip()[:3]
-        if marker in ("```", "~~~"):
-            fence = None if fence == marker else fence or marker
-        if not line.strip() and fence is None:
-            if lines:
-                blocks.append("\n".join(lines))
-                lines = []
-            continue
-        lines.append(line)
-    if lines:
-        blocks.append("\n".join(lines))
-    return blocks or [text]
-
-
-def _heading(source: Source) -> str:
-    return source.title if not source.section else f"{source.title} > {source.section}"
-
-
-class CitationCheck:
-    """The passages sent as search results, and the check of the model's citations of them."""
-
-    def __init__(self, sources: Sequence[Source], counter: CitationCounter | None) -> None:
-        self.sources = list(sources)
-        self.names = [s.page_url or s.source_path or _heading(s) for s in self.sources]
-        self._texts = [_squeezed(s.text) for s in self.sources]
-        self._counter = counter
-        self.kept = 0
-        self.dropped = 0
-
-    def search_results(self) -> list[dict[str, Any]]:
-        """The passages as `search_result` blocks, in the order their indexes refer to."""
-        return [
-            {
-                "type": "search_result",
-                "source": name,
-                "title": _heading(source),
-                "content": [{"type": "text", "text": p} for p in paragraphs(source.text)],
-                "citations": {"enabled": True},
-            }
-            for source, name in zip(self.sources, self.names, strict=True)
-        ]
-
-    def markers(self, citations: Sequence[TextCitation] | None) -> str:
-        """The `[n]` markers for a text block's citations that check out (may be "")."""
-        numbers: list[int] = []
-        for citation in citations or ():
-            number = self._number(citation)
-            if number is None:
-                self._count("dropped")
-            else:
-                self._count("kept")
-                if number not in numbers:
-                    numbers.append(number)
-        return "".join(f"[{n}]" for n in numbers)
-
-    def _number(self, citation: TextCitation) -> int | None:
-        """The cited passage's number, or None when the citation does not hold: it is not of a
-        search result, names none we sent, or quotes text that is not in the one it names."""
-        if not isinstance(citation, CitationsSearchResultLocation):
-            return None
-        at = citation.search_result_index
-        if not 0 <= at < len(self.sources) or citation.source != self.names[at]:
-            return None
-        quoted = _squeezed(citation.cited_text)
-        if not quoted or quoted not in self._texts[at]:
-            return None
-        return self.sources[at].index
-
-    def _count(self, outcome: str) -> None:
-        if outcome == "kept":
-            self.kept += 1
-        else:
-            self.dropped += 1
-        if self._counter is not None:
-            self._counter(outcome)
-
-
-def _after(text: str, markers: str) -> str:
-    """Markers as they follow the text they support: `green [1]`, not `green[1]`."""
-    if not markers or not text or text[-1].isspace():
-        return markers
-    return " " + markers
 
 
 class AnthropicChatModel:
@@ -261,11 +162,12 @@ class AnthropicChatModel:
         except anthropic.AnthropicError as exc:
             self._log_failure(exc, started)
             raise translate_anthropic_error(exc) from exc
+        markers = Markers(check)
         text = ""
         for block in message.content:
             if block.type == "text":
-                markers = check.markers(block.citations)
-                text += block.text + _after(block.text, markers)
+                text += markers.text(block.text) + markers.block_end(block.citations)
+        text += markers.end()
         usage = _usage(message.usage)
         finish = finish_reason(message.stop_reason)
         self._log_call(started, usage, finish, check, stream=False)
@@ -276,10 +178,9 @@ class AnthropicChatModel:
     async def stream(self, prompt: ChatPrompt) -> AsyncGenerator[str | Finish | Usage]:
         started = time.perf_counter()
         check = self._check(prompt)
-        # The text block being received: its text so far and its citations, whose markers
-        # follow it when it ends.
-        block_text = ""
-        block_citations: list[TextCitation] = []
+        markers = Markers(check)
+        # The citations of the text block being received: its markers follow it when it ends.
+        citations: list[TextCitation] = []
         usage: Usage | None = None
         finish: str | None = None
         begun = False
@@ -289,17 +190,16 @@ class AnthropicChatModel:
                     if event.type == "message_start":
                         begun = True
                     elif event.type == "content_block_start":
-                        block_text, block_citations = "", []
+                        citations = []
                     elif event.type == "content_block_delta":
                         if event.delta.type == "text_delta" and event.delta.text:
-                            block_text += event.delta.text
-                            yield event.delta.text
+                            yield markers.text(event.delta.text)
                         elif event.delta.type == "citations_delta":
-                            block_citations.append(event.delta.citation)
+                            citations.append(event.delta.citation)
                     elif event.type == "content_block_stop":
-                        if markers := check.markers(block_citations):
-                            yield _after(block_text, markers)
-                        block_text, block_citations = "", []
+                        if shown := markers.block_end(citations):
+                            yield shown
+                        citations = []
                 # Set only by the model's `message_delta`: a stream that ends without it (the
                 # body was cut cleanly) is not a whole answer. One that ended before even
                 # `message_start` has no message at all.
@@ -311,6 +211,8 @@ class AnthropicChatModel:
             self._log_failure(exc, started)
             raise translate_anthropic_error(exc) from exc
         self._log_call(started, usage, finish, check, stream=True)
+        if rest := markers.end():
+            yield rest
         if finish is not None:
             yield Finish(finish)
         if usage is not None:
