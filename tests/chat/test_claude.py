@@ -295,6 +295,22 @@ class TestClaudeHangUp:
         assert len(answer.content.split()) < 60
 
 
+async def test_health_names_claude(
+    sqlite_url: str, fake_anthropic: FakeAnthropicServer, app_factory: AppFactory
+) -> None:
+    settings = make_settings(sqlite_url, **anthropic_settings(fake_anthropic))
+    async with app_factory(settings) as client:
+        llm = (await client.get("/api/v1/health")).json()["components"]["llm"]
+    assert llm == {
+        "status": "ok",
+        "profile": "anthropic",
+        "detail": "model=claude-haiku-4-5",
+        "latency_ms": None,
+    }
+    # Health costs no model call.
+    assert fake_anthropic.messages_requests() == []
+
+
 async def test_startup_says_which_embedder_serves_claude(
     sqlite_url: str, fake_anthropic: FakeAnthropicServer
 ) -> None:
