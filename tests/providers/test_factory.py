@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from bookchat.providers.anthropic import AnthropicChatModel
+from bookchat.providers.base import ChatMessage, ChatPrompt
 from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.factory import ProviderConfigError, build_providers
 from bookchat.providers.openai import OpenAIChatModel
-from tests.conftest import make_settings, openai_settings
+from tests.conftest import anthropic_settings, make_settings, openai_settings
+from tests.fakes.anthropic_server import FakeAnthropicServer
 from tests.fakes.openai_server import FakeOpenAIServer
 
 
@@ -44,6 +46,29 @@ async def test_llm_model_names_the_claude_model() -> None:
     providers = await build_providers(settings)
     assert providers.chat.model == "claude-sonnet-4-6"
     await providers.aclose()
+
+
+async def test_the_settings_url_wins_over_the_sdks_own_environment_reading(
+    monkeypatch: pytest.MonkeyPatch, fake_anthropic: FakeAnthropicServer
+) -> None:
+    # Compose's `env_file` puts `.env.example`'s empty `ANTHROPIC_BASE_URL=` in the
+    # environment, where the SDK would read it; the settings read it as "not set".
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "")
+    unset = make_settings("sqlite://", llm_provider="anthropic", anthropic_api_key="k")
+    providers = await build_providers(unset)
+    assert isinstance(providers.chat, AnthropicChatModel)
+    assert str(providers.chat._client.base_url).rstrip("/") == "https://api.anthropic.com"
+    await providers.aclose()
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
+    providers = await build_providers(
+        make_settings("sqlite://", **anthropic_settings(fake_anthropic))
+    )
+    prompt = ChatPrompt(messages=[ChatMessage("user", "hi")], question="hi")
+    completion = await providers.chat.complete(prompt)
+    await providers.aclose()
+    assert completion.text.startswith("Fake answer to:")
+    assert len(fake_anthropic.messages_requests()) == 1
 
 
 async def test_anthropic_without_key_is_refused() -> None:

@@ -38,6 +38,7 @@ from bookchat.providers.search_results import CitationCheck, CitationCounter, Ma
 
 logger = structlog.get_logger(__name__)
 
+ANTHROPIC_API_URL = "https://api.anthropic.com"
 # Anthropic requires `max_tokens`; a call that sets none (none of ours does) gets this.
 DEFAULT_MAX_TOKENS = 1_024
 # The shortest prefix worth a cache breakpoint, in (estimated) tokens: Anthropic caches
@@ -119,8 +120,14 @@ class AnthropicChatModel:
     ) -> None:
         self.model = model
         self._citations = citations
+        # Always an explicit URL: left None, the SDK reads ANTHROPIC_BASE_URL from the
+        # environment itself, and takes an empty one (`env_file` copies `.env.example`'s
+        # `ANTHROPIC_BASE_URL=`) for the URL. The settings are the one source.
         self._client = AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key,
+            base_url=base_url or ANTHROPIC_API_URL,
+            timeout=timeout,
+            max_retries=max_retries,
         )
 
     def _request(self, prompt: ChatPrompt, check: CitationCheck) -> dict[str, Any]:

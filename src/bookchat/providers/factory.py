@@ -21,6 +21,7 @@ from bookchat.providers.embeddings import (
 )
 from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.openai import OpenAIChatModel
+from bookchat.providers.search_results import CitationCounter
 from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
 from bookchat.retrieval.rerank import (
     CrossEncoderReranker,
@@ -55,6 +56,20 @@ def _openai_key(settings: Settings) -> str | None:
     return settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
 
 
+def _citation_counter(
+    metrics: Metrics | None, provider: LLMProvider, model: str
+) -> CitationCounter | None:
+    """What counts a model's own citations by outcome (`kept`, `dropped`) in `metrics`."""
+    if metrics is None:
+        return None
+    citations = metrics.llm_citations.labels
+
+    def count(outcome: str) -> None:
+        citations(provider.value, model, outcome).inc()
+
+    return count
+
+
 def build_chat_model(
     settings: Settings, embedder: Embedder | None = None, metrics: Metrics | None = None
 ) -> ChatModel:
@@ -65,20 +80,13 @@ def build_chat_model(
     if provider is LLMProvider.ANTHROPIC:
         if not settings.anthropic_api_key:
             raise ProviderConfigError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
-        counter = None
-        if metrics is not None:
-            checked = metrics.llm_citations
-
-            def counter(outcome: str) -> None:
-                checked.labels(LLMProvider.ANTHROPIC.value, model, outcome).inc()
-
         return AnthropicChatModel(
             model=model,
             api_key=settings.anthropic_api_key.get_secret_value(),
             base_url=settings.anthropic_base_url,
             timeout=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
-            citations=counter,
+            citations=_citation_counter(metrics, LLMProvider.ANTHROPIC, model),
         )
     if provider is LLMProvider.OPENAI:
         key = _openai_key(settings)
