@@ -112,7 +112,9 @@ class AnthropicChatModel:
         self,
         *,
         model: str,
-        api_key: str | None,
+        # Required: without one the SDK would look for credentials of its own (environment,
+        # profile files), past the settings.
+        api_key: str,
         base_url: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 2,
