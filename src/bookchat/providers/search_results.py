@@ -29,7 +29,7 @@ def paragraphs(text: str) -> list[str]:
     fence: str | None = None
     for line in text.strip().splitlines():
         marker = line.lstrip()[:3]
-        if marker in ("```", "~~~"):
+        if marker in _FENCES:
             fence = None if fence == marker else fence or marker
         if not line.strip() and fence is None:
             if lines:
