@@ -15,6 +15,7 @@ from tests.chapters.fakes import (
     shouting_reply,
     urdu_reply,
 )
+from tests.chat.test_stream import parse_sse
 from tests.conftest import AppFactory, anthropic_settings
 from tests.factories import book_settings
 from tests.fakes.anthropic_server import FakeAnthropicServer, openai_shaped, system_of
@@ -82,6 +83,29 @@ class TestClaudeChapters:
             assert kept in body["content"], kept
         assert "# لفظ لفظ لفظ لفظ {#gpu-sim}" in body["content"]
         assert "into Urdu (language tag ur)" in system_of(fake_anthropic.messages_requests()[0])
+
+    async def test_a_streamed_translation_sends_its_sections_as_they_come(
+        self,
+        sqlite_url: str,
+        fake_anthropic: FakeAnthropicServer,
+        app_factory: AppFactory,
+        tmp_path: Path,
+    ) -> None:
+        fake_anthropic.reply = lambda request: urdu_reply(openai_shaped(request))
+        settings = await claude_ready(
+            sqlite_url, fake_anthropic, tmp_path, generation_section_tokens=100
+        )
+        async with app_factory(settings) as client:
+            response = await client.post(
+                "/api/v1/translate/stream", json={"source_path": CHAPTER_PATH}
+            )
+
+        events, _ = parse_sse(response.text)
+        assert [name for name, _ in events] == ["start", "token", "token", "token", "token", "done"]
+        assert events[0][1]["model"] == "claude-haiku-4-5"
+        streamed = "".join(data["text"] for name, data in events if name == "token")
+        assert streamed == events[-1][1]["content"]
+        assert "# لفظ لفظ لفظ لفظ {#gpu-sim}" in streamed
 
     async def test_a_failing_model_is_the_documented_error(
         self,
