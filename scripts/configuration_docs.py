@@ -94,12 +94,14 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "Language model",
-        "Any OpenAI-compatible chat model, or the offline extractive answerer.",
+        "Any OpenAI-compatible chat model, Anthropic's Claude, or the offline extractive answerer.",
         (
             "llm_provider",
             "llm_model",
             "openai_api_key",
             "openai_base_url",
+            "anthropic_api_key",
+            "anthropic_base_url",
             "llm_timeout_seconds",
             "llm_max_retries",
             "chat_turn_timeout_seconds",

@@ -42,6 +42,7 @@ from bookchat.core.db import Base, create_engine
 from bookchat.core.migrations import upgrade
 from bookchat.main import create_app
 from bookchat.tables import load_all_tables
+from tests.fakes.anthropic_server import FakeAnthropicServer, system_of
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.prompt_layout import question_of
 
@@ -288,6 +289,41 @@ def book_reply(request: dict[str, Any]) -> str:
     if REWRITE_MARKER in messages[0]["content"]:
         return "publisher subscriber topic"
     return f"Fake answer to: {question_of(messages[-1]['content'])}"
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic_server() -> Iterator[FakeAnthropicServer]:
+    with FakeAnthropicServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_anthropic(fake_anthropic_server: FakeAnthropicServer) -> Iterator[FakeAnthropicServer]:
+    """The fake Anthropic Messages API, with clean state for this test (see `fake_openai`)."""
+    fake_anthropic_server.reset(retire_connections=True)
+    fake_anthropic_server.reply = claude_book_reply
+    yield fake_anthropic_server
+    fake_anthropic_server.reset()
+
+
+def anthropic_settings(fake: FakeAnthropicServer) -> dict[str, Any]:
+    """Settings that point the real `anthropic` SDK at the fake server."""
+    return {
+        "llm_provider": "anthropic",
+        "anthropic_api_key": "sk-ant-test-key",
+        "anthropic_base_url": fake.base_url,
+        "llm_max_retries": 0,
+        "llm_timeout_seconds": 2.0,
+    }
+
+
+def claude_book_reply(request: dict[str, Any]) -> str:
+    """`book_reply` for the fake Anthropic server, whose system prompt is a field of its own and
+    whose user message is a list of blocks (the question in the last text block)."""
+    if REWRITE_MARKER in system_of(request):
+        return "publisher subscriber topic"
+    texts = [b["text"] for b in request["messages"][-1]["content"] if b.get("type") == "text"]
+    return f"Fake answer to: {question_of(texts[-1]) if texts else ''}"
 
 
 # What `ingest_book` wrote for a (folder, base URL, collection) into a fresh SQLite file and

@@ -124,7 +124,7 @@ async def open_container(
             ),
         )
         stack.push_async_callback(engine.dispose)
-        providers = await build_providers(settings)
+        providers = await build_providers(settings, metrics)
         stack.push_async_callback(providers.aclose)
         # A call refused by the budget never reaches the model, so it is not measured either.
         providers.chat = BudgetedChatModel(MeasuredChatModel(providers.chat, metrics))

@@ -75,6 +75,14 @@ async def log_profile(container: Container) -> None:
     database = database_profile(settings.database_url.get_secret_value())
     logger.info("profile.database", profile=database)
     logger.info("profile.llm", provider=chat.provider, model=chat.model, mode=chat.mode)
+    if chat.provider == "anthropic":
+        # Anthropic offers no embeddings: say which embedder retrieval uses instead.
+        logger.info(
+            "profile.embeddings",
+            llm_provider=chat.provider,
+            embedder=embedder.name if embedder else "none (BM25 only)",
+            chosen_by=f"EMBEDDINGS_PROVIDER={settings.embeddings_provider.value}",
+        )
     logger.info(
         "profile.index",
         mode=container.index.mode,

@@ -45,9 +45,23 @@ class TestDefaults:
         explicit = settings(openai_api_key="sk-x", llm_provider="extractive")
         assert explicit.resolved_llm_provider is LLMProvider.EXTRACTIVE
 
+    def test_auto_picks_anthropic_when_only_its_key_is_set(self) -> None:
+        claude = settings(anthropic_api_key="sk-ant-x")
+        assert claude.resolved_llm_provider is LLMProvider.ANTHROPIC
+        assert claude.resolved_llm_model == "claude-haiku-4-5"
+        both = settings(anthropic_api_key="sk-ant-x", openai_api_key="sk-x")
+        assert both.resolved_llm_provider is LLMProvider.OPENAI
+        assert both.resolved_llm_model == "gpt-4o-mini"
+        assert settings(anthropic_api_key="").resolved_llm_provider is LLMProvider.EXTRACTIVE
+
     def test_secrets_do_not_show_in_repr(self) -> None:
-        s = settings(openai_api_key="sk-very-secret", database_url="postgresql://u:pw-123@h/d")
+        s = settings(
+            openai_api_key="sk-very-secret",
+            anthropic_api_key="sk-ant-very-secret",
+            database_url="postgresql://u:pw-123@h/d",
+        )
         assert "sk-very-secret" not in repr(s)
+        assert "sk-ant-very-secret" not in repr(s)
         assert "pw-123" not in repr(s)
 
     @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
 
@@ -374,7 +374,7 @@ class FakeOpenAIServer:
         """What to pass as ``AsyncOpenAI(base_url=...)``: ``http://127.0.0.1:<port>/v1``."""
         return f"{self.url}/v1"
 
-    def start(self) -> FakeOpenAIServer:
+    def start(self) -> Self:
         """Start serving in a background thread; returns once the port is bound."""
         if self._thread is not None:
             raise RuntimeError("FakeOpenAIServer is already started")
@@ -438,7 +438,7 @@ class FakeOpenAIServer:
         self._loop = None
         self._port = None
 
-    def __enter__(self) -> FakeOpenAIServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -602,6 +602,16 @@ class FakeOpenAIServer:
             reason = self._finishes.popleft() if self._finishes else "stop"
         return None if reason == _NO_FINISH else reason
 
+    async def _send_error(
+        self,
+        send: Send,
+        status: int,
+        message: str,
+        extra_headers: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """An error answer in the vendor's shape (a fake of another vendor's API overrides it)."""
+        await _send_error(send, status, message, extra_headers)
+
     def _reply_text(self, request: dict[str, Any]) -> str:
         reply = self.reply
         return reply if isinstance(reply, str) else reply(request)
@@ -632,7 +642,9 @@ class FakeOpenAIServer:
             RecordedRequest(method, path, headers, body), tuple(client) if client else None
         )
         if not current:
-            await _send_error(send, 503, "this connection was opened before the fake was reset")
+            await self._send_error(
+                send, 503, "this connection was opened before the fake was reset"
+            )
             return
 
         call = _Call(self, receive)
@@ -645,16 +657,16 @@ class FakeOpenAIServer:
             )
             if hung_up:
                 if not call.disconnected:
-                    await _send_error(send, 503, "fake server is shutting down")
+                    await self._send_error(send, 503, "fake server is shutting down")
                 return
             if fault is not None and fault.kind == "fail":
                 extra: list[tuple[bytes, bytes]] = []
                 if fault.retry_after is not None:
                     extra.append((b"retry-after", f"{fault.retry_after:g}".encode("ascii")))
-                await _send_error(send, fault.status, fault.message, extra)
+                await self._send_error(send, fault.status, fault.message, extra)
                 return
             if bad_json:
-                await _send_error(send, 400, "Request body is not valid JSON")
+                await self._send_error(send, 400, "Request body is not valid JSON")
                 return
             await self._route(call, method, path, body, send)
         finally:

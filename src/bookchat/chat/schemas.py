@@ -82,9 +82,15 @@ class Citation(Passage):
 
 
 class UsageRead(BaseModel):
+    """Tokens the answer used. `prompt_tokens` includes the prompt tokens the vendor read from
+    its prompt cache (`cache_read_tokens`) or wrote to it (`cache_write_tokens`); those two
+    are reported for the answer just given, and are 0 in history."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 ChatMode = Literal["rag", "selected_text", "no_context"]

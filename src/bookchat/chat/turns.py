@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from sqlalchemy import update
@@ -139,6 +140,8 @@ async def prepare_turn(
 
     cache_key: str | None = None
     cached: CachedAnswer | None = None
+    # The same prompt for a model that takes the sources as documents and cites them itself.
+    document_messages: list[ChatMessage] | None = None
     if request.selected_text:
         # The selection alone: no retrieval, no history.
         mode: ChatMode = "selected_text"
@@ -151,9 +154,13 @@ async def prepare_turn(
                 page_url=request.page_context,
             )
         ]
-        messages = prompts.selection_messages(
-            title=settings.book_title, question=request.message, selection=request.selected_text
+        layout = partial(
+            prompts.selection_messages,
+            title=settings.book_title,
+            question=request.message,
+            selection=request.selected_text,
         )
+        messages, document_messages = layout(), layout(as_documents=True)
     elif (
         history
         and not leans_on_conversation(request.message)
@@ -190,19 +197,22 @@ async def prepare_turn(
             )
         )
         mode = "rag" if sources else "no_context"
-        messages = prompts.book_messages(
+        layout = partial(
+            prompts.book_messages,
             title=settings.book_title,
             question=request.message,
             sources=sources,
             history=history,
             history_token_budget=settings.history_token_budget,
         )
+        messages, document_messages = layout(), layout(as_documents=True)
     prompt = ChatPrompt(
         messages=messages,
         question=request.message,
         sources=sources,
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
+        document_messages=document_messages,
     )
     if mode != "no_context" and cached is None:
         # The budget must cover this question before a stream opens (a 429, not an event).
@@ -323,6 +333,8 @@ async def finish_turn(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
         ),
         latency_ms=latency_ms,
         cached=turn.cached is not None,

@@ -26,7 +26,15 @@ class Environment(StrEnum):
 class LLMProvider(StrEnum):
     AUTO = "auto"
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
     EXTRACTIVE = "extractive"
+
+
+# The model each vendor answers with when LLM_MODEL is not set.
+DEFAULT_LLM_MODELS = {
+    LLMProvider.OPENAI: "gpt-4o-mini",
+    LLMProvider.ANTHROPIC: "claude-haiku-4-5",
+}
 
 
 class EmbeddingsProvider(StrEnum):
@@ -213,17 +221,26 @@ class Settings(BaseSettings):
 
     # Language model
     llm_provider: LLMProvider = LLMProvider.AUTO
-    """`auto` (OpenAI-compatible when OPENAI_API_KEY is set, else the offline extractive answerer),
-    `openai` or `extractive`.
+    """`auto` (OpenAI-compatible when OPENAI_API_KEY is set, else Anthropic when only
+    ANTHROPIC_API_KEY is set, else the offline extractive answerer), `openai`, `anthropic` or
+    `extractive`.
     """
-    llm_model: str = "gpt-4o-mini"
-    """Model name sent to the OpenAI-compatible endpoint."""
+    llm_model: str | None = None
+    """Model name sent to the provider (default: `gpt-4o-mini` for openai, `claude-haiku-4-5`
+    for anthropic).
+    """
     openai_api_key: SecretStr | None = None
     """API key of OpenAI or of the compatible service."""
     openai_base_url: str | None = None
     """Base URL of a compatible server (Ollama `http://localhost:11434/v1`, vLLM, OpenRouter,
     Groq…).
     """
+    anthropic_api_key: SecretStr | None = None
+    """API key of Anthropic (Claude). Anthropic has no embeddings: EMBEDDINGS_PROVIDER still
+    chooses the embedder.
+    """
+    anthropic_base_url: str | None = None
+    """Base URL of the Anthropic Messages API, for a proxy or gateway (default: Anthropic's)."""
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     """Seconds before a model call is abandoned (answered 504 `llm_timeout`)."""
     llm_max_retries: int = Field(default=2, ge=0, le=10)
@@ -236,7 +253,9 @@ class Settings(BaseSettings):
     `partial`). Raise it for slow local models that write long answers.
     """
     llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-    """Sampling temperature of answers."""
+    """Sampling temperature of answers (OpenAI-compatible models; Anthropic's Messages API
+    takes none).
+    """
     llm_max_tokens: int = Field(default=800, ge=16, le=16_384)
     """Longest answer, in tokens."""
 
@@ -388,8 +407,11 @@ class Settings(BaseSettings):
         return level
 
     @field_validator(
+        "llm_model",
         "openai_api_key",
         "openai_base_url",
+        "anthropic_api_key",
+        "anthropic_base_url",
         "qdrant_url",
         "qdrant_api_key",
         "admin_api_key",
@@ -464,10 +486,22 @@ class Settings(BaseSettings):
 
     @property
     def resolved_llm_provider(self) -> LLMProvider:
-        """The provider `auto` stands for: OpenAI when a key is set, else extractive."""
+        """The provider `auto` stands for: OpenAI when its key is set, else Anthropic when its
+        key is set, else extractive."""
         if self.llm_provider is not LLMProvider.AUTO:
             return self.llm_provider
-        return LLMProvider.OPENAI if self.openai_api_key else LLMProvider.EXTRACTIVE
+        if self.openai_api_key:
+            return LLMProvider.OPENAI
+        if self.anthropic_api_key:
+            return LLMProvider.ANTHROPIC
+        return LLMProvider.EXTRACTIVE
+
+    @property
+    def resolved_llm_model(self) -> str:
+        """LLM_MODEL, else the default model of the resolved provider."""
+        if self.llm_model:
+            return self.llm_model
+        return DEFAULT_LLM_MODELS.get(self.resolved_llm_provider, "extractive")
 
 
 @lru_cache

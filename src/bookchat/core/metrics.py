@@ -93,8 +93,17 @@ class Metrics:
         )
         self.llm_tokens = Counter(
             "bookchat_llm_tokens",
-            "Tokens the language model reported, by kind (prompt or completion).",
+            "Tokens the language model reported, by kind: prompt, completion, and the prompt "
+            "tokens read from (cache_read) or written to (cache_write) the vendor's cache.",
             ["provider", "model", "kind"],
+            registry=registry,
+        )
+        # Citations a model makes itself (Claude's search-result citations): `dropped` ones
+        # quoted text that is not in the passage they name, and were not shown.
+        self.llm_citations = Counter(
+            "bookchat_llm_citations",
+            "Citations the model made itself, by outcome: kept, or dropped (failed the check).",
+            ["provider", "model", "outcome"],
             registry=registry,
         )
         self.retrieval_duration = Histogram(

@@ -58,7 +58,10 @@ def describe_llm(chat: ChatModel) -> ComponentRead:
     """The language model's profile (nothing to call: a model call costs money)."""
     detail = f"model={chat.model}"
     if chat.mode == "extractive":
-        detail += " (offline: answers quote the book; set OPENAI_API_KEY for a language model)"
+        detail += (
+            " (offline: answers quote the book; set OPENAI_API_KEY or ANTHROPIC_API_KEY for a"
+            " language model)"
+        )
     return ComponentRead(status="ok", profile=chat.provider, detail=detail)
 
 

@@ -46,6 +46,11 @@ class ChatPrompt:
     question in delimited blocks: `chat/prompts.py`) for generative models; `question` and
     `sources` are the same content in structured form for models that work on passages
     directly, such as the extractive one.
+
+    `document_messages`, when set, is the same prompt for a model that takes `sources` as
+    documents and cites them itself (Claude's search results): rules that ask for no `[n]`
+    markers, and a user message without the source blocks, which such a model sends as
+    documents ahead of it.
     """
 
     messages: Sequence[ChatMessage]
@@ -53,12 +58,18 @@ class ChatPrompt:
     sources: Sequence[Source] = ()
     temperature: float = 0.2
     max_tokens: int | None = None
+    document_messages: Sequence[ChatMessage] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens a call used. `prompt_tokens` counts every input token, those read from or written
+    to the vendor's prompt cache included (`cache_read_tokens`, `cache_write_tokens`)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -9,6 +9,8 @@ import structlog
 
 from bookchat.core.config import EmbeddingsProvider, LLMProvider, RerankerKind, Settings
 from bookchat.core.errors import ConfigurationError
+from bookchat.core.metrics import Metrics
+from bookchat.providers.anthropic import AnthropicChatModel
 from bookchat.providers.base import ChatModel
 from bookchat.providers.embeddings import (
     Embedder,
@@ -19,6 +21,7 @@ from bookchat.providers.embeddings import (
 )
 from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.openai import OpenAIChatModel
+from bookchat.providers.search_results import CitationCounter
 from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
 from bookchat.retrieval.rerank import (
     CrossEncoderReranker,
@@ -53,9 +56,38 @@ def _openai_key(settings: Settings) -> str | None:
     return settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
 
 
-def build_chat_model(settings: Settings, embedder: Embedder | None = None) -> ChatModel:
-    """The configured chat model; the offline one also ranks by meaning with `embedder`."""
+def _citation_counter(
+    metrics: Metrics | None, provider: LLMProvider, model: str
+) -> CitationCounter | None:
+    """What counts a model's own citations by outcome (`kept`, `dropped`) in `metrics`."""
+    if metrics is None:
+        return None
+    citations = metrics.llm_citations.labels
+
+    def count(outcome: str) -> None:
+        citations(provider.value, model, outcome).inc()
+
+    return count
+
+
+def build_chat_model(
+    settings: Settings, embedder: Embedder | None = None, metrics: Metrics | None = None
+) -> ChatModel:
+    """The configured chat model; the offline one also ranks by meaning with `embedder`.
+    `metrics` counts the citations a model makes itself (Claude's) that are kept or dropped."""
     provider = settings.resolved_llm_provider
+    model = settings.resolved_llm_model
+    if provider is LLMProvider.ANTHROPIC:
+        if not settings.anthropic_api_key:
+            raise ProviderConfigError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
+        return AnthropicChatModel(
+            model=model,
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            timeout=settings.llm_timeout_seconds,
+            max_retries=settings.llm_max_retries,
+            citations=_citation_counter(metrics, LLMProvider.ANTHROPIC, model),
+        )
     if provider is LLMProvider.OPENAI:
         key = _openai_key(settings)
         if not key and not settings.openai_base_url:
@@ -64,7 +96,7 @@ def build_chat_model(settings: Settings, embedder: Embedder | None = None) -> Ch
                 "OpenAI-compatible server such as Ollama or vLLM)"
             )
         return OpenAIChatModel(
-            model=settings.llm_model,
+            model=model,
             api_key=key,
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout_seconds,
@@ -145,11 +177,11 @@ async def build_reranker(settings: Settings) -> Reranker | None:
     return LexicalReranker()
 
 
-async def build_providers(settings: Settings) -> Providers:
+async def build_providers(settings: Settings, metrics: Metrics | None = None) -> Providers:
     """Build the providers the settings ask for; raise `ProviderConfigError` when they cannot be."""
     embedder = await build_embedder(settings)
     try:
-        chat = build_chat_model(settings, embedder)
+        chat = build_chat_model(settings, embedder, metrics)
     except BaseException:
         if embedder is not None:
             await embedder.aclose()

@@ -74,3 +74,7 @@ class MeasuredChatModel:
             tokens.labels(self.provider, self.model, "prompt").inc(usage.prompt_tokens)
         if usage.completion_tokens:
             tokens.labels(self.provider, self.model, "completion").inc(usage.completion_tokens)
+        if usage.cache_read_tokens:
+            tokens.labels(self.provider, self.model, "cache_read").inc(usage.cache_read_tokens)
+        if usage.cache_write_tokens:
+            tokens.labels(self.provider, self.model, "cache_write").inc(usage.cache_write_tokens)

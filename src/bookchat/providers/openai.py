@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import openai
@@ -21,11 +21,12 @@ logger = structlog.get_logger(__name__)
 RETRY_AFTER_RANGE = (1, 300)
 
 
-def vendor_retry_after(exc: openai.APIStatusError) -> dict[str, str] | None:
-    """The vendor's `Retry-After` in whole seconds, as headers for our answer; None when it
-    sent none we can read (an HTTP date is left to our own default)."""
+def vendor_retry_after(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The vendor's `Retry-After` (from its response's `headers`) in whole seconds, as headers
+    for our answer; None when it sent none we can read (an HTTP date is left to our own
+    default)."""
     try:
-        seconds = float(exc.response.headers.get("retry-after", ""))
+        seconds = float(headers.get("retry-after", ""))
     except ValueError:
         return None
     if not math.isfinite(seconds):
@@ -41,7 +42,7 @@ def translate_openai_error(exc: openai.OpenAIError) -> AppError:
     if isinstance(exc, openai.RateLimitError):
         return LLMUnavailable(
             "The language model is rate limiting us; try again shortly.",
-            headers=vendor_retry_after(exc),
+            headers=vendor_retry_after(exc.response.headers),
         )
     if isinstance(exc, openai.APIConnectionError):
         return LLMUnavailable("The language model cannot be reached right now.")
@@ -51,7 +52,8 @@ def translate_openai_error(exc: openai.OpenAIError) -> AppError:
         )
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
         return LLMUnavailable(
-            "The language model service is failing right now.", headers=vendor_retry_after(exc)
+            "The language model service is failing right now.",
+            headers=vendor_retry_after(exc.response.headers),
         )
     return LLMError()
 
