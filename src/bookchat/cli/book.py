@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 from bookchat.cli.common import app, cli_settings, run_async
-from bookchat.core.config import Settings
 
 if TYPE_CHECKING:
+    from bookchat.core.config import Settings
     from bookchat.evaluation.report import Requirement
 
 
@@ -159,6 +158,8 @@ def ask(
 async def _ask(
     settings: Settings, question: str, session: str | None, selection: str | None
 ) -> int:
+    from pydantic import ValidationError
+
     from bookchat.chat.schemas import ChatCreate
     from bookchat.container import open_container
 

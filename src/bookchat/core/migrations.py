@@ -51,6 +51,9 @@ def migrate_to(database_url: str, revision: str = "head") -> str | None:
     of the database's revision is a downgrade.
     """
     current = asyncio.run(_read_revision(database_url))
+    if current is not None and current == (head_revision() if revision == "head" else revision):
+        # Already there: Alembic's environment would load every model to do nothing.
+        return current
     if current is not None and revision != current and _is_older(revision, current):
         downgrade(database_url, revision)
     else:
