@@ -11,6 +11,7 @@ import typer
 from bookchat.cli.common import app, cli_settings, run_async
 
 if TYPE_CHECKING:
+    from bookchat.content.loader import LoadedDocument
     from bookchat.core.config import Settings
     from bookchat.evaluation.report import Requirement
 
@@ -43,6 +44,47 @@ def ingest(
 async def _ingest(
     settings: Settings, folder: Path, base_url: str, prune: bool, if_empty: bool
 ) -> int:
+    import time
+
+    from rich.console import Console
+
+    from bookchat.container import open_stores
+    from bookchat.content.loader import LoaderError, load_folder
+    from bookchat.content.stored import read_stored_book
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    documents = None
+    if not if_empty:
+        try:
+            documents = await asyncio.to_thread(load_folder, folder, base_url)
+        except LoaderError as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 1
+    # The stores alone say whether there is anything to do; only then are the embedder, the
+    # encoders and the rest of the container loaded.
+    async with open_stores(settings) as stores:
+        stored = await read_stored_book(stores.sessionmaker, stores.index)
+    if if_empty and stored.hashes and stored.index_in_sync:
+        console.print(f"The book already has {len(stored.hashes)} documents; nothing to ingest.")
+        return 0
+    if documents is not None and stored.unchanged_by(documents, prune=prune):
+        console.print(
+            f"Nothing changed: {len(documents)} documents already up to date "
+            f"({time.perf_counter() - started:.2f} s)."
+        )
+        return 0
+    return await _ingest_into_container(settings, folder, base_url, prune, if_empty, documents)
+
+
+async def _ingest_into_container(
+    settings: Settings,
+    folder: Path,
+    base_url: str,
+    prune: bool,
+    if_empty: bool,
+    documents: list[LoadedDocument] | None,
+) -> int:
     from rich.console import Console
     from rich.progress import Progress
     from sqlalchemy import func, select
@@ -65,11 +107,12 @@ async def _ingest(
                     f"{repaired if readded or deleted else ''}."
                 )
                 return 0
-        try:
-            documents = await asyncio.to_thread(load_folder, folder, base_url)
-        except LoaderError as exc:
-            console.print(f"[red]{exc}[/red]")
-            return 1
+        if documents is None:
+            try:
+                documents = await asyncio.to_thread(load_folder, folder, base_url)
+            except LoaderError as exc:
+                console.print(f"[red]{exc}[/red]")
+                return 1
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"Ingesting {folder}", total=len(documents))
 

@@ -1,4 +1,9 @@
-"""Build the configured providers from settings (one place that knows every vendor)."""
+"""Build the configured providers from settings (one place that knows every vendor).
+
+Each vendor's module (and with it its SDK: openai, fastembed with onnxruntime, torch) is
+imported by the function that builds it, so a process loads only the vendors it is configured
+for: the offline profile never imports the openai SDK or an ONNX runtime.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,9 @@ import structlog
 from bookchat.core.config import EmbeddingsProvider, LLMProvider, RerankerKind, Settings
 from bookchat.core.errors import ConfigurationError
 from bookchat.providers.base import ChatModel
-from bookchat.providers.embeddings import (
-    Embedder,
-    EmbedderUnavailable,
-    FastEmbedEmbedder,
-    OpenAIEmbedder,
-    SentenceTransformersEmbedder,
-)
+from bookchat.providers.embeddings import Embedder, EmbedderUnavailable
 from bookchat.providers.extractive import ExtractiveChatModel
-from bookchat.providers.openai import OpenAIChatModel
-from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
+from bookchat.providers.sparse import Bm25Encoder, SparseEncoder
 from bookchat.retrieval.rerank import (
     CrossEncoderReranker,
     LexicalReranker,
@@ -57,6 +55,8 @@ def build_chat_model(settings: Settings, embedder: Embedder | None = None) -> Ch
     """The configured chat model; the offline one also ranks by meaning with `embedder`."""
     provider = settings.resolved_llm_provider
     if provider is LLMProvider.OPENAI:
+        from bookchat.providers.openai import OpenAIChatModel
+
         key = _openai_key(settings)
         if not key and not settings.openai_base_url:
             raise ProviderConfigError(
@@ -87,6 +87,8 @@ async def build_embedder(settings: Settings) -> Embedder | None:
         if provider is EmbeddingsProvider.NONE:
             return None
         if provider is EmbeddingsProvider.OPENAI:
+            from bookchat.providers.embeddings.openai import OpenAIEmbedder
+
             key = _openai_key(settings)
             if not key and not settings.openai_base_url:
                 raise ProviderConfigError(
@@ -103,6 +105,8 @@ async def build_embedder(settings: Settings) -> Embedder | None:
             await embedder.ensure_ready()
             return embedder
         if provider is EmbeddingsProvider.FASTEMBED:
+            from bookchat.providers.embeddings.local import FastEmbedEmbedder
+
             # Loading a local model reads files and may try a (bounded) download: off the loop.
             return await asyncio.to_thread(
                 FastEmbedEmbedder,
@@ -112,6 +116,8 @@ async def build_embedder(settings: Settings) -> Embedder | None:
                 download_timeout=settings.embeddings_download_timeout_seconds,
             )
         if provider is EmbeddingsProvider.SENTENCE_TRANSFORMERS:
+            from bookchat.providers.embeddings.local import SentenceTransformersEmbedder
+
             return await asyncio.to_thread(
                 SentenceTransformersEmbedder,
                 model=model or "sentence-transformers/all-MiniLM-L6-v2",
@@ -156,7 +162,7 @@ async def build_providers(settings: Settings) -> Providers:
         raise
     return Providers(
         chat=chat,
-        sparse=FastEmbedBm25Encoder(),
+        sparse=Bm25Encoder(),
         embedder=embedder,
         reranker=await build_reranker(settings),
     )

@@ -1,0 +1,52 @@
+"""What the stores hold of the book, read without any model: enough for a command to tell that
+an ingestion would change nothing before it loads an embedder or an encoder."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from bookchat.content.models import Chunk, Document, document_id_for
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from bookchat.content.loader import LoadedDocument
+    from bookchat.retrieval.index import QdrantIndex
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBook:
+    """What the stores hold, read without any model: each document's content hash, and whether
+    the index holds exactly the database's chunks."""
+
+    hashes: dict[uuid.UUID, str]
+    index_in_sync: bool
+
+    def unchanged_by(self, documents: Sequence[LoadedDocument], *, prune: bool) -> bool:
+        """True when `Ingestor.ingest(documents, prune=prune, reconcile=True)` would add,
+        update, remove and repair nothing."""
+        if not self.index_in_sync:
+            return False
+        incoming = {document_id_for(d.source_path): d.content_hash for d in documents}
+        if any(self.hashes.get(id_) != content_hash for id_, content_hash in incoming.items()):
+            return False
+        return not (prune and self.hashes.keys() - incoming.keys())
+
+
+async def read_stored_book(
+    sessionmaker: async_sessionmaker[AsyncSession], index: QdrantIndex
+) -> StoredBook:
+    """The stored documents' hashes and whether the index matches the database, so that a
+    command can tell that nothing needs doing before it loads an embedder or an encoder."""
+    async with sessionmaker() as db:
+        rows = await db.execute(select(Document.id, Document.content_hash))
+        hashes = {row.id: row.content_hash for row in rows}
+        expected = set(await db.scalars(select(Chunk.id)))
+    # A missing collection is created (and filled) by a real ingestion.
+    in_sync = await index.exists() and await index.point_ids() == expected
+    return StoredBook(hashes=hashes, index_in_sync=in_sync)
