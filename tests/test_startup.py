@@ -98,7 +98,8 @@ def test_migrate_loads_no_index_model_or_web_stack(tmp_path: Path) -> None:
     assert "is at revision" in again
     loaded = packages(modules)
     assert loaded & (MODEL_LIBRARIES | WEB_STACK | {"qdrant_client", "redis", "numpy"}) == set()
-    # At head, Alembic's environment (which loads every domain's tables) is not run.
+    # At head, neither Alembic nor its environment (which loads every domain's tables) is run.
+    assert "alembic" not in loaded
     assert "bookchat.chat.models" not in modules
 
 

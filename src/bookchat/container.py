@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from bookchat.core.config import Settings
 from bookchat.core.db import DatabaseTimeouts, create_engine, create_sessionmaker
-from bookchat.core.metrics import Metrics
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
 
 if TYPE_CHECKING:
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from bookchat.core.budget import TokenBudget
     from bookchat.core.cache import Cache
     from bookchat.core.concurrency import ClientSlots
+    from bookchat.core.metrics import Metrics
     from bookchat.core.ratelimit import RateLimiter
     from bookchat.core.redis import RedisStatus
     from bookchat.health.service import HealthService
@@ -137,6 +137,7 @@ async def open_container(
     from bookchat.core.budget import build_budget
     from bookchat.core.cache import build_cache
     from bookchat.core.concurrency import Bulkhead, build_client_slots, stream_slot_lifetime
+    from bookchat.core.metrics import Metrics
     from bookchat.core.ratelimit import build_limiter
     from bookchat.core.redis import RedisStatus, create_redis
     from bookchat.health.service import HealthService

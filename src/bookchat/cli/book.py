@@ -11,6 +11,8 @@ import typer
 from bookchat.cli.common import app, cli_settings, run_async
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from bookchat.content.loader import LoadedDocument
     from bookchat.core.config import Settings
     from bookchat.evaluation.report import Requirement
@@ -54,65 +56,55 @@ async def _ingest(
 
     console = Console(stderr=True)
     started = time.perf_counter()
-    documents = None
-    if not if_empty:
-        try:
-            documents = await asyncio.to_thread(load_folder, folder, base_url)
-        except LoaderError as exc:
-            console.print(f"[red]{exc}[/red]")
-            return 1
-    # The stores alone say whether there is anything to do; only then are the embedder, the
-    # encoders and the rest of the container loaded.
+    # The stores alone say whether there is anything to do: the embedder, the encoders and the
+    # rest of the container are loaded only when there is.
     async with open_stores(settings) as stores:
         stored = await read_stored_book(stores.sessionmaker, stores.index)
-    if if_empty and stored.hashes and stored.index_in_sync:
+    if if_empty and stored.hashes:
+        if not stored.index_in_sync:
+            return await _repair_index(settings, console, len(stored.hashes))
         console.print(f"The book already has {len(stored.hashes)} documents; nothing to ingest.")
         return 0
-    if documents is not None and stored.unchanged_by(documents, prune=prune):
+    try:
+        documents = await asyncio.to_thread(load_folder, folder, base_url)
+    except LoaderError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    if stored.unchanged_by(documents, prune=prune):
         console.print(
             f"Nothing changed: {len(documents)} documents already up to date "
             f"({time.perf_counter() - started:.2f} s)."
         )
         return 0
-    return await _ingest_into_container(settings, folder, base_url, prune, if_empty, documents)
+    return await _ingest_documents(settings, console, folder, documents, prune)
 
 
-async def _ingest_into_container(
+async def _repair_index(settings: Settings, console: Console, stored: int) -> int:
+    """The database is the source of truth: make the index match it again."""
+    from bookchat.container import open_container
+
+    async with open_container(settings) as container:
+        readded, deleted = await container.ingestor.reconcile()
+    repaired = f" (index repaired: {readded} chunks re-added, {deleted} removed)"
+    console.print(
+        f"The book already has {stored} documents; nothing to ingest"
+        f"{repaired if readded or deleted else ''}."
+    )
+    return 0
+
+
+async def _ingest_documents(
     settings: Settings,
+    console: Console,
     folder: Path,
-    base_url: str,
+    documents: list[LoadedDocument],
     prune: bool,
-    if_empty: bool,
-    documents: list[LoadedDocument] | None,
 ) -> int:
-    from rich.console import Console
     from rich.progress import Progress
-    from sqlalchemy import func, select
 
     from bookchat.container import open_container
-    from bookchat.content.loader import LoaderError, load_folder
-    from bookchat.content.models import Document
 
-    console = Console(stderr=True)
     async with open_container(settings) as container:
-        if if_empty:
-            async with container.sessionmaker() as db:
-                stored = await db.scalar(select(func.count()).select_from(Document)) or 0
-            if stored:
-                # The database is the source of truth: make sure the index still matches it.
-                readded, deleted = await container.ingestor.reconcile()
-                repaired = f" (index repaired: {readded} chunks re-added, {deleted} removed)"
-                console.print(
-                    f"The book already has {stored} documents; nothing to ingest"
-                    f"{repaired if readded or deleted else ''}."
-                )
-                return 0
-        if documents is None:
-            try:
-                documents = await asyncio.to_thread(load_folder, folder, base_url)
-            except LoaderError as exc:
-                console.print(f"[red]{exc}[/red]")
-                return 1
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"Ingesting {folder}", total=len(documents))
 
