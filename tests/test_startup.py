@@ -140,6 +140,32 @@ def test_an_ingest_that_finds_the_index_behind_still_repairs_it(tmp_path: Path) 
     assert "motion/walking#balance" in found
 
 
+def test_an_ingest_with_another_embedder_still_says_to_reindex(
+    tmp_path: Path, fake_openai: FakeOpenAIServer
+) -> None:
+    """Unchanged pages do not hide that the index was built by another embedder."""
+    env = command_env(tmp_path, EMBEDDINGS_PROVIDER="none")
+    loaded_by(env, tmp_path, "migrate")
+    loaded_by(env, tmp_path, "ingest")
+    env.update(
+        EMBEDDINGS_PROVIDER="openai",
+        EMBEDDINGS_DIMENSIONS="64",
+        OPENAI_API_KEY="test",
+        OPENAI_BASE_URL=fake_openai.base_url,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bookchat.cli", "ingest"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "Nothing changed" not in done.stderr
+    assert "bookchat reindex" in done.stderr
+
+
 @pytest.mark.parametrize("llm", ["extractive", "openai"])
 def test_a_server_loads_only_the_vendors_it_is_configured_for(
     tmp_path: Path, fake_openai: FakeOpenAIServer, llm: str

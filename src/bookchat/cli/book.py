@@ -53,6 +53,7 @@ async def _ingest(
     from bookchat.container import open_stores
     from bookchat.content.loader import LoaderError, load_folder
     from bookchat.content.stored import read_stored_book
+    from bookchat.providers.factory import possible_embedder_names
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -70,7 +71,7 @@ async def _ingest(
     except LoaderError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    if stored.unchanged_by(documents, prune=prune):
+    if stored.unchanged_by(documents, prune=prune, embedders=possible_embedder_names(settings)):
         console.print(
             f"Nothing changed: {len(documents)} documents already up to date "
             f"({time.perf_counter() - started:.2f} s)."

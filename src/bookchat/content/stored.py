@@ -4,7 +4,7 @@ an ingestion would change nothing before it loads an embedder or an encoder."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,21 +16,33 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from bookchat.content.loader import LoadedDocument
-    from bookchat.retrieval.index import QdrantIndex
+    from bookchat.retrieval.index import IndexSignature, QdrantIndex
 
 
 @dataclass(frozen=True, slots=True)
 class StoredBook:
-    """What the stores hold, read without any model: each document's content hash, and whether
-    the index holds exactly the database's chunks."""
+    """What the stores hold, read without any model: each document's content hash, what the
+    index was built with, and whether it holds exactly the database's chunks."""
 
     hashes: dict[uuid.UUID, str]
+    signature: IndexSignature | None  # None: no collection yet
     index_in_sync: bool
 
-    def unchanged_by(self, documents: Sequence[LoadedDocument], *, prune: bool) -> bool:
+    def unchanged_by(
+        self,
+        documents: Sequence[LoadedDocument],
+        *,
+        prune: bool,
+        embedders: Collection[str | None],
+    ) -> bool:
         """True when `Ingestor.ingest(documents, prune=prune, reconcile=True)` would add,
-        update, remove and repair nothing."""
-        if not self.index_in_sync:
+        update, remove and repair nothing, and the index was built by one of `embedders` (the
+        lower-cased names the configured embedder can have; another one is an error the full
+        ingestion reports)."""
+        if not self.index_in_sync or self.signature is None:
+            return False
+        built_by = self.signature.embedder.lower() if self.signature.embedder else None
+        if built_by not in embedders:
             return False
         incoming = {document_id_for(d.source_path): d.content_hash for d in documents}
         if any(self.hashes.get(id_) != content_hash for id_, content_hash in incoming.items()):
@@ -48,5 +60,6 @@ async def read_stored_book(
         hashes = {row.id: row.content_hash for row in rows}
         expected = set(await db.scalars(select(Chunk.id)))
     # A missing collection is created (and filled) by a real ingestion.
-    in_sync = await index.exists() and await index.point_ids() == expected
-    return StoredBook(hashes=hashes, index_in_sync=in_sync)
+    signature = await index.stored_signature()
+    in_sync = signature is not None and await index.point_ids() == expected
+    return StoredBook(hashes=hashes, signature=signature, index_in_sync=in_sync)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -16,16 +17,19 @@ from bookchat.core.config import EmbeddingsProvider, LLMProvider, RerankerKind, 
 from bookchat.core.errors import ConfigurationError
 from bookchat.providers.base import ChatModel
 from bookchat.providers.embeddings import Embedder, EmbedderUnavailable
-from bookchat.providers.extractive import ExtractiveChatModel
 from bookchat.providers.sparse import Bm25Encoder, SparseEncoder
-from bookchat.retrieval.rerank import (
-    CrossEncoderReranker,
-    LexicalReranker,
-    Reranker,
-    RerankerUnavailable,
-)
+
+if TYPE_CHECKING:
+    from bookchat.retrieval.rerank import Reranker
 
 logger = structlog.get_logger(__name__)
+
+# The model each embeddings provider uses when EMBEDDINGS_MODEL is not set.
+DEFAULT_EMBEDDING_MODELS = {
+    EmbeddingsProvider.OPENAI: "text-embedding-3-small",
+    EmbeddingsProvider.FASTEMBED: "BAAI/bge-small-en-v1.5",
+    EmbeddingsProvider.SENTENCE_TRANSFORMERS: "sentence-transformers/all-MiniLM-L6-v2",
+}
 
 
 class ProviderConfigError(ConfigurationError):
@@ -71,6 +75,8 @@ def build_chat_model(settings: Settings, embedder: Embedder | None = None) -> Ch
             max_retries=settings.llm_max_retries,
         )
     if provider is LLMProvider.EXTRACTIVE:
+        from bookchat.providers.extractive import ExtractiveChatModel
+
         return ExtractiveChatModel(embedder)
     raise ProviderConfigError(f"unknown LLM_PROVIDER {provider!r}")  # pragma: no cover
 
@@ -95,7 +101,7 @@ async def build_embedder(settings: Settings) -> Embedder | None:
                     "EMBEDDINGS_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL"
                 )
             embedder = OpenAIEmbedder(
-                model=model or "text-embedding-3-small",
+                model=model or DEFAULT_EMBEDDING_MODELS[provider],
                 api_key=key,
                 base_url=settings.openai_base_url,
                 dimension=settings.embeddings_dimensions,
@@ -110,7 +116,7 @@ async def build_embedder(settings: Settings) -> Embedder | None:
             # Loading a local model reads files and may try a (bounded) download: off the loop.
             return await asyncio.to_thread(
                 FastEmbedEmbedder,
-                model=model or "BAAI/bge-small-en-v1.5",
+                model=model or DEFAULT_EMBEDDING_MODELS[provider],
                 cache_dir=settings.fastembed_cache_dir,
                 model_path=settings.embeddings_model_path,
                 download_timeout=settings.embeddings_download_timeout_seconds,
@@ -120,7 +126,7 @@ async def build_embedder(settings: Settings) -> Embedder | None:
 
             return await asyncio.to_thread(
                 SentenceTransformersEmbedder,
-                model=model or "sentence-transformers/all-MiniLM-L6-v2",
+                model=model or DEFAULT_EMBEDDING_MODELS[provider],
                 model_path=settings.embeddings_model_path,
             )
     except EmbedderUnavailable as exc:
@@ -131,9 +137,27 @@ async def build_embedder(settings: Settings) -> Embedder | None:
     raise ProviderConfigError(f"unknown EMBEDDINGS_PROVIDER {provider!r}")  # pragma: no cover
 
 
+def possible_embedder_names(settings: Settings) -> frozenset[str | None]:
+    """The names (`Embedder.name`, lower-cased) the embedder these settings build can have,
+    None standing for BM25 only, told without building it: a command compares them with the
+    index's before it decides to load nothing."""
+    provider = settings.resolved_embeddings_provider
+    if provider is EmbeddingsProvider.NONE:
+        return frozenset({None})
+    model = settings.embeddings_model or DEFAULT_EMBEDDING_MODELS[provider]
+    name = f"{provider.value}:{model}".lower()
+    # Under `auto`, a local model that cannot be had means BM25 only.
+    fallback = settings.embeddings_provider is EmbeddingsProvider.AUTO and provider is not (
+        EmbeddingsProvider.OPENAI
+    )
+    return frozenset({name, None}) if fallback else frozenset({name})
+
+
 async def build_reranker(settings: Settings) -> Reranker | None:
     """The reranker the settings ask for. A cross-encoder that cannot be had is one warning
     line and the lexical reranker: retrieval works without it, only less well."""
+    from bookchat.retrieval.rerank import CrossEncoderReranker, LexicalReranker, RerankerUnavailable
+
     if settings.reranker is RerankerKind.NONE:
         return None
     if settings.reranker is RerankerKind.CROSS_ENCODER:

@@ -249,9 +249,13 @@ class QdrantIndex:
                     models.PayloadSchemaType.KEYWORD,
                 )
 
-    async def exists(self) -> bool:
-        """Whether the collection has been created."""
-        return await self._run(self._client.collection_exists, self.collection)
+    async def stored_signature(self) -> IndexSignature | None:
+        """What the collection was built with; None when there is no collection (or it does
+        not say)."""
+        if not await self._run(self._client.collection_exists, self.collection):
+            return None
+        info = await self._run(self._client.get_collection, self.collection)
+        return IndexSignature.from_metadata(info.config.metadata)
 
     async def count(self) -> int:
         result = await self._run(self._client.count, self.collection, exact=True)
