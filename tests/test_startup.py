@@ -153,17 +153,18 @@ def test_an_ingest_with_another_embedder_still_says_to_reindex(
         OPENAI_API_KEY="test",
         OPENAI_BASE_URL=fake_openai.base_url,
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "bookchat.cli", "ingest"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 1
-    assert "Nothing changed" not in done.stderr
-    assert "bookchat reindex" in done.stderr
+    for arguments in (["ingest"], ["ingest", "--if-empty"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bookchat.cli", *arguments],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 1, arguments
+        assert "nothing" not in done.stderr.lower(), arguments
+        assert "bookchat reindex" in done.stderr, arguments
 
 
 @pytest.mark.parametrize("llm", ["extractive", "openai"])

@@ -61,8 +61,9 @@ async def _ingest(
     # rest of the container are loaded only when there is.
     async with open_stores(settings) as stores:
         stored = await read_stored_book(stores.sessionmaker, stores.index)
+    embedders = possible_embedder_names(settings)
     if if_empty and stored.hashes:
-        if not stored.index_in_sync:
+        if not stored.index_usable(embedders):
             return await _repair_index(settings, console, len(stored.hashes))
         console.print(f"The book already has {len(stored.hashes)} documents; nothing to ingest.")
         return 0
@@ -71,7 +72,7 @@ async def _ingest(
     except LoaderError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    if stored.unchanged_by(documents, prune=prune, embedders=possible_embedder_names(settings)):
+    if stored.unchanged_by(documents, prune=prune, embedders=embedders):
         console.print(
             f"Nothing changed: {len(documents)} documents already up to date "
             f"({time.perf_counter() - started:.2f} s)."

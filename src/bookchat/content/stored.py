@@ -28,6 +28,15 @@ class StoredBook:
     signature: IndexSignature | None  # None: no collection yet
     index_in_sync: bool
 
+    def index_usable(self, embedders: Collection[str | None]) -> bool:
+        """The index holds exactly the database's chunks and was built by one of `embedders`
+        (the lower-cased names the configured embedder can have; another one is an error the
+        full path reports)."""
+        if not self.index_in_sync or self.signature is None:
+            return False
+        built_by = self.signature.embedder.lower() if self.signature.embedder else None
+        return built_by in embedders
+
     def unchanged_by(
         self,
         documents: Sequence[LoadedDocument],
@@ -36,13 +45,8 @@ class StoredBook:
         embedders: Collection[str | None],
     ) -> bool:
         """True when `Ingestor.ingest(documents, prune=prune, reconcile=True)` would add,
-        update, remove and repair nothing, and the index was built by one of `embedders` (the
-        lower-cased names the configured embedder can have; another one is an error the full
-        ingestion reports)."""
-        if not self.index_in_sync or self.signature is None:
-            return False
-        built_by = self.signature.embedder.lower() if self.signature.embedder else None
-        if built_by not in embedders:
+        update, remove and repair nothing, with a usable index (`index_usable`)."""
+        if not self.index_usable(embedders):
             return False
         incoming = {document_id_for(d.source_path): d.content_hash for d in documents}
         if any(self.hashes.get(id_) != content_hash for id_, content_hash in incoming.items()):
