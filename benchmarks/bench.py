@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` and `tests.fakes`, when run as a script
 
-from benchmarks import classroom, fairness, report, stores  # noqa: E402
+from benchmarks import classroom, fairness, report, startup, stores  # noqa: E402
 from benchmarks.partition import partition_budgets, partition_phase  # noqa: E402
 from benchmarks.phases import (  # noqa: E402
     INSTANT_FAKE,
@@ -125,6 +125,7 @@ async def run(results: Results, args: argparse.Namespace) -> None:
         questions = await instant_phases(results, args, plan, scratch, stack)
         if questions is None:
             return
+        await startup.startup_phase(results, scratch, args.corpus)
         await slow_phases(results, plan, scratch, questions)
         await classroom.classroom_phases(results, args, plan, scratch, questions)
         await sse_phase(results, plan, scratch, questions)
@@ -178,7 +179,7 @@ def main() -> int:
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["machine"]["python_loop_ms_at_end"] = python_speed_ms()
     results["seconds"] = round(time.perf_counter() - started, 1)
-    rows = report.budgets(results) + partition_budgets(results)
+    rows = report.budgets(results) + partition_budgets(results) + startup.startup_budgets(results)
     # A smoke run must not replace the committed results of a full one.
     name = "quick" if args.quick else "latest"
     report.write_json(results, rows, args.output / f"{name}.json")

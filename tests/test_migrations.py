@@ -15,7 +15,13 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from bookchat.core.db import Base, create_engine
-from bookchat.core.migrations import alembic_config, downgrade, upgrade
+from bookchat.core.migrations import (
+    alembic_config,
+    declared_head,
+    downgrade,
+    stored_revisions,
+    upgrade,
+)
 from tests.conftest import scratch_postgres
 
 
@@ -75,3 +81,22 @@ def test_one_head_and_dated_file_names() -> None:
     for revision in script.walk_revisions():
         name = Path(revision.path).name
         assert name[:8].isdigit(), f"{name} should start with its date"
+
+
+def test_the_declared_head_is_alembics() -> None:
+    """`bookchat migrate` and the server's start skip Alembic when the database is at the head
+    the files declare: it must be the head Alembic computes."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert declared_head() == script.get_current_head()
+
+
+async def test_stored_revisions_are_what_alembic_recorded(empty_database: str) -> None:
+    engine = create_engine(empty_database)
+    try:
+        before = await stored_revisions(engine)
+        await asyncio.to_thread(upgrade, empty_database)
+        after = await stored_revisions(engine)
+    finally:
+        await engine.dispose()
+    assert before == ()
+    assert after == (declared_head(),)

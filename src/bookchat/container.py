@@ -7,41 +7,32 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from bookchat.accounts.service import AccountService, Authenticator, open_authenticator
-from bookchat.chapters.service import ChapterService
-from bookchat.chat.answer_cache import AnswerCache
-from bookchat.chat.conversations import ConversationService
-from bookchat.chat.service import ChatService
-from bookchat.chatkit import available as chatkit_available
-from bookchat.content.ingestion import Ingestor
-from bookchat.content.service import ContentService, JobRunner
-from bookchat.core.budget import TokenBudget, build_budget
-from bookchat.core.cache import Cache, build_cache
-from bookchat.core.concurrency import (
-    Bulkhead,
-    ClientSlots,
-    build_client_slots,
-    stream_slot_lifetime,
-)
 from bookchat.core.config import Settings
 from bookchat.core.db import DatabaseTimeouts, create_engine, create_sessionmaker
-from bookchat.core.metrics import Metrics
-from bookchat.core.ratelimit import RateLimiter, build_limiter
-from bookchat.core.redis import RedisStatus, create_redis
-from bookchat.health.service import HealthService
-from bookchat.providers.budgeted import BudgetedChatModel
-from bookchat.providers.factory import Providers, build_providers
-from bookchat.providers.measured import MeasuredChatModel
 from bookchat.retrieval.index import IndexSignature, QdrantIndex
-from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
-from bookchat.retrieval.rerank import CrossEncoderReranker
-from bookchat.retrieval.service import DenseOutage, HybridRetriever
-from bookchat.web.service import BookPages
 
 if TYPE_CHECKING:
+    # Only `open_container` builds these, and imports them there: a command that needs only
+    # the stores (`open_stores`) does not load the chat, accounts or web stacks.
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from bookchat.accounts.service import AccountService, Authenticator
+    from bookchat.chapters.service import ChapterService
+    from bookchat.chat.conversations import ConversationService
+    from bookchat.chat.service import ChatService
+    from bookchat.content.ingestion import Ingestor
+    from bookchat.content.service import ContentService
+    from bookchat.core.budget import TokenBudget
+    from bookchat.core.cache import Cache
+    from bookchat.core.concurrency import ClientSlots
+    from bookchat.core.metrics import Metrics
+    from bookchat.core.ratelimit import RateLimiter
+    from bookchat.core.redis import RedisStatus
+    from bookchat.health.service import HealthService
+    from bookchat.providers.factory import Providers
+    from bookchat.retrieval.service import HybridRetriever
+    from bookchat.web.service import BookPages
     from bookchat.chatkit.server import BookChatKitServer
 
 
@@ -74,6 +65,8 @@ class Container:
 
 def open_chatkit(container: Container) -> BookChatKitServer | None:
     """The ChatKit server over the chat services, when its SDK (an optional extra) is here."""
+    from bookchat.chatkit import available as chatkit_available
+
     if not chatkit_available():
         return None
     from bookchat.chatkit.server import BookChatKitServer
@@ -86,20 +79,61 @@ def open_chatkit(container: Container) -> BookChatKitServer | None:
     )
 
 
-def open_index(settings: Settings, providers: Providers) -> QdrantIndex:
+@dataclass(slots=True)
+class Stores:
+    """The database and the vector index without any model: for a command that decides from
+    the stores alone (an unchanged re-ingest), before it pays for loading models.
+
+    `index` was opened without an embedder: it reads and deletes points; it never creates the
+    collection nor writes vectors.
+    """
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    index: QdrantIndex
+
+
+def open_engine(settings: Settings) -> AsyncEngine:
+    """The database engine for these settings (the pool and timeouts of a long-lived process)."""
+    return create_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        echo=settings.database_echo,
+        timeouts=DatabaseTimeouts(
+            connect=settings.database_connect_timeout_seconds,
+            command=settings.database_command_timeout_seconds,
+            pool=settings.database_pool_timeout_seconds,
+        ),
+    )
+
+
+def open_index(settings: Settings, signature: IndexSignature) -> QdrantIndex:
     """Open (not yet check) the Qdrant collection for these settings and embedder."""
-    embedder = providers.embedder
     return QdrantIndex.open(
         collection=settings.qdrant_collection,
-        signature=IndexSignature(
-            embedder=embedder.name if embedder else None,
-            dimension=embedder.dimension if embedder else None,
-        ),
+        signature=signature,
         url=settings.qdrant_url,
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
         path=settings.qdrant_path,
         timeout=settings.qdrant_timeout_seconds,
     )
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open the database and the index alone (no provider, cache or service), and close them."""
+    async with AsyncExitStack() as stack:
+        engine = open_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        index = open_index(settings, IndexSignature(embedder=None, dimension=None))
+        stack.push_async_callback(index.close)
+        yield Stores(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            index=index,
+        )
 
 
 @asynccontextmanager
@@ -111,24 +145,44 @@ async def open_container(
     `check_index=False` skips the embedder check of the collection (for `bookchat reindex`,
     which is how a mismatch gets fixed). `metrics` is the app's (a CLI command gets its own).
     """
+    from bookchat.accounts.service import AccountService, open_authenticator
+    from bookchat.chapters.service import ChapterService
+    from bookchat.chat.answer_cache import AnswerCache
+    from bookchat.chat.conversations import ConversationService
+    from bookchat.chat.service import ChatService
+    from bookchat.content.ingestion import Ingestor
+    from bookchat.content.service import ContentService, JobRunner
+    from bookchat.core.budget import build_budget
+    from bookchat.core.cache import build_cache
+    from bookchat.core.concurrency import Bulkhead, build_client_slots, stream_slot_lifetime
+    from bookchat.core.metrics import Metrics
+    from bookchat.core.ratelimit import build_limiter
+    from bookchat.core.redis import RedisStatus, create_redis
+    from bookchat.health.service import HealthService
+    from bookchat.providers.budgeted import BudgetedChatModel
+    from bookchat.providers.factory import build_providers
+    from bookchat.providers.measured import MeasuredChatModel
+    from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
+    from bookchat.retrieval.rerank import CrossEncoderReranker
+    from bookchat.retrieval.service import DenseOutage, HybridRetriever
+    from bookchat.web.service import BookPages
+
     metrics = metrics or Metrics()
     async with AsyncExitStack() as stack:
-        engine = create_engine(
-            settings.database_url.get_secret_value(),
-            pool_size=settings.database_pool_size,
-            echo=settings.database_echo,
-            timeouts=DatabaseTimeouts(
-                connect=settings.database_connect_timeout_seconds,
-                command=settings.database_command_timeout_seconds,
-                pool=settings.database_pool_timeout_seconds,
-            ),
-        )
+        engine = open_engine(settings)
         stack.push_async_callback(engine.dispose)
         providers = await build_providers(settings, metrics)
         stack.push_async_callback(providers.aclose)
         # A call refused by the budget never reaches the model, so it is not measured either.
         providers.chat = BudgetedChatModel(MeasuredChatModel(providers.chat, metrics))
-        index = open_index(settings, providers)
+        embedder = providers.embedder
+        index = open_index(
+            settings,
+            IndexSignature(
+                embedder=embedder.name if embedder else None,
+                dimension=embedder.dimension if embedder else None,
+            ),
+        )
         stack.push_async_callback(index.close)
         if check_index:
             await index.ensure_collection()

@@ -3,24 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bookchat.providers.sparse import (
-    FastEmbedBm25Encoder,
+    Bm25Encoder,
     SparseEncoder,
     SparseVector,
     english_stop_words,
 )
 
+SAMPLE_BOOK = Path(__file__).resolve().parents[2] / "sample_book"
+
 
 @pytest.fixture(scope="module")
-def encoder() -> FastEmbedBm25Encoder:
-    return FastEmbedBm25Encoder()
+def encoder() -> Bm25Encoder:
+    return Bm25Encoder()
+
+
+@pytest.fixture(scope="module")
+def fastembed_bm25() -> Any:
+    """fastembed's own `Qdrant/bm25`, configured as the encoder used it before it was ours."""
+    from fastembed.sparse.bm25 import Bm25
+
+    from bookchat.providers import sparse
+
+    folder = str(sparse._BM25_DATA)
+    return Bm25(
+        sparse.BM25_MODEL,
+        cache_dir=folder,
+        specific_model_path=folder,
+        stopwords=set(english_stop_words()),
+        language="english",
+    )
 
 
 def index_of(vector: SparseVector) -> int:
@@ -29,41 +49,33 @@ def index_of(vector: SparseVector) -> int:
 
 
 class TestConstruction:
-    def test_builds_with_hf_hub_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        assert isinstance(FastEmbedBm25Encoder(), SparseEncoder)
+    def test_is_a_sparse_encoder_in_the_qdrant_bm25_term_space(self) -> None:
+        encoder = Bm25Encoder()
+        assert isinstance(encoder, SparseEncoder)
+        assert encoder.name == "fastembed:Qdrant/bm25"
 
-    def test_builds_without_hf_hub_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        assert FastEmbedBm25Encoder().name == "fastembed:Qdrant/bm25"
-
-    def test_never_opens_a_network_connection(self) -> None:
+    def test_never_opens_a_network_connection_nor_loads_fastembed(self) -> None:
         # An audit hook in a fresh interpreter refuses any DNS lookup or connection, so this
         # holds on a machine that does have network access, where a download would succeed.
         script = textwrap.dedent(
             """
-            import os, sys
+            import sys
 
             def refuse_network(event, args):
                 if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
                     raise RuntimeError(f"network access: {event} {args!r}")
 
             sys.addaudithook(refuse_network)
-            from bookchat.providers.sparse import FastEmbedBm25Encoder
+            from bookchat.providers.sparse import Bm25Encoder
 
-            os.environ.pop("HF_HUB_OFFLINE", None)
-            online = FastEmbedBm25Encoder()
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            offline = FastEmbedBm25Encoder()
-            assert online._encode_documents(["Robots publish"]) == offline._encode_documents(
-                ["Robots publish"]
-            )
+            [vector] = Bm25Encoder()._encode_documents(["Robots publish"])
+            assert len(vector.indices) == 2, vector
+            assert "fastembed" not in sys.modules and "onnxruntime" not in sys.modules
             print("no network")
             """
         )
-        env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
         done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "no network"
@@ -78,25 +90,23 @@ class TestConstruction:
 
 
 class TestEncoding:
-    async def test_a_query_of_stop_words_only_is_empty(self, encoder: FastEmbedBm25Encoder) -> None:
+    async def test_a_query_of_stop_words_only_is_empty(self, encoder: Bm25Encoder) -> None:
         vector = await encoder.encode_query("What is it, and how would they do that?")
         assert vector == SparseVector(indices=[], values=[])
 
-    async def test_stop_words_are_not_indexed(self, encoder: FastEmbedBm25Encoder) -> None:
+    async def test_stop_words_are_not_indexed(self, encoder: Bm25Encoder) -> None:
         [with_stop_words] = await encoder.encode_documents(["the robot and the arm"])
         [without] = await encoder.encode_documents(["robot arm"])
         assert with_stop_words.indices == without.indices
 
-    async def test_stemming_maps_word_forms_to_one_term(
-        self, encoder: FastEmbedBm25Encoder
-    ) -> None:
+    async def test_stemming_maps_word_forms_to_one_term(self, encoder: Bm25Encoder) -> None:
         publish = index_of(await encoder.encode_query("publish"))
         assert index_of(await encoder.encode_query("publishers")) == publish
         assert index_of(await encoder.encode_query("Publishing")) == publish
         [document] = await encoder.encode_documents(["Publishers, publishing."])
         assert document.indices == [publish]
 
-    async def test_documents_and_queries_share_terms(self, encoder: FastEmbedBm25Encoder) -> None:
+    async def test_documents_and_queries_share_terms(self, encoder: Bm25Encoder) -> None:
         text = "A ROS 2 node publishes joint states on a topic; subscribers read the topic."
         [document] = await encoder.encode_documents([text])
         query = await encoder.encode_query(text)
@@ -109,12 +119,10 @@ class TestEncoding:
         weights = dict(zip(document.indices, document.values, strict=True))
         assert weights[topic] > weights[node] > 0  # "topic" occurs twice
 
-    async def test_output_is_plain_lists_and_deterministic(
-        self, encoder: FastEmbedBm25Encoder
-    ) -> None:
+    async def test_output_is_plain_lists_and_deterministic(self, encoder: Bm25Encoder) -> None:
         texts = ["Gazebo simulates the robot.", "Isaac Sim renders photoreal scenes.", ""]
         first = await encoder.encode_documents(texts)
-        again = await FastEmbedBm25Encoder().encode_documents(texts)
+        again = await Bm25Encoder().encode_documents(texts)
         assert first == again
         assert first[2] == SparseVector(indices=[], values=[])
         for vector in first:
@@ -123,17 +131,17 @@ class TestEncoding:
             assert all(type(i) is int and 0 <= i < 2**32 for i in vector.indices)
             assert all(type(v) is float for v in vector.values)
 
-    async def test_empty_input(self, encoder: FastEmbedBm25Encoder) -> None:
+    async def test_empty_input(self, encoder: Bm25Encoder) -> None:
         assert await encoder.encode_documents([]) == []
 
-    async def test_order_is_kept(self, encoder: FastEmbedBm25Encoder) -> None:
+    async def test_order_is_kept(self, encoder: Bm25Encoder) -> None:
         words = ["lidar", "camera", "gripper", "actuator", "servo"]
         vectors = await encoder.encode_documents(words)
         assert [index_of(v) for v in vectors] == [
             index_of(await encoder.encode_query(w)) for w in words
         ]
 
-    async def test_encoding_leaves_the_event_loop_free(self, encoder: FastEmbedBm25Encoder) -> None:
+    async def test_encoding_leaves_the_event_loop_free(self, encoder: Bm25Encoder) -> None:
         texts = [f"chunk {i} about robots, sensors and controllers " * 40 for i in range(500)]
         done = False
         ticks_while_encoding = 0
@@ -151,3 +159,38 @@ class TestEncoding:
         assert len(vectors) == 500
         # Had encoding run on the loop, the ticker could not have run before it finished.
         assert ticks_while_encoding > 0
+
+
+class TestSameTermSpaceAsFastembed:
+    """Indexes built while fastembed computed BM25 must keep matching: the same ids and the
+    same weights, float for float, for every chunk of the sample book and for awkward text."""
+
+    @staticmethod
+    def texts() -> list[str]:
+        book = [path.read_text(encoding="utf-8") for path in sorted(SAMPLE_BOOK.rglob("*.md"))]
+        paragraphs = [part for text in book for part in text.split("\n\n") if part.strip()]
+        awkward = [
+            "",
+            "   ",
+            "_ __ a_b snake_case ＿ ‿",
+            "don't robot's ROS 2's “quoted” «guillemets» — dashes – here",
+            "x" * 40 + " " + "y" * 41 + " İstanbul ÉCOLE straße ǅemal",
+            "日本語のテキスト 中文 العربية Ελληνικά",
+            "café naïve coöperate résumé 123 4.5e-3 0x1F",
+            "robots robots robots, robot; ROBOTS!",
+        ]
+        return [*book, *paragraphs, *awkward]
+
+    def test_documents(self, encoder: Bm25Encoder, fastembed_bm25: Any) -> None:
+        texts = self.texts()
+        ours = encoder._encode_documents(texts)
+        for text, mine, theirs in zip(texts, ours, fastembed_bm25.embed(texts), strict=True):
+            pairs = sorted(zip(theirs.indices.tolist(), theirs.values.tolist(), strict=True))
+            assert mine == SparseVector(
+                indices=[int(i) for i, _ in pairs], values=[float(v) for _, v in pairs]
+            ), text[:80]
+
+    def test_queries(self, encoder: Bm25Encoder, fastembed_bm25: Any) -> None:
+        for text in self.texts():
+            [theirs] = list(fastembed_bm25.query_embed(text))
+            assert encoder._encode_query(text).indices == sorted(theirs.indices.tolist()), text

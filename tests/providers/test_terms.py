@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bookchat.providers.sparse import FastEmbedBm25Encoder
+from bookchat.providers.sparse import Bm25Encoder
 from bookchat.providers.terms import content_terms, term_id, words
 
 
@@ -29,7 +29,7 @@ def test_words_split_on_anything_that_is_not_a_word_character() -> None:
 
 def test_the_terms_are_the_ones_bm25_indexes() -> None:
     text = "Publishers send messages on topics; subscribers receive them."
-    encoder = FastEmbedBm25Encoder()
+    encoder = Bm25Encoder()
     by_term = asyncio.run(encoder.encode_query(" ".join(content_terms(text))))
     by_text = asyncio.run(encoder.encode_query(text))
     assert by_term.indices == by_text.indices
@@ -37,5 +37,5 @@ def test_the_terms_are_the_ones_bm25_indexes() -> None:
 
 def test_term_ids_are_the_sparse_index_ids() -> None:
     text = "How do I launch a Gazebo simulation?"
-    vector = asyncio.run(FastEmbedBm25Encoder().encode_query(text))
+    vector = asyncio.run(Bm25Encoder().encode_query(text))
     assert sorted({term_id(term) for term in content_terms(text)}) == vector.indices

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bookchat.cli.common import app, cli_settings, run_async
-from bookchat.core.config import Settings
+
+if TYPE_CHECKING:
+    from bookchat.core.config import Settings
 
 
 @app.command(name="create-admin")

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 from bookchat.cli.common import app, cli_settings, run_async
-from bookchat.core.config import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from bookchat.content.loader import LoadedDocument
+    from bookchat.core.config import Settings
     from bookchat.evaluation.report import Requirement
 
 
@@ -44,33 +46,67 @@ def ingest(
 async def _ingest(
     settings: Settings, folder: Path, base_url: str, prune: bool, if_empty: bool
 ) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
-    from sqlalchemy import func, select
+    import time
 
-    from bookchat.container import open_container
+    from rich.console import Console
+
+    from bookchat.container import open_stores
     from bookchat.content.loader import LoaderError, load_folder
-    from bookchat.content.models import Document
+    from bookchat.content.stored import read_stored_book
+    from bookchat.providers.factory import possible_embedder_names
 
     console = Console(stderr=True)
+    started = time.perf_counter()
+    # The stores alone say whether there is anything to do: the embedder, the encoders and the
+    # rest of the container are loaded only when there is.
+    async with open_stores(settings) as stores:
+        stored = await read_stored_book(stores.sessionmaker, stores.index)
+    embedders = possible_embedder_names(settings)
+    if if_empty and stored.hashes:
+        if not stored.index_usable(embedders):
+            return await _repair_index(settings, console, len(stored.hashes))
+        console.print(f"The book already has {len(stored.hashes)} documents; nothing to ingest.")
+        return 0
+    try:
+        documents = await asyncio.to_thread(load_folder, folder, base_url)
+    except LoaderError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    if stored.unchanged_by(documents, prune=prune, embedders=embedders):
+        console.print(
+            f"Nothing changed: {len(documents)} documents already up to date "
+            f"({time.perf_counter() - started:.2f} s)."
+        )
+        return 0
+    return await _ingest_documents(settings, console, folder, documents, prune)
+
+
+async def _repair_index(settings: Settings, console: Console, stored: int) -> int:
+    """The database is the source of truth: make the index match it again."""
+    from bookchat.container import open_container
+
     async with open_container(settings) as container:
-        if if_empty:
-            async with container.sessionmaker() as db:
-                stored = await db.scalar(select(func.count()).select_from(Document)) or 0
-            if stored:
-                # The database is the source of truth: make sure the index still matches it.
-                readded, deleted = await container.ingestor.reconcile()
-                repaired = f" (index repaired: {readded} chunks re-added, {deleted} removed)"
-                console.print(
-                    f"The book already has {stored} documents; nothing to ingest"
-                    f"{repaired if readded or deleted else ''}."
-                )
-                return 0
-        try:
-            documents = await asyncio.to_thread(load_folder, folder, base_url)
-        except LoaderError as exc:
-            console.print(f"[red]{exc}[/red]")
-            return 1
+        readded, deleted = await container.ingestor.reconcile()
+    repaired = f" (index repaired: {readded} chunks re-added, {deleted} removed)"
+    console.print(
+        f"The book already has {stored} documents; nothing to ingest"
+        f"{repaired if readded or deleted else ''}."
+    )
+    return 0
+
+
+async def _ingest_documents(
+    settings: Settings,
+    console: Console,
+    folder: Path,
+    documents: list[LoadedDocument],
+    prune: bool,
+) -> int:
+    from rich.progress import Progress
+
+    from bookchat.container import open_container
+
+    async with open_container(settings) as container:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"Ingesting {folder}", total=len(documents))
 
@@ -159,6 +195,8 @@ def ask(
 async def _ask(
     settings: Settings, question: str, session: str | None, selection: str | None
 ) -> int:
+    from pydantic import ValidationError
+
     from bookchat.chat.schemas import ChatCreate
     from bookchat.container import open_container
 

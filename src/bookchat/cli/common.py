@@ -6,13 +6,16 @@ import asyncio
 import os
 import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
-from bookchat.core.config import Settings, get_settings
+if TYPE_CHECKING:
+    from bookchat.core.config import Settings
+
+# Every command imports only what it runs (`bookchat --help` needs Typer alone): the settings,
+# SQLAlchemy and the rest are imported inside the functions that use them, and
+# tests/test_startup.py checks that no command's import graph grows back.
 
 app = typer.Typer(
     name="bookchat",
@@ -44,6 +47,10 @@ def main(
 
 def load_settings() -> Settings:
     """The settings, or a readable message and exit code 2 when they are invalid."""
+    from pydantic import ValidationError
+
+    from bookchat.core.config import get_settings
+
     try:
         return get_settings()
     except ValidationError as exc:
@@ -57,6 +64,8 @@ def load_settings() -> Settings:
 
 def run_async(work: Coroutine[Any, Any, int]) -> None:
     """Run a command's coroutine; known operational problems become one line and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bookchat.core.errors import AppError
 
     try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bookchat.cli.common import app, load_settings
-from bookchat.core.config import Settings
+
+if TYPE_CHECKING:
+    from bookchat.core.config import Settings
 
 # Beyond SHUTDOWN_TIMEOUT_SECONDS, the streams still open are cut (their partial answers are
 # stored); uvicorn waits this much longer before it cancels what remains.

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bookchat.core.logging import current_request_id
+
+if TYPE_CHECKING:
+    # The web framework only where responses are made: the CLI raises these errors too, and
+    # importing FastAPI would cost every command a fifth of a second.
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
 logger = structlog.get_logger(__name__)
 
@@ -135,6 +138,8 @@ def error_response(
     details: Sequence[Any] = (),
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     return JSONResponse(error_body(code, message, details), status_code, headers=headers)
 
 
@@ -206,6 +211,8 @@ def _validation_message(details: list[dict[str, Any]]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error in the one documented shape."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)

@@ -1,36 +1,37 @@
-"""Build the configured providers from settings (one place that knows every vendor)."""
+"""Build the configured providers from settings (one place that knows every vendor).
+
+Each vendor's module (and with it its SDK: openai, fastembed with onnxruntime, torch) is
+imported by the function that builds it, so a process loads only the vendors it is configured
+for: the offline profile never imports the openai SDK or an ONNX runtime.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from bookchat.core.config import EmbeddingsProvider, LLMProvider, RerankerKind, Settings
 from bookchat.core.errors import ConfigurationError
-from bookchat.core.metrics import Metrics
-from bookchat.providers.anthropic import AnthropicChatModel
 from bookchat.providers.base import ChatModel
-from bookchat.providers.embeddings import (
-    Embedder,
-    EmbedderUnavailable,
-    FastEmbedEmbedder,
-    OpenAIEmbedder,
-    SentenceTransformersEmbedder,
-)
-from bookchat.providers.extractive import ExtractiveChatModel
-from bookchat.providers.openai import OpenAIChatModel
-from bookchat.providers.search_results import CitationCounter
-from bookchat.providers.sparse import FastEmbedBm25Encoder, SparseEncoder
-from bookchat.retrieval.rerank import (
-    CrossEncoderReranker,
-    LexicalReranker,
-    Reranker,
-    RerankerUnavailable,
-)
+from bookchat.providers.embeddings import Embedder, EmbedderUnavailable
+from bookchat.providers.sparse import Bm25Encoder, SparseEncoder
+
+if TYPE_CHECKING:
+    from bookchat.core.metrics import Metrics
+    from bookchat.providers.search_results import CitationCounter
+    from bookchat.retrieval.rerank import Reranker
 
 logger = structlog.get_logger(__name__)
+
+# The model each embeddings provider uses when EMBEDDINGS_MODEL is not set.
+DEFAULT_EMBEDDING_MODELS = {
+    EmbeddingsProvider.OPENAI: "text-embedding-3-small",
+    EmbeddingsProvider.FASTEMBED: "BAAI/bge-small-en-v1.5",
+    EmbeddingsProvider.SENTENCE_TRANSFORMERS: "sentence-transformers/all-MiniLM-L6-v2",
+}
 
 
 class ProviderConfigError(ConfigurationError):
@@ -80,6 +81,8 @@ def build_chat_model(
     if provider is LLMProvider.ANTHROPIC:
         if not settings.anthropic_api_key:
             raise ProviderConfigError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
+        from bookchat.providers.anthropic import AnthropicChatModel
+
         return AnthropicChatModel(
             model=model,
             api_key=settings.anthropic_api_key.get_secret_value(),
@@ -89,6 +92,8 @@ def build_chat_model(
             citations=_citation_counter(metrics, LLMProvider.ANTHROPIC, model),
         )
     if provider is LLMProvider.OPENAI:
+        from bookchat.providers.openai import OpenAIChatModel
+
         key = _openai_key(settings)
         if not key and not settings.openai_base_url:
             raise ProviderConfigError(
@@ -103,6 +108,8 @@ def build_chat_model(
             max_retries=settings.llm_max_retries,
         )
     if provider is LLMProvider.EXTRACTIVE:
+        from bookchat.providers.extractive import ExtractiveChatModel
+
         return ExtractiveChatModel(embedder)
     raise ProviderConfigError(f"unknown LLM_PROVIDER {provider!r}")  # pragma: no cover
 
@@ -119,13 +126,15 @@ async def build_embedder(settings: Settings) -> Embedder | None:
         if provider is EmbeddingsProvider.NONE:
             return None
         if provider is EmbeddingsProvider.OPENAI:
+            from bookchat.providers.embeddings.openai import OpenAIEmbedder
+
             key = _openai_key(settings)
             if not key and not settings.openai_base_url:
                 raise ProviderConfigError(
                     "EMBEDDINGS_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL"
                 )
             embedder = OpenAIEmbedder(
-                model=model or "text-embedding-3-small",
+                model=model or DEFAULT_EMBEDDING_MODELS[provider],
                 api_key=key,
                 base_url=settings.openai_base_url,
                 dimension=settings.embeddings_dimensions,
@@ -135,18 +144,22 @@ async def build_embedder(settings: Settings) -> Embedder | None:
             await embedder.ensure_ready()
             return embedder
         if provider is EmbeddingsProvider.FASTEMBED:
+            from bookchat.providers.embeddings.local import FastEmbedEmbedder
+
             # Loading a local model reads files and may try a (bounded) download: off the loop.
             return await asyncio.to_thread(
                 FastEmbedEmbedder,
-                model=model or "BAAI/bge-small-en-v1.5",
+                model=model or DEFAULT_EMBEDDING_MODELS[provider],
                 cache_dir=settings.fastembed_cache_dir,
                 model_path=settings.embeddings_model_path,
                 download_timeout=settings.embeddings_download_timeout_seconds,
             )
         if provider is EmbeddingsProvider.SENTENCE_TRANSFORMERS:
+            from bookchat.providers.embeddings.local import SentenceTransformersEmbedder
+
             return await asyncio.to_thread(
                 SentenceTransformersEmbedder,
-                model=model or "sentence-transformers/all-MiniLM-L6-v2",
+                model=model or DEFAULT_EMBEDDING_MODELS[provider],
                 model_path=settings.embeddings_model_path,
             )
     except EmbedderUnavailable as exc:
@@ -157,9 +170,27 @@ async def build_embedder(settings: Settings) -> Embedder | None:
     raise ProviderConfigError(f"unknown EMBEDDINGS_PROVIDER {provider!r}")  # pragma: no cover
 
 
+def possible_embedder_names(settings: Settings) -> frozenset[str | None]:
+    """The names (`Embedder.name`, lower-cased) the embedder these settings build can have,
+    None standing for BM25 only, told without building it: a command compares them with the
+    index's before it decides to load nothing."""
+    provider = settings.resolved_embeddings_provider
+    if provider is EmbeddingsProvider.NONE:
+        return frozenset({None})
+    model = settings.embeddings_model or DEFAULT_EMBEDDING_MODELS[provider]
+    name = f"{provider.value}:{model}".lower()
+    # Under `auto`, a local model that cannot be had means BM25 only.
+    fallback = settings.embeddings_provider is EmbeddingsProvider.AUTO and provider is not (
+        EmbeddingsProvider.OPENAI
+    )
+    return frozenset({name, None}) if fallback else frozenset({name})
+
+
 async def build_reranker(settings: Settings) -> Reranker | None:
     """The reranker the settings ask for. A cross-encoder that cannot be had is one warning
     line and the lexical reranker: retrieval works without it, only less well."""
+    from bookchat.retrieval.rerank import CrossEncoderReranker, LexicalReranker, RerankerUnavailable
+
     if settings.reranker is RerankerKind.NONE:
         return None
     if settings.reranker is RerankerKind.CROSS_ENCODER:
@@ -188,7 +219,7 @@ async def build_providers(settings: Settings, metrics: Metrics | None = None) ->
         raise
     return Providers(
         chat=chat,
-        sparse=FastEmbedBm25Encoder(),
+        sparse=Bm25Encoder(),
         embedder=embedder,
         reranker=await build_reranker(settings),
     )

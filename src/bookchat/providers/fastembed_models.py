@@ -12,12 +12,13 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
-from fastembed.common.model_description import BaseModelDescription
-from huggingface_hub import is_offline_mode
-from loguru import logger as fastembed_logger
+
+if TYPE_CHECKING:
+    # fastembed (and with it onnxruntime) is imported by the model classes that load one.
+    from fastembed.common.model_description import BaseModelDescription
 
 logger = structlog.get_logger(__name__)
 
@@ -37,6 +38,8 @@ class FastembedModelClass(Protocol[M]):  # type: ignore[misc]
 @contextlib.contextmanager
 def fastembed_quiet() -> Iterator[None]:
     """Hide fastembed's ERROR lines while we probe the cache: a miss there is expected."""
+    from loguru import logger as fastembed_logger
+
     fastembed_logger.disable("fastembed")
     try:
         yield
@@ -47,6 +50,8 @@ def fastembed_quiet() -> Iterator[None]:
 def hub_offline() -> bool:
     # Hugging Face's own switch, not a bookchat setting. huggingface_hub reads it once at import;
     # fastembed reads it at each load, and so do we, so that setting it later still counts.
+    from huggingface_hub import is_offline_mode
+
     value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
     return is_offline_mode() or value in {"1", "TRUE", "YES", "ON"}
 

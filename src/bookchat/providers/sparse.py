@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Protocol, runtime_checkable
 
-from fastembed.sparse.bm25 import Bm25
-from fastembed.sparse.sparse_embedding_base import SparseEmbedding
+import mmh3
+from py_rust_stemmers import SnowballStemmer
 
+# The term space of fastembed's `Qdrant/bm25` model: an index built by it (earlier versions
+# encoded with fastembed) and one built by `Bm25Encoder` hold the same ids and weights.
 BM25_MODEL = "Qdrant/bm25"
-# Shipped with the package (see bm25/README.md): our stop words, and the folder fastembed is
-# told the model lives in, so it never downloads the Qdrant/bm25 repository.
+# Shipped with the package (see bm25/README.md): our stop words.
 _BM25_DATA = resources.files("bookchat.providers") / "bm25"
+# Longer tokens (base64, hashes, minified code) are dropped, as `Qdrant/bm25` drops them.
+MAX_TOKEN_CHARS = 40
+_NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]")
+_NOT_WORD = re.compile(r"[^\w]")
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,65 +54,77 @@ def english_stop_words() -> frozenset[str]:
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip())
 
 
-@lru_cache(maxsize=4)
-def _bm25_model(k: float, b: float, avg_len: float) -> Bm25:
-    """fastembed's BM25 with our stop words, loaded once per process and parameter set.
-
-    Loading takes a noticeable fraction of a second (the stemmer, stop words and punctuation
-    tables), and the model holds no per-call state, so every encoder of a process shares it:
-    the server builds one, but the CLI and the test suite open many containers.
-    """
-    data_dir = str(_BM25_DATA)
-    return Bm25(
-        BM25_MODEL,
-        # Both point at our package folder: fastembed returns `specific_model_path` without
-        # any download, and `cache_dir` keeps it from creating a cache folder in /tmp.
-        cache_dir=data_dir,
-        specific_model_path=data_dir,
-        stopwords=set(english_stop_words()),
-        language="english",
-        k=k,
-        b=b,
-        avg_len=avg_len,
-    )
+@lru_cache(maxsize=1)
+def _stemmer() -> SnowballStemmer:
+    return SnowballStemmer("english")
 
 
-def _to_vector(embedding: SparseEmbedding) -> SparseVector:
-    pairs = sorted(zip(embedding.indices.tolist(), embedding.values.tolist(), strict=True))
-    return SparseVector(
-        indices=[int(index) for index, _ in pairs], values=[float(value) for _, value in pairs]
-    )
+def _is_punctuation(token: str) -> bool:
+    # Tokens are runs of word characters; the only punctuation left is a lone connector such
+    # as "_" (Unicode category Pc), which `Qdrant/bm25` drops as punctuation.
+    return len(token) == 1 and unicodedata.category(token).startswith("P")
 
 
-class FastEmbedBm25Encoder:
-    """BM25 on fastembed's `Qdrant/bm25`: English Snowball stemming, our stop words.
+def bm25_terms(text: str) -> list[str]:
+    """The stemmed terms BM25 counts in `text`, in order, repeats kept: `Qdrant/bm25`'s reading
+    (anything but word characters separates tokens; lone punctuation, stop words and tokens
+    over 40 characters are dropped; English Snowball stems)."""
+    plain = _NOT_WORD_OR_SPACE.sub(" ", text)
+    tokens = _SPACES.sub(" ", _NOT_WORD.sub(" ", plain.lower())).strip().split()
+    stop = english_stop_words()
+    kept = [
+        token
+        for token in tokens
+        if not _is_punctuation(token) and token not in stop and len(token) <= MAX_TOKEN_CHARS
+    ]
+    return [stem for stem in _stemmer().stem_words(kept) if stem] if kept else []
+
+
+def bm25_term_id(term: str) -> int:
+    """A stemmed term's id in the sparse index (its unsigned 32-bit MurmurHash3, as
+    `Qdrant/bm25` computes it)."""
+    return abs(mmh3.hash(term))
+
+
+class Bm25Encoder:
+    """BM25 in `Qdrant/bm25`'s term space: English Snowball stemming, our stop words.
 
     Documents get BM25 term-frequency weights; a query gets weight 1 per distinct term. The
     inverse document frequency is applied by Qdrant (sparse vector with `Modifier.IDF`).
-    Construction reads nothing from the network; encoding runs in a worker thread.
+    Pure Python on a stemmer and a hash: no model files, no network, no ONNX runtime (fastembed
+    is imported only by those who configure a fastembed model). Encoding runs in a worker
+    thread.
     """
 
+    # What the stored vectors mean; unchanged from when fastembed computed them, so indexes
+    # built then still match.
     name = "fastembed:Qdrant/bm25"
 
-    def __init__(
-        self,
-        *,
-        k: float = 1.2,
-        b: float = 0.75,
-        avg_len: float = 256.0,
-        batch_size: int = 256,
-    ) -> None:
-        self._batch_size = batch_size
-        self._model = _bm25_model(k, b, avg_len)
+    def __init__(self, *, k: float = 1.2, b: float = 0.75, avg_len: float = 256.0) -> None:
+        self._k = k
+        self._b = b
+        self._avg_len = avg_len
+
+    def _encode_document(self, text: str) -> SparseVector:
+        terms = bm25_terms(text)
+        k, b = self._k, self._b
+        length_norm = k * (1 - b + b * len(terms) / self._avg_len)
+        weights: dict[int, float] = {}
+        # A later term whose hash collides with an earlier one's takes its place, as in
+        # `Qdrant/bm25` (the same ids and weights, float for float).
+        for term, occurrences in Counter(terms).items():
+            weights[bm25_term_id(term)] = occurrences * (k + 1) / (occurrences + length_norm)
+        ordered = sorted(weights.items())
+        return SparseVector(
+            indices=[index for index, _ in ordered], values=[value for _, value in ordered]
+        )
 
     def _encode_documents(self, texts: list[str]) -> list[SparseVector]:
-        embeddings: Iterable[SparseEmbedding] = self._model.embed(
-            texts, batch_size=self._batch_size
-        )
-        return [_to_vector(embedding) for embedding in embeddings]
+        return [self._encode_document(text) for text in texts]
 
     def _encode_query(self, text: str) -> SparseVector:
-        return _to_vector(next(iter(self._model.query_embed(text))))
+        ids = sorted({bm25_term_id(term) for term in bm25_terms(text)})
+        return SparseVector(indices=ids, values=[1.0] * len(ids))
 
     async def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """BM25 term weights of each text, in input order."""

@@ -17,11 +17,10 @@ from typing import Any, Literal, TypeVar, cast
 
 import httpx
 import structlog
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ApiException
 
 from bookchat.core.errors import ConfigurationError, DependencyUnavailable
 from bookchat.providers.sparse import SparseVector
+from bookchat.retrieval.qdrant_sdk import ApiException, QdrantClient, models, open_client
 
 logger = structlog.get_logger(__name__)
 
@@ -155,13 +154,13 @@ class QdrantIndex:
         """Connect to `url`, or open the embedded store at `path` (raises `IndexLocked` when
         another process holds it)."""
         if url:
-            client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
+            client = open_client(url=url, api_key=api_key, timeout=int(timeout))
             return cls(
                 client, collection=collection, signature=signature, mode="server", location=url
             )
         try:
             # The worker thread is not the thread that opened the store; calls are serialised.
-            client = QdrantClient(path=path, force_disable_check_same_thread=True)
+            client = open_client(path=path, force_disable_check_same_thread=True)
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise IndexLocked(
@@ -249,6 +248,14 @@ class QdrantIndex:
                     field,
                     models.PayloadSchemaType.KEYWORD,
                 )
+
+    async def stored_signature(self) -> IndexSignature | None:
+        """What the collection was built with; None when there is no collection (or it does
+        not say)."""
+        if not await self._run(self._client.collection_exists, self.collection):
+            return None
+        info = await self._run(self._client.get_collection, self.collection)
+        return IndexSignature.from_metadata(info.config.metadata)
 
     async def count(self) -> int:
         result = await self._run(self._client.count, self.collection, exact=True)
