@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bookchat.chapters.service import ChapterService
     from bookchat.chat.conversations import ConversationService
     from bookchat.chat.service import ChatService
+    from bookchat.chatkit.server import BookChatKitServer
     from bookchat.content.ingestion import Ingestor
     from bookchat.content.service import ContentService
     from bookchat.core.budget import TokenBudget
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from bookchat.providers.factory import Providers
     from bookchat.retrieval.service import HybridRetriever
     from bookchat.web.service import BookPages
-    from bookchat.chatkit.server import BookChatKitServer
 
 
 @dataclass(slots=True)
