@@ -210,3 +210,5 @@ def test_a_server_loads_only_the_vendors_it_is_configured_for(
     loaded = packages(set(json.loads(done.stdout.splitlines()[-1])))
     assert not loaded & {"fastembed", "onnxruntime", "sentence_transformers", "torch", "PIL"}
     assert ("openai" in loaded) == (llm == "openai")
+    # The ChatKit SDK (and the agents library it brings) waits for the first ChatKit request.
+    assert not loaded & {"chatkit", "agents"}

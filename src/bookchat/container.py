@@ -60,7 +60,8 @@ class Container:
     cache: Cache
     metrics: Metrics
     health: HealthService
-    chatkit: BookChatKitServer | None = None  # None without the `chatkit` extra
+    # Built on the first ChatKit request (`chatkit/dependencies.py`); None until then.
+    chatkit: BookChatKitServer | None = None
 
 
 def open_chatkit(container: Container) -> BookChatKitServer | None:
@@ -291,5 +292,4 @@ async def open_container(
                 environment=settings.environment.value,
             ),
         )
-        container.chatkit = open_chatkit(container)
         yield container

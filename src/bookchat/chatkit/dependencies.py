@@ -10,25 +10,42 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
 
-from chatkit.types import ChatKitReq
 from fastapi import Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
 from bookchat.chat.dependencies import ChatReader
 from bookchat.chat.limits import hold_stream_slot
-from bookchat.chatkit.server import BookChatKitServer, ChatKitCall
+from bookchat.chatkit.calls import ChatKitCall
 from bookchat.core.errors import ConfigurationError, ValidationFailed
 from bookchat.dependencies import ContainerDep, rate_limited, token_budget
 
-_REQUEST: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+if TYPE_CHECKING:
+    from bookchat.chatkit.server import BookChatKitServer
+    from bookchat.container import Container
+
 _chat_rate = rate_limited("chat", lambda s: s.rate_limit_chat)
 _chat_budget = token_budget("chat")
 _stream_slot = asynccontextmanager(hold_stream_slot)
 
 
-def get_chatkit_server(container: ContainerDep) -> BookChatKitServer:
+@cache
+def _request_adapter() -> TypeAdapter[Any]:
+    """The SDK's request union, read on the first ChatKit request (not when the app starts)."""
+    from chatkit.types import ChatKitReq
+
+    return TypeAdapter(ChatKitReq)
+
+
+def chatkit_server(container: Container) -> BookChatKitServer:
+    """The ChatKit server, built on the first ChatKit request: the SDK loads then, and a
+    process nobody asks for ChatKit never pays its 50 MB and 2 s (`calls.py`)."""
+    if container.chatkit is None:
+        from bookchat.container import open_chatkit
+
+        container.chatkit = open_chatkit(container)
     if container.chatkit is None:  # the route is only mounted with the SDK installed
         raise ConfigurationError("The ChatKit SDK is not installed (bookchat[chatkit]).")
     return container.chatkit
@@ -41,7 +58,7 @@ async def chatkit_call(
     not one); a turn also passes the chat limits and holds a stream slot while it streams."""
     body = await request.body()
     try:
-        parsed = _REQUEST.validate_json(body)
+        parsed = _request_adapter().validate_json(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         raise ValidationFailed(
@@ -58,6 +75,5 @@ async def chatkit_call(
         yield call
 
 
-ChatKitServerDep = Annotated[BookChatKitServer, Depends(get_chatkit_server)]
 # scope="request": the stream slot is released after the response (the whole stream).
 ChatKitCallDep = Annotated[ChatKitCall, Depends(chatkit_call, scope="request")]

@@ -3,16 +3,15 @@ out)."""
 
 from __future__ import annotations
 
-from chatkit.server import StreamingResult
 from fastapi import APIRouter, Response
 
 from bookchat.chat.dependencies import ChatReader
 from bookchat.chat.schemas import PAGE_CONTEXT_MAX
-from bookchat.chatkit.dependencies import ChatKitCallDep, ChatKitServerDep
-from bookchat.chatkit.store import ReaderContext
+from bookchat.chatkit.calls import ReaderContext
+from bookchat.chatkit.dependencies import ChatKitCallDep, chatkit_server
 from bookchat.core.openapi import error_responses
 from bookchat.core.sse import encoded_event_stream
-from bookchat.dependencies import SettingsDep
+from bookchat.dependencies import ContainerDep, SettingsDep
 
 router = APIRouter(tags=["chatkit"])
 
@@ -35,9 +34,12 @@ events; the others (`threads.list`, `threads.get_by_id`, `threads.update`, `thre
     },
 )
 async def process_chatkit_request(
-    call: ChatKitCallDep, server: ChatKitServerDep, reader: ChatReader, settings: SettingsDep
+    call: ChatKitCallDep, container: ContainerDep, reader: ChatReader, settings: SettingsDep
 ) -> Response:
     """ChatKit's backend protocol over this book's chat: threads are chat sessions."""
+    from chatkit.server import StreamingResult  # loaded with the server, on the first call
+
+    server = chatkit_server(container)
     page = call.request.metadata.get("page_context")
     context = ReaderContext(
         user_id=reader.id if reader else None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -45,7 +44,6 @@ from chatkit.types import (
     ThreadsSyncCustomActionReq,
     ThreadStreamEvent,
     UserMessageItem,
-    is_streaming_req,
 )
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -56,7 +54,8 @@ from bookchat.chat.schemas import ChatCreate
 from bookchat.chat.service import ChatService
 from bookchat.chat.turns import TITLE_CHARS
 from bookchat.chatkit import ids
-from bookchat.chatkit.store import BookChatStore, ReaderContext, cited_sources
+from bookchat.chatkit.calls import ChatKitCall, ReaderContext
+from bookchat.chatkit.store import BookChatStore, cited_sources
 from bookchat.core.config import Settings
 from bookchat.core.db import utcnow
 from bookchat.core.errors import AppError, NotFound, ValidationFailed
@@ -69,19 +68,6 @@ RETRYABLE_CODES = frozenset(
     {"llm_timeout", "llm_unavailable", "dependency_unavailable", "rate_limited"}
 )
 RETRYABLE_STATUSES = frozenset({429, 503, 504})
-
-
-@dataclass(frozen=True, slots=True)
-class ChatKitCall:
-    """A ChatKit request as it arrived (the SDK parses the bytes itself) and as parsed."""
-
-    body: bytes
-    request: ChatKitReq
-
-    @property
-    def streaming(self) -> bool:
-        """Whether the answer is an event stream (a turn of the chat), not one JSON body."""
-        return is_streaming_req(self.request)
 
 
 def unsupported(request: ChatKitReq) -> str | None:

@@ -14,7 +14,6 @@ stream, after the route has returned, where the request's session may already be
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatkit.store import NotFoundError, Store, StoreItemType
@@ -36,18 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
 from bookchat.chatkit import ids
+from bookchat.chatkit.calls import ReaderContext
 from bookchat.core.errors import ValidationFailed
 
 TITLE_MAX = 200  # chat_sessions.title
-
-
-@dataclass(frozen=True, slots=True)
-class ReaderContext:
-    """Who is asking (None: an anonymous reader) and the page they are on, if the front end
-    said so in the request's `metadata.page_context`."""
-
-    user_id: uuid.UUID | None
-    page_context: str | None = None
 
 
 Order = Literal["asc", "desc"]
