@@ -33,8 +33,8 @@ from bookchat.providers.base import (
     Finish,
     Usage,
 )
-from bookchat.providers.openai import vendor_retry_after
 from bookchat.providers.search_results import CitationCheck, CitationCounter, Markers
+from bookchat.providers.vendor_calls import log_call_failure, vendor_retry_after
 
 logger = structlog.get_logger(__name__)
 
@@ -169,7 +169,7 @@ class AnthropicChatModel:
         try:
             message = await self._client.messages.create(**self._request(prompt, check))
         except anthropic.AnthropicError as exc:
-            self._log_failure(exc, started)
+            log_call_failure(provider=self.provider, model=self.model, exc=exc, started=started)
             raise translate_anthropic_error(exc) from exc
         markers = Markers(check)
         text = ""
@@ -217,7 +217,7 @@ class AnthropicChatModel:
                     finish = finish_reason(snapshot.stop_reason)
                     usage = _usage(snapshot.usage)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            self._log_failure(exc, started)
+            log_call_failure(provider=self.provider, model=self.model, exc=exc, started=started)
             raise translate_anthropic_error(exc) from exc
         self._log_call(started, usage, finish, check, stream=True)
         if rest := markers.end():
@@ -249,16 +249,6 @@ class AnthropicChatModel:
             citations_dropped=check.dropped,
             finish_reason=finish,
             stream=stream,
-        )
-
-    def _log_failure(self, exc: Exception, started: float) -> None:
-        logger.warning(
-            "llm.call_failed",
-            provider=self.provider,
-            model=self.model,
-            error_type=type(exc).__name__,
-            status=getattr(exc, "status_code", None),
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
     async def aclose(self) -> None:

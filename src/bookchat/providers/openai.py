@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import openai
@@ -13,26 +12,9 @@ from openai import AsyncOpenAI
 
 from bookchat.core.errors import AppError, LLMError, LLMTimeout, LLMUnavailable
 from bookchat.providers.base import AnswerMode, ChatPrompt, Completion, Finish, Usage
+from bookchat.providers.vendor_calls import log_call_failure, vendor_retry_after
 
 logger = structlog.get_logger(__name__)
-
-# A vendor's Retry-After is passed on to readers within these bounds (seconds): a wait longer
-# than a few minutes is no advice a reader can act on.
-RETRY_AFTER_RANGE = (1, 300)
-
-
-def vendor_retry_after(headers: Mapping[str, str]) -> dict[str, str] | None:
-    """The vendor's `Retry-After` (from its response's `headers`) in whole seconds, as headers
-    for our answer; None when it sent none we can read (an HTTP date is left to our own
-    default)."""
-    try:
-        seconds = float(headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    if not math.isfinite(seconds):
-        return None
-    low, high = RETRY_AFTER_RANGE
-    return {"Retry-After": str(min(max(math.ceil(seconds), low), high))}
 
 
 def translate_openai_error(exc: openai.OpenAIError) -> AppError:
@@ -97,7 +79,7 @@ class OpenAIChatModel:
         try:
             response = await self._client.chat.completions.create(**self._request(prompt))
         except openai.OpenAIError as exc:
-            self._log_failure(exc, started)
+            log_call_failure(provider=self.provider, model=self.model, exc=exc, started=started)
             raise translate_openai_error(exc) from exc
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content if choice else None) or ""
@@ -151,7 +133,7 @@ class OpenAIChatModel:
                     if choice.finish_reason:
                         finish_reason = choice.finish_reason
         except openai.OpenAIError as exc:
-            self._log_failure(exc, started)
+            log_call_failure(provider=self.provider, model=self.model, exc=exc, started=started)
             raise translate_openai_error(exc) from exc
         logger.info(
             "llm.call",
@@ -168,16 +150,6 @@ class OpenAIChatModel:
             yield Finish(finish_reason)
         if usage is not None:
             yield usage
-
-    def _log_failure(self, exc: openai.OpenAIError, started: float) -> None:
-        logger.warning(
-            "llm.call_failed",
-            provider=self.provider,
-            model=self.model,
-            error_type=type(exc).__name__,
-            status=getattr(exc, "status_code", None),
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
 
     async def aclose(self) -> None:
         await self._client.close()
