@@ -29,29 +29,28 @@ def event_stream(events: AsyncGenerator[StreamEvent], settings: Settings) -> Eve
     STREAM_SEND_TIMEOUT_SECONDS while the buffers towards it are full is cut the same way: what
     waits unread is bounded by those buffers, and the stream stops costing anything.
     """
-    return _StreamResponse(
-        _as_sse(events),
-        ping=settings.sse_ping_seconds,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        shutdown_grace_period=settings.shutdown_timeout_seconds,
-        send_timeout=settings.stream_send_timeout_seconds,
-    )
+    return _StreamResponse.of(_as_sse(events), settings)
 
 
 def encoded_event_stream(chunks: AsyncGenerator[bytes], settings: Settings) -> EventSourceResponse:
     """Events a library has already framed (`data: ...` blocks, as OpenAI's ChatKit SDK writes
     them) as an SSE response with the same headers, pings and limits as `event_stream`."""
-    return _StreamResponse(
-        _closing(chunks),
-        ping=settings.sse_ping_seconds,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        shutdown_grace_period=settings.shutdown_timeout_seconds,
-        send_timeout=settings.stream_send_timeout_seconds,
-    )
+    return _StreamResponse.of(_closing(chunks), settings)
 
 
 class _StreamResponse(EventSourceResponse):
     """An event stream whose cut-off reader is a log line, not an application error."""
+
+    @classmethod
+    def of(cls, body: AsyncGenerator[Any], settings: Settings) -> _StreamResponse:
+        """`body` with the headers, pings and limits every stream of this app has."""
+        return cls(
+            body,
+            ping=settings.sse_ping_seconds,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            shutdown_grace_period=settings.shutdown_timeout_seconds,
+            send_timeout=settings.stream_send_timeout_seconds,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
