@@ -190,3 +190,28 @@ class TestSQLiteWriter:
         finally:
             await engine.dispose()
         assert [s.title for s in await stored(sqlite_url, ChatSession)] == ["holds the write slot"]
+
+    async def test_a_cancelled_writer_gives_the_turn_to_the_next(self, sqlite_url: str) -> None:
+        engine = create_engine(sqlite_url, sqlite_write_wait=2)
+        sessions = create_sessionmaker(engine)
+        holding = asyncio.Event()
+
+        async def abandoned() -> None:
+            async with sessions() as db:
+                db.add(ChatSession(title="never committed"))
+                await db.flush()
+                holding.set()
+                await asyncio.sleep(60)  # the reader hung up: this task is cancelled here
+
+        try:
+            task = asyncio.create_task(abandoned())
+            await holding.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with sessions() as db:
+                db.add(ChatSession(title="next"))
+                await db.commit()
+        finally:
+            await engine.dispose()
+        assert [s.title for s in await stored(sqlite_url, ChatSession)] == ["next"]

@@ -207,7 +207,8 @@ class SQLiteWriter:
     def attach(self, engine: AsyncEngine) -> None:
         event.listen(engine.sync_engine, "before_cursor_execute", self._before_execute)
         pool = engine.sync_engine.pool
-        for name in ("checkin", "close", "detach", "invalidate", "soft_invalidate"):
+        # Back in the pool, or closed (an invalidated connection's transaction is gone with it).
+        for name in ("checkin", "close", "close_detached", "invalidate"):
             event.listen(pool, name, self._returned)
 
     @property
