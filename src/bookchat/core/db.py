@@ -211,10 +211,6 @@ class SQLiteWriter:
         for name in ("checkin", "close", "close_detached", "invalidate"):
             event.listen(pool, name, self._returned)
 
-    @property
-    def held(self) -> bool:
-        return self._holder is not None
-
     def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         dbapi_connection = conn.connection.dbapi_connection
         if self._holder is dbapi_connection or statement.lstrip()[:7].upper().startswith(
