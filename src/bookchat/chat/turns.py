@@ -140,7 +140,8 @@ async def prepare_turn(
 
     cache_key: str | None = None
     cached: CachedAnswer | None = None
-    # The same prompt for a model that takes the sources as documents and cites them itself.
+    # The same prompt for a model that takes the sources as documents and cites them itself
+    # (built only for such a model).
     document_messages: list[ChatMessage] | None = None
     if request.selected_text:
         # The selection alone: no retrieval, no history.
@@ -160,7 +161,9 @@ async def prepare_turn(
             question=request.message,
             selection=request.selected_text,
         )
-        messages, document_messages = layout(), layout(as_documents=True)
+        messages = layout()
+        if model.takes_documents:
+            document_messages = layout(as_documents=True)
     elif (
         history
         and not leans_on_conversation(request.message)
@@ -205,7 +208,9 @@ async def prepare_turn(
             history=history,
             history_token_budget=settings.history_token_budget,
         )
-        messages, document_messages = layout(), layout(as_documents=True)
+        messages = layout()
+        if model.takes_documents:
+            document_messages = layout(as_documents=True)
     prompt = ChatPrompt(
         messages=messages,
         question=request.message,

@@ -107,6 +107,7 @@ class AnthropicChatModel:
 
     provider = "anthropic"
     mode: AnswerMode = "generative"
+    takes_documents = True
 
     def __init__(
         self,

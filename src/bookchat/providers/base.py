@@ -108,11 +108,15 @@ class ChatModel(Protocol):
     itself, and, last, its `Usage` when the vendor reports it. A stream without a `Finish`
     ended without the model's word that it was over: it is not a whole answer.
     Implementations raise only the project's `LLMError`, `LLMUnavailable` and `LLMTimeout`.
+
+    `takes_documents`: the model is sent the sources as documents and cites them itself, so its
+    prompts are built in that layout too (`ChatPrompt.document_messages`).
     """
 
     provider: str
     model: str
     mode: AnswerMode
+    takes_documents: bool
 
     async def complete(self, prompt: ChatPrompt) -> Completion: ...
 

@@ -51,6 +51,7 @@ class BudgetedChatModel:
         self.provider: str = inner.provider
         self.model: str = inner.model
         self.mode: AnswerMode = inner.mode
+        self.takes_documents: bool = inner.takes_documents
 
     def _account(self) -> Account | None:
         return current_account() if self.mode == "generative" else None

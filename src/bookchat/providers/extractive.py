@@ -99,6 +99,7 @@ class ExtractiveChatModel:
     provider = "extractive"
     model = "extractive"
     mode: AnswerMode = "extractive"
+    takes_documents = False
 
     def __init__(
         self,

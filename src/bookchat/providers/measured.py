@@ -19,6 +19,7 @@ class MeasuredChatModel:
         self.provider: str = inner.provider
         self.model: str = inner.model
         self.mode: AnswerMode = inner.mode
+        self.takes_documents: bool = inner.takes_documents
         self._metrics = metrics
 
     async def complete(self, prompt: ChatPrompt) -> Completion:

@@ -45,6 +45,7 @@ class OpenAIChatModel:
 
     provider = "openai"
     mode: AnswerMode = "generative"
+    takes_documents = False
 
     def __init__(
         self,
