@@ -379,11 +379,12 @@ async def _resolve_session(
         if existing.user_id is None and user_id is not None:
             existing.user_id = user_id
         return existing, False
-    session = ChatSession(id=uuid.uuid4(), user_id=user_id, title=_title(request.message))
+    session = ChatSession(id=uuid.uuid4(), user_id=user_id, title=session_title(request.message))
     db.add(session)
     return session, True
 
 
-def _title(message: str) -> str:
+def session_title(message: str) -> str:
+    """A conversation's title: its first message on one line, cut to `TITLE_CHARS`."""
     title = " ".join(message.split())
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"

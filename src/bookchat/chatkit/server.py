@@ -52,7 +52,7 @@ from bookchat.chat.conversations import ConversationService
 from bookchat.chat.limits import within
 from bookchat.chat.schemas import ChatCreate
 from bookchat.chat.service import ChatService
-from bookchat.chat.turns import TITLE_CHARS
+from bookchat.chat.turns import session_title
 from bookchat.chatkit import ids
 from bookchat.chatkit.calls import ChatKitCall, ReaderContext
 from bookchat.chatkit.store import BookChatStore, cited_sources
@@ -161,7 +161,7 @@ class BookChatKitServer(ChatKitServer[ReaderContext]):
             ) from None
         if thread.title is None:
             # The SDK saves a changed thread and tells the client (thread.updated).
-            thread.title = _title(question)
+            thread.title = session_title(question)
         reply = AssistantMessageItem(
             id=ids.item_id(turn.reply_id), thread_id=thread.id, created_at=utcnow(), content=[]
         )
@@ -238,11 +238,6 @@ def _finished(
     events.append(_update(reply, AssistantMessageContentPartDone(content_index=0, content=content)))
     events.append(ThreadItemDoneEvent(item=reply.model_copy(update={"content": [content]})))
     return events
-
-
-def _title(question: str) -> str:
-    title = " ".join(question.split())
-    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 def _encode(event: BaseModel) -> bytes:
