@@ -21,7 +21,7 @@ from bookchat.core.config import Settings
 from bookchat.core.ratelimit import enforce, request_identity
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     """The container the lifespan built for this app."""
     container: Container = request.app.state.container
     return container
@@ -40,7 +40,7 @@ async def get_db(container: ContainerDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings_dep(container: ContainerDep) -> Settings:
+async def get_settings_dep(container: ContainerDep) -> Settings:
     """The settings the app was built with."""
     return container.settings
 

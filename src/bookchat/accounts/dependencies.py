@@ -27,11 +27,11 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 ADMIN_KEY_SCOPE = "admin_key"
 
 
-def get_account_service(container: ContainerDep) -> AccountService:
+async def get_account_service(container: ContainerDep) -> AccountService:
     return container.accounts
 
 
-def get_authenticator(container: ContainerDep) -> Authenticator:
+async def get_authenticator(container: ContainerDep) -> Authenticator:
     return container.auth
 
 

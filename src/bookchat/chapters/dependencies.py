@@ -34,7 +34,7 @@ OFFLINE_MESSAGE = (
 )
 
 
-def get_chapter_service(container: ContainerDep) -> ChapterService:
+async def get_chapter_service(container: ContainerDep) -> ChapterService:
     """The chapter service the lifespan built."""
     return container.chapters
 
@@ -42,7 +42,7 @@ def get_chapter_service(container: ContainerDep) -> ChapterService:
 ChapterServiceDep = Annotated[ChapterService, Depends(get_chapter_service)]
 
 
-def require_language_model(chapters: ChapterServiceDep) -> None:
+async def require_language_model(chapters: ChapterServiceDep) -> None:
     """503 `llm_unavailable` when the server runs the offline extractive answerer."""
     if chapters.offline:
         raise LLMUnavailable(OFFLINE_MESSAGE)

@@ -15,11 +15,11 @@ from bookchat.core.errors import Unauthorized
 from bookchat.dependencies import ContainerDep, SettingsDep, rate_limited, token_budget
 
 
-def get_chat_service(container: ContainerDep) -> ChatService:
+async def get_chat_service(container: ContainerDep) -> ChatService:
     return container.chat
 
 
-def get_conversation_service(container: ContainerDep) -> ConversationService:
+async def get_conversation_service(container: ContainerDep) -> ConversationService:
     return container.conversations
 
 

@@ -16,7 +16,7 @@ from bookchat.dependencies import ContainerDep, rate_limited
 from bookchat.providers.terms import content_terms
 
 
-def get_content_service(container: ContainerDep) -> ContentService:
+async def get_content_service(container: ContainerDep) -> ContentService:
     """The book's content service (documents, search, ingestion jobs)."""
     return container.content
 
@@ -30,7 +30,7 @@ SEARCH_RATE_LIMIT = Depends(
 )
 
 
-def search_client(
+async def search_client(
     request: Request,
     container: ContainerDep,
     reader: Annotated[User | None, Depends(get_optional_user)],

@@ -10,7 +10,7 @@ from bookchat.dependencies import ContainerDep
 from bookchat.health.service import HealthService
 
 
-def get_health_service(container: ContainerDep) -> HealthService:
+async def get_health_service(container: ContainerDep) -> HealthService:
     return container.health
 
 

@@ -10,7 +10,7 @@ from bookchat.dependencies import ContainerDep
 from bookchat.web.service import BookPages
 
 
-def get_book_pages(container: ContainerDep) -> BookPages:
+async def get_book_pages(container: ContainerDep) -> BookPages:
     """The book's chapters and their rendered HTML (one render cache per app)."""
     return container.book_pages
 
