@@ -4,8 +4,10 @@ chat endpoints, and failing open when Redis goes away."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 
 from bookchat.core.errors import RateLimited
 from bookchat.core.ratelimit import (
+    RateDecision,
     RateLimiter,
     client_ip,
     enforce,
@@ -85,6 +88,33 @@ class TestLimiter:
         assert all(p.allowed for p in peeks)  # peeking three times spent nothing
         assert not spent.allowed
         assert spent.retry_after in range(55, 61)
+
+    def test_the_in_process_count_needs_no_worker_thread(self) -> None:
+        # Worker threads hash passwords and encode queries; when every one is busy, counting a
+        # hit must still answer at once (limits' async memory storage swept expired entries
+        # with a thread hop per key while holding that key's lock, so a second hit waited for
+        # a free thread). On a loop of its own, whose only worker thread is kept busy.
+        async def two_hits_and_a_peek() -> list[RateDecision]:
+            limiter = RateLimiter.in_memory()
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+            release = threading.Event()
+            busy = loop.run_in_executor(None, release.wait, 30)
+            try:
+                async with asyncio.timeout(5):
+                    first = await limiter.hit("chat", "ip:10.0.0.5", "3/minute")
+                    await asyncio.sleep(0.05)  # whatever the first hit set going gets to run
+                    second = await limiter.hit("chat", "ip:10.0.0.5", "3/minute")
+                    peeked = await limiter.peek("chat", "ip:10.0.0.5", "3/minute")
+            finally:
+                release.set()
+                await busy
+            return [first, second, peeked]
+
+        first, second, peeked = asyncio.run(two_hits_and_a_peek())
+
+        assert [first.remaining, second.remaining] == [2, 1]
+        assert peeked.allowed
 
     async def test_replicas_share_the_count_through_redis(self, redis_url: str) -> None:
         first, second = create_redis(redis_url), create_redis(redis_url)
