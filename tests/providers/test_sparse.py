@@ -6,6 +6,8 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +161,45 @@ class TestEncoding:
         assert len(vectors) == 500
         # Had encoding run on the loop, the ticker could not have run before it finished.
         assert ticks_while_encoding > 0
+
+    async def test_a_long_query_leaves_the_event_loop_free(self, encoder: Bm25Encoder) -> None:
+        text = "robots, sensors and controllers " * 2000
+        done = False
+        ticks_while_encoding = 0
+
+        async def ticker() -> None:
+            nonlocal ticks_while_encoding
+            while not done:
+                ticks_while_encoding += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        vector = await encoder.encode_query(text)
+        done = True
+        await task
+        assert len(vector.indices) == 3
+        assert ticks_while_encoding > 0
+
+    def test_a_question_is_encoded_while_every_worker_thread_is_busy(
+        self, encoder: Bm25Encoder
+    ) -> None:
+        # Worker threads hash passwords and embed texts; a question's BM25 terms must not wait
+        # for one. On a loop of its own, whose only worker thread is kept busy.
+        async def encode_with_the_pool_busy() -> SparseVector:
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+            release = threading.Event()
+            busy = loop.run_in_executor(None, release.wait, 30)
+            try:
+                async with asyncio.timeout(5):
+                    return await encoder.encode_query("How do I create a ROS 2 publisher?")
+            finally:
+                release.set()
+                await busy
+
+        vector = asyncio.run(encode_with_the_pool_busy())
+
+        assert len(vector.indices) == 4  # create, ros, 2, publisher
 
 
 class TestSameTermSpaceAsFastembed:

@@ -22,6 +22,8 @@ BM25_MODEL = "Qdrant/bm25"
 _BM25_DATA = resources.files("bookchat.providers") / "bm25"
 # Longer tokens (base64, hashes, minified code) are dropped, as `Qdrant/bm25` drops them.
 MAX_TOKEN_CHARS = 40
+# Queries up to this long are encoded on the event loop (well under a millisecond).
+INLINE_QUERY_CHARS = 600
 _NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]")
 _NOT_WORD = re.compile(r"[^\w]")
 _SPACES = re.compile(r"\s+")
@@ -92,8 +94,8 @@ class Bm25Encoder:
     Documents get BM25 term-frequency weights; a query gets weight 1 per distinct term. The
     inverse document frequency is applied by Qdrant (sparse vector with `Modifier.IDF`).
     Pure Python on a stemmer and a hash: no model files, no network, no ONNX runtime (fastembed
-    is imported only by those who configure a fastembed model). Encoding runs in a worker
-    thread.
+    is imported only by those who configure a fastembed model). Documents and long queries are
+    encoded in a worker thread.
     """
 
     # What the stored vectors mean; unchanged from when fastembed computed them, so indexes
@@ -133,5 +135,10 @@ class Bm25Encoder:
         return await asyncio.to_thread(self._encode_documents, list(texts))
 
     async def encode_query(self, text: str) -> SparseVector:
-        """The query's distinct terms, each with weight 1."""
+        """The query's distinct terms, each with weight 1. A question of ordinary length is
+        encoded on the loop (about 0.1 ms, what a hop to a worker thread costs by itself), so
+        answers do not queue behind whatever keeps the worker threads busy; a long text goes
+        to a thread."""
+        if len(text) <= INLINE_QUERY_CHARS:
+            return self._encode_query(text)
         return await asyncio.to_thread(self._encode_query, text)
