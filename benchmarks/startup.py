@@ -1,6 +1,12 @@
 """CLI start-up: `bookchat --help`, `bookchat migrate` at head and an unchanged re-ingest of the
 corpus, each a fresh process timed from spawn to exit (the median of a few runs).
 
+Measured as installed: with the modules' bytecode cached, as pip, uv and the Docker image
+(`UV_COMPILE_BYTECODE=1`) leave it, or as Python writes it on a first run. The bytecode goes to
+a scratch `PYTHONPYCACHEPREFIX`, so the virtual environment is left as it is. Also reported,
+outside the budget: the same commands compiling every module from source on each start (what
+an environment with `PYTHONDONTWRITEBYTECODE=1` and no compiled install pays).
+
 Runs against the SQLite store the ingestion phase filled (no server may hold its embedded Qdrant
 then), with the servers' configuration: an unchanged re-ingest must not need the embedder, so
 the fake LLM it points at is never called.
@@ -65,28 +71,54 @@ async def startup_phase(results: Results, scratch: Path, corpus: Path) -> None:
                     "BOOK_DOCS_DIR": str(corpus),
                 }
             )
+            compiled = {
+                **without_bytecode_switch(env),
+                "PYTHONPYCACHEPREFIX": str(scratch / "pycache"),
+            }
+            from_source = {
+                **env,
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONPYCACHEPREFIX": str(scratch / "pycache-empty"),
+            }
             measured: dict[str, Any] = {"runs": RUNS}
             for name, (arguments, _) in COMMANDS.items():
-                timed_run(arguments, env, scratch)
-                seconds = [timed_run(arguments, env, scratch) for _ in range(RUNS)]
+                timed_run(arguments, compiled, scratch)  # warms the file cache, writes bytecode
+                seconds = [timed_run(arguments, compiled, scratch) for _ in range(RUNS)]
+                uncompiled = [timed_run(arguments, from_source, scratch) for _ in range(RUNS)]
                 measured[name] = {
                     "median_seconds": round(statistics.median(seconds), 3),
                     "seconds": [round(s, 3) for s in seconds],
+                    "from_source_median_seconds": round(statistics.median(uncompiled), 3),
                 }
-                say(f"    {LABELS[name]}: median {statistics.median(seconds):.2f} s")
+                say(
+                    f"    {LABELS[name]}: median {statistics.median(seconds):.2f} s "
+                    f"({statistics.median(uncompiled):.2f} s compiling from source)"
+                )
         results["startup"] = measured
 
 
+def without_bytecode_switch(env: dict[str, str]) -> dict[str, str]:
+    """`env` without PYTHONDONTWRITEBYTECODE (set here by the sandbox, not by installs)."""
+    return {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
 def startup_budgets(results: Results) -> list[report.Budget]:
-    """One row per command, against the issue's limits."""
+    """One row per command (bytecode cached, as installed), against the issue's limits; the
+    time compiling from source is shown beside it."""
     skip = report._missing(results, "startup")
-    return [
-        report._at_most(
-            LABELS[name],
+    rows = []
+    for name, (_, limit) in COMMANDS.items():
+        row = report._at_most(
+            f"{LABELS[name]} (bytecode cached)",
             limit,
             report._get(results, "startup", name, "median_seconds"),
             "s",
             skip,
         )
-        for name, (_, limit) in COMMANDS.items()
-    ]
+        source = report._get(results, "startup", name, "from_source_median_seconds")
+        if row.met is not None and source is not None:
+            row = report.Budget(
+                row.what, row.budget, f"{row.measured} ({source:.1f} s from source)", row.met
+            )
+        rows.append(row)
+    return rows
