@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -212,3 +213,29 @@ def test_a_server_loads_only_the_vendors_it_is_configured_for(
     assert ("openai" in loaded) == (llm == "openai")
     # The ChatKit SDK (and the agents library it brings) waits for the first ChatKit request.
     assert not loaded & {"chatkit", "agents"}
+
+
+def test_without_a_cached_model_or_a_hub_the_default_embedder_loads_no_onnx_runtime(
+    tmp_path: Path,
+) -> None:
+    """Under `auto`, a model that could only be downloaded from a hub that does not answer is
+    given up on before fastembed and its ONNX runtime are imported: BM25 answers."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    env = command_env(
+        tmp_path,
+        EMBEDDINGS_PROVIDER="auto",
+        FASTEMBED_CACHE_DIR=str(tmp_path / "models"),
+        LLM_PROVIDER="extractive",
+    )
+    env = {key: value for key, value in env.items() if not key.upper().endswith("_PROXY")}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    loaded_by(env, tmp_path, "migrate")
+    loaded_by(env, tmp_path, "ingest")
+
+    output, loaded = loaded_by(env, tmp_path, "search", "balance")
+
+    assert "does not answer" in output
+    assert "EMBEDDINGS_MODEL_PATH" in output
+    assert not packages(loaded) & {"fastembed", "onnxruntime"}
+    assert "balance" in output.lower()  # BM25 found the mini book's passages

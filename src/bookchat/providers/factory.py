@@ -17,6 +17,8 @@ from bookchat.core.config import EmbeddingsProvider, LLMProvider, RerankerKind, 
 from bookchat.core.errors import ConfigurationError
 from bookchat.providers.base import ChatModel
 from bookchat.providers.embeddings import Embedder, EmbedderUnavailable
+from bookchat.providers.embeddings.base import FALLBACK_ADVICE
+from bookchat.providers.fastembed_models import refuse_unreachable_download
 from bookchat.providers.sparse import Bm25Encoder, SparseEncoder
 
 if TYPE_CHECKING:
@@ -144,6 +146,14 @@ async def build_embedder(settings: Settings) -> Embedder | None:
             await embedder.ensure_ready()
             return embedder
         if provider is EmbeddingsProvider.FASTEMBED:
+            refuse_unreachable_download(
+                model or DEFAULT_EMBEDDING_MODELS[provider],
+                cache_dir=settings.fastembed_cache_dir,
+                model_path=settings.embeddings_model_path,
+                timeout=settings.embeddings_download_timeout_seconds,
+                error=EmbedderUnavailable,
+                advice=FALLBACK_ADVICE,
+            )
             from bookchat.providers.embeddings.local import FastEmbedEmbedder
 
             # Loading a local model reads files and may try a (bounded) download: off the loop.

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -23,6 +25,18 @@ if TYPE_CHECKING:
 logger = structlog.get_logger(__name__)
 
 M = TypeVar("M")
+
+# With one of these set, only the download itself can tell whether the hub is reachable.
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+# The longest wait for the hub to accept a connection, when nothing is cached.
+HUB_PROBE_SECONDS = 3.0
 
 
 class FastembedModelClass(Protocol[M]):  # type: ignore[misc]
@@ -54,6 +68,43 @@ def hub_offline() -> bool:
 
     value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
     return is_offline_mode() or value in {"1", "TRUE", "YES", "ON"}
+
+
+def refuse_unreachable_download(
+    name: str,
+    *,
+    cache_dir: str | None,
+    model_path: str | None,
+    timeout: float,
+    error: type[Exception],
+    advice: str,
+) -> None:
+    """Raise `error` when the model could only come from the hub (no `model_path`, nothing in
+    the cache) and the hub does not take a connection; without importing fastembed and its
+    ONNX runtime (a second and about 40 MB) for a download that cannot happen. With a proxy
+    configured, or a cache that holds anything, the loader decides as usual."""
+    if model_path is not None or cache_dir is None or _holds_anything(Path(cache_dir)):
+        return
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, HUB_PROBE_SECONDS)):
+            return
+    except OSError as exc:
+        raise error(
+            f"fastembed model {name} is not in the model cache {cache_dir} and could not be "
+            f"downloaded ({host} does not answer: {short_error(exc)}); {advice}"
+        ) from exc
+
+
+def _holds_anything(folder: Path) -> bool:
+    try:
+        return any(folder.iterdir())
+    except OSError:  # missing, or not a folder
+        return False
 
 
 def short_error(exc: BaseException) -> str:
