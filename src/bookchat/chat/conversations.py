@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import select
@@ -25,12 +26,17 @@ from bookchat.chat.schemas import (
 from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
 
+if TYPE_CHECKING:
+    from bookchat.core.metrics import Metrics
+
 logger = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
 class ConversationService:
     """History, deletion and feedback; owns the transaction of every call."""
+
+    metrics: Metrics | None = None  # counts readers' ratings (up, down)
 
     async def history(
         self,
@@ -113,6 +119,8 @@ class ConversationService:
             .limit(1)
         )
         created = feedback is None
+        # A new rating, or a changed one, is a thumb; the same one sent again is not.
+        changed = feedback is None or feedback.rating != rating
         if feedback is None:
             feedback = MessageFeedback(
                 message_id=message_id, user_id=user_id, rating=rating, comment=comment
@@ -124,6 +132,8 @@ class ConversationService:
             # Set explicitly: resending the same rating changes no column, so onupdate would not.
             feedback.updated_at = utcnow()
         await db.commit()
+        if changed and self.metrics is not None:
+            self.metrics.feedback.labels("up" if rating > 0 else "down").inc()
         return feedback, created
 
     async def list_sessions(
