@@ -206,7 +206,8 @@ class TestPurgeCommand:
         assert "Would delete 5 conversations (8 messages, 4 ratings)" in dry.output
         assert "nothing deleted (--dry-run)" in dry.output
         assert "Deleted 5 conversations (8 messages, 4 ratings)" in done.output
-        assert "more than 30 days ago in 2 batches." in done.output
+        assert "last active more than 30 days ago (before " in done.output
+        assert "UTC), in 2 batches." in done.output
         assert "Deleted 0 conversations" in again.output
         assert asyncio.run(remaining(url))[0] == set(seeded.kept)
 

@@ -64,11 +64,11 @@ async def _purge(settings: Settings, days: int, *, dry_run: bool, batch_size: in
         await engine.dispose()
     what = (
         f"{found.sessions} conversations ({found.messages} messages, {found.feedback} ratings) "
-        f"last active before {cutoff:%Y-%m-%d %H:%M} UTC, more than {days} days ago"
+        f"last active more than {days} days ago (before {cutoff:%Y-%m-%d %H:%M} UTC)"
     )
     if dry_run:
         typer.echo(f"Would delete {what}; nothing deleted (--dry-run).")
     else:
         batches = "batch" if found.batches == 1 else "batches"
-        typer.echo(f"Deleted {what} in {found.batches} {batches}.")
+        typer.echo(f"Deleted {what}, in {found.batches} {batches}.")
     return 0
