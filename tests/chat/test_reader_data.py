@@ -16,18 +16,32 @@ from bookchat.chat.retention import delete_reader_sessions
 from bookchat.chat.schemas import ConversationsExport
 from bookchat.core.db import utcnow
 from tests.conftest import AppFactory, make_settings
-from tests.factories import QUESTION, ask, bearer, book_settings, count, open_db, sign_up
+from tests.factories import (
+    QUESTION,
+    ask,
+    bearer,
+    book_settings,
+    count,
+    open_db,
+    sign_up,
+    stored,
+)
 
 SELECTION = "A publisher sends messages on a topic; every subscriber of that topic receives them."
 
 
 async def rate(
-    client: httpx.AsyncClient, answer: dict[str, Any], rating: int, **fields: Any
+    client: httpx.AsyncClient,
+    answer: dict[str, Any],
+    rating: int,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> None:
     response = await client.post(
         f"/api/v1/chat/messages/{answer['message_id']}/feedback",
         json={"rating": rating, **fields},
-        headers=fields.pop("headers", None),
+        headers=headers,
     )
     assert response.status_code == 201, response.text
 
@@ -87,7 +101,7 @@ class TestDeleteAllSessions:
         assert [m["role"] for m in bobs_history.json()["messages"]] == ["user", "assistant"]
         assert len(anonymous_history.json()["messages"]) == 2
         assert await count(database_url, Message) == 4  # Bob's turn and the anonymous one
-        ratings = {(f.message_id, f.rating) for f in await _feedback(database_url)}
+        ratings = {(f.message_id, f.rating) for f in await stored(database_url, MessageFeedback)}
         assert ratings == {
             (uuid.UUID(bobs["message_id"]), 1),
             (uuid.UUID(anonymous["message_id"]), 1),
@@ -109,12 +123,6 @@ class TestDeleteAllSessions:
 
         assert (deleted.sessions, deleted.messages, deleted.batches) == (5, 10, 3)
         assert await count(database_url, ChatSession) == 1
-
-
-async def _feedback(database_url: str) -> list[MessageFeedback]:
-    from tests.factories import stored
-
-    return await stored(database_url, MessageFeedback)
 
 
 class TestExport:

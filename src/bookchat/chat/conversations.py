@@ -66,7 +66,7 @@ class ConversationService:
         return HistoryRead(
             session_id=session.id,
             title=session.title,
-            messages=[message_read(m) for m in page],
+            messages=[_message_read(m) for m in page],
             has_more=has_more,
             next_before=page[0].id if has_more else None,
         )
@@ -228,8 +228,7 @@ class ConversationService:
         return cursor
 
 
-def message_read(message: Message) -> MessageRead:
-    """A stored message as the history pages show it."""
+def _message_read(message: Message) -> MessageRead:
     usage = None
     if message.prompt_tokens is not None and message.completion_tokens is not None:
         usage = UsageRead(
@@ -293,7 +292,7 @@ async def _export_page(
         by_session[message.session_id].append(
             # dict(model): its fields, nested models as they are (validated once already).
             MessageExport.model_validate(
-                {**dict(message_read(message)), "feedback": feedback.get(message.id, [])}
+                {**dict(_message_read(message)), "feedback": feedback.get(message.id, [])}
             )
         )
     page = [
