@@ -288,8 +288,8 @@ class Settings(BaseSettings):
     """Conversations inactive (no question, no answer) for more than this many days are
     deleted, with their messages and feedback, by `bookchat purge` (run it daily, for example
     from cron). Unset: conversations are kept until deleted (`bookchat purge --days N` still
-    works). Covers the database only, not logs or the answer cache (docs/operations.md,
-    "Retention").
+    works). Covers the database only, not backups, logs or the answer cache
+    (docs/operations.md, "Retention: deleting old conversations").
     """
     chatkit_domain_key: str = "local-dev"
     """The ChatKit domain key the `/chatkit-demo` page passes to OpenAI's ChatKit component:
