@@ -122,6 +122,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "max_streams_per_client",
             "stream_max_seconds",
             "stream_send_timeout_seconds",
+            "conversation_retention_days",
             "chatkit_domain_key",
         ),
     ),

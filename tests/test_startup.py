@@ -104,6 +104,20 @@ def test_migrate_loads_no_index_model_or_web_stack(tmp_path: Path) -> None:
     assert "bookchat.chat.models" not in modules
 
 
+def test_purge_loads_the_database_and_the_chat_tables_only(tmp_path: Path) -> None:
+    """`bookchat purge` runs from cron next to a server: no index (embedded Qdrant would be
+    locked), no model, no web stack, no chat service."""
+    env = command_env(tmp_path)
+    loaded_by(env, tmp_path, "migrate")
+    output, modules = loaded_by(env, tmp_path, "purge", "--days", "30")
+
+    assert "Deleted 0 conversations" in output
+    loaded = packages(modules)
+    assert loaded & (MODEL_LIBRARIES | WEB_STACK | {"qdrant_client", "redis", "numpy"}) == set()
+    assert "bookchat.chat.retention" in modules
+    assert not modules & {"bookchat.container", "bookchat.chat.service", "bookchat.chat.schemas"}
+
+
 def test_an_unchanged_ingest_loads_no_embedder_nor_chat(
     tmp_path: Path, fake_openai: FakeOpenAIServer
 ) -> None:

@@ -266,8 +266,9 @@ async def open_container(
                     ttl_seconds=settings.answer_cache_ttl_seconds,
                     top_k=settings.retrieval_top_k,
                 ),
+                metrics=metrics,
             ),
-            conversations=ConversationService(),
+            conversations=ConversationService(metrics=metrics),
             auth=auth,
             accounts=AccountService(
                 auth=auth, limiter=limiter, login_rate=settings.rate_limit_login

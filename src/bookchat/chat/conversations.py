@@ -4,33 +4,49 @@ readers' feedback on answers."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.chat import queries
+from bookchat.chat import queries, retention
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
 from bookchat.chat.schemas import (
     Citation,
+    ConversationExport,
+    ConversationsExport,
+    FeedbackExport,
     FeedbackRead,
     HistoryRead,
+    MessageExport,
     MessageRead,
     SessionPage,
     SessionRead,
+    SessionsDeleted,
     UsageRead,
 )
 from bookchat.core.db import utcnow
 from bookchat.core.errors import NotFound, ValidationFailed
 
+if TYPE_CHECKING:
+    from bookchat.core.metrics import Metrics
+
 logger = structlog.get_logger(__name__)
+
+# Conversations read per query while exporting: a page's messages are held in memory at once.
+EXPORT_PAGE = 50
 
 
 @dataclass(slots=True)
 class ConversationService:
     """History, deletion and feedback; owns the transaction of every call."""
+
+    metrics: Metrics | None = None  # counts readers' ratings (up, down)
 
     async def history(
         self,
@@ -63,6 +79,35 @@ class ConversationService:
         await db.delete(session)
         await db.commit()
         logger.info("chat.session_deleted", session_id=str(session.id))
+
+    async def delete_reader_sessions(self, db: AsyncSession, user_id: uuid.UUID) -> SessionsDeleted:
+        """Delete every conversation of this reader, with their messages and feedback."""
+        deleted = await retention.delete_reader_sessions(db, user_id)
+        logger.info("chat.reader_sessions_deleted", sessions=deleted.sessions)
+        return SessionsDeleted(deleted=deleted.sessions)
+
+    async def export_sessions(self, db: AsyncSession, user_id: uuid.UUID) -> AsyncIterator[bytes]:
+        """The reader's conversations as one JSON document (`ConversationsExport`), written a
+        page of conversations at a time. The first page is read now, so a database failure is
+        an error response rather than a cut download."""
+        first = await _export_page(db, user_id, after=None)
+        head = ConversationsExport(exported_at=utcnow(), user_id=user_id, conversations=[])
+        # The document up to its list's `[`; the conversations follow, then `]}`.
+        opening = head.model_dump_json().removesuffix("]}")
+
+        async def document() -> AsyncIterator[bytes]:
+            page, count = first, 0
+            yield opening.encode()
+            while page:
+                for conversation in page:
+                    yield (b"," if count else b"") + conversation.model_dump_json().encode()
+                    count += 1
+                last = page[-1]
+                page = await _export_page(db, user_id, after=(last.created_at, last.id))
+            yield b"]}"
+            logger.info("chat.sessions_exported", sessions=count)
+
+        return document()
 
     async def give_feedback(
         self,
@@ -113,6 +158,8 @@ class ConversationService:
             .limit(1)
         )
         created = feedback is None
+        # A new rating, or a changed one, is a thumb; the same one sent again is not.
+        changed = feedback is None or feedback.rating != rating
         if feedback is None:
             feedback = MessageFeedback(
                 message_id=message_id, user_id=user_id, rating=rating, comment=comment
@@ -124,6 +171,8 @@ class ConversationService:
             # Set explicitly: resending the same rating changes no column, so onupdate would not.
             feedback.updated_at = utcnow()
         await db.commit()
+        if changed and self.metrics is not None:
+            self.metrics.feedback.labels("up" if rating > 0 else "down").inc()
         return feedback, created
 
     async def list_sessions(
@@ -202,3 +251,59 @@ def _message_read(message: Message) -> MessageRead:
         latency_ms=message.latency_ms,
         created_at=message.created_at,
     )
+
+
+async def _export_page(
+    db: AsyncSession, user_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None
+) -> list[ConversationExport]:
+    """The reader's next `EXPORT_PAGE` conversations after `after` (created_at, id), oldest
+    first, with their messages and feedback. The read transaction ends here, so a reader who
+    downloads slowly holds no database connection between pages."""
+    query = select(ChatSession).where(ChatSession.user_id == user_id)
+    if after is not None:
+        created, last_id = after
+        query = query.where(
+            or_(
+                ChatSession.created_at > created,
+                and_(ChatSession.created_at == created, ChatSession.id > last_id),
+            )
+        )
+    sessions = list(
+        await db.scalars(query.order_by(ChatSession.created_at, ChatSession.id).limit(EXPORT_PAGE))
+    )
+    ids = [session.id for session in sessions]
+    messages = list(
+        await db.scalars(
+            select(Message)
+            .where(Message.session_id.in_(ids))
+            .order_by(Message.created_at, Message.id)
+        )
+    )
+    ratings = await db.scalars(
+        select(MessageFeedback)
+        .where(MessageFeedback.message_id.in_([m.id for m in messages]))
+        .order_by(MessageFeedback.created_at, MessageFeedback.id)
+    )
+    feedback: dict[uuid.UUID, list[FeedbackExport]] = {}
+    for rating in ratings:
+        feedback.setdefault(rating.message_id, []).append(FeedbackExport.model_validate(rating))
+    by_session: dict[uuid.UUID, list[MessageExport]] = {session_id: [] for session_id in ids}
+    for message in messages:
+        by_session[message.session_id].append(
+            # dict(model): its fields, nested models as they are (validated once already).
+            MessageExport.model_validate(
+                {**dict(_message_read(message)), "feedback": feedback.get(message.id, [])}
+            )
+        )
+    page = [
+        ConversationExport(
+            id=session.id,
+            title=session.title,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            messages=by_session[session.id],
+        )
+        for session in sessions
+    ]
+    await db.rollback()
+    return page

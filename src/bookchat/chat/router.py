@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from bookchat.accounts.dependencies import CurrentUser, OptionalUser
@@ -19,11 +20,14 @@ from bookchat.chat.limits import STREAM_SLOT, within
 from bookchat.chat.schemas import (
     ChatCreate,
     ChatRead,
+    ConversationsExport,
     FeedbackCreate,
     FeedbackRead,
     HistoryRead,
     SessionPage,
+    SessionsDeleted,
 )
+from bookchat.core.db import utcnow
 from bookchat.core.openapi import MAX_OFFSET, error_responses
 from bookchat.core.sse import event_stream
 from bookchat.dependencies import SessionDep, SettingsDep
@@ -99,6 +103,39 @@ async def list_chat_sessions(
 ) -> SessionPage:
     """The signed-in reader's conversations, most recently active first."""
     return await service.list_sessions(db, user.id, limit=limit, offset=offset)
+
+
+@router.delete("/chat/sessions", response_model=SessionsDeleted, responses=error_responses(401))
+async def delete_chat_sessions(
+    user: CurrentUser, db: SessionDep, service: ConversationServiceDep
+) -> SessionsDeleted:
+    """Delete all of the signed-in reader's conversations, with their messages and feedback."""
+    return await service.delete_reader_sessions(db, user.id)
+
+
+@router.get(
+    "/chat/sessions/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "model": ConversationsExport,
+            "description": "A JSON download (`Content-Disposition: attachment`).",
+        },
+        **error_responses(401),
+    },
+)
+async def export_chat_sessions(
+    user: CurrentUser, db: SessionDep, service: ConversationServiceDep
+) -> StreamingResponse:
+    """Download the signed-in reader's conversations with their messages, citations and
+    feedback, as one JSON document."""
+    document = await service.export_sessions(db, user.id)
+    filename = f"bookchat-conversations-{utcnow():%Y-%m-%d}.json"
+    return StreamingResponse(
+        document,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get(

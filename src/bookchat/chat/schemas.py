@@ -217,3 +217,47 @@ class SessionPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# --- a reader's own data (bulk delete, export) ---
+
+
+class SessionsDeleted(BaseModel):
+    """How many of the reader's conversations were deleted (with their messages and feedback)."""
+
+    deleted: int
+
+
+class FeedbackExport(BaseModel):
+    """A rating stored on an answer (the reader's own, or given anonymously before the
+    conversation became theirs)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    rating: Literal[1, -1]
+    comment: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageExport(MessageRead):
+    """A message as `GET /chat/history` shows it, with the feedback stored on it."""
+
+    feedback: list[FeedbackExport]
+
+
+class ConversationExport(BaseModel):
+    id: uuid.UUID
+    title: str | None
+    created_at: datetime
+    updated_at: datetime
+    messages: list[MessageExport]
+
+
+class ConversationsExport(BaseModel):
+    """Everything stored of the reader's conversations, oldest conversation first, each with
+    its messages oldest first."""
+
+    exported_at: datetime
+    user_id: uuid.UUID
+    conversations: list[ConversationExport]

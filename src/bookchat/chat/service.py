@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +31,9 @@ from bookchat.core.sse import StreamEvent
 from bookchat.providers.base import FINISHED, ChatModel, Completion, Usage
 from bookchat.retrieval.service import Retriever
 
+if TYPE_CHECKING:
+    from bookchat.core.metrics import Metrics
+
 logger = structlog.get_logger(__name__)
 
 
@@ -46,6 +50,7 @@ class ChatService:
     retriever: Retriever
     sessionmaker: async_sessionmaker[AsyncSession]
     cache: AnswerCache | None = None
+    metrics: Metrics | None = None  # counts each stored answer by mode
 
     async def prepare(
         self,
@@ -88,6 +93,7 @@ class ChatService:
             model=model,
             status=status,
             finish_reason=finish_reason,
+            metrics=self.metrics,
         )
 
     async def answer(
@@ -161,4 +167,5 @@ class ChatService:
             sessionmaker=self.sessionmaker,
             cache=self.cache,
             settings=self.settings,
+            metrics=self.metrics,
         )

@@ -11,6 +11,7 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -27,6 +28,9 @@ from bookchat.core.errors import AppError
 from bookchat.core.sse import StreamEvent
 from bookchat.providers.base import FINISHED, ChatModel, Finish, Usage
 
+if TYPE_CHECKING:
+    from bookchat.core.metrics import Metrics
+
 logger = structlog.get_logger(__name__)
 
 
@@ -38,6 +42,7 @@ async def answer_events(
     sessionmaker: async_sessionmaker[AsyncSession],
     cache: AnswerCache | None,
     settings: Settings,
+    metrics: Metrics | None = None,
 ) -> AsyncGenerator[StreamEvent]:
     """The answer as events: `start`, `sources`, `token`..., then `done` or `error`.
 
@@ -93,14 +98,16 @@ async def answer_events(
     except (asyncio.CancelledError, GeneratorExit):
         renumbering.close(complete=False)
         answer = renumbering.answer()
-        await _store(sessionmaker, turn, answer, usage, model_name, MessageStatus.PARTIAL, None)
+        await _store(
+            sessionmaker, turn, answer, usage, model_name, MessageStatus.PARTIAL, None, metrics
+        )
         raise
     except (AppError, TimeoutError) as exc:
         error = exc if isinstance(exc, AppError) else turns.out_of_time(settings)
         status = MessageStatus.ERROR if isinstance(exc, AppError) else MessageStatus.PARTIAL
         renumbering.close(complete=False)
         answer = renumbering.answer()
-        read = await _store(sessionmaker, turn, answer, usage, model_name, status, None)
+        read = await _store(sessionmaker, turn, answer, usage, model_name, status, None, metrics)
         yield (
             "error",
             {
@@ -112,7 +119,7 @@ async def answer_events(
         return
     answer = renumbering.answer()
     status = turns.ended(finish)
-    read = await _store(sessionmaker, turn, answer, usage, model_name, status, finish)
+    read = await _store(sessionmaker, turn, answer, usage, model_name, status, finish, metrics)
     if read is None:
         yield (
             "error",
@@ -149,6 +156,7 @@ async def _store(
     model: str,
     status: MessageStatus,
     finish_reason: str | None,
+    metrics: Metrics | None,
 ) -> ChatRead | None:
     """`finish_turn` in a session of its own; None when the write failed.
 
@@ -157,7 +165,7 @@ async def _store(
     runs as its own task; a cancellation of this one waits for it, then goes on.
     """
     write = asyncio.ensure_future(
-        _write(sessionmaker, turn, answer, usage, model, status, finish_reason)
+        _write(sessionmaker, turn, answer, usage, model, status, finish_reason, metrics)
     )
     interrupted = False
     # anyio's shield stops anyio scopes from re-cancelling at every await; asyncio's shield
@@ -181,6 +189,7 @@ async def _write(
     model: str,
     status: MessageStatus,
     finish_reason: str | None,
+    metrics: Metrics | None,
 ) -> ChatRead | None:
     try:
         async with sessionmaker() as db:
@@ -192,6 +201,7 @@ async def _write(
                 model=model,
                 status=status,
                 finish_reason=finish_reason,
+                metrics=metrics,
             )
     except Exception:  # the stream reports it; the reader's question is already stored
         logger.exception("chat.store_failed", status=status.value)

@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import update
@@ -39,6 +40,9 @@ from bookchat.providers.base import (
 )
 from bookchat.providers.budgeted import admit_prompt
 from bookchat.retrieval.service import Retriever
+
+if TYPE_CHECKING:
+    from bookchat.core.metrics import Metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -290,8 +294,10 @@ async def finish_turn(
     model: str,
     status: MessageStatus = MessageStatus.COMPLETE,
     finish_reason: str | None = FINISHED,
+    metrics: Metrics | None = None,
 ) -> ChatRead:
-    """Store the answer (or what there is of it), as the reader sees it, and describe it."""
+    """Store the answer (or what there is of it), as the reader sees it, and describe it;
+    `metrics` counts it once it is stored (every way of answering ends here)."""
     usage = usage or Usage()
     latency_ms = round((time.perf_counter() - turn.started) * 1000)
     reply = Message(
@@ -317,6 +323,9 @@ async def finish_turn(
             .values(search_query=turn.search_query)
         )
     await db.commit()
+    if metrics is not None:
+        cached = "true" if turn.cached is not None else "false"
+        metrics.answers.labels(turn.mode, status.value, cached).inc()
     logger.info(
         "chat.answered",
         mode=turn.mode,

@@ -9,6 +9,7 @@ from bookchat.cli.common import app
 from bookchat.cli import server  # noqa: F401  serve, migrate
 from bookchat.cli import book  # noqa: F401  ingest, reindex, search, ask, eval
 from bookchat.cli import admin  # noqa: F401  create-admin, link-identity
+from bookchat.cli import conversations  # noqa: F401  purge
 # isort: on
 
 __all__ = ["app"]

@@ -284,6 +284,13 @@ class Settings(BaseSettings):
     """A stream whose reader takes nothing for this long, while the server's buffers for it
     are full, is closed (its answer so far is stored as `partial`).
     """
+    conversation_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    """Conversations inactive (no question, no answer) for more than this many days are
+    deleted, with their messages and feedback, by `bookchat purge` (run it daily, for example
+    from cron). Unset: conversations are kept until deleted (`bookchat purge --days N` still
+    works). Covers the database only, not backups, logs or the answer cache
+    (docs/operations.md, "Retention: deleting old conversations").
+    """
     chatkit_domain_key: str = "local-dev"
     """The ChatKit domain key the `/chatkit-demo` page passes to OpenAI's ChatKit component:
     `local-dev` serves localhost; any other domain needs the key OpenAI's domain allowlist gives
@@ -425,6 +432,7 @@ class Settings(BaseSettings):
         "better_auth_audience",
         "redis_url",
         "metrics_token",
+        "conversation_retention_days",
         mode="before",
     )
     @classmethod

@@ -153,6 +153,22 @@ class Metrics:
             ["call", "reader"],
             registry=registry,
         )
+        # Answer quality (docs/operations.md, "Alerts"): a rising share of `no_context` answers
+        # or of thumbs down means the book changed or retrieval degraded.
+        self.answers = Counter(
+            "bookchat_answers",
+            "Answers stored, once each, by mode (rag, selected_text, no_context), status "
+            "(complete, partial, error) and cached (true: replayed from the answer cache).",
+            ["mode", "status", "cached"],
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "bookchat_feedback",
+            "Readers' ratings of answers, by rating (up, down); a rating changed counts again, "
+            "the same rating sent again does not.",
+            ["rating"],
+            registry=registry,
+        )
         self.ingested_documents = Counter(
             "bookchat_ingested_documents",
             "Documents through ingestion by outcome: added, updated, unchanged, removed, failed.",
