@@ -53,9 +53,7 @@ class TestAdminPage:
         assert response.headers["x-robots-tag"] == "noindex"
         assert response.headers["x-frame-options"] == "DENY"
 
-    async def test_is_not_in_the_api_schema(
-        self, sqlite_url: str, app_factory: AppFactory
-    ) -> None:
+    async def test_is_not_in_the_api_schema(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(make_settings(sqlite_url)) as client:
             paths = (await client.get("/openapi.json")).json()["paths"]
 

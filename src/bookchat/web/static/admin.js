@@ -101,8 +101,17 @@
     return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   }
 
+  // An answer's Markdown read as plain words: link texts, no emphasis or code marks, one line.
+  function plainText(markdown) {
+    return String(markdown)
+      .replace(/```[^\n]*\n?/g, " ")
+      .replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1")
+      .replace(/^\s{0,3}(#{1,6}|[-*+]|\d+[.)]|>)\s+/gm, "")
+      .replace(/(\*\*|__|\*|`)/g, "");
+  }
+
   function excerpt(text, limit = EXCERPT_CHARS) {
-    const flat = String(text).replace(/\s+/g, " ").trim();
+    const flat = plainText(text).replace(/\s+/g, " ").trim();
     return flat.length <= limit ? flat : `${flat.slice(0, limit - 1).trimEnd()}…`;
   }
 
