@@ -332,7 +332,7 @@
       ["thumbs-up", "Thumbs up", formatCount(totals.thumbs_up)],
       ["thumbs-down", "Thumbs down", formatCount(totals.thumbs_down)],
       ["latency-p50", "Median answer time", formatLatency(totals.latency_ms.p50)],
-      ["latency-p95", "95th percentile", formatLatency(totals.latency_ms.p95)],
+      ["latency-p95", "95% answered within", formatLatency(totals.latency_ms.p95)],
     ];
     const list = $("totals");
     list.replaceChildren();
@@ -345,11 +345,12 @@
 
   // --- questions per day --------------------------------------------------------------------
 
-  // A round top for the count axis: 1, 2, 5 or 10 times a power of ten, at least the maximum.
+  // A round top for the count axis, at least the maximum: 2, 4, 6, 8 or 10 times a power of
+  // ten, so that its middle line is a whole number of questions too.
   function niceCeiling(value) {
-    if (value <= 0) return 1;
+    if (value <= 2) return 2;
     const power = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
+    for (const step of [2, 4, 6, 8, 10]) if (step * power >= value) return step * power;
     return 10 * power;
   }
 
