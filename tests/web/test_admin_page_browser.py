@@ -244,10 +244,10 @@ class TestAdminSeesTheHistory:
         self,
         browser: Browser,
         tab: Tab,
-        sqlite_url: str,
+        database_url: str,
         fake_openai: FakeOpenAIServer,
     ) -> None:
-        async with seeded_server(sqlite_url, fake_openai) as history:
+        async with seeded_server(database_url, fake_openai) as history:
             base = history.base
             page = tab.page
             await page.set_viewport_size({"width": 1366, "height": 900})
@@ -347,7 +347,7 @@ class TestAdminSeesTheHistory:
 
             # The CSV of the range: every question, no identities.
             name, csv_rows, header = await downloaded_csv(page)
-            assert name == f"questions-{days_ago(29)}-to-{today()}.csv"
+            assert name == f"questions-{days_ago(29)}-{today()}.csv"  # the server's name
             assert header == CSV_COLUMNS
             assert len(csv_rows) == 9
             assert sorted(r["question"] for r in csv_rows if r["mode"] == "no_context") == sorted(

@@ -721,9 +721,11 @@
       });
       const blob = await response.blob();
       const url = URL.createObjectURL(blob);
-      const link = el("a", {
-        attrs: { href: url, download: `questions-${state.start}-to-${state.end}.csv` },
-      });
+      // The server's name for the file when it gives one (Content-Disposition), else ours.
+      const disposition = response.headers.get("Content-Disposition") || "";
+      const named = /filename="([^"]+)"/.exec(disposition);
+      const filename = named ? named[1] : `questions-${state.start}-${state.end}.csv`;
+      const link = el("a", { attrs: { href: url, download: filename } });
       link.hidden = true;
       document.body.append(link);
       link.click();
