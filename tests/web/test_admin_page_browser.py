@@ -387,6 +387,12 @@ class TestAdminSeesTheHistory:
             finally:
                 await context.close()
 
+            # The tab keeps the sign-in: a reload goes straight back to the dashboard.
+            await page.reload()
+            await page.locator("#per-day-chart svg").wait_for()
+            assert await page.locator("#sign-in").is_hidden()
+            assert await total(page, "questions") == "9"
+
             # Signing out forgets the token: a reload asks to sign in again.
             await page.get_by_role("button", name="Sign out").click()
             assert await page.locator("#sign-in").is_visible()

@@ -227,6 +227,7 @@
 
   function signOut(message = "", statusId = "login-status") {
     auth = null;
+    loads += 1; // a load still on its way is not drawn for the next admin
     remember(null);
     for (const id of ["login-status", "key-status"]) $(id).textContent = "";
     $(statusId).textContent = message;
@@ -241,11 +242,15 @@
     try {
       await loadAll();
     } catch (error) {
-      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401 || error.status === 403) {
         signOut(refusedMessage(error), statusId);
         return;
       }
-      throw error;
+      // Any other failure (the server down, a 5xx): say so where the admin is looking.
+      auth = null;
+      showSignIn();
+      $(statusId).textContent = error.message;
     }
   }
 
@@ -626,8 +631,11 @@
 
   // A pager's button keeps the keyboard focus where it was after its list is redrawn.
   async function reloadList(path, key, render, pagerId, from) {
+    const load = loads;
     try {
-      render(await getJson(path, listParams(key)));
+      const page = await getJson(path, listParams(key));
+      if (load !== loads) return undefined; // the range changed meanwhile: that load redraws
+      render(page);
     } catch (error) {
       return handleFailure(error);
     }
@@ -651,7 +659,12 @@
     return reloadList("/insights/low-rated", "lowRated", renderLowRated, "low-rated-pager", from);
   }
 
+  // Counts the loads of a whole range: an answer to an older one is dropped, not drawn over
+  // the newer range the admin picked meanwhile.
+  let loads = 0;
+
   async function loadAll() {
+    const load = ++loads;
     state.offsets = { sections: 0, unanswered: 0, lowRated: 0 };
     setStatus("Loading…");
     // The summary first: a refused sign-in is answered once, before the lists are asked for.
@@ -661,6 +674,7 @@
       getJson("/insights/unanswered", listParams("unanswered")),
       getJson("/insights/low-rated", listParams("lowRated")),
     ]);
+    if (load !== loads) return;
     remember(auth);
     showDashboard();
     renderTotals(summary);
