@@ -207,13 +207,14 @@ class InsightsService:
                 yield _drain(buffer)
 
     def _csv_row(self, row: Any) -> list[str]:
+        title, heading, url = _row_section(row)
         return [
             row.asked_at.isoformat(),
             _text_cell(row.question),
             row.mode or "",
-            _text_cell(row.section_title),
-            _text_cell(row.section_heading),
-            row.section_url or "",
+            _text_cell(title),
+            _text_cell(heading),
+            url,
             "" if row.rating is None else str(int(row.rating)),
             "" if row.mode is None else ("true" if row.cached else "false"),
             "" if row.latency_ms is None else str(row.latency_ms),
@@ -259,6 +260,18 @@ def _section(stored: dict[str, Any] | None) -> SectionRef | None:
     return SectionRef(
         title=stored.get("title") or "", heading=stored.get("heading") or None, url=stored["url"]
     )
+
+
+def _row_section(row: Any) -> tuple[str, str, str]:
+    """A CSV row's section: a rag answer's first source when it is cited, a refused one's
+    nearest section; else none."""
+    first = row.first_source
+    if row.mode == "rag" and isinstance(first, dict) and first.get("cited") is True:
+        return first.get("title") or "", first.get("section") or "", first.get("page_url") or ""
+    nearest = row.nearest_section
+    if row.mode == "no_context" and isinstance(nearest, dict):
+        return nearest.get("title") or "", nearest.get("heading") or "", nearest.get("url") or ""
+    return "", "", ""
 
 
 def _text_cell(value: str | None) -> str:
