@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -320,62 +321,75 @@ def low_rated_page(window: Window, *, limit: int, offset: int) -> tuple[Rows, Ro
     return items, total
 
 
-def question_rows(window: Window) -> Rows:
-    """Every question of the range, oldest first, with its answer (the next message of its
-    session, when that is an answer): mode, first source, nearest section, rating (the sum of
-    its thumbs), cache flag, latency; and who asked (for the reader's keyed hash)."""
+def question_rows(window: Window, dialect: str) -> Rows:
+    """Every question of the range, oldest first, with the message that follows it in its
+    session (its answer when `answer_role` is `assistant`): mode, first source, nearest
+    section, rating (the sum of its thumbs), cache flag, latency; and who asked (for the
+    reader's keyed hash)."""
     question = aliased(Message, name="question")
     following = aliased(Message, name="following")
-    next_message = (
-        select(following.id)
-        .where(
-            following.session_id == question.session_id,
-            following.created_at > question.created_at,
-        )
-        .order_by(following.created_at, following.id)
-        .limit(1)
-        .correlate(question)
-        .scalar_subquery()
+    after_question = (
+        following.session_id == question.session_id,
+        following.created_at > question.created_at,
     )
-    # The answer's id first, then the answer by its primary key: joining on the correlated
-    # subquery itself made PostgreSQL hash every answer of the table.
-    asked = (
-        select(
-            question.id,
-            question.session_id,
-            question.created_at,
-            question.content,
-            next_message.label("next_id"),
+    if dialect == "postgresql":
+        # One index scan per question finds the next message and reads its row. A join on
+        # `id = (correlated subquery)` instead made PostgreSQL hash every answer of the table.
+        answer: Any = (
+            select(
+                following.id,
+                following.role,
+                following.mode,
+                following.citations,
+                following.nearest_section,
+                following.cached,
+                following.latency_ms,
+            )
+            .where(*after_question)
+            .order_by(following.created_at, following.id)
+            .limit(1)
+            .lateral("answer")
         )
-        .where(question.role == MessageRole.USER, *_in(question.created_at, window))
-        .subquery("asked")
-    )
-    answer = aliased(Message, name="answer")
+        joined = (answer, true())
+        columns = answer.c
+    else:
+        # SQLite has no LATERAL; it looks the next message's id up, then the row by its key.
+        next_message = (
+            select(following.id)
+            .where(*after_question)
+            .order_by(following.created_at, following.id)
+            .limit(1)
+            .correlate(question)
+            .scalar_subquery()
+        )
+        answer = aliased(Message, name="answer")
+        joined = (answer, answer.id == next_message)
+        columns = answer
     rating = (
         select(func.sum(MessageFeedback.rating))
-        .where(MessageFeedback.message_id == answer.id)
-        .correlate(answer)
+        .where(MessageFeedback.message_id == columns.id)
         .scalar_subquery()
     )
     return (
         select(
-            asked.c.created_at.label("asked_at"),
-            asked.c.content.label("question"),
-            answer.mode,
+            question.created_at.label("asked_at"),
+            question.content.label("question"),
+            columns.role.label("answer_role"),
+            columns.mode,
             # Only the first source (a rag answer's first cited one, when it cites any: sources
             # are numbered in order of first use), not the whole list with its snippets.
-            answer.citations[0].label("first_source"),
-            answer.nearest_section,
+            columns.citations[0].label("first_source"),
+            columns.nearest_section,
             rating.label("rating"),
-            answer.cached,
-            answer.latency_ms,
+            columns.cached,
+            columns.latency_ms,
             ChatSession.user_id,
             ChatSession.id.label("session_id"),
         )
-        .select_from(asked)
-        .join(ChatSession, ChatSession.id == asked.c.session_id)
-        .outerjoin(answer, (answer.id == asked.c.next_id) & (answer.role == MessageRole.ASSISTANT))
-        .order_by(asked.c.created_at, asked.c.id)
+        .join(ChatSession, ChatSession.id == question.session_id)
+        .outerjoin(*joined)
+        .where(question.role == MessageRole.USER, *_in(question.created_at, window))
+        .order_by(question.created_at, question.id)
     )
 
 
