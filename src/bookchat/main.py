@@ -32,8 +32,8 @@ from bookchat.core.openapi import use_400_for_validation
 from bookchat.core.routing import install_full_allow
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
-from bookchat.insights.router import router as insights_router
 from bookchat.health.service import database_profile
+from bookchat.insights.router import router as insights_router
 from bookchat.metrics.router import router as metrics_router
 from bookchat.web.router import router as web_router
 

@@ -31,9 +31,9 @@ from sqlalchemy import (
     distinct,
     func,
     literal,
-    null,
     select,
     text,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -244,13 +244,16 @@ def unanswered_page(window: Window, *, limit: int, offset: int) -> tuple[Rows, R
 
 
 _CITED = {
-    # Every cited source of the `rag` answers of the range, one row per (answer, source).
+    # Every cited source of the `rag` answers of the range, one row per (answer, source). On
+    # PostgreSQL the column is `json` (text): read once as `jsonb`, each field is then a lookup,
+    # not a parse of the whole list (half the time).
     "postgresql": """
         SELECT m.id AS answer_id, e.value ->> 'page_url' AS url, e.value ->> 'title' AS title,
                e.value ->> 'section' AS heading
         FROM messages AS m
-        CROSS JOIN LATERAL json_array_elements(
-            CASE WHEN json_typeof(m.citations) = 'array' THEN m.citations ELSE '[]'::json END
+        CROSS JOIN LATERAL jsonb_array_elements(
+            CASE WHEN json_typeof(m.citations) = 'array' THEN m.citations::jsonb
+                 ELSE '[]'::jsonb END
         ) AS e(value)
         WHERE m.role = 'assistant' AND m.mode = 'rag'
           AND m.created_at >= :since AND m.created_at < :until
@@ -318,62 +321,73 @@ def low_rated_page(window: Window, *, limit: int, offset: int) -> tuple[Rows, Ro
     return items, total
 
 
-def question_rows(window: Window) -> Rows:
-    """Every question of the range, oldest first, with what its answer (the next message of
-    its session, when that is an answer) was: mode, section, rating, cache flag, latency."""
+def question_rows(window: Window, dialect: str) -> Rows:
+    """Every question of the range, oldest first, with the message that follows it in its
+    session (its answer when `answer_role` is `assistant`): mode, first source, nearest
+    section, rating (the sum of its thumbs), cache flag, latency; and who asked (for the
+    reader's keyed hash)."""
     question = aliased(Message, name="question")
-    answer = aliased(Message, name="answer")
     following = aliased(Message, name="following")
-    next_message = (
-        select(following.id)
-        .where(
-            following.session_id == question.session_id,
-            following.created_at > question.created_at,
-        )
-        .order_by(following.created_at, following.id)
-        .limit(1)
-        .correlate(question)
-        .scalar_subquery()
+    after_question = (
+        following.session_id == question.session_id,
+        following.created_at > question.created_at,
     )
+    if dialect == "postgresql":
+        # One index scan per question finds the next message and reads its row. A join on
+        # `id = (correlated subquery)` instead made PostgreSQL hash every answer of the table.
+        answer: Any = (
+            select(
+                following.id,
+                following.role,
+                following.mode,
+                following.citations,
+                following.nearest_section,
+                following.cached,
+                following.latency_ms,
+            )
+            .where(*after_question)
+            .order_by(following.created_at, following.id)
+            .limit(1)
+            .lateral("answer")
+        )
+        joined = (answer, true())
+        columns = answer.c
+    else:
+        # SQLite has no LATERAL; it looks the next message's id up, then the row by its key.
+        next_message = (
+            select(following.id)
+            .where(*after_question)
+            .order_by(following.created_at, following.id)
+            .limit(1)
+            .correlate(question)
+            .scalar_subquery()
+        )
+        answer = aliased(Message, name="answer")
+        joined = (answer, answer.id == next_message)
+        columns = answer
     rating = (
         select(func.sum(MessageFeedback.rating))
-        .where(MessageFeedback.message_id == answer.id)
-        .correlate(answer)
+        .where(MessageFeedback.message_id == columns.id)
         .scalar_subquery()
     )
-    # A rag answer's first source is its first cited one when it cites any (citations are
-    # numbered in order of first use); a refused one's is the nearest section, if any.
-    first_cited = answer.citations[(0, "cited")].as_boolean()
-    fields = ("title", "heading", "url")
-    cited_keys = {"title": "title", "heading": "section", "url": "page_url"}
-    sections: list[ColumnElement[Any]] = [
-        case(
-            (
-                (answer.mode == "rag") & first_cited.is_(True),
-                answer.citations[(0, cited_keys[field])].as_string(),
-            ),
-            (answer.mode == "no_context", answer.nearest_section[field].as_string()),
-            else_=null(),
-        ).label(f"section_{field}")
-        for field in fields
-    ]
     return (
         select(
             question.created_at.label("asked_at"),
             question.content.label("question"),
-            answer.mode,
-            *sections,
+            columns.role.label("answer_role"),
+            columns.mode,
+            # Only the first source (a rag answer's first cited one, when it cites any: sources
+            # are numbered in order of first use), not the whole list with its snippets.
+            columns.citations[0].label("first_source"),
+            columns.nearest_section,
             rating.label("rating"),
-            answer.cached,
-            answer.latency_ms,
+            columns.cached,
+            columns.latency_ms,
             ChatSession.user_id,
             ChatSession.id.label("session_id"),
         )
         .join(ChatSession, ChatSession.id == question.session_id)
-        .outerjoin(
-            answer,
-            (answer.id == next_message) & (answer.role == MessageRole.ASSISTANT),
-        )
+        .outerjoin(*joined)
         .where(question.role == MessageRole.USER, *_in(question.created_at, window))
         .order_by(question.created_at, question.id)
     )

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.chat.models import MessageRole
 from bookchat.insights import queries
 from bookchat.insights.queries import Window
 from bookchat.insights.schemas import (
@@ -194,30 +195,35 @@ class InsightsService:
     async def questions_csv(self, period: DateRange) -> AsyncIterator[str]:
         """The range's questions as CSV text, header first, in chunks of `CSV_BATCH_ROWS` rows,
         read from the database as they are written (never the whole export in memory)."""
-        query = queries.question_rows(period.window()).execution_options(yield_per=CSV_BATCH_ROWS)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         yield _drain(buffer)
         async with self.sessionmaker() as db:
-            result = await db.stream(query)
+            query = queries.question_rows(period.window(), queries.dialect_of(db))
+            result = await db.stream(query.execution_options(yield_per=CSV_BATCH_ROWS))
             async for batch in result.partitions():
                 for row in batch:
                     writer.writerow(self._csv_row(row))
                 yield _drain(buffer)
 
     def _csv_row(self, row: Any) -> list[str]:
+        reader = self.reader_hash(row.user_id, row.session_id)
+        if row.answer_role != MessageRole.ASSISTANT:
+            # No answer was stored (the next message, if any, is the reader's next question).
+            return [row.asked_at.isoformat(), _text_cell(row.question), *[""] * 7, reader]
+        title, heading, url = _row_section(row)
         return [
             row.asked_at.isoformat(),
             _text_cell(row.question),
             row.mode or "",
-            _text_cell(row.section_title),
-            _text_cell(row.section_heading),
-            row.section_url or "",
+            _text_cell(title),
+            _text_cell(heading),
+            url,
             "" if row.rating is None else str(int(row.rating)),
-            "" if row.mode is None else ("true" if row.cached else "false"),
+            "true" if row.cached else "false",
             "" if row.latency_ms is None else str(row.latency_ms),
-            self.reader_hash(row.user_id, row.session_id),
+            reader,
         ]
 
     def reader_hash(self, user_id: uuid.UUID | None, session_id: uuid.UUID) -> str:
@@ -259,6 +265,18 @@ def _section(stored: dict[str, Any] | None) -> SectionRef | None:
     return SectionRef(
         title=stored.get("title") or "", heading=stored.get("heading") or None, url=stored["url"]
     )
+
+
+def _row_section(row: Any) -> tuple[str, str, str]:
+    """A CSV row's section: a rag answer's first source when it is cited, a refused one's
+    nearest section; else none."""
+    first = row.first_source
+    if row.mode == "rag" and isinstance(first, dict) and first.get("cited") is True:
+        return first.get("title") or "", first.get("section") or "", first.get("page_url") or ""
+    nearest = row.nearest_section
+    if row.mode == "no_context" and isinstance(nearest, dict):
+        return nearest.get("title") or "", nearest.get("heading") or "", nearest.get("url") or ""
+    return "", "", ""
 
 
 def _text_cell(value: str | None) -> str:
