@@ -155,6 +155,11 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ),
     ),
     (
+        "Insights",
+        "What readers ask, for admins (docs/insights.md).",
+        ("insights_reader_salt",),
+    ),
+    (
         "Token budgets",
         "What readers' model calls may cost per UTC day; sizing in docs/operations.md.",
         ("token_budget_reader_daily", "token_budget_anonymous_daily"),

@@ -61,6 +61,7 @@ load_all_tables()
 # test lives or which services it asks for, so no test has to remember to carry them.
 SLOW_MODULES = (
     "tests/web/test_widget_browser.py",
+    "tests/web/test_admin_page_browser.py",
     "tests/web/test_widget_embed.py",
     "tests/test_serve.py",
     "tests/resilience/",

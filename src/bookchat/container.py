@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from bookchat.core.ratelimit import RateLimiter
     from bookchat.core.redis import RedisStatus
     from bookchat.health.service import HealthService
+    from bookchat.insights.service import InsightsService
     from bookchat.providers.factory import Providers
     from bookchat.retrieval.service import HybridRetriever
     from bookchat.web.service import BookPages
@@ -60,6 +61,7 @@ class Container:
     cache: Cache
     metrics: Metrics
     health: HealthService
+    insights: InsightsService
     # Built on the first ChatKit request (`chatkit/dependencies.py`); None until then.
     chatkit: BookChatKitServer | None = None
 
@@ -160,6 +162,7 @@ async def open_container(
     from bookchat.core.ratelimit import build_limiter
     from bookchat.core.redis import RedisStatus, create_redis
     from bookchat.health.service import HealthService
+    from bookchat.insights.service import InsightsService
     from bookchat.providers.budgeted import BudgetedChatModel
     from bookchat.providers.factory import build_providers
     from bookchat.providers.measured import MeasuredChatModel
@@ -291,6 +294,9 @@ async def open_container(
                 redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
                 redis_status=redis_status,
                 environment=settings.environment.value,
+            ),
+            insights=InsightsService(
+                sessionmaker=sessionmaker, reader_salt=settings.insights_reader_salt
             ),
         )
         yield container

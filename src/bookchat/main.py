@@ -33,6 +33,7 @@ from bookchat.core.routing import install_full_allow
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
 from bookchat.health.service import database_profile
+from bookchat.insights.router import router as insights_router
 from bookchat.metrics.router import router as metrics_router
 from bookchat.web.router import router as web_router
 
@@ -53,6 +54,7 @@ def api_router() -> APIRouter:
     router.include_router(content_router)
     router.include_router(health_router)
     router.include_router(chapters_router)
+    router.include_router(insights_router)
     for extra in chatkit_routers():
         router.include_router(extra)
     return router
@@ -162,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             content_router,
             health_router,
             chapters_router,
+            insights_router,
             seed_chat_router,
             seed_health_router,
             metrics_router,

@@ -121,6 +121,10 @@ class CountingRetriever:
         self.queries.append(text)
         return await self.inner.covers(text)
 
+    async def nearest(self, query: str) -> Source | None:
+        self.queries.append(query)
+        return await self.inner.nearest(query)
+
 
 @pytest.fixture
 async def counted(sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, CountingRetriever]]:

@@ -40,7 +40,15 @@ EXAMPLES = 20
 
 # Uploads must be UTF-8 Markdown files: a rule no schema can state for a binary part, so
 # "schema-valid data is accepted" cannot hold there (a PNG is schema-valid and rightly refused).
-BUSINESS_RULES = {("/api/v1/content/ingest", "POST")}
+# The insights' date ranges must run forwards and span at most 366 days: rules between two
+# parameters, which a schema cannot state either.
+BUSINESS_RULES = {
+    ("/api/v1/content/ingest", "POST"),
+    *(
+        (f"/api/v1/insights/{name}", "GET")
+        for name in ("summary", "unanswered", "sections", "low-rated", "questions.csv")
+    ),
+}
 # Schemathesis's own list of statuses that refuse invalid data.
 DEFAULT_REJECTIONS = [
     "400",

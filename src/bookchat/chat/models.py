@@ -61,7 +61,18 @@ class ChatSession(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_session_id_created_at", "session_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_messages_session_id_created_at", "session_id", "created_at"),
+        # The insights' date ranges: questions and answers by time (on PostgreSQL covering what
+        # the summary counts, so it reads the index alone), answers of one mode by time.
+        Index(
+            "ix_messages_role_created_at",
+            "role",
+            "created_at",
+            postgresql_include=["session_id", "status", "mode", "cached", "latency_ms"],
+        ),
+        Index("ix_messages_mode_created_at", "mode", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     session_id: Mapped[uuid.UUID] = mapped_column(
@@ -87,6 +98,11 @@ class Message(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     # Served from the answer cache (the same first question asked before), not generated anew.
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # On a `no_context` answer only (chat/refusals.py), for the insights, never shown: the
+    # nearest book section below the relevance floor and the question's words as rewordings
+    # share them.
+    nearest_section: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    question_key: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
@@ -101,6 +117,8 @@ class MessageFeedback(Base):
         # one row per message by ConversationService, not by this constraint.
         UniqueConstraint("message_id", "user_id"),
         CheckConstraint("rating IN (-1, 1)", name="rating"),
+        # The insights' thumbs by the day they were given, and the low-rated list.
+        Index("ix_message_feedback_updated_at", "updated_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.chat import prompts, queries
+from bookchat.chat import prompts, queries, refusals
 from bookchat.chat.answer_cache import AnswerCache, CachedAnswer
 from bookchat.chat.citations import CitedAnswer
 from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
@@ -71,6 +71,8 @@ class Turn:
     # Whether the question's row already holds `search_query` (a first question is searched as
     # asked, so it is known before the question is stored: no UPDATE with the answer).
     search_query_stored: bool = False
+    # A refused question's nearest passage below the relevance floor (for the insights).
+    nearest: Source | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,7 @@ async def prepare_turn(
     # The same prompt for a model that takes the sources as documents and cites them itself
     # (built only for such a model).
     document_messages: list[ChatMessage] | None = None
+    nearest: Source | None = None
     if request.selected_text:
         # The selection alone: no retrieval, no history.
         mode: ChatMode = "selected_text"
@@ -179,6 +182,7 @@ async def prepare_turn(
         sources = []
         mode = "no_context"
         messages = []
+        nearest = await retriever.nearest(request.message)
     else:
         with charged_as("rewrite"):
             search_query = await standalone_query(
@@ -204,6 +208,8 @@ async def prepare_turn(
             )
         )
         mode = "rag" if sources else "no_context"
+        if not sources:
+            nearest = await retriever.nearest(search_query)
         layout = partial(
             prompts.book_messages,
             title=settings.book_title,
@@ -239,6 +245,7 @@ async def prepare_turn(
         deadline=deadline,
         cache_key=cache_key,
         cached=cached,
+        nearest=nearest,
     )
 
 
@@ -315,6 +322,9 @@ async def finish_turn(
         latency_ms=latency_ms,
         cached=turn.cached is not None,
     )
+    if turn.mode == "no_context":
+        reply.nearest_section = refusals.nearest_section(turn.nearest)
+        reply.question_key = refusals.question_key(turn.prompt.question)
     db.add(reply)
     if turn.search_query is not None and not turn.search_query_stored:
         await db.execute(

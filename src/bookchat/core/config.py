@@ -218,6 +218,11 @@ class Settings(BaseSettings):
     """
     max_upload_bytes: int = Field(default=5_000_000, ge=1_000)
     """Largest accepted upload for `POST /api/v1/content/ingest`, in bytes."""
+    insights_reader_salt: SecretStr | None = None
+    """Secret salt of the `reader` column of the insights CSV export: a reader appears there as
+    the first 16 hex digits of HMAC-SHA256(salt, account or conversation id), the same across
+    exports while the salt stays. Unset: the column is empty. Changing it unlinks old exports.
+    """
 
     # Language model
     llm_provider: LLMProvider = LLMProvider.AUTO
@@ -433,6 +438,7 @@ class Settings(BaseSettings):
         "redis_url",
         "metrics_token",
         "conversation_retention_days",
+        "insights_reader_salt",
         mode="before",
     )
     @classmethod

@@ -46,6 +46,13 @@ class Retriever(Protocol):
 
     async def covers(self, text: str) -> bool | None: ...
 
+    async def nearest(self, query: str) -> Source | None: ...
+
+
+# A refused question's nearest passage must hold this share of the question's weight: one
+# common word shared with an off-topic question ("robot" in a robotics book) is not "near".
+NEAREST_MIN_COVERAGE = 0.2
+
 
 @dataclass(slots=True)
 class DenseOutage:
@@ -176,6 +183,26 @@ class HybridRetriever:
         if not content_terms(text):
             return None
         return bool(await self.search(text, limit=1, relevant_only=True))
+
+    async def nearest(self, query: str) -> Source | None:
+        """For a question the gate refused: the best-ranked passage that still holds
+        `NEAREST_MIN_COVERAGE` of its weight (the section the book comes closest in), or None.
+        Not for the reader: the insights group refused questions by it."""
+        if not content_terms(query):
+            return None
+        _, ranked, _ = await self._candidates(
+            query,
+            limit=1,
+            module=None,
+            document_id=None,
+            use_dense=True,
+            use_sparse=True,
+            with_vectors=True,
+        )
+        for candidate in ranked:
+            if candidate.coverage >= NEAREST_MIN_COVERAGE:
+                return hit_to_source(1, replace(candidate.hit, score=candidate.score))
+        return None
 
     async def _candidates(
         self,

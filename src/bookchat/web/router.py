@@ -12,6 +12,7 @@ from bookchat.web.dependencies import BookPagesDep
 from bookchat.web.service import (
     BookPages,
     Chapter,
+    admin_page_html,
     chatkit_page_html,
     etag_matches,
     find_chapter,
@@ -34,6 +35,13 @@ CHATKIT_DEMO_CSP = (
     f"style-src 'self' 'unsafe-inline' {CHATKIT_ORIGIN}; font-src 'self' data: {CHATKIT_ORIGIN}; "
     f"img-src 'self' data: https:; connect-src 'self' {CHATKIT_ORIGIN}; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
+)
+# The admin page: its own script and stylesheet, and calls to this server's API only. Its
+# charts are SVG built by the script (presentation attributes and CSSOM, which style-src does
+# not govern); the CSV is saved from a blob, a download rather than a navigation.
+ADMIN_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 STATIC_CACHE_CONTROL = "public, max-age=3600"
 
@@ -147,3 +155,29 @@ async def read_chatkit_demo_page(settings: SettingsDep) -> HTMLResponse:
 async def read_chatkit_demo_script(request: Request) -> Response:
     """The ChatKit demo page's script: the component's options and a fetch with the token."""
     return _static(request, "chatkit-demo.js")
+
+
+@router.get("/admin", response_class=HTMLResponse)
+async def read_admin_page(settings: SettingsDep) -> HTMLResponse:
+    """The admin page: sign in as an admin, then what readers ask (the insights API)."""
+    return HTMLResponse(
+        admin_page_html(book_title=settings.book_title),
+        headers={
+            "Content-Security-Policy": ADMIN_CSP,
+            # Shows nothing but the shell; still, keep a signed-in admin's page out of caches.
+            "Cache-Control": "no-store",
+            "X-Robots-Tag": "noindex",
+        },
+    )
+
+
+@router.api_route("/admin.js", methods=["GET", "HEAD"])
+async def read_admin_script(request: Request) -> Response:
+    """The admin page's script: sign-in, the insights calls, the charts and the CSV download."""
+    return _static(request, "admin.js")
+
+
+@router.api_route("/admin.css", methods=["GET", "HEAD"])
+async def read_admin_stylesheet(request: Request) -> Response:
+    """The admin page's stylesheet."""
+    return _static(request, "admin.css")

@@ -201,6 +201,18 @@ def chatkit_page_html(*, book_title: str, domain_key: str, api_url: str | None) 
     )
 
 
+@cache
+def _admin_template() -> Template:
+    source = resources.files("bookchat.web").joinpath("templates", "admin.html")
+    return Template(source.read_text(encoding="utf-8"))
+
+
+def admin_page_html(*, book_title: str) -> str:
+    """The admin page's shell: the sign-in form and the empty dashboard that `admin.js` fills
+    from the insights API once an admin has signed in."""
+    return _admin_template().substitute(book_title=html.escape(book_title))
+
+
 def message_article(heading: str, text: str) -> str:
     """An article that is only a message (empty book, unknown chapter)."""
     return f"<h1>{html.escape(heading)}</h1>\n<p>{html.escape(text)}</p>"
