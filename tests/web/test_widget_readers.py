@@ -5,11 +5,8 @@ as themselves (on Redis), and signing out leaves nothing of theirs in the widget
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,14 @@ from tests.accounts.conftest import AUDIENCE, ISSUER, JWKSServer, SigningKey, cl
 from tests.conftest import free_port
 from tests.factories import stored
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.web.conftest import QUESTION, Tab, book_answers, demo_server, open_tab
+from tests.web.conftest import (
+    QUESTION,
+    Tab,
+    book_answers,
+    demo_server,
+    open_tab,
+    static_site,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -58,41 +62,6 @@ def better_auth(jwks: JWKSServer) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def course_site(port: int, pages: dict[str, str]) -> Iterator[str]:
-    """Static pages on their own origin (localhost, another port than the API)."""
-    handler = functools.partial(_PageHandler, pages)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, name="course-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-class _PageHandler(http.server.BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-
-    def __init__(self, pages: dict[str, str], *args: Any, **kwargs: Any) -> None:
-        self.pages = pages
-        super().__init__(*args, **kwargs)
-
-    def do_GET(self) -> None:
-        page = self.pages.get(self.path)
-        body = (page or "not found").encode()
-        self.send_response(200 if page is not None else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @asynccontextmanager
 async def site_with_api(
     database_url: str, fake: FakeOpenAIServer, tokens: dict[str, str | None], **overrides: Any
@@ -108,7 +77,7 @@ async def site_with_api(
             )
             for name, token in tokens.items()
         }
-        with course_site(port, pages):
+        with static_site(port, pages):
             yield site
 
 

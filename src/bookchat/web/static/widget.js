@@ -453,7 +453,7 @@
   // The page beside the open panel: while it is open on a wide screen, the widget marks <html>
   // with data-bookchat-panel="open" and --bookchat-panel-space (the panel's width and margins),
   // and this rule narrows the page by that much so no text is hidden under the panel. A site
-  // that lays itself out differently sets data-reflow="none" and uses the two itself.
+  // that lays itself out differently sets data-reflow="none" (no rule) and uses the two itself.
   const PAGE_CSS = "html[data-bookchat-panel='open'] body { margin-right: var(--bookchat-panel-space) !important; }";
   const REFLOW_MIN_PAGE = 760; // px the page must keep beside the panel, else the panel overlays
   const MIN_WIDTH = 320;
@@ -538,7 +538,7 @@
     function reflow() {
       const space = width + 20 + 16; // the panel, its margin from the edge, a gap before it
       const page = document.documentElement;
-      if (REFLOW && !panel.hidden && innerWidth > 600 && innerWidth - space >= REFLOW_MIN_PAGE) {
+      if (!panel.hidden && innerWidth > 600 && innerWidth - space >= REFLOW_MIN_PAGE) {
         page.style.setProperty("--bookchat-panel-space", space + "px");
         page.setAttribute("data-bookchat-panel", "open");
       } else {
@@ -927,8 +927,8 @@
     resize.addEventListener("pointerdown", (event) => {
       event.preventDefault();
       resize.setPointerCapture(event.pointerId);
-      const right = panel.getBoundingClientRect().right;
-      const move = (e) => setWidth(right - e.clientX, false);
+      const [startX, startWidth] = [event.clientX, width]; // no jump where the handle is grabbed
+      const move = (e) => setWidth(startWidth + startX - e.clientX, false);
       const end = () => {
         resize.removeEventListener("pointermove", move);
         store.set("width", String(width));
