@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, FloatRect, Locator
 
-from tests.fakes.openai_server import FakeOpenAIServer
 from tests.conftest import free_port
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.web.conftest import (
     CHAPTER,
     Tab,

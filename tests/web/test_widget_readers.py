@@ -90,9 +90,7 @@ async def wait_for_text(tab: Tab, selector: str, text: str) -> None:
 
 
 async def stored_session(tab: Tab, api: str) -> str | None:
-    value: str | None = await tab.page.evaluate(
-        f"localStorage.getItem('bookchat:{api}:session')"
-    )
+    value: str | None = await tab.page.evaluate(f"localStorage.getItem('bookchat:{api}:session')")
     return value
 
 

@@ -19,7 +19,7 @@
 (() => {
   "use strict";
   // Included twice (a theme plus a page, or a single-page app re-running scripts): one widget.
-  if (window.bookchat || window.BookChat) return;
+  if (window.BookChat) return;
 
   const script = document.currentScript;
   const option = (name) => (script && script.getAttribute("data-" + name)) || "";
