@@ -82,10 +82,13 @@ async def site_with_api(
 
 
 async def wait_for_text(tab: Tab, selector: str, text: str) -> None:
+    # Polled on a timer, not on animation frames: with two "devices" open, Chromium may
+    # throttle the frames of the page that is not in front.
     await tab.page.wait_for_function(
         "([selector, text]) => document.querySelector('bookchat-widget').shadowRoot"
         ".querySelector(selector)?.textContent.includes(text)",
         arg=[selector, text],
+        polling=100,
     )
 
 
@@ -162,6 +165,7 @@ class TestSignedInReader:
                 await phone.shot("23-continued-on-another-device")
 
                 # Back on the laptop, the conversation has the follow-up.
+                await laptop.page.bring_to_front()
                 await laptop.page.reload()
                 await wait_for_text(laptop, ".log", FOLLOW_UP)
                 assert await laptop.part(".msg").count() == 4
