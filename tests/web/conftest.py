@@ -8,9 +8,12 @@ and fail instead under BOOKCHAT_REQUIRE_SERVICES=1.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,3 +207,42 @@ async def history(base: str, page: Page) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base) as client:
         body: dict[str, Any] = (await client.get(f"/api/v1/chat/history/{session}")).json()
         return body
+
+
+# --- another site that embeds the widget ----------------------------------------------------------
+
+
+@contextmanager
+def static_site(port: int, pages: dict[str, str]) -> Iterator[str]:
+    """HTML pages (path -> page) on their own origin: localhost and another port than the API
+    (chosen first, since CORS_ORIGINS must name the origin)."""
+    handler = functools.partial(_PageHandler, pages)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, name="static-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+class _PageHandler(http.server.BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # DESIGN.md section 9
+
+    def __init__(self, pages: dict[str, str], *args: Any, **kwargs: Any) -> None:
+        self.pages = pages
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        page = self.pages.get(self.path)
+        body = (page or "not found").encode()
+        self.send_response(200 if page is not None else 404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

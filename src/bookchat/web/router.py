@@ -131,6 +131,12 @@ async def read_demo_stylesheet(request: Request) -> Response:
     return _static(request, "demo.css")
 
 
+@router.api_route("/demo.js", methods=["GET", "HEAD"])
+async def read_demo_script(request: Request) -> Response:
+    """The demo page's script: the chapter menu on narrow screens."""
+    return _static(request, "demo.js")
+
+
 @router.get("/chatkit-demo", response_class=HTMLResponse)
 async def read_chatkit_demo_page(settings: SettingsDep) -> HTMLResponse:
     """OpenAI's ChatKit front end against this server's POST /chatkit (needs to be online)."""

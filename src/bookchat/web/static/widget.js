@@ -5,7 +5,13 @@
  *
  * Attributes (all optional): data-api (the bookchat server; default: where this script came
  * from), data-title (the panel's title), data-content (CSS selector of the page's text, where
- * selecting a passage offers "Ask about this"; default: article, main, [role=main], .markdown).
+ * selecting a passage offers "Ask about this"; default: article, main, [role=main], .markdown),
+ * data-token (the signed-in reader's bearer token), data-reflow ("none": the open panel never
+ * narrows the page).
+ *
+ * window.bookchat: open(), close(), ask(question, selectedText?), setToken(token | null) and
+ * setTokenProvider(async ({refresh}) => token | null) for tokens that expire (asked before each
+ * request, and again with refresh: true after a 401). docs/widget.md has the details.
  *
  * Plain JavaScript, no build step, no third-party code. Everything lives in a shadow root, so
  * the host page's CSS cannot reach in and ours cannot leak out.
@@ -21,6 +27,7 @@
   const API = (option("api") || scriptOrigin).replace(/\/+$/, "");
   const TITLE = option("title") || "Ask the book";
   const SCOPE = option("content") || "article, main, [role='main'], .markdown";
+  const REFLOW = option("reflow") !== "none";
   const SELECTION_QUESTION = "Explain this passage.";
 
   const TEXT = {
@@ -32,6 +39,12 @@
     llm_timeout: "The answer took too long. Try again.",
     llm_unavailable: "The assistant is unavailable right now. Try again shortly.",
     llm_error: "The assistant couldn't answer that. Try rephrasing it.",
+    expired: "Your sign-in has expired. Sign in again, then retry.",
+    sessions: "Couldn't load your conversations.",
+    noSessions: "No conversations yet.",
+    thanks: "Thanks for the feedback.",
+    noted: "Thanks, your comment was sent.",
+    gone: "This answer is no longer stored, so it can't be rated.",
   };
   // What a stored or streamed answer that stopped before its end is labelled with.
   const cutNote = (message) => message.status !== "partial" ? ""
@@ -54,6 +67,77 @@
       } catch { /* storage unavailable */ }
     },
   };
+  // The reader's own ratings, by answer id, so a reload shows the thumb they pressed (the
+  // newest 200; the history API does not return ratings).
+  const ratings = {
+    all() {
+      try { return JSON.parse(store.get("ratings") || "{}") || {}; } catch { return {}; }
+    },
+    get(id) { return this.all()[id] || 0; },
+    set(id, rating) {
+      const all = this.all();
+      delete all[id];
+      all[id] = rating; // insertion order: the newest last
+      const ids = Object.keys(all);
+      for (const old of ids.slice(0, Math.max(0, ids.length - 200))) delete all[old];
+      store.set("ratings", JSON.stringify(all));
+    },
+  };
+
+  // --- who is reading: the host page's bearer token -------------------------------------------
+  // A fixed token (data-token, setToken) or a provider asked before each request, so a token
+  // that expires and is refreshed by the host's auth client is always the current one.
+  let token = option("token") || null;
+  let provider = null;
+  let ui = null; // the started widget
+  const waiting = []; // calls made before it started
+  const whenUp = (call) => (ui ? call(ui) : waiting.push(call));
+
+  // Whose conversations the widget holds: the token's issuer and subject (read, not verified:
+  // the server verifies; this only tells one reader from the next). null: nobody signed in.
+  function readerOf(value) {
+    if (!value) return null;
+    try {
+      const part = value.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+      return typeof claims.sub === "string" ? (claims.iss || "") + " " + claims.sub : "?";
+    } catch {
+      return "?"; // not a JWT: one unnamed reader
+    }
+  }
+
+  function useToken(value) {
+    token = value ? String(value) : null;
+    const reader = readerOf(token);
+    whenUp((widget) => widget.setReader(reader));
+  }
+
+  // The token for the next request; `refresh` after the server refused the last one.
+  async function currentToken(refresh) {
+    if (provider) {
+      const asked = provider;
+      try {
+        const value = await asked({ refresh });
+        if (provider === asked) useToken(value);
+      } catch { /* the host's provider failed: keep the token we have */ }
+    }
+    return token;
+  }
+
+  // fetch() on the API with the reader's token; a 401 is retried once with a fresh token from
+  // the provider. Resolves to the response and the token it was sent with.
+  async function call(path, init = {}) {
+    const send = (used) => fetch(API + path, {
+      ...init, headers: used ? { ...init.headers, Authorization: "Bearer " + used } : init.headers,
+    });
+    let used = await currentToken(false);
+    let response = await send(used);
+    if (response.status === 401 && provider) {
+      const fresh = await currentToken(true);
+      if (fresh && fresh !== used) response = await send((used = fresh));
+    }
+    return { response, token: used };
+  }
 
   // --- Markdown, safely -------------------------------------------------------------------
   // Every character of the answer is escaped first; only then do the patterns below add
@@ -199,7 +283,7 @@
   }
 
   // A failed request (before any event) as one sentence for the reader.
-  async function describeFailure(response) {
+  async function describeFailure(response, withToken) {
     let error = {};
     try { error = (await response.json()).error || {}; } catch { /* not the error shape */ }
     if (response.status === 429) {
@@ -207,7 +291,7 @@
       return "You're asking faster than this site allows. Try again in " +
         (wait > 0 ? duration(wait) : "a moment") + ".";
     }
-    if (response.status === 401) return "Sign in to chat with this book.";
+    if (response.status === 401) return withToken ? TEXT.expired : "Sign in to chat with this book.";
     if (textFor(error.code)) return textFor(error.code);
     if (response.status >= 500) return TEXT.server + " (error " + response.status + ")";
     return error.message || "The request failed (error " + response.status + ").";
@@ -246,11 +330,16 @@
     }
     .launcher:hover { background: #1c469f; }
     .panel {
-      position: fixed; right: 20px; bottom: 88px; width: min(410px, calc(100vw - 40px));
+      position: fixed; right: 20px; bottom: 88px; width: min(var(--width, 410px), calc(100vw - 40px));
       height: min(640px, calc(100vh - 110px)); display: flex; flex-direction: column;
       background: #fff; border: 1px solid #d5dbe5; border-radius: 14px; overflow: hidden;
       box-shadow: 0 14px 44px rgba(20, 30, 50, .28);
     }
+    .resize {
+      position: absolute; left: 0; top: 0; bottom: 0; width: 8px; cursor: ew-resize;
+      touch-action: none; z-index: 1;
+    }
+    .resize:hover, .resize:focus-visible { background: rgba(36, 87, 197, .22); outline-offset: -3px; }
     header {
       display: flex; align-items: center; gap: 6px; padding: 10px 10px 10px 14px;
       border-bottom: 1px solid #e4e8ee; background: #f7f9fc;
@@ -272,7 +361,9 @@
     .bot { align-self: flex-start; background: #f1f4f8; }
     .quote {
       margin: 0 0 6px; padding-left: 8px; border-left: 3px solid rgba(255, 255, 255, .6);
-      font-style: italic; max-height: 6.2em; overflow: hidden; white-space: normal;
+      font-style: italic; white-space: normal; overflow: hidden;
+      /* A long passage shows its first four lines, ending in an ellipsis where it is cut. */
+      display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 4;
     }
     .md > :first-child { margin-top: 0; }
     .md > :last-child { margin-bottom: 0; }
@@ -291,6 +382,36 @@
     .sources { margin: 8px 0 0; padding: 8px 0 0 1.3em; border-top: 1px solid #dbe1e9; font-size: 13px; }
     .sources li { margin: 2px 0; }
     .meta { margin: 6px 0 0; font-size: 12px; color: #5b6675; }
+    .rating { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 6px 0 0; font-size: 13px; color: #5b6675; }
+    .thumb {
+      display: inline-grid; place-items: center; width: 30px; height: 28px; border: 1px solid #c9d2df;
+      border-radius: 8px; background: #fff; color: #445;
+    }
+    .thumb:hover { background: #e8eef9; }
+    .thumb[aria-pressed="true"] { background: #2457c5; border-color: #2457c5; color: #fff; }
+    .thumb:disabled { opacity: .6; cursor: default; }
+    .said { margin-left: 4px; }
+    .said.error { color: #8a1c1c; }
+    .comment { display: flex; gap: 6px; width: 100%; margin-top: 4px; }
+    .comment input {
+      flex: 1; min-width: 0; font: inherit; font-size: 14px; color: inherit; padding: 4px 8px;
+      border: 1px solid #c5ccd8; border-radius: 8px; background: #fff;
+    }
+    .sessions {
+      max-height: 45%; overflow-y: auto; border-bottom: 1px solid #e4e8ee; background: #fbfcfe;
+      padding: 6px 8px 8px; flex: none;
+    }
+    .sessions h3 { margin: 4px 6px 6px; font-size: 13px; font-weight: 650; color: #5b6675; }
+    .sessions ul { list-style: none; margin: 0; padding: 0; }
+    .sessions p { margin: 4px 6px; font-size: 14px; color: #5b6675; }
+    .session {
+      display: block; width: 100%; text-align: left; border: 0; background: none; color: inherit;
+      border-radius: 8px; padding: 6px 8px; font-size: 14px;
+    }
+    .session:hover { background: #e8eef9; }
+    .session[aria-current="true"] { background: #e3ebfb; font-weight: 600; }
+    .session span { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+    .session .when { font-size: 12px; font-weight: 400; color: #5b6675; }
     .notice {
       margin: 0 12px 8px; padding: 8px 10px; border-radius: 8px; background: #fdecec;
       color: #8a1c1c; font-size: 14px;
@@ -313,6 +434,7 @@
     .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
     @media (max-width: 600px) {
       .panel { inset: 0; width: 100%; height: 100%; border: 0; border-radius: 0; }
+      .resize { display: none; }
     }
     @media (prefers-reduced-motion: reduce) { .typing > .md::after { animation: none; } }
   `;
@@ -328,11 +450,36 @@
     }
   }
 
+  // The page beside the open panel: while it is open on a wide screen, the widget marks <html>
+  // with data-bookchat-panel="open" and --bookchat-panel-space (the panel's width and margins),
+  // and this rule narrows the page by that much so no text is hidden under the panel. A site
+  // that lays itself out differently sets data-reflow="none" (no rule) and uses the two itself.
+  const PAGE_CSS = "html[data-bookchat-panel='open'] body { margin-right: var(--bookchat-panel-space) !important; }";
+  const REFLOW_MIN_PAGE = 760; // px the page must keep beside the panel, else the panel overlays
+  const MIN_WIDTH = 320;
+  const DEFAULT_WIDTH = 410;
+
+  function addPageStyles() {
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(PAGE_CSS);
+      document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    } catch {
+      document.head.append(h("style", {}, PAGE_CSS));
+    }
+  }
+
+  // A thumb drawn for this widget; the "down" one is the same shape turned over.
+  const THUMB = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M3 10h4v10H3z"/><path d="M7 10l4-7c1.5 0 2.6 1.2 2.2 2.7L12.5 9H19a2 2 0 0 1 2 2.3l-1.3 7A2 2 0 0 1 17.7 20H7"/></svg>';
+  // An SVG transform, not a style: a strict style-src would block an inline style attribute.
+  const THUMB_DOWN = THUMB.replace(/(<path.*)<\/svg>/, '<g transform="rotate(180 12 12)">$1</g></svg>');
+
   function start() {
     // A custom element name: host-page rules for div, section... never match the host.
     const host = h("bookchat-widget");
     const root = host.attachShadow({ mode: "open" });
     addStyles(root);
+    if (REFLOW) addPageStyles();
 
     const launcher = h("button", {
       class: "launcher", type: "button", "aria-label": "Open the chat: " + TITLE,
@@ -347,17 +494,28 @@
     });
     const send = h("button", { class: "primary send", type: "submit" }, "Send");
     const stop = h("button", { class: "primary stop", type: "button", hidden: true, "aria-label": "Stop the answer" }, "Stop");
+    const historyButton = h("button", {
+      class: "ghost history", type: "button", hidden: true, "aria-expanded": "false", "aria-controls": "sessions",
+    }, "History");
     const newChat = h("button", { class: "ghost", type: "button" }, "New chat");
     const close = h("button", { class: "ghost close", type: "button", "aria-label": "Close the chat" }, "\u00d7");
+    const sessionList = h("div");
+    const sessions = h("div", { id: "sessions", class: "sessions", role: "region", "aria-labelledby": "sessions-title", hidden: true },
+      h("h3", { id: "sessions-title" }, "Your conversations"), sessionList);
+    const resize = h("div", {
+      class: "resize", role: "separator", tabindex: "0", "aria-orientation": "vertical",
+      "aria-label": "Resize the chat panel", "aria-controls": "panel",
+    });
     const form = h("form", {}, h("label", { class: "sr", for: "question" }, "Your question"), input, send, stop);
     const panel = h("section", { id: "panel", class: "panel", role: "dialog", "aria-labelledby": "title", hidden: true },
-      h("header", {}, h("h2", { id: "title" }, TITLE), newChat, close), log, notice, form);
+      h("header", {}, h("h2", { id: "title" }, TITLE), historyButton, newChat, close), sessions, log, notice, form, resize);
     const bubble = h("button", { class: "bubble", type: "button", hidden: true }, "Ask about this");
     root.append(launcher, panel, bubble);
     document.body.append(host);
 
     let session = store.get("session");
     let historyLoad = null; // the promise of the history request, once made
+    let awaitingReader = false; // the history is the reader's, and their token is not known yet
     let busy = null; // the AbortController of the answer being streamed
     let selection = ""; // the text the bubble would ask about
 
@@ -373,11 +531,39 @@
     const emptyState = () => log.replaceChildren(h("p", { class: "empty" },
       "Ask anything about this book, or select a passage on the page and choose \u201cAsk about this\u201d."));
 
+    // --- the panel's width, and the page beside it ---
+    const maxWidth = () => Math.max(MIN_WIDTH, Math.min(720, innerWidth - 40));
+    let width = Math.min(maxWidth(), Math.max(MIN_WIDTH, Number(store.get("width")) || DEFAULT_WIDTH));
+
+    function reflow() {
+      const space = width + 20 + 16; // the panel, its margin from the edge, a gap before it
+      const page = document.documentElement;
+      if (!panel.hidden && innerWidth > 600 && innerWidth - space >= REFLOW_MIN_PAGE) {
+        page.style.setProperty("--bookchat-panel-space", space + "px");
+        page.setAttribute("data-bookchat-panel", "open");
+      } else {
+        page.removeAttribute("data-bookchat-panel");
+        page.style.removeProperty("--bookchat-panel-space");
+      }
+    }
+
+    function setWidth(value, remember) {
+      width = Math.round(Math.min(maxWidth(), Math.max(MIN_WIDTH, value)));
+      panel.style.setProperty("--width", width + "px");
+      resize.setAttribute("aria-valuenow", String(width));
+      resize.setAttribute("aria-valuemin", String(MIN_WIDTH));
+      resize.setAttribute("aria-valuemax", String(maxWidth()));
+      resize.setAttribute("aria-valuetext", width + " pixels wide");
+      if (remember) store.set("width", String(width));
+      reflow();
+    }
+
     function setOpen(open, moveFocus = true) {
       panel.hidden = !open;
       launcher.setAttribute("aria-expanded", String(open));
       launcher.setAttribute("aria-label", (open ? "Close" : "Open") + " the chat: " + TITLE);
       store.set("open", open ? "1" : null);
+      reflow();
       if (open) {
         loadHistory();
         scrollDown();
@@ -395,6 +581,76 @@
       log.append(el);
       scrollDown();
       return el;
+    }
+
+    // Thumbs up and down under a finished answer, then an optional comment. Sending again
+    // replaces the reader's earlier rating (one per answer per reader, on the server).
+    function ratingBar(id) {
+      let rating = ratings.get(id);
+      const said = h("span", { class: "said", role: "status" });
+      const thumb = (value, label) => {
+        const button = h("button", { class: "thumb", type: "button", "aria-label": label, title: label });
+        button.innerHTML = value > 0 ? THUMB : THUMB_DOWN; // constants, no data
+        button.addEventListener("click", () => choose(value));
+        return button;
+      };
+      const up = thumb(1, "Helpful");
+      const down = thumb(-1, "Not helpful");
+      const text = h("input", { type: "text", maxlength: "2000", "aria-label": "Comment (optional)" });
+      const comment = h("form", { class: "comment", hidden: true }, text,
+        h("button", { class: "ghost", type: "submit" }, "Send"));
+      const bar = h("div", { class: "rating", role: "group", "aria-label": "Rate this answer" },
+        "Helpful?", up, down, said, comment);
+      const show = () => {
+        up.setAttribute("aria-pressed", String(rating === 1));
+        down.setAttribute("aria-pressed", String(rating === -1));
+      };
+      const tell = (message, error) => {
+        said.textContent = message;
+        said.classList.toggle("error", Boolean(error));
+      };
+
+      async function send(value, note) {
+        up.disabled = down.disabled = true;
+        tell("");
+        try {
+          const { response, token: used } = await call("/api/v1/chat/messages/" + encodeURIComponent(id) + "/feedback", {
+            method: "POST",
+            headers: { "Content-Type": "application/json", Accept: "application/json" },
+            body: JSON.stringify(note ? { rating: value, comment: note } : { rating: value }),
+          });
+          if (!response.ok) {
+            tell(response.status === 404 ? TEXT.gone : await describeFailure(response, used), true);
+            return false;
+          }
+          rating = value;
+          ratings.set(id, value);
+          show();
+          tell(note ? TEXT.noted : TEXT.thanks);
+          return true;
+        } catch {
+          tell(navigator.onLine === false ? TEXT.offline : TEXT.unreachable, true);
+          return false;
+        } finally {
+          up.disabled = down.disabled = false;
+        }
+      }
+
+      async function choose(value) {
+        if (value !== rating && !(await send(value))) return;
+        text.placeholder = value > 0 ? "What helped? (optional)" : "What was wrong or missing? (optional)";
+        comment.hidden = false;
+      }
+      comment.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const note = text.value.trim();
+        if (note && (await send(rating, note))) {
+          text.value = "";
+          comment.hidden = true;
+        }
+      });
+      show();
+      return bar;
     }
 
     // An answer bubble; update() re-renders the Markdown (at most once a frame while streaming).
@@ -420,7 +676,8 @@
           state = { text, citations: [] };
           if (!frame) frame = requestAnimationFrame(render);
         },
-        finish(answer, note) {
+        // `rateable`: a stored answer the server finished (never one stopped, cut or failed).
+        finish(answer, note, rateable = false) {
           if (frame) cancelAnimationFrame(frame);
           state = { text: answer.response || answer.content || "", citations: answer.citations || [] };
           render();
@@ -436,20 +693,29 @@
           const meta = note || (answer.mode === "selected_text" ? "Answered from the selected passage."
             : answer.model === "extractive" ? "Offline answer: sentences quoted from the book." : "");
           if (meta) el.append(h("p", { class: "meta" }, meta));
+          const id = answer.message_id || answer.id;
+          if (rateable && id) el.append(ratingBar(String(id)));
           scrollDown();
         },
       };
     }
 
-    // At most once per page, and only for a conversation begun on an earlier page.
+    // Once per conversation shown: the one begun on an earlier page, or one picked in History.
     function loadHistory() {
       if (historyLoad) return historyLoad;
       if (!session) return (historyLoad = Promise.resolve());
       const id = session;
       historyLoad = (async () => {
         try {
-          const response = await fetch(API + "/api/v1/chat/history/" + encodeURIComponent(id) + "?limit=50",
-            { headers: { Accept: "application/json" } });
+          const { response, token: used } = await call(
+            "/api/v1/chat/history/" + encodeURIComponent(id) + "?limit=50", { headers: { Accept: "application/json" } });
+          if ((response.status === 404 || response.status === 401) && !used && store.get("reader")) {
+            // A signed-in reader's conversation, asked for before the host page gave their
+            // token: kept, and loaded when the token comes.
+            awaitingReader = true;
+            historyLoad = null;
+            return;
+          }
           if (response.status === 404) { // deleted, or never stored: start afresh
             if (session === id) setSession(null);
             return;
@@ -460,8 +726,8 @@
           for (const message of history.messages) {
             if (message.role === "user") userMessage(message.content, message.selected_text);
             else if (message.role === "assistant") {
-              const note = message.status === "error" ? "Interrupted by an error." : cutNote(message);
-              botMessage().finish(message, note);
+              const failed = message.status === "error";
+              botMessage().finish(message, failed ? "Interrupted by an error." : cutNote(message), !failed);
             }
           }
         } catch {
@@ -469,6 +735,80 @@
         }
       })();
       return historyLoad;
+    }
+
+    // Start from an empty conversation (New chat, another reader, a conversation picked).
+    function clearConversation() {
+      if (busy) busy.abort();
+      say("");
+      historyLoad = null;
+      emptyState();
+    }
+
+    // --- the signed-in reader's conversations (History) ---
+    function closeSessions(moveFocus) {
+      sessions.hidden = true;
+      historyButton.setAttribute("aria-expanded", "false");
+      if (moveFocus) historyButton.focus();
+    }
+
+    async function openSessions() {
+      sessions.hidden = false;
+      historyButton.setAttribute("aria-expanded", "true");
+      sessionList.replaceChildren(h("p", {}, "Loading\u2026"));
+      let items;
+      try {
+        const { response, token: used } = await call("/api/v1/chat/sessions?limit=20", { headers: { Accept: "application/json" } });
+        if (!response.ok) {
+          sessionList.replaceChildren(h("p", {}, response.status === 401 && used ? TEXT.expired : TEXT.sessions));
+          return;
+        }
+        items = (await response.json()).items;
+      } catch {
+        sessionList.replaceChildren(h("p", {}, navigator.onLine === false ? TEXT.offline : TEXT.sessions));
+        return;
+      }
+      if (!items.length) {
+        sessionList.replaceChildren(h("p", {}, TEXT.noSessions));
+        return;
+      }
+      const when = (stamp) => new Date(stamp).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+      sessionList.replaceChildren(h("ul", {}, ...items.map((item) => h("li", {},
+        h("button", {
+          class: "session", type: "button", "aria-current": item.id === session ? "true" : false,
+          onclick: () => showSession(item.id),
+        }, h("span", {}, item.title || "Untitled conversation"), h("span", { class: "when" }, when(item.updated_at)))))));
+      sessionList.querySelector("button").focus();
+    }
+
+    function showSession(id) {
+      closeSessions(false);
+      clearConversation();
+      setSession(id);
+      log.replaceChildren();
+      loadHistory().then(() => { if (!log.querySelector(".msg, .empty")) emptyState(); });
+      input.focus();
+    }
+
+    // A reader signed in, out, or changed (null: nobody). Another reader's conversation, or
+    // the signed-out reader's, never stays on screen or in storage.
+    function setReader(reader) {
+      historyButton.hidden = reader === null;
+      if (reader === null) closeSessions(false);
+      const previous = store.get("reader");
+      if (reader !== previous) {
+        store.set("reader", reader);
+        if (previous !== null) {
+          setSession(null);
+          store.set("ratings", null);
+          sessionList.replaceChildren();
+          clearConversation();
+        }
+      }
+      if (reader !== null && awaitingReader) {
+        awaitingReader = false;
+        if (!panel.hidden) loadHistory();
+      }
     }
 
     function setBusy(controller) {
@@ -507,15 +847,22 @@
         if (!quote) input.value = question;
         say(message);
       };
+      const post = () => call("/api/v1/chat/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify({ message: question, session_id: session || undefined,
+          selected_text: quote || undefined, page_context: pageContext() }),
+        signal: controller.signal,
+      });
       try {
-        const response = await fetch(API + "/api/v1/chat/stream", {
-          method: "POST",
-          headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-          body: JSON.stringify({ message: question, session_id: session || undefined,
-            selected_text: quote || undefined, page_context: pageContext() }),
-          signal: controller.signal,
-        });
-        if (!response.ok || !response.body) return undo(await describeFailure(response));
+        let { response, token: used } = await post();
+        if (response.status === 404 && session) {
+          // The stored conversation is another reader's (whoever signed out without telling
+          // the widget): this question starts a new one.
+          setSession(null);
+          ({ response, token: used } = await post());
+        }
+        if (!response.ok || !response.body) return undo(await describeFailure(response, used));
         for await (const [name, data] of readEvents(response.body)) {
           // `sources` (the passages found, unnumbered) is not shown: `done` lists the sources
           // under the numbers the answer uses.
@@ -523,7 +870,7 @@
           else if (name === "token") answer.update((text += data.text));
           else if (name === "done") {
             ended = true;
-            answer.finish(data, cutNote(data));
+            answer.finish(data, cutNote(data), true);
           } else if (name === "error") {
             ended = true;
             answer.finish({ response: text }, "Interrupted by an error.");
@@ -542,7 +889,7 @@
           say(navigator.onLine === false ? TEXT.offline : TEXT.cut);
         }
       } finally {
-        setBusy(null);
+        if (busy === controller) setBusy(null);
       }
     }
 
@@ -551,12 +898,12 @@
     close.addEventListener("click", () => setOpen(false));
     stop.addEventListener("click", () => busy && busy.abort());
     newChat.addEventListener("click", () => {
-      if (busy) busy.abort();
+      closeSessions(false);
+      clearConversation();
       setSession(null);
-      say("");
-      emptyState();
       input.focus();
     });
+    historyButton.addEventListener("click", () => (sessions.hidden ? openSessions() : closeSessions(true)));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       ask(input.value);
@@ -569,10 +916,33 @@
       }
     });
     panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") setOpen(false);
+      if (event.key !== "Escape") return;
+      if (!sessions.hidden && sessions.contains(root.activeElement)) closeSessions(true);
+      else setOpen(false);
     });
     addEventListener("offline", () => say(TEXT.offline));
     addEventListener("online", () => { if (notice.textContent === TEXT.offline) say(""); });
+
+    // The resize handle: dragged, or arrow keys (left widens: the handle is the left edge).
+    resize.addEventListener("pointerdown", (event) => {
+      event.preventDefault();
+      resize.setPointerCapture(event.pointerId);
+      const [startX, startWidth] = [event.clientX, width]; // no jump where the handle is grabbed
+      const move = (e) => setWidth(startWidth + startX - e.clientX, false);
+      const end = () => {
+        resize.removeEventListener("pointermove", move);
+        store.set("width", String(width));
+      };
+      resize.addEventListener("pointermove", move);
+      resize.addEventListener("lostpointercapture", end, { once: true });
+    });
+    resize.addEventListener("keydown", (event) => {
+      const step = event.shiftKey ? 80 : 20;
+      const next = { ArrowLeft: width + step, ArrowRight: width - step, Home: MIN_WIDTH, End: maxWidth() }[event.key];
+      if (next === undefined) return;
+      event.preventDefault();
+      setWidth(next, true);
+    });
 
     // --- "Ask about this" next to a selection inside the page's text ---
     function placeBubble() {
@@ -604,7 +974,10 @@
     };
     document.addEventListener("selectionchange", later);
     addEventListener("scroll", later, { passive: true });
-    addEventListener("resize", later);
+    addEventListener("resize", () => {
+      setWidth(width, false);
+      later();
+    });
     // Keep the page's selection when the bubble is pressed.
     bubble.addEventListener("mousedown", (event) => event.preventDefault());
     bubble.addEventListener("click", () => {
@@ -615,19 +988,42 @@
       if (event.key === "Escape") bubble.hidden = true;
     });
 
-    // A small API for sites that want their own buttons.
-    window.BookChat = {
-      open: () => setOpen(true),
-      close: () => setOpen(false),
-      ask: (question, selectedText) => ask(String(question), selectedText ? String(selectedText) : ""),
-    };
-
     emptyState();
+    setWidth(width, false);
+    ui = { setOpen, ask, setReader };
+    // A token given in the tag (data-token) names the reader now; with none, a reader's
+    // stored conversation waits for setToken/setTokenProvider (the host page may call them
+    // later) and is dropped only by setToken(null).
+    if (token) setReader(readerOf(token));
+    for (const queued of waiting.splice(0)) queued(ui);
     // The panel was open before this page loaded (a reload, or a citation followed): reopen.
     if (store.get("open")) setOpen(true, false);
   }
 
-  window.BookChat = {}; // claimed now, so a second copy of this script stops at the top
+  // The page's handle on the widget (window.BookChat is the older name of the same object).
+  const api = {
+    open: () => whenUp((widget) => widget.setOpen(true)),
+    close: () => whenUp((widget) => widget.setOpen(false)),
+    ask: (question, selectedText) => whenUp((widget) =>
+      widget.ask(String(question), selectedText ? String(selectedText) : "")),
+    // A fixed token (null: signed out, which drops the reader's conversation from the widget).
+    setToken(value) {
+      provider = null;
+      useToken(value);
+    },
+    // `async ({refresh}) => token | null`, asked before every request; refresh is true after
+    // the server refused the last token (401): return a new one then.
+    setTokenProvider(fn) {
+      if (fn != null && typeof fn !== "function") throw new TypeError("setTokenProvider takes a function or null");
+      provider = fn || null;
+      if (provider) currentToken(false);
+      else useToken(null);
+    },
+  };
+  // Claimed now, so a second copy of this script stops at the top.
+  window.bookchat = window.BookChat = api;
   if (document.body) start();
   else document.addEventListener("DOMContentLoaded", start);
+  // Sites that set the token from their own scripts wait for this (or find window.bookchat).
+  dispatchEvent(new Event("bookchat:ready"));
 })();
