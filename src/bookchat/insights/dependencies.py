@@ -29,14 +29,14 @@ def iso_date(value: object) -> object:
 IsoDate = Annotated[dt.date, BeforeValidator(iso_date)]
 
 
-def get_insights_service(container: ContainerDep) -> InsightsService:
+async def get_insights_service(container: ContainerDep) -> InsightsService:
     return container.insights
 
 
 InsightsServiceDep = Annotated[InsightsService, Depends(get_insights_service)]
 
 
-def date_range(
+async def date_range(
     start: Annotated[
         IsoDate | None,
         Query(description="First UTC day (ISO date), included; default 29 days before `end`."),
