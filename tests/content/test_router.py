@@ -56,13 +56,17 @@ class TestAuthorisation:
         assert missing.json()["error"]["code"] == "unauthorized"
         assert wrong.status_code == 401
 
-    async def test_writes_are_off_without_a_configured_key(
+    async def test_without_a_configured_key_a_key_is_refused_and_an_admin_must_sign_in(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:
         async with app_factory(make_settings(sqlite_url)) as client:
-            response = await client.post("/api/v1/content/ingest", headers=ADMIN)
-        assert response.status_code == 403
-        assert "ADMIN_API_KEY" in response.json()["error"]["message"]
+            keyed = await client.post("/api/v1/content/ingest", headers=ADMIN)
+            anonymous = await client.post("/api/v1/content/ingest")
+        assert keyed.status_code == 403
+        assert "ADMIN_API_KEY is not set" in keyed.json()["error"]["message"]
+        # Nobody signed in: 401, since an admin's bearer token would be accepted.
+        assert anonymous.status_code == 401
+        assert "Sign in with an admin account" in anonymous.json()["error"]["message"]
 
 
 class TestIngestJobs:

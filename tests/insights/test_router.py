@@ -123,6 +123,14 @@ class TestAccess:
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
 
+    async def test_without_credentials_401_on_a_server_without_an_admin_key(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(sqlite_url)) as client:
+            response = await client.get("/api/v1/insights/summary")
+        assert response.status_code == 401
+        assert "Sign in with an admin account" in response.json()["error"]["message"]
+
     async def test_a_wrong_key_401(self, admin_client: httpx.AsyncClient) -> None:
         response = await admin_client.get(
             "/api/v1/insights/summary", headers={"X-Admin-Key": "guess"}

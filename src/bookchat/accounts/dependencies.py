@@ -105,11 +105,19 @@ async def require_admin(
     if user is not None:
         raise Forbidden("This operation needs an admin account.")
     if settings.admin_api_key is None:
-        raise Forbidden(
-            "Content writes are disabled on this server: set ADMIN_API_KEY and send it in the "
-            "X-Admin-Key header."
+        if x_admin_key is not None:
+            raise Forbidden(
+                "This server takes no X-Admin-Key (ADMIN_API_KEY is not set): sign in with an "
+                "admin account instead."
+            )
+        raise Unauthorized(
+            "Sign in with an admin account (Authorization: Bearer) for this operation; this "
+            "server takes no X-Admin-Key (ADMIN_API_KEY is not set)."
         )
-    raise Unauthorized("A valid X-Admin-Key header is required for this operation.")
+    raise Unauthorized(
+        "Sign in with an admin account (Authorization: Bearer) or send a valid X-Admin-Key "
+        "header for this operation."
+    )
 
 
 AdminDep = Depends(require_admin)
