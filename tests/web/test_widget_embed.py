@@ -3,17 +3,11 @@ CSS isolation both ways."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.web.conftest import QUESTION, Tab, book_answers, demo_server, history
+from tests.web.conftest import QUESTION, Tab, book_answers, demo_server, history, static_site
 
 HOST_PAGE = """<!doctype html>
 <html><head><title>Course site</title>
@@ -41,7 +35,8 @@ class TestEmbedding:
         async with demo_server(
             sqlite_url, fake_openai, cors_origins=[site], rate_limit_chat="1/minute"
         ) as api:
-            with course_site(site_port, api) as url:
+            pages = {"/docs/qos": HOST_PAGE.replace("{api}", api), "/favicon.ico": ""}
+            with static_site(site_port, pages) as url:
                 page = tab.page
                 await page.goto(url + "/docs/qos")
                 launcher = tab.part(".launcher")
@@ -74,38 +69,3 @@ class TestEmbedding:
                 await notice.wait_for()
                 assert re.search(r"Try again in \d+ seconds\.", await notice.inner_text())
         tab.assert_no_console_errors(expected="status of 429")
-
-
-@contextmanager
-def course_site(port: int, api: str) -> Iterator[str]:
-    """A static "course site" on its own origin (localhost and another port than the API) that
-    embeds the widget; the port is chosen first, since CORS_ORIGINS must name the origin."""
-    handler = functools.partial(_CourseHandler, api)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, name="course-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-class _CourseHandler(http.server.BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-
-    def __init__(self, api: str, *args: Any, **kwargs: Any) -> None:
-        self.api = api
-        super().__init__(*args, **kwargs)
-
-    def do_GET(self) -> None:
-        body = HOST_PAGE.replace("{api}", self.api).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
