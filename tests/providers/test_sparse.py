@@ -7,9 +7,10 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,8 @@ from bookchat.providers.sparse import (
     SparseVector,
     english_stop_words,
 )
+
+T = TypeVar("T")
 
 SAMPLE_BOOK = Path(__file__).resolve().parents[2] / "sample_book"
 
@@ -43,6 +46,24 @@ def fastembed_bm25() -> Any:
         stopwords=set(english_stop_words()),
         language="english",
     )
+
+
+async def loop_ticks_during(work: Awaitable[T]) -> tuple[T, int]:
+    """What `work` returns, and how often another task ran on the loop meanwhile."""
+    done = False
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    result = await work
+    done = True
+    await task
+    return result, ticks
 
 
 def index_of(vector: SparseVector) -> int:
@@ -145,40 +166,17 @@ class TestEncoding:
 
     async def test_encoding_leaves_the_event_loop_free(self, encoder: Bm25Encoder) -> None:
         texts = [f"chunk {i} about robots, sensors and controllers " * 40 for i in range(500)]
-        done = False
-        ticks_while_encoding = 0
-
-        async def ticker() -> None:
-            nonlocal ticks_while_encoding
-            while not done:
-                ticks_while_encoding += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(ticker())
-        vectors = await encoder.encode_documents(texts)
-        done = True
-        await task
+        vectors, ticks = await loop_ticks_during(encoder.encode_documents(texts))
         assert len(vectors) == 500
         # Had encoding run on the loop, the ticker could not have run before it finished.
-        assert ticks_while_encoding > 0
+        assert ticks > 0
 
     async def test_a_long_query_leaves_the_event_loop_free(self, encoder: Bm25Encoder) -> None:
-        text = "robots, sensors and controllers " * 2000
-        done = False
-        ticks_while_encoding = 0
-
-        async def ticker() -> None:
-            nonlocal ticks_while_encoding
-            while not done:
-                ticks_while_encoding += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(ticker())
-        vector = await encoder.encode_query(text)
-        done = True
-        await task
+        vector, ticks = await loop_ticks_during(
+            encoder.encode_query("robots, sensors and controllers " * 2000)
+        )
         assert len(vector.indices) == 3
-        assert ticks_while_encoding > 0
+        assert ticks > 0
 
     def test_a_question_is_encoded_while_every_worker_thread_is_busy(
         self, encoder: Bm25Encoder
