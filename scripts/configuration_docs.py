@@ -173,6 +173,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "rate_limit_login",
             "rate_limit_generation",
             "rate_limit_search",
+            "rate_limit_feedback",
             "max_search_terms",
             "search_concurrency",
             "search_concurrency_per_client",

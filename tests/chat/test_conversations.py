@@ -274,6 +274,22 @@ class TestMessageFeedback:
             None,
         )
 
+    async def test_ratings_are_rate_limited_and_the_last_allowed_one_stays(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, rate_limit_feedback="2/minute")
+        async with app_factory(settings) as client:
+            answer = await ask(client, "What is ROS 2?")
+            url = f"/api/v1/chat/messages/{answer['message_id']}/feedback"
+            allowed = [await client.post(url, json={"rating": r}) for r in (1, -1)]
+            refused = await client.post(url, json={"rating": 1, "comment": "third try"})
+
+        assert [r.status_code for r in allowed] == [201, 200]
+        assert_error(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 1
+        feedback = await stored(sqlite_url, MessageFeedback)
+        assert [(f.rating, f.comment) for f in feedback] == [(-1, None)]
+
     async def test_resending_without_a_comment_clears_it(
         self, sqlite_url: str, app_factory: AppFactory
     ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from bookchat.accounts.dependencies import OptionalUser
+from bookchat.accounts.dependencies import OptionalUser, get_optional_user
 from bookchat.accounts.models import User
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.service import ChatService
@@ -39,6 +39,9 @@ async def get_chat_reader(user: OptionalUser, settings: SettingsDep) -> User | N
 ChatReader = Annotated[User | None, Depends(get_chat_reader)]
 # Counted per signed-in reader, else per client address; after sign-in so it knows which.
 CHAT_RATE_LIMIT = Depends(rate_limited("chat", lambda s: s.rate_limit_chat, after=get_chat_reader))
+FEEDBACK_RATE_LIMIT = Depends(
+    rate_limited("feedback", lambda s: s.rate_limit_feedback, after=get_optional_user)
+)
 # The model calls of a turn (rewrite, answer) are charged to the same reader or address; after
 # the rate limit, so a refused request costs nothing.
 CHAT_TOKEN_BUDGET = Depends(token_budget("chat", after=get_chat_reader))

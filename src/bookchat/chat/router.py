@@ -12,6 +12,7 @@ from bookchat.accounts.dependencies import CurrentUser, OptionalUser
 from bookchat.chat.dependencies import (
     CHAT_RATE_LIMIT,
     CHAT_TOKEN_BUDGET,
+    FEEDBACK_RATE_LIMIT,
     ChatReader,
     ChatServiceDep,
     ConversationServiceDep,
@@ -164,9 +165,10 @@ async def read_chat_history(
     "/chat/messages/{message_id}/feedback",
     response_model=FeedbackRead,
     status_code=201,
+    dependencies=[FEEDBACK_RATE_LIMIT],
     responses={
         200: {"model": FeedbackRead, "description": "Earlier feedback replaced"},
-        **error_responses(400, 401, 404),
+        **error_responses(400, 401, 404, 429),
     },
 )
 async def create_message_feedback(

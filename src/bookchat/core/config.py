@@ -379,6 +379,9 @@ class Settings(BaseSettings):
     """Personalized and translated chapters per reader, else per client IP."""
     rate_limit_search: str = "60/minute"
     """`GET /api/v1/content/search` requests per signed-in reader, else per client IP."""
+    rate_limit_feedback: str = "30/minute"
+    """Ratings of answers (`POST /api/v1/chat/messages/{id}/feedback`) per signed-in reader,
+    else per client IP: each one is a database write."""
     max_search_terms: int = Field(default=32, ge=1, le=1000)
     """Most distinct search terms (stop words not counted) in a search query; more: 400
     `validation_error`.
@@ -447,7 +450,11 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator(
-        "rate_limit_chat", "rate_limit_login", "rate_limit_generation", "rate_limit_search"
+        "rate_limit_chat",
+        "rate_limit_login",
+        "rate_limit_generation",
+        "rate_limit_search",
+        "rate_limit_feedback",
     )
     @classmethod
     def _valid_rate(cls, value: str) -> str:
