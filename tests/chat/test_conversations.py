@@ -14,7 +14,7 @@ from bookchat.accounts.service import create_user
 from bookchat.chat.conversations import ConversationService
 from bookchat.chat.models import ChatSession, Message, MessageFeedback
 from tests.conftest import AppFactory, make_settings
-from tests.factories import ask, count, open_db, stored
+from tests.factories import ask, bearer, count, open_db, sign_up, stored
 
 SELECTION = (
     "ROS 2 uses DDS as its middleware. Nodes exchange messages over topics. "
@@ -289,6 +289,25 @@ class TestMessageFeedback:
         assert int(refused.headers["Retry-After"]) >= 1
         feedback = await stored(sqlite_url, MessageFeedback)
         assert [(f.rating, f.comment) for f in feedback] == [(-1, None)]
+
+    async def test_the_history_shows_each_reader_their_own_rating(
+        self, database_url: str, app_factory: AppFactory
+    ) -> None:
+        async with app_factory(make_settings(database_url)) as client:
+            answer = await ask(client, "What is ROS 2?")  # an anonymous conversation
+            url = f"/api/v1/chat/messages/{answer['message_id']}/feedback"
+            alice = bearer((await sign_up(client, "alice@example.org"))["access_token"])
+            await client.post(url, json={"rating": -1, "comment": "Too short"}, headers=alice)
+            await client.post(url, json={"rating": 1})
+            history = f"/api/v1/chat/history/{answer['session_id']}"
+            as_guest = (await client.get(history)).json()["messages"]
+            as_alice = (await client.get(history, headers=alice)).json()["messages"]
+
+        assert [m["own_feedback"] for m in as_guest] == [None, {"rating": 1, "comment": None}]
+        assert [m["own_feedback"] for m in as_alice] == [
+            None,
+            {"rating": -1, "comment": "Too short"},
+        ]
 
     async def test_resending_without_a_comment_clears_it(
         self, sqlite_url: str, app_factory: AppFactory

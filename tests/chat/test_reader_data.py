@@ -169,16 +169,21 @@ class TestExport:
         assert bobs["session_id"] not in response.text
         for conversation, history in zip(body["conversations"], histories, strict=True):
             assert conversation["title"] == history["title"]
-            # Each message exactly as the history shows it, plus the feedback stored on it.
+            # Each message exactly as the history shows it, plus the feedback stored on it
+            # (where the history shows the asking reader's own rating).
             assert [
                 {k: v for k, v in m.items() if k != "feedback"} for m in conversation["messages"]
-            ] == history["messages"]
+            ] == [{k: v for k, v in m.items() if k != "own_feedback"} for m in history["messages"]]
         first_messages = body["conversations"][0]["messages"]
         assert [m["role"] for m in first_messages] == ["user", "assistant"] * 2
         assert first_messages[1]["citations"]  # the book's passages, as cited
         assert [len(m["feedback"]) for m in first_messages] == [0, 0, 0, 1]
         [feedback] = first_messages[3]["feedback"]
         assert (feedback["rating"], feedback["comment"]) == (-1, "It missed the callback.")
+        assert histories[0]["messages"][3]["own_feedback"] == {
+            "rating": -1,
+            "comment": "It missed the callback.",
+        }
         assert body["conversations"][1]["messages"][0]["selected_text"] == SELECTION
 
     async def test_many_conversations_each_once_oldest_first(

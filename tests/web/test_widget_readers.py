@@ -152,10 +152,14 @@ class TestSignedInReader:
                 await phone.part(".bot .rating").wait_for()
                 assert await phone.part(".user").inner_text() == QUESTION
                 assert await phone.part(".sessions").is_hidden()
+                # The thumb pressed on the laptop shows pressed here (the history's own rating).
+                not_helpful = phone.part(".bot").get_by_role("button", name="Not helpful")
+                assert await not_helpful.get_attribute("aria-pressed") == "true"
 
                 # Rated again from this device: still one rating by this reader, replaced.
-                await phone.part(".bot").get_by_role("button", name="Helpful", exact=True).click()
-                await phone.part(".thumb[aria-pressed=true]").wait_for()
+                helpful = phone.part(".bot").get_by_role("button", name="Helpful", exact=True)
+                await helpful.click()
+                await phone.part(".thumb[aria-label=Helpful][aria-pressed=true]").wait_for()
                 [feedback] = await stored(database_url, MessageFeedback)
                 assert (feedback.user_id, feedback.rating) == (user.id, 1)
 

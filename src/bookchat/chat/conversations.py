@@ -22,9 +22,11 @@ from bookchat.chat.schemas import (
     ConversationsExport,
     FeedbackExport,
     FeedbackRead,
+    HistoryMessage,
     HistoryRead,
     MessageExport,
     MessageRead,
+    OwnRating,
     SessionPage,
     SessionRead,
     SessionsDeleted,
@@ -63,10 +65,12 @@ class ConversationService:
         session = await self._session(db, session_id, user_id)
         cursor = await self._cursor(db, session.id, before) if before is not None else None
         page, has_more = await queries.history_page(db, session.id, limit=limit, before=cursor)
+        answers = [m.id for m in page if m.role == MessageRole.ASSISTANT]
+        own = await queries.own_ratings(db, answers, user_id) if answers else {}
         return HistoryRead(
             session_id=session.id,
             title=session.title,
-            messages=[_message_read(m) for m in page],
+            messages=[_history_message(m, own.get(m.id)) for m in page],
             has_more=has_more,
             next_before=page[0].id if has_more else None,
         )
@@ -226,6 +230,13 @@ class ConversationService:
                 ],
             )
         return cursor
+
+
+def _history_message(message: Message, feedback: MessageFeedback | None) -> HistoryMessage:
+    own = None
+    if feedback is not None:
+        own = OwnRating.model_validate(feedback, from_attributes=True)
+    return HistoryMessage(**dict(_message_read(message)), own_feedback=own)
 
 
 def _message_read(message: Message) -> MessageRead:

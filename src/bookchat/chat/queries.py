@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookchat.chat.models import ChatSession, Message, MessageRole, MessageStatus
+from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole, MessageStatus
 from bookchat.core.ids import parse_uuid
 from bookchat.providers.base import ChatMessage
 
@@ -65,6 +65,22 @@ async def history_page(
         query = query.where(_older_than(before))
     rows = list(await db.scalars(query.order_by(*_NEWEST_FIRST).limit(limit + 1)))
     return rows[:limit][::-1], len(rows) > limit
+
+
+async def own_ratings(
+    db: AsyncSession, message_ids: list[uuid.UUID], user_id: uuid.UUID | None
+) -> dict[uuid.UUID, MessageFeedback]:
+    """The reader's feedback on these messages, by message id (anonymous readers share one
+    row per answer; should two exist, the oldest, as `ConversationService` updates it)."""
+    reader = (
+        MessageFeedback.user_id.is_(None) if user_id is None else MessageFeedback.user_id == user_id
+    )
+    rows = await db.scalars(
+        select(MessageFeedback)
+        .where(MessageFeedback.message_id.in_(message_ids), reader)
+        .order_by(MessageFeedback.created_at.desc(), MessageFeedback.id.desc())
+    )
+    return {row.message_id: row for row in rows}  # the oldest wins: it comes last
 
 
 async def reader_sessions(

@@ -131,6 +131,13 @@ class ChatRead(BaseModel):
 # --- conversations (history, sessions, feedback) ---
 
 
+class OwnRating(BaseModel):
+    """The asking reader's rating of an answer (anonymous readers count as one reader)."""
+
+    rating: Literal[1, -1]
+    comment: str | None
+
+
 class MessageRead(BaseModel):
     """One stored message. `usage`, `latency_ms` and `finish_reason` are set on assistant
     messages only. An assistant message's `status` is `complete`, `partial` (it stopped before
@@ -151,6 +158,13 @@ class MessageRead(BaseModel):
     created_at: datetime
 
 
+class HistoryMessage(MessageRead):
+    """A message in a history page, with the asking reader's own rating of it (an answer they
+    rated), so a second device shows the thumb they pressed."""
+
+    own_feedback: OwnRating | None = None
+
+
 class HistoryRead(BaseModel):
     """A page of a session's messages, oldest first.
 
@@ -159,7 +173,7 @@ class HistoryRead(BaseModel):
 
     session_id: uuid.UUID
     title: str | None
-    messages: list[MessageRead]
+    messages: list[HistoryMessage]
     has_more: bool
     next_before: uuid.UUID | None
 

@@ -68,7 +68,7 @@
     },
   };
   // The reader's own ratings, by answer id, so a reload shows the thumb they pressed (the
-  // newest 200; the history API does not return ratings).
+  // newest 200); a history page's `own_feedback` (the server's record) takes precedence.
   const ratings = {
     all() {
       try { return JSON.parse(store.get("ratings") || "{}") || {}; } catch { return {}; }
@@ -585,8 +585,9 @@
 
     // Thumbs up and down under a finished answer, then an optional comment. Sending again
     // replaces the reader's earlier rating (one per answer per reader, on the server).
-    function ratingBar(id) {
-      let rating = ratings.get(id);
+    function ratingBar(id, own) {
+      if (own) ratings.set(id, own.rating); // rated on another device, or changed there
+      let rating = own ? own.rating : ratings.get(id);
       const said = h("span", { class: "said", role: "status" });
       const thumb = (value, label) => {
         const button = h("button", { class: "thumb", type: "button", "aria-label": label, title: label });
@@ -694,7 +695,7 @@
             : answer.model === "extractive" ? "Offline answer: sentences quoted from the book." : "");
           if (meta) el.append(h("p", { class: "meta" }, meta));
           const id = answer.message_id || answer.id;
-          if (rateable && id) el.append(ratingBar(String(id)));
+          if (rateable && id) el.append(ratingBar(String(id), answer.own_feedback));
           scrollDown();
         },
       };
