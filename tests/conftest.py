@@ -32,6 +32,7 @@ import redis
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from fastapi.dependencies import models as fastapi_dependency_models
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -107,6 +108,30 @@ def load_module(path: Path) -> ModuleType:
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
+
+
+# FastAPI keeps, per dependency callable, whether it is a coroutine or a generator in LRU caches
+# of 4096 entries (fastapi/dependencies/models.py). A server has one app and a few hundred
+# callables; this suite builds an app per test, and the caches kept each one alive through its
+# closures (about a hundred apps, with their containers: 2 GB per worker, and garbage collection
+# slow enough to stall the suite). Emptied after each test; nothing to do if FastAPI drops them.
+_FASTAPI_CALLABLE_CACHES = tuple(
+    cache
+    for name in (
+        "_is_gen_callable_cached",
+        "_is_async_gen_callable_cached",
+        "_is_coroutine_callable_cached",
+    )
+    if callable(cache := getattr(fastapi_dependency_models, name, None))
+    and hasattr(cache, "cache_clear")
+)
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    yield
+    for cache in _FASTAPI_CALLABLE_CACHES:
+        cache.cache_clear()
 
 
 def service_unavailable(what: str, reason: str, remedy: str) -> None:
