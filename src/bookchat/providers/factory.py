@@ -146,7 +146,9 @@ async def build_embedder(settings: Settings) -> Embedder | None:
             await embedder.ensure_ready()
             return embedder
         if provider is EmbeddingsProvider.FASTEMBED:
-            refuse_unreachable_download(
+            # One bounded connection attempt (and a name lookup): off the loop too.
+            await asyncio.to_thread(
+                refuse_unreachable_download,
                 model or DEFAULT_EMBEDDING_MODELS[provider],
                 cache_dir=settings.fastembed_cache_dir,
                 model_path=settings.embeddings_model_path,
