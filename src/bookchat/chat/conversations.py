@@ -149,15 +149,10 @@ class ConversationService:
         comment: str | None,
         user_id: uuid.UUID | None,
     ) -> tuple[MessageFeedback, bool]:
-        reader = (
-            MessageFeedback.user_id.is_(None)
-            if user_id is None
-            else MessageFeedback.user_id == user_id
-        )
         # Oldest first: should two anonymous rows ever exist, the same one keeps being updated.
         feedback = await db.scalar(
             select(MessageFeedback)
-            .where(MessageFeedback.message_id == message_id, reader)
+            .where(MessageFeedback.message_id == message_id, queries.feedback_by(user_id))
             .order_by(MessageFeedback.created_at, MessageFeedback.id)
             .limit(1)
         )

@@ -67,17 +67,21 @@ async def history_page(
     return rows[:limit][::-1], len(rows) > limit
 
 
+def feedback_by(user_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """Feedback given by this reader; anonymous readers count as one reader."""
+    if user_id is None:
+        return MessageFeedback.user_id.is_(None)
+    return MessageFeedback.user_id == user_id
+
+
 async def own_ratings(
     db: AsyncSession, message_ids: list[uuid.UUID], user_id: uuid.UUID | None
 ) -> dict[uuid.UUID, MessageFeedback]:
     """The reader's feedback on these messages, by message id (anonymous readers share one
     row per answer; should two exist, the oldest, as `ConversationService` updates it)."""
-    reader = (
-        MessageFeedback.user_id.is_(None) if user_id is None else MessageFeedback.user_id == user_id
-    )
     rows = await db.scalars(
         select(MessageFeedback)
-        .where(MessageFeedback.message_id.in_(message_ids), reader)
+        .where(MessageFeedback.message_id.in_(message_ids), feedback_by(user_id))
         .order_by(MessageFeedback.created_at.desc(), MessageFeedback.id.desc())
     )
     return {row.message_id: row for row in rows}  # the oldest wins: it comes last
