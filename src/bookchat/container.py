@@ -166,7 +166,8 @@ async def open_container(
     from bookchat.providers.budgeted import BudgetedChatModel
     from bookchat.providers.factory import build_providers
     from bookchat.providers.measured import MeasuredChatModel
-    from bookchat.retrieval.relevance import BookStatistics, RelevanceGate
+    from bookchat.retrieval.lexical import BookLexicon
+    from bookchat.retrieval.relevance import RelevanceGate
     from bookchat.retrieval.rerank import CrossEncoderReranker
     from bookchat.retrieval.service import DenseOutage, HybridRetriever
     from bookchat.web.service import BookPages
@@ -200,10 +201,12 @@ async def open_container(
         limiter = build_limiter(settings, redis, redis_status, metrics)
         cache = build_cache(settings, redis, redis_status, metrics)
         budget = build_budget(settings, redis, redis_status, metrics)
+        lexicon = BookLexicon(index, cache)
+        stack.push_async_callback(lexicon.aclose)
         retriever = HybridRetriever(
             index=index,
             sparse=providers.sparse,
-            statistics=BookStatistics(index, cache),
+            lexicon=lexicon,
             embedder=providers.embedder,
             reranker=providers.reranker,
             gate=RelevanceGate(

@@ -74,7 +74,8 @@ class FakeQdrantServer:
 
     def __init__(self) -> None:
         self.collections: dict[str, dict[str, Any]] = {}  # name -> metadata
-        self.points: dict[str, dict[str, dict[str, Any]]] = {}  # name -> id -> payload
+        # name -> id -> {"payload": ..., "vector": ...}, as upserted
+        self.points: dict[str, dict[str, dict[str, Any]]] = {}
         self.point_calls: list[str] = []  # "METHOD /path" of every point call received
         self._fault: Fault | None = None
         self._lock = threading.Lock()
@@ -148,7 +149,10 @@ class FakeQdrantServer:
                 return 200, _ok(_completed())
             if (method, rest) == ("PUT", "/points"):
                 for point in body["points"]:
-                    points[str(point["id"])] = point.get("payload") or {}
+                    points[str(point["id"])] = {
+                        "payload": point.get("payload") or {},
+                        "vector": point.get("vector") or {},
+                    }
                 return 200, _ok(_completed())
             if (method, rest) == ("POST", "/points/delete"):
                 for point_id in _selected(points, body):
@@ -159,12 +163,15 @@ class FakeQdrantServer:
             if (method, rest) == ("POST", "/points/query"):
                 limit = int(body.get("limit") or 10)
                 found = [
-                    {"id": pid, "version": 0, "score": 1.0 / rank, "payload": payload}
-                    for rank, (pid, payload) in enumerate(list(points.items())[:limit], start=1)
+                    {"id": pid, "version": 0, "score": 1.0 / rank, "payload": point["payload"]}
+                    for rank, (pid, point) in enumerate(list(points.items())[:limit], start=1)
                 ]
                 return 200, _ok({"points": found})
+            if (method, rest) == ("POST", "/points"):
+                ids = [str(i) for i in body.get("ids") or []]
+                return 200, _ok([_record(pid, points[pid], body) for pid in ids if pid in points])
             if (method, rest) == ("POST", "/points/scroll"):
-                found = [{"id": pid} for pid in points]
+                found = [_record(pid, point, body) for pid, point in points.items()]
                 return 200, _ok({"points": found, "next_page_offset": None})
         return 404, {"status": {"error": f"Not found: {method} {path}"}}
 
@@ -222,6 +229,21 @@ class FakeQdrantServer:
         return Handler
 
 
+def _record(point_id: str, point: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A point as a read returns it: the payload fields and named vectors the body asks for."""
+
+    def chosen(stored: dict[str, Any], wanted: Any) -> dict[str, Any] | None:
+        if not wanted:
+            return None
+        return stored if wanted is True else {k: v for k, v in stored.items() if k in wanted}
+
+    return {
+        "id": point_id,
+        "payload": chosen(point["payload"], body.get("with_payload")),
+        "vector": chosen(point["vector"], body.get("with_vector")),
+    }
+
+
 def _selected(points: dict[str, dict[str, Any]], body: dict[str, Any]) -> list[str]:
     """The ids a delete names: a list of ids, or a filter of `match` and `has_id` conditions."""
     if "points" in body:
@@ -235,7 +257,7 @@ def _selected(points: dict[str, dict[str, Any]], body: dict[str, Any]) -> list[s
 
     return [
         point_id
-        for point_id, payload in points.items()
-        if all(matches(point_id, payload, c) for c in condition.get("must") or [])
-        and not any(matches(point_id, payload, c) for c in condition.get("must_not") or [])
+        for point_id, point in points.items()
+        if all(matches(point_id, point["payload"], c) for c in condition.get("must") or [])
+        and not any(matches(point_id, point["payload"], c) for c in condition.get("must_not") or [])
     ]

@@ -3,6 +3,7 @@ first, and how both follow the book as it changes."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,28 @@ from bookchat.container import open_container
 from bookchat.content.loader import load_folder
 from bookchat.core.config import Settings
 from bookchat.providers.factory import build_reranker
-from bookchat.retrieval.relevance import Candidate, Query, RelevanceGate, TermStatistics
+from bookchat.providers.sparse import SparseVector
+from bookchat.retrieval.index import LexicalRow
+from bookchat.retrieval.lexical import LexicalIndex
+from bookchat.retrieval.relevance import Candidate, Query, RelevanceGate
 from bookchat.retrieval.rerank import LexicalReranker
 from tests.conftest import make_settings
 from tests.retrieval.test_service import hit
 
 BASE = "https://example.org/book"
+
+
+def book_of(term_sets: list[set[int]]) -> LexicalIndex:
+    """A lexical index of chunks holding these terms (weight 1 each)."""
+    return LexicalIndex.build(
+        LexicalRow(
+            chunk_id=uuid.UUID(int=number),
+            document_id="d",
+            module=None,
+            vector=SparseVector(indices=sorted(terms), values=[1.0] * len(terms)),
+        )
+        for number, terms in enumerate(term_sets)
+    )
 
 
 def filler(topic: str, sentences: int) -> str:
@@ -94,7 +111,7 @@ class TestGate:
         assert [s.source_path for s in after][:1] == ["sim/poses.md"]
 
     def test_words_the_book_never_uses_weigh_against_the_question(self) -> None:
-        statistics = TermStatistics.of([{1, 2}, {1, 3}, {1}])
+        statistics = book_of([{1, 2}, {1, 3}, {1}])
         gate = RelevanceGate(min_coverage=0.25, max_unknown=0.6)
         # Term 9 is not in the book: a question mostly about it is not covered.
         foreign = Query.of("q", ["a", "b"], [1, 9], statistics)
@@ -107,7 +124,7 @@ class TestGate:
         assert not gate.covers(known, [])
 
     def test_a_dense_match_vouches_for_a_paraphrase(self) -> None:
-        statistics = TermStatistics.of([{1}])
+        statistics = book_of([{1}])
         question = Query.of("q", ["x"], [9], statistics)  # no word in common with the book
         candidate = Candidate(
             hit=hit("u", 1.0), rank=1, terms=frozenset({1}), coverage=0.0, dense=0.62

@@ -1,4 +1,6 @@
-"""The Qdrant collection that indexes the book's chunks: dense + BM25 vectors, fused in Qdrant.
+"""The Qdrant collection that indexes the book's chunks: their payloads, dense vectors and BM25
+vectors. Qdrant searches the dense vectors; the BM25 vectors are read by every process into its
+lexical index (`lexical.py`), whose candidates `QdrantIndex.search` fuses with Qdrant's.
 
 One code path for both profiles: embedded Qdrant (a folder, one process) and a Qdrant server or
 Qdrant Cloud (`QDRANT_URL`). The client is synchronous and every call runs in a worker thread,
@@ -67,6 +69,16 @@ class IndexedChunk:
     text: str
     sparse: SparseVector
     dense: Sequence[float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalRow:
+    """One chunk as the lexical index reads it from the collection (`lexical.py`)."""
+
+    chunk_id: uuid.UUID
+    document_id: str
+    module: str | None
+    vector: SparseVector
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +324,9 @@ class QdrantIndex:
             points_selector=models.FilterSelector(filter=condition),
         )
 
-    async def _scroll(self, with_vectors: bool | list[str]) -> AsyncIterator[models.Record]:
+    async def _scroll(
+        self, with_vectors: bool | list[str], with_payload: bool | list[str] = False
+    ) -> AsyncIterator[models.Record]:
         """Every point of the collection, a page at a time."""
         offset: Any = None
         while True:
@@ -321,7 +335,7 @@ class QdrantIndex:
                 self.collection,
                 limit=1024,
                 offset=offset,
-                with_payload=False,
+                with_payload=with_payload,
                 with_vectors=with_vectors,
             )
             for point in points:
@@ -333,14 +347,25 @@ class QdrantIndex:
         """Every point id in the collection (for reconciling with the database)."""
         return {uuid.UUID(str(point.id)) async for point in self._scroll(with_vectors=False)}
 
-    async def term_sets(self) -> list[frozenset[int]]:
-        """The BM25 term ids of every chunk (for the book's document frequencies)."""
-        sets: list[frozenset[int]] = []
-        async for point in self._scroll(with_vectors=[SPARSE]):
+    async def lexical_rows(self) -> list[LexicalRow]:
+        """Every chunk's BM25 vector, with what a search can filter it by (for the lexical
+        index each process scores questions with: `lexical.BookLexicon`)."""
+        rows: list[LexicalRow] = []
+        async for point in self._scroll(
+            with_vectors=[SPARSE], with_payload=["document_id", "module"]
+        ):
             vector = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
             if isinstance(vector, models.SparseVector):
-                sets.append(frozenset(vector.indices))
-        return sets
+                payload = point.payload or {}
+                rows.append(
+                    LexicalRow(
+                        chunk_id=uuid.UUID(str(point.id)),
+                        document_id=str(payload.get("document_id", "")),
+                        module=payload.get("module"),
+                        vector=SparseVector(indices=vector.indices, values=vector.values),
+                    )
+                )
+        return rows
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -348,64 +373,59 @@ class QdrantIndex:
         self,
         *,
         dense: Sequence[float] | None,
-        sparse: SparseVector | None,
+        lexical: Sequence[tuple[uuid.UUID, float]] = (),
         limit: int,
         candidates: int = 20,
         module: str | None = None,
         document_id: uuid.UUID | None = None,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        """The best chunks for a query: dense and BM25 candidates fused by reciprocal rank.
+        """The best chunks for a query: the dense candidates Qdrant finds and the `lexical`
+        ones (chunk ids and BM25 scores, best first, from `lexical.LexicalIndex`) fused by
+        reciprocal rank, as Qdrant's own RRF fuses prefetches.
 
-        `with_vectors` also returns each hit's stored dense vector, so the caller can compute its
-        raw similarity to the query (fused scores are ranks, not similarities)."""
+        With one list, its own order and scores. `with_vectors` also returns each hit's stored
+        dense vector, so the caller can compute its raw similarity to the query (fused scores
+        are ranks, not similarities)."""
         conditions = []
         if module:
             conditions.append(_match("module", module))
         if document_id:
             conditions.append(_match("document_id", str(document_id)))
         query_filter = models.Filter(must=conditions) if conditions else None
-
-        branches: list[models.Prefetch] = []
-        if dense is not None and self.signature.embedder:
-            branches.append(
-                models.Prefetch(
-                    query=list(dense), using=DENSE, limit=candidates, filter=query_filter
-                )
-            )
-        if sparse is not None and sparse.indices:
-            vector = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
-            branches.append(
-                models.Prefetch(query=vector, using=SPARSE, limit=candidates, filter=query_filter)
-            )
-        if not branches:
-            return []
         # Only dense vectors are compared with the query (a chunk's terms come from its text).
         vectors: bool | list[str] = [DENSE] if with_vectors else False
-        if len(branches) == 1:
-            only = branches[0]
+
+        found: dict[uuid.UUID, models.ScoredPoint | models.Record] = {}
+        ranked: list[tuple[uuid.UUID, float]] = []
+        if dense is not None and self.signature.embedder:
             response = await self._run(
                 self._client.query_points,
                 self.collection,
-                query=only.query,
-                using=only.using,
+                query=list(dense),
+                using=DENSE,
                 query_filter=query_filter,
-                limit=limit,
+                limit=candidates if lexical else limit,
                 with_payload=True,
                 with_vectors=vectors,
             )
-        else:
-            response = await self._run(
-                self._client.query_points,
+            ranked = [(uuid.UUID(str(point.id)), float(point.score)) for point in response.points]
+            found = dict(zip((chunk_id for chunk_id, _ in ranked), response.points, strict=True))
+        if lexical:
+            ranked = reciprocal_rank_fusion(ranked, lexical) if ranked else list(lexical)
+        ranked = ranked[:limit]
+        missing = [str(chunk_id) for chunk_id, _ in ranked if chunk_id not in found]
+        if missing:
+            records = await self._run(
+                self._client.retrieve,
                 self.collection,
-                prefetch=branches,
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                query_filter=query_filter,
-                limit=limit,
+                ids=missing,
                 with_payload=True,
                 with_vectors=vectors,
             )
-        return [_hit(point) for point in response.points]
+            found.update((uuid.UUID(str(record.id)), record) for record in records)
+        # A chunk deleted since the lexical index was read is gone from the collection.
+        return [_hit(found[chunk_id], score) for chunk_id, score in ranked if chunk_id in found]
 
     async def close(self) -> None:
         await self._run(self._client.close)
@@ -416,7 +436,19 @@ def _match(key: str, value: str) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
-def _hit(point: models.ScoredPoint) -> Hit:
+def reciprocal_rank_fusion(
+    *ranked: Sequence[tuple[uuid.UUID, float]], k: int = RRF_K
+) -> list[tuple[uuid.UUID, float]]:
+    """Lists of chunk ids as one, by reciprocal rank, with the scores Qdrant's RRF gives
+    (1 / (k + position), positions from 0); ties keep the order chunks were first seen."""
+    scores: dict[uuid.UUID, float] = {}
+    for listing in ranked:
+        for position, (chunk_id, _) in enumerate(listing):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + position)
+    return sorted(scores.items(), key=lambda item: item[1], reverse=True)
+
+
+def _hit(point: models.ScoredPoint | models.Record, score: float) -> Hit:
     payload = point.payload or {}
     vectors = point.vector if isinstance(point.vector, dict) else {}
     dense = vectors.get(DENSE)
@@ -429,7 +461,7 @@ def _hit(point: models.ScoredPoint) -> Hit:
         page_url=payload["page_url"],
         module=payload.get("module"),
         text=payload["text"],
-        score=float(point.score),
+        score=score,
         # Named dense vectors come back as a flat list of numbers: taken as they are (a
         # float() per element cost 3% of a chat's CPU; the cosines read them with numpy).
         dense=cast("list[float]", dense) if isinstance(dense, list) else None,

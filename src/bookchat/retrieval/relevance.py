@@ -1,4 +1,4 @@
-"""Does the book cover this question? The relevance gate and the term statistics it weighs with.
+"""Does the book cover this question? The relevance gate.
 
 Fused scores are ranks, not evidence: a passage always comes first, even for "What is the capital
 of France?". The gate asks instead how much of the question a passage holds, weighting each of
@@ -11,46 +11,12 @@ a cross-encoder's score can also let a passage through (paraphrases share no wor
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from bookchat.core.cache import INDEX_VERSION, Cache
-from bookchat.retrieval.index import Hit, QdrantIndex
-
-# Without a shared version to watch (no cache), statistics are reloaded this often.
-STATISTICS_TTL_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class TermStatistics:
-    """How many chunks the book has, and in how many of them each BM25 term occurs."""
-
-    chunks: int = 0
-    frequency: Mapping[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, term_sets: Iterable[Collection[int]]) -> TermStatistics:
-        frequency: Counter[int] = Counter()
-        chunks = 0
-        for terms in term_sets:
-            frequency.update(set(terms))
-            chunks += 1
-        return cls(chunks=chunks, frequency=dict(frequency))
-
-    def idf(self, term: int) -> float:
-        """BM25's inverse document frequency (the one Qdrant applies to the sparse vectors)."""
-        found = self.frequency.get(term, 0)
-        return math.log(1 + (self.chunks - found + 0.5) / (found + 0.5))
-
-    def weights(self, terms: Iterable[int]) -> dict[int, float]:
-        return {term: self.idf(term) for term in set(terms)}
-
-    def known(self, term: int) -> bool:
-        return term in self.frequency
+from bookchat.retrieval.index import Hit
+from bookchat.retrieval.lexical import LexicalIndex
 
 
 def coverage(weights: Mapping[int, float], present: Collection[int]) -> float:
@@ -59,49 +25,6 @@ def coverage(weights: Mapping[int, float], present: Collection[int]) -> float:
     if total <= 0:
         return 0.0
     return math.fsum(w for term, w in weights.items() if term in present) / total
-
-
-class BookStatistics:
-    """The book's term statistics, read from the index and kept until the book changes.
-
-    Every replica reads them from the index itself. The ingestor bumps the shared index version
-    when the book changes (cache.py); without a cache, they are reloaded every
-    `STATISTICS_TTL_SECONDS`.
-    """
-
-    def __init__(
-        self,
-        index: QdrantIndex,
-        cache: Cache | None = None,
-        ttl_seconds: float = STATISTICS_TTL_SECONDS,
-    ) -> None:
-        self._index = index
-        self._cache = cache
-        self._ttl = ttl_seconds
-        self._lock = asyncio.Lock()
-        self._current: TermStatistics | None = None
-        self._version: int | None = None
-        self._loaded_at = 0.0
-
-    async def get(self) -> TermStatistics:
-        version = await self._cache.version(INDEX_VERSION) if self._cache is not None else None
-        if self._fresh(version):
-            assert self._current is not None
-            return self._current
-        async with self._lock:
-            if not self._fresh(version):
-                self._current = TermStatistics.of(await self._index.term_sets())
-                self._version = version
-                self._loaded_at = time.monotonic()
-            assert self._current is not None
-            return self._current
-
-    def _fresh(self, version: int | None) -> bool:
-        if self._current is None:
-            return False
-        if version is not None:
-            return version == self._version
-        return time.monotonic() - self._loaded_at < self._ttl
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +38,10 @@ class Query:
     unknown: float = 0.0
 
     @classmethod
-    def of(
-        cls, text: str, terms: Sequence[str], ids: Iterable[int], statistics: TermStatistics
-    ) -> Query:
-        weights = statistics.weights(ids)
+    def of(cls, text: str, terms: Sequence[str], ids: Iterable[int], book: LexicalIndex) -> Query:
+        weights = book.weights(ids)
         total = math.fsum(weights.values())
-        outside = math.fsum(w for term, w in weights.items() if not statistics.known(term))
+        outside = math.fsum(w for term, w in weights.items() if not book.known(term))
         return cls(text, tuple(terms), weights, outside / total if total > 0 else 0.0)
 
 

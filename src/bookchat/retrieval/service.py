@@ -22,7 +22,8 @@ from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.sparse import SparseEncoder
 from bookchat.providers.terms import content_terms
 from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex
-from bookchat.retrieval.relevance import BookStatistics, Candidate, Query, RelevanceGate, coverage
+from bookchat.retrieval.lexical import BookLexicon
+from bookchat.retrieval.relevance import Candidate, Query, RelevanceGate, coverage
 from bookchat.retrieval.rerank import Reranker, heading_term_ids, passage_term_ids
 
 logger = structlog.get_logger(__name__)
@@ -104,7 +105,7 @@ class HybridRetriever:
 
     index: QdrantIndex
     sparse: SparseEncoder
-    statistics: BookStatistics
+    lexicon: BookLexicon
     embedder: Embedder | None = None
     reranker: Reranker | None = None
     gate: RelevanceGate = field(default_factory=RelevanceGate)
@@ -223,18 +224,29 @@ class HybridRetriever:
             if use_dense
             else None
         )
+        book = await self.lexicon.get()
+        pool = max(limit, self.candidates)
+        lexical = (
+            book.search(
+                sparse,
+                pool,
+                module=module,
+                document_id=str(document_id) if document_id else None,
+            )
+            if use_sparse and sparse.indices
+            else []
+        )
         hits = await self.index.search(
             dense=dense,
-            sparse=sparse if use_sparse else None,
-            limit=max(limit, self.candidates),
-            candidates=max(limit, self.candidates),
+            lexical=lexical,
+            limit=pool,
+            candidates=pool,
             module=module,
             document_id=document_id,
             # The dense similarity of each candidate informs both the reranker and the gate.
             with_vectors=dense is not None,
         )
-        statistics = await self.statistics.get()
-        question = Query.of(query, content_terms(query), sparse.indices, statistics)
+        question = Query.of(query, content_terms(query), sparse.indices, book)
         with_dense = [hit for hit in hits if hit.dense]
         similarity = (
             dict(
