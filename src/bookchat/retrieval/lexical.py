@@ -35,9 +35,8 @@ from bookchat.retrieval.index import LexicalRow
 
 logger = structlog.get_logger(__name__)
 
-# How long a process serves an index without asking the collection again, even when the shared
-# index version did not move (a missed bump, a cache that is down or private to the process).
-# The reload runs in the background; questions meanwhile use the index they have.
+# While the shared index version cannot be read, how long a process serves its index before
+# reading the collection again (in the background; questions meanwhile use the index in hand).
 RELOAD_AFTER_SECONDS = 60.0
 
 
@@ -144,10 +143,9 @@ class BookLexicon:
     """The book's lexical index, read from the collection and kept until the book changes.
 
     Every replica reads it from the collection itself. The ingestor bumps the shared index
-    version when the book changes (cache.py): the next question waits for the new index. An
-    index older than `reload_after` seconds is also read again, in the background, so a
-    change that no version announced (a bump lost to a cache outage; a cache private to each
-    process) is seen within that time.
+    version when the book changes (cache.py): the next question waits for the new index. While
+    no version can be read (Redis is down, or there is no cache), the index in hand is served
+    and read again in the background once it is `reload_after` seconds old.
     """
 
     def __init__(
@@ -168,9 +166,11 @@ class BookLexicon:
     async def get(self) -> LexicalIndex:
         version = await self._cache.version(INDEX_VERSION) if self._cache is not None else None
         current = self._current
-        if current is not None and (version is None or version == self._version):
+        if current is not None and version is None:
             if time.monotonic() - self._loaded_at >= self._reload_after:
-                self._refresh_in_background(version)
+                self._refresh_in_background()
+            return current
+        if current is not None and version == self._version:
             return current
         async with self._lock:
             if self._current is None or (version is not None and version != self._version):
@@ -184,16 +184,17 @@ class BookLexicon:
         self._version = version
         self._loaded_at = time.monotonic()
 
-    def _refresh_in_background(self, version: int | None) -> None:
+    def _refresh_in_background(self) -> None:
         if self._refresh is not None and not self._refresh.done():
             return
         self._loaded_at = time.monotonic()  # one reload per period, even if this one fails
-        self._refresh = asyncio.create_task(self._reload(version))
+        self._refresh = asyncio.create_task(self._reload())
 
-    async def _reload(self, version: int | None) -> None:
+    async def _reload(self) -> None:
         try:
             async with self._lock:
-                await self._load(version)
+                # Read without a version: the next version the cache gives is read again.
+                await self._load(None)
         except Exception as exc:  # the index in hand stays in service
             logger.warning("retrieval.lexicon_reload_failed", error_type=type(exc).__name__)
 
