@@ -4,8 +4,8 @@ The chunks' BM25 vectors are stored in the Qdrant collection, the copy every rep
 process keeps them as an inverted index (for each term, the chunks that hold it and their
 weights), read once per index version, and scores a question there with a few array operations
 per question term. Qdrant scored them itself before, but embedded Qdrant merges the question with
-every point's vector in pure Python: 35-45% of a chat's CPU on textbook-a, and 20 books in one
-collection would take half a second a question. Scoring here costs the same in both profiles,
+every point's vector in pure Python: 35-45% of a chat's CPU on textbook-a, and with 20 books in
+one collection, 0.2 s a question (0.4 ms here). Scoring here costs the same in both profiles,
 so both keep one code path; Qdrant still searches the dense vectors (see `QdrantIndex.search`).
 
 The scores are those Qdrant gives a sparse vector with `Modifier.IDF`: the sum, over the terms a
