@@ -21,7 +21,7 @@ from bookchat.providers.embeddings import Embedder, EmbeddingsUnavailable
 from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.sparse import SparseEncoder
 from bookchat.providers.terms import content_terms
-from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex
+from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex, reciprocal_rank_fusion
 from bookchat.retrieval.lexical import BookLexicon
 from bookchat.retrieval.relevance import Candidate, Query, RelevanceGate, coverage
 from bookchat.retrieval.rerank import Reranker, heading_term_ids, passage_term_ids
@@ -338,15 +338,17 @@ class HybridRetriever:
 
 
 def fuse(first: Sequence[Hit], second: Sequence[Hit]) -> list[Hit]:
-    """Two ranked lists as one, by reciprocal rank; a chunk in both comes once."""
-    scores: dict[uuid.UUID, float] = {}
+    """Two ranked lists as one, by reciprocal rank (1 / (k + rank), ranks from 1); a chunk in
+    both comes once."""
     by_id: dict[uuid.UUID, Hit] = {}
-    for ranked in (first, second):
-        for rank, hit in enumerate(ranked, start=1):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-            by_id.setdefault(hit.chunk_id, hit)
-    order = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)
-    return [replace(by_id[chunk_id], score=scores[chunk_id]) for chunk_id in order]
+    for hit in (*first, *second):
+        by_id.setdefault(hit.chunk_id, hit)
+    fused = reciprocal_rank_fusion(
+        [(hit.chunk_id, hit.score) for hit in first],
+        [(hit.chunk_id, hit.score) for hit in second],
+        k=RRF_K + 1,  # positions from 0, so the first of a list scores 1 / (RRF_K + 1)
+    )
+    return [replace(by_id[chunk_id], score=score) for chunk_id, score in fused]
 
 
 def hit_to_source(index: int, hit: Hit) -> Source:
