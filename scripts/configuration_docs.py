@@ -80,6 +80,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "book_base_url",
             "retrieval_top_k",
             "retrieval_candidates",
+            "retrieval_dense_memory_mb",
             "retrieval_min_term_coverage",
             "retrieval_max_unknown_share",
             "retrieval_min_dense_score",

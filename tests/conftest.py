@@ -240,10 +240,17 @@ async def postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 async def truncate_all(url: str) -> None:
+    """Empty every table, leaving what the migrations put there: the default book."""
     engine = create_engine(url)
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await connection.execute(
+            text(
+                "INSERT INTO books (slug, cors_origins, created_at, updated_at) "
+                "VALUES ('default', '[]', now(), now())"
+            )
+        )
     await engine.dispose()
 
 

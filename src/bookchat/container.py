@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from bookchat.accounts.service import AccountService, Authenticator
+    from bookchat.books.service import BookService
     from bookchat.chapters.service import ChapterService
     from bookchat.chat.conversations import ConversationService
     from bookchat.chat.service import ChatService
@@ -44,6 +45,7 @@ class Container:
     sessionmaker: async_sessionmaker[AsyncSession]
     providers: Providers
     index: QdrantIndex
+    books: BookService
     retriever: HybridRetriever
     ingestor: Ingestor
     content: ContentService
@@ -149,6 +151,7 @@ async def open_container(
     which is how a mismatch gets fixed). `metrics` is the app's (a CLI command gets its own).
     """
     from bookchat.accounts.service import AccountService, open_authenticator
+    from bookchat.books.service import BookService
     from bookchat.chapters.service import ChapterService
     from bookchat.chat.answer_cache import AnswerCache
     from bookchat.chat.conversations import ConversationService
@@ -201,7 +204,11 @@ async def open_container(
         limiter = build_limiter(settings, redis, redis_status, metrics)
         cache = build_cache(settings, redis, redis_status, metrics)
         budget = build_budget(settings, redis, redis_status, metrics)
-        lexicon = BookLexicon(index, cache)
+        lexicon = BookLexicon(
+            index,
+            cache,
+            dense_budget_bytes=settings.retrieval_dense_memory_mb * 2**20 if embedder else 0,
+        )
         stack.push_async_callback(lexicon.aclose)
         retriever = HybridRetriever(
             index=index,
@@ -254,6 +261,13 @@ async def open_container(
             sessionmaker=sessionmaker,
             providers=providers,
             index=index,
+            books=BookService(
+                settings=settings,
+                sessionmaker=sessionmaker,
+                index=index,
+                lexicon=lexicon,
+                cache=cache,
+            ),
             retriever=retriever,
             ingestor=ingestor,
             content=content,

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+
+if TYPE_CHECKING:
+    from bookchat.books.service import BookConfig
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.container import Container
 from bookchat.core.budget import Account, charge_to
 from bookchat.core.config import Settings
@@ -54,23 +58,35 @@ async def _nobody() -> None:
 
 
 def rate_limited(
-    scope: str, rate: Callable[[Settings], str], *, after: Callable[..., Any] | None = None
+    scope: str,
+    rate: Callable[[Settings, BookConfig], str],
+    *,
+    after: Callable[..., Any] | None = None,
 ) -> Callable[..., Awaitable[None]]:
-    """A dependency that counts the request against the rate `rate(settings)` returns.
+    """A dependency that counts the request against the rate `rate(settings, book)` returns,
+    per book and per reader: a reader's questions to one book leave their quota with another.
 
     Pass the authentication dependency as `after` (for example the optional current user): it
     runs first, its result (a user, or None) decides the identity (per user when signed in,
     else per client IP), and FastAPI's per-request cache means the endpoint's own use of that
     dependency does not run it again.
     """
+    # Here, not at the top: the books' dependencies read the container through this module.
+    from bookchat.books.dependencies import current_book
+
     first = after or _nobody
 
     async def check_rate_limit(
-        request: Request, container: ContainerDep, caller: Any = Depends(first)
+        request: Request,
+        container: ContainerDep,
+        caller: Any = Depends(first),
+        book: BookConfig = Depends(current_book),
     ) -> None:
         limiter = container.limiter
         identity = request_identity(request, limiter, caller)
-        await enforce(limiter, scope, [identity], rate(container.settings))
+        # The default book keeps the scope it had before books: its counters carry over.
+        counted = scope if book.slug == DEFAULT_BOOK else f"{scope}:{book.slug}"
+        await enforce(limiter, counted, [identity], rate(container.settings, book))
 
     return check_rate_limit
 

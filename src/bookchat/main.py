@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from fastapi import APIRouter, Depends, FastAPI
 
 from bookchat import __version__, chatkit
 from bookchat.accounts.router import router as accounts_router
+from bookchat.books.cors import book_origins
+from bookchat.books.dependencies import book_in_path
+from bookchat.books.router import router as books_router
 from bookchat.chapters.router import router as chapters_router
 from bookchat.chat.router import router as chat_router
 from bookchat.chat.router import seed_router as seed_chat_router
@@ -18,6 +21,7 @@ from bookchat.container import Container, open_container
 from bookchat.content.router import router as content_router
 from bookchat.core.apidocs import add_api_docs
 from bookchat.core.config import Environment, Settings, get_settings
+from bookchat.core.cors import ScopedCORSMiddleware
 from bookchat.core.errors import AppError, install_error_handlers
 from bookchat.core.logging import configure_logging
 from bookchat.core.metrics import Metrics, MetricsMiddleware
@@ -41,9 +45,12 @@ logger = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
 API_ALIAS_PREFIX = "/api"  # the same routes for the seeds' clients, hidden from the schema
+# One book's routes: the unscoped `/api/v1/chat`... serve the default book.
+BOOK_PREFIX = f"{API_PREFIX}/books/{{book}}"
 
-# Requests that carry book files: limited by MAX_UPLOAD_BYTES instead of MAX_REQUEST_BYTES.
-UPLOAD_PATHS = ("/api/v1/content/ingest", "/api/content/ingest")
+# Requests that carry book files (the default book's and every book's ingest): limited by
+# MAX_UPLOAD_BYTES instead of MAX_REQUEST_BYTES.
+UPLOAD_PATHS = re.compile(r"/api(?:/v1(?:/books/[^/]+)?)?/content/ingest")
 
 
 def api_router() -> APIRouter:
@@ -53,6 +60,20 @@ def api_router() -> APIRouter:
     router.include_router(chat_router)
     router.include_router(content_router)
     router.include_router(health_router)
+    router.include_router(chapters_router)
+    router.include_router(insights_router)
+    router.include_router(books_router)
+    for extra in chatkit_routers():
+        router.include_router(extra)
+    return router
+
+
+def book_router() -> APIRouter:
+    """The routes that serve one book, as `/api/v1/books/{book}/...` (`books/dependencies.py`
+    tells each route which book; an unknown one is a 404)."""
+    router = APIRouter(dependencies=[Depends(book_in_path)])
+    router.include_router(chat_router)
+    router.include_router(content_router)
     router.include_router(chapters_router)
     router.include_router(insights_router)
     for extra in chatkit_routers():
@@ -149,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = api_router()
     app.include_router(api, prefix=API_PREFIX)
     app.include_router(api, prefix=API_ALIAS_PREFIX, include_in_schema=False)
+    app.include_router(book_router(), prefix=BOOK_PREFIX)
     # The seeds' contracts at the root, kept for existing front ends.
     app.include_router(seed_chat_router)
     app.include_router(seed_health_router)
@@ -165,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             health_router,
             chapters_router,
             insights_router,
+            books_router,
             seed_chat_router,
             seed_health_router,
             metrics_router,
@@ -187,11 +210,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    # CORS_ORIGINS everywhere; a book's routes (`/api/v1/books/{slug}/...`) also allow the
+    # book's own `cors_origins` (and no other book's).
     app.add_middleware(
-        CORSMiddleware,
+        ScopedCORSMiddleware,
         allow_origins=settings.cors_origins,
+        extra_origins=book_origins(f"{API_PREFIX}/books/"),
         allow_credentials=settings.cors_allow_credentials,
-        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "X-Request-ID", "X-Admin-Key"],
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.chat.models import Message, MessageRole
 from bookchat.main import create_app
 from bookchat.providers.base import Source
@@ -108,22 +109,23 @@ class CountingRetriever:
         self,
         query: str,
         *,
+        book: str = DEFAULT_BOOK,
         limit: int = 5,
         page_context: str | None = None,
         message: str | None = None,
     ) -> list[Source]:
         self.queries.append(query)
         return await self.inner.retrieve(
-            query, limit=limit, page_context=page_context, message=message
+            query, book=book, limit=limit, page_context=page_context, message=message
         )
 
-    async def covers(self, text: str) -> bool | None:
+    async def covers(self, text: str, *, book: str = DEFAULT_BOOK) -> bool | None:
         self.queries.append(text)
-        return await self.inner.covers(text)
+        return await self.inner.covers(text, book=book)
 
-    async def nearest(self, query: str) -> Source | None:
+    async def nearest(self, query: str, *, book: str = DEFAULT_BOOK) -> Source | None:
         self.queries.append(query)
-        return await self.inner.nearest(query)
+        return await self.inner.nearest(query, book=book)
 
 
 @pytest.fixture

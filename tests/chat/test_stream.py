@@ -317,7 +317,8 @@ async def prepared_turn(settings: Settings) -> AsyncIterator[tuple[ChatService, 
             sessionmaker=container.sessionmaker,
         )
         async with container.sessionmaker() as db:
-            turn = await service.prepare(db, ChatCreate(message=QUESTION))
+            book = await container.books.default()
+            turn = await service.prepare(db, ChatCreate(message=QUESTION), book=book)
         yield service, turn
 
 

@@ -310,7 +310,7 @@ async def fake_authentication(request: Request) -> SimpleNamespace | None:
 
 def add_limited_route(app: FastAPI) -> None:
     limit = rate_limited(
-        "test", lambda settings: settings.rate_limit_chat, after=fake_authentication
+        "test", lambda settings, _book: settings.rate_limit_chat, after=fake_authentication
     )
 
     async def limited() -> dict[str, str]:

@@ -142,7 +142,7 @@ async def test_the_history_is_asked_first_in_the_same_conversation(sqlite_url: s
     )
 
     async with open_container(settings) as container, container.sessionmaker() as db:
-        read = await ask(container.chat, db, question)
+        read = await ask(container.chat, db, question, await container.books.default())
 
     asked = await stored(
         sqlite_url,

@@ -162,16 +162,23 @@ class FakeQdrantServer:
                 return 200, _ok({"count": len(points)})
             if (method, rest) == ("POST", "/points/query"):
                 limit = int(body.get("limit") or 10)
+                chosen = _filtered(points, body.get("filter"))[:limit]
                 found = [
-                    {"id": pid, "version": 0, "score": 1.0 / rank, "payload": point["payload"]}
-                    for rank, (pid, point) in enumerate(list(points.items())[:limit], start=1)
+                    {
+                        "id": pid,
+                        "version": 0,
+                        "score": 1.0 / rank,
+                        "payload": points[pid]["payload"],
+                    }
+                    for rank, pid in enumerate(chosen, start=1)
                 ]
                 return 200, _ok({"points": found})
             if (method, rest) == ("POST", "/points"):
                 ids = [str(i) for i in body.get("ids") or []]
                 return 200, _ok([_record(pid, points[pid], body) for pid in ids if pid in points])
             if (method, rest) == ("POST", "/points/scroll"):
-                found = [_record(pid, point, body) for pid, point in points.items()]
+                chosen = _filtered(points, body.get("filter"))
+                found = [_record(pid, points[pid], body) for pid in chosen]
                 return 200, _ok({"points": found, "next_page_offset": None})
         return 404, {"status": {"error": f"Not found: {method} {path}"}}
 
@@ -248,7 +255,12 @@ def _selected(points: dict[str, dict[str, Any]], body: dict[str, Any]) -> list[s
     """The ids a delete names: a list of ids, or a filter of `match` and `has_id` conditions."""
     if "points" in body:
         return [str(point_id) for point_id in body["points"]]
-    condition = body.get("filter") or {}
+    return _filtered(points, body.get("filter"))
+
+
+def _filtered(points: dict[str, dict[str, Any]], condition: dict[str, Any] | None) -> list[str]:
+    """The ids of the points a filter of `match` and `has_id` conditions keeps (all: none)."""
+    condition = condition or {}
 
     def matches(point_id: str, payload: dict[str, Any], clause: dict[str, Any]) -> bool:
         if "has_id" in clause:

@@ -2,7 +2,8 @@
 
 `generate` builds a few thousand messages (sessions of signed-in and anonymous readers, answers
 of every mode and status, cache hits, refusals in families of rewordings, feedback given inside
-and outside the range) from a fixed random seed; `insert` writes them as the chat would have.
+and outside the range) from a fixed random seed; `insert` writes them as the chat would have,
+every conversation in the history's book.
 The `expected_*` functions compute each insight from that list in plain Python, the slow and
 obvious way, independently of the SQL under test.
 """
@@ -21,9 +22,12 @@ from typing import Any
 from sqlalchemy import insert
 
 from bookchat.accounts.models import User
+from bookchat.books.models import Book
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
 from bookchat.chat.refusals import question_key
 from bookchat.core.db import create_engine
+from tests.factories import open_db
 
 BOOK = "https://example.org/book"
 # The sections the seeded answers cite: (title, heading, url).
@@ -133,6 +137,7 @@ class History:
     users: list[uuid.UUID]
     sessions: dict[uuid.UUID, uuid.UUID | None]  # session id -> reader (None: anonymous)
     turns: list[Turn]
+    book: str = DEFAULT_BOOK  # the book of every conversation
 
     def messages(self) -> int:
         return sum(1 + (t.answer is not None) for t in self.turns)
@@ -270,14 +275,14 @@ async def insert_history(database_url: str, history: History) -> None:
             await connection.execute(
                 insert(User),
                 [
-                    {"id": user, "email": f"reader{n}@example.org", "role": "user"}
+                    {"id": user, "email": f"reader{n}.{history.book}@example.org", "role": "user"}
                     for n, user in enumerate(history.users)
                 ],
             )
             await connection.execute(
                 insert(ChatSession),
                 [
-                    {"id": session, "user_id": reader, "title": "seeded"}
+                    {"id": session, "book": history.book, "user_id": reader, "title": "seeded"}
                     for session, reader in history.sessions.items()
                 ],
             )
@@ -336,6 +341,14 @@ async def insert_history(database_url: str, history: History) -> None:
             await connection.execute(insert(MessageFeedback), feedback)
     finally:
         await engine.dispose()
+
+
+async def add_book(database_url: str, slug: str, base_url: str) -> None:
+    """A book besides the default one, stored directly (the books service is not what these
+    tests are about)."""
+    async with open_db(database_url) as db:
+        db.add(Book(slug=slug, title=f"Book {slug}", base_url=base_url, cors_origins=[]))
+        await db.commit()
 
 
 # --- what the insights should say, computed the obvious way ------------------------------------
@@ -453,9 +466,8 @@ def expected_unanswered(history: History, start: date, end: date) -> list[dict[s
         ):
             assert turn.family is not None
             refused[turn.family].append(turn)
-    nearest = {f.name: f.nearest for f in FAMILIES}
     groups: list[dict[str, Any]] = []
-    for name, turns in refused.items():
+    for turns in refused.values():
         latest = max(turns, key=lambda t: t.answer.created_at if t.answer else t.asked_at)
         assert latest.answer is not None
         groups.append(
@@ -464,7 +476,7 @@ def expected_unanswered(history: History, start: date, end: date) -> list[dict[s
                 "count": len(turns),
                 "last_asked_at": latest.answer.created_at,
                 "session_id": str(latest.session_id),
-                "section": nearest[name],
+                "section": latest.answer.nearest,
             }
         )
     groups.sort(key=lambda g: (-g["count"], -g["last_asked_at"].timestamp()))

@@ -17,12 +17,13 @@ SELECTION = "A publisher sends messages on a topic; every subscriber of that top
 
 
 def answers(text: str) -> dict[tuple[str, str, str], float]:
-    """`bookchat_answers_total` by (mode, status, cached)."""
+    """`bookchat_answers_total` of the default book by (mode, status, cached)."""
     return {
         (labels["mode"], labels["status"], labels["cached"]): count
         for (name, labels_set), count in samples(text).items()
         if name == "bookchat_answers_total"
         for labels in [dict(labels_set)]
+        if labels["book"] == "default"
     }
 
 
@@ -85,8 +86,8 @@ class TestFeedback:
 
         # Created, sent again (same thumb: not counted), created, changed (counted again).
         assert statuses == [201, 200, 201, 200]
-        assert value(text, "bookchat_feedback_total", rating="up") == 2
-        assert value(text, "bookchat_feedback_total", rating="down") == 1
+        assert value(text, "bookchat_feedback_total", book="default", rating="up") == 2
+        assert value(text, "bookchat_feedback_total", book="default", rating="down") == 1
 
     async def test_chatkit_thumbs_count_too(self, sqlite_url: str, app_factory: AppFactory) -> None:
         async with app_factory(await book_settings(sqlite_url)) as client:
@@ -97,5 +98,5 @@ class TestFeedback:
             text = (await client.get("/metrics")).text
 
         assert down.status_code == 200
-        assert value(text, "bookchat_feedback_total", rating="down") == 1
-        assert value(text, "bookchat_feedback_total", rating="up") == 0
+        assert value(text, "bookchat_feedback_total", book="default", rating="down") == 1
+        assert value(text, "bookchat_feedback_total", book="default", rating="up") == 0

@@ -214,8 +214,10 @@ class TestWhatIsCounted:
             await container.ingestor.ingest(documents)
             await container.ingestor.ingest(documents)
         text = metrics.render().decode()
-        assert value(text, "bookchat_ingested_documents_total", outcome="added") == len(documents)
-        assert value(text, "bookchat_ingested_documents_total", outcome="unchanged") == len(
-            documents
-        )
+        assert value(
+            text, "bookchat_ingested_documents_total", book="default", outcome="added"
+        ) == len(documents)
+        assert value(
+            text, "bookchat_ingested_documents_total", book="default", outcome="unchanged"
+        ) == len(documents)
         assert value(text, "bookchat_ingested_chunks_total") > len(documents)

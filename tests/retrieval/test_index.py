@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import pytest
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.core.errors import AppError, DependencyUnavailable
 from bookchat.providers.sparse import SparseVector
 from bookchat.retrieval.index import IndexedChunk, IndexSignature, IndexUnreachable, QdrantIndex
@@ -34,7 +35,9 @@ CALLS: dict[str, Call] = {
     "delete_points": lambda index: index.delete_points([CHUNK.chunk_id]),
     "delete_document": lambda index: index.delete_document(DOCUMENT, keep=[CHUNK.chunk_id]),
     "point_ids": lambda index: index.point_ids(),
-    "search": lambda index: index.search(dense=None, lexical=[(CHUNK.chunk_id, 1.0)], limit=5),
+    "search": lambda index: index.search(
+        book=DEFAULT_BOOK, dense=None, lexical=[(CHUNK.chunk_id, 1.0)], limit=5
+    ),
 }
 
 
@@ -58,7 +61,9 @@ async def index(qdrant: FakeQdrantServer) -> AsyncIterator[QdrantIndex]:
 class TestOutage:
     async def test_works_before_the_outage(self, index: QdrantIndex) -> None:
         assert await index.count() == 1
-        hits = await index.search(dense=None, lexical=[(CHUNK.chunk_id, 1.0)], limit=5)
+        hits = await index.search(
+            book=DEFAULT_BOOK, dense=None, lexical=[(CHUNK.chunk_id, 1.0)], limit=5
+        )
         assert [hit.chunk_id for hit in hits] == [CHUNK.chunk_id]
 
     # The fake fails point calls on `fail`; collection calls (recreate) only when killed.

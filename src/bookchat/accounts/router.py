@@ -56,7 +56,7 @@ _LOGIN_BODY: dict[str, Any] = {
     response_model=TokenRead,
     responses=error_responses(400, 409, 429),
     # Account creation is limited per client address like login attempts are.
-    dependencies=[Depends(rate_limited("signup", lambda s: s.rate_limit_login))],
+    dependencies=[Depends(rate_limited("signup", lambda s, _: s.rate_limit_login))],
 )
 async def create_account(
     body: SignupCreate, db: SessionDep, accounts: AccountServiceDep

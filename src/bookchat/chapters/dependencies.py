@@ -10,6 +10,7 @@ from fastapi import Depends
 
 from bookchat.accounts.dependencies import OptionalUser, get_optional_user
 from bookchat.accounts.models import User
+from bookchat.books.dependencies import CurrentBook
 from bookchat.chapters import personalize, translate
 from bookchat.chapters.schemas import ChapterSource, PersonalizeCreate, TranslateCreate
 from bookchat.chapters.service import ChapterRequest, ChapterService
@@ -52,7 +53,9 @@ async def require_language_model(chapters: ChapterServiceDep) -> None:
 # per signed-in reader, else per client address: RATE_LIMIT_GENERATION, one budget for both.
 GENERATION_GUARDS = [
     Depends(require_language_model),
-    Depends(rate_limited("generation", lambda s: s.rate_limit_generation, after=get_optional_user)),
+    Depends(
+        rate_limited("generation", lambda s, _: s.rate_limit_generation, after=get_optional_user)
+    ),
 ]
 
 
@@ -83,25 +86,27 @@ async def get_personalize_request(
     db: SessionDep,
     reader: OptionalUser,
     settings: SettingsDep,
+    book: CurrentBook,
     _budget: None = PERSONALIZE_BUDGET,
 ) -> ChapterRequest:
     """The chapter for the reader's profile: 401 without a reader or a profile to use, 400 when
     the profile says nothing to personalize for."""
     check_content_sender(payload, reader, settings)
-    variant = await personalize.variant_for(db, payload.profile, reader, settings)
-    return ChapterRequest(source=payload, variant=variant)
+    variant = await personalize.variant_for(db, payload.profile, reader, settings, book.title)
+    return ChapterRequest(source=payload, variant=variant, book=book.slug)
 
 
 async def get_translate_request(
     payload: TranslateCreate,
     reader: OptionalUser,
     settings: SettingsDep,
+    book: CurrentBook,
     _budget: None = TRANSLATE_BUDGET,
 ) -> ChapterRequest:
     """The chapter in the target language."""
     check_content_sender(payload, reader, settings)
-    variant = translate.variant_for(payload.target_language, settings.book_title)
-    return ChapterRequest(source=payload, variant=variant)
+    variant = translate.variant_for(payload.target_language, book.title)
+    return ChapterRequest(source=payload, variant=variant, book=book.slug)
 
 
 PersonalizeRequest = Annotated[ChapterRequest, Depends(get_personalize_request)]

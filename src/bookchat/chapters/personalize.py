@@ -153,16 +153,21 @@ def instructions(profile: Profile, book_title: str) -> str:
 
 
 async def variant_for(
-    db: AsyncSession, explicit: ReaderProfile | None, reader: User | None, settings: Settings
+    db: AsyncSession,
+    explicit: ReaderProfile | None,
+    reader: User | None,
+    settings: Settings,
+    title: str,
 ) -> Variant:
-    """The personalized variant: the profile's fingerprint and the instructions it gives."""
+    """The personalized variant of a chapter of the book `title`: the profile's fingerprint
+    and the instructions it gives."""
     profile = await profile_for(
         db, explicit, reader, allow_anonymous=settings.allow_anonymous_personalization
     )
     return Variant(
         kind=GeneratedKind.PERSONALIZED,
         key=profile.fingerprint(),
-        instructions=instructions(profile, settings.book_title),
+        instructions=instructions(profile, title),
     )
 
 

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.chapters import cache
 from bookchat.chapters.generation import Rewriter
 from bookchat.chapters.models import GeneratedContent, GeneratedKind
@@ -67,6 +68,7 @@ class ChapterRequest:
 
     source: ChapterSource
     variant: Variant
+    book: str = DEFAULT_BOOK  # the book whose chapter it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,7 @@ class ChapterService:
         Ends the request session's transaction: the rewrite that follows may take a minute,
         and must not hold a database connection while it does."""
         variant = request.variant
-        chapter = await self.resolve(db, request.source)
+        chapter = await self.resolve(db, request.source, request.book)
         cached = await self._lookup(db, chapter, variant)
         # Read-only: committing (not rolling back) keeps loaded objects such as the reader usable.
         await db.commit()
@@ -155,17 +157,21 @@ class ChapterService:
             await admit(estimate_tokens(chapter.markdown) + estimate_tokens(variant.instructions))
         return Generation(chapter=chapter, variant=variant, cached=cached)
 
-    async def resolve(self, db: AsyncSession, source: ChapterSource) -> ChapterText:
+    async def resolve(
+        self, db: AsyncSession, source: ChapterSource, book: str = DEFAULT_BOOK
+    ) -> ChapterText:
         if source.content is not None:
             text = source.content.replace("\r\n", "\n").replace("\r", "\n")
             return ChapterText(document_id=None, source_hash=content_hash(text), markdown=text)
         if source.document_id is not None:
             document = await db.get(Document, source.document_id)
-            if document is None:
+            if document is None or document.book != book:
                 raise NotFound(f"No document with id {source.document_id}.")
         else:
             path = (source.source_path or "").replace("\\", "/").lstrip("/")
-            document = await db.scalar(select(Document).where(Document.source_path == path))
+            document = await db.scalar(
+                select(Document).where(Document.book == book, Document.source_path == path)
+            )
             if document is None:
                 raise NotFound(f"No document at source_path {path!r}.")
         return ChapterText(

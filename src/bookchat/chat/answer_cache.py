@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from bookchat.books.names import DEFAULT_BOOK, index_version
 from bookchat.core.cache import Cache, versioned_key
 from bookchat.providers.base import ChatModel, Source
 
@@ -54,18 +55,24 @@ class AnswerCache:
     ttl_seconds: float
     top_k: int
 
-    async def key(self, question: str, page_context: str | None) -> str | None:
-        """The key for this first question, or None when the cache cannot be used now."""
+    async def key(
+        self, question: str, page_context: str | None, book: str = DEFAULT_BOOK
+    ) -> str | None:
+        """The key for this first question to `book`, or None when the cache cannot be used
+        now. A book's answers are keyed by its own index version: another book's ingestion
+        leaves them alone, and no key is shared between books."""
         if self.ttl_seconds <= 0:
             return None
         return await versioned_key(
             self.cache,
             "answer",
+            book,
             normalize_question(question),
             page_context or "",
             self.model.provider,
             self.model.model,
             str(self.top_k),
+            version=index_version(book),
         )
 
     async def get(self, key: str | None) -> CachedAnswer | None:

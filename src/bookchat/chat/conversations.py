@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.chat import queries, retention
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
 from bookchat.chat.schemas import (
@@ -55,6 +56,7 @@ class ConversationService:
         db: AsyncSession,
         session_id: str,
         *,
+        book: str = DEFAULT_BOOK,
         limit: int,
         before: str | None,
         user_id: uuid.UUID | None = None,
@@ -62,7 +64,7 @@ class ConversationService:
         """The newest `limit` messages older than `before` (a message id), oldest first."""
         if limit < 1:
             raise ValidationFailed("limit must be at least 1.")
-        session = await self._session(db, session_id, user_id)
+        session = await self._session(db, session_id, user_id, book)
         cursor = await self._cursor(db, session.id, before) if before is not None else None
         page, has_more = await queries.history_page(db, session.id, limit=limit, before=cursor)
         answers = [m.id for m in page if m.role == MessageRole.ASSISTANT]
@@ -76,25 +78,35 @@ class ConversationService:
         )
 
     async def delete_session(
-        self, db: AsyncSession, session_id: str, user_id: uuid.UUID | None = None
+        self,
+        db: AsyncSession,
+        session_id: str,
+        user_id: uuid.UUID | None = None,
+        *,
+        book: str = DEFAULT_BOOK,
     ) -> None:
         """Delete a session; the database cascades to its messages and their feedback."""
-        session = await self._session(db, session_id, user_id)
+        session = await self._session(db, session_id, user_id, book)
         await db.delete(session)
         await db.commit()
         logger.info("chat.session_deleted", session_id=str(session.id))
 
-    async def delete_reader_sessions(self, db: AsyncSession, user_id: uuid.UUID) -> SessionsDeleted:
-        """Delete every conversation of this reader, with their messages and feedback."""
-        deleted = await retention.delete_reader_sessions(db, user_id)
+    async def delete_reader_sessions(
+        self, db: AsyncSession, user_id: uuid.UUID, *, book: str = DEFAULT_BOOK
+    ) -> SessionsDeleted:
+        """Delete every conversation of this reader with `book`, with their messages and
+        feedback (deleting the account deletes those with every book)."""
+        deleted = await retention.delete_reader_sessions(db, user_id, book=book)
         logger.info("chat.reader_sessions_deleted", sessions=deleted.sessions)
         return SessionsDeleted(deleted=deleted.sessions)
 
-    async def export_sessions(self, db: AsyncSession, user_id: uuid.UUID) -> AsyncIterator[bytes]:
-        """The reader's conversations as one JSON document (`ConversationsExport`), written a
-        page of conversations at a time. The first page is read now, so a database failure is
-        an error response rather than a cut download."""
-        first = await _export_page(db, user_id, after=None)
+    async def export_sessions(
+        self, db: AsyncSession, user_id: uuid.UUID, *, book: str = DEFAULT_BOOK
+    ) -> AsyncIterator[bytes]:
+        """The reader's conversations with `book` as one JSON document (`ConversationsExport`),
+        written a page of conversations at a time. The first page is read now, so a database
+        failure is an error response rather than a cut download."""
+        first = await _export_page(db, user_id, book, after=None)
         head = ConversationsExport(exported_at=utcnow(), user_id=user_id, conversations=[])
         # The document up to its list's `[`; the conversations follow, then `]}`.
         opening = head.model_dump_json().removesuffix("]}")
@@ -107,7 +119,7 @@ class ConversationService:
                     yield (b"," if count else b"") + conversation.model_dump_json().encode()
                     count += 1
                 last = page[-1]
-                page = await _export_page(db, user_id, after=(last.created_at, last.id))
+                page = await _export_page(db, user_id, book, after=(last.created_at, last.id))
             yield b"]}"
             logger.info("chat.sessions_exported", sessions=count)
 
@@ -120,24 +132,30 @@ class ConversationService:
         rating: int,
         comment: str | None,
         user_id: uuid.UUID | None = None,
+        *,
+        book: str = DEFAULT_BOOK,
     ) -> tuple[FeedbackRead, bool]:
         """Record a reader's rating of an answer; True when created, False when it replaced
         the reader's earlier feedback (anonymous readers count as one reader)."""
         message = await self._message(db, message_id)
         session = await db.get(ChatSession, message.session_id)
-        if session is None or not session.visible_to(user_id):
+        if session is None or not session.visible_to(user_id) or session.book != book:
             raise NotFound("No message with this id.")
         if message.role != MessageRole.ASSISTANT:
             raise ValidationFailed("Feedback can only be given on an assistant's answer.")
         target = message.id  # read now: a rollback expires `message`
         try:
-            feedback, created = await self._save_feedback(db, target, rating, comment, user_id)
+            feedback, created = await self._save_feedback(
+                db, target, rating, comment, user_id, book
+            )
         except IntegrityError:
             # Another request inserted this reader's feedback first: update that row instead.
             await db.rollback()
             if await db.get(Message, target) is None:  # or the answer was deleted meanwhile
                 raise NotFound("No message with this id.") from None
-            feedback, created = await self._save_feedback(db, target, rating, comment, user_id)
+            feedback, created = await self._save_feedback(
+                db, target, rating, comment, user_id, book
+            )
         logger.info("chat.feedback", rating=rating, created=created)
         return FeedbackRead.model_validate(feedback), created
 
@@ -148,6 +166,7 @@ class ConversationService:
         rating: int,
         comment: str | None,
         user_id: uuid.UUID | None,
+        book: str,
     ) -> tuple[MessageFeedback, bool]:
         # Oldest first: should two anonymous rows ever exist, the same one keeps being updated.
         feedback = await db.scalar(
@@ -171,14 +190,22 @@ class ConversationService:
             feedback.updated_at = utcnow()
         await db.commit()
         if changed and self.metrics is not None:
-            self.metrics.feedback.labels("up" if rating > 0 else "down").inc()
+            self.metrics.feedback.labels(book, "up" if rating > 0 else "down").inc()
         return feedback, created
 
     async def list_sessions(
-        self, db: AsyncSession, user_id: uuid.UUID, *, limit: int, offset: int
+        self,
+        db: AsyncSession,
+        user_id: uuid.UUID,
+        *,
+        book: str = DEFAULT_BOOK,
+        limit: int,
+        offset: int,
     ) -> SessionPage:
-        """A reader's sessions, most recently active first."""
-        rows, total = await queries.reader_sessions(db, user_id, limit=limit, offset=offset)
+        """A reader's sessions with `book`, most recently active first."""
+        rows, total = await queries.reader_sessions(
+            db, user_id, book=book, limit=limit, offset=offset
+        )
         return SessionPage(
             items=[
                 SessionRead(
@@ -196,12 +223,12 @@ class ConversationService:
         )
 
     async def _session(
-        self, db: AsyncSession, raw_id: str, user_id: uuid.UUID | None
+        self, db: AsyncSession, raw_id: str, user_id: uuid.UUID | None, book: str
     ) -> ChatSession:
         session = await queries.find_session(db, raw_id)
-        # Another reader's session answers exactly like a missing one: ids are not secrets
-        # to probe for.
-        if session is None or not session.visible_to(user_id):
+        # Another reader's session, or another book's, answers exactly like a missing one: ids
+        # are not secrets to probe for.
+        if session is None or not session.visible_to(user_id) or session.book != book:
             raise NotFound("No chat session with this id.")
         return session
 
@@ -260,12 +287,12 @@ def _message_read(message: Message) -> MessageRead:
 
 
 async def _export_page(
-    db: AsyncSession, user_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None
+    db: AsyncSession, user_id: uuid.UUID, book: str, *, after: tuple[datetime, uuid.UUID] | None
 ) -> list[ConversationExport]:
     """The reader's next `EXPORT_PAGE` conversations after `after` (created_at, id), oldest
     first, with their messages and feedback. The read transaction ends here, so a reader who
     downloads slowly holds no database connection between pages."""
-    query = select(ChatSession).where(ChatSession.user_id == user_id)
+    query = select(ChatSession).where(ChatSession.user_id == user_id, ChatSession.book == book)
     if after is not None:
         created, last_id = after
         query = query.where(

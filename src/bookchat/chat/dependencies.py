@@ -38,9 +38,11 @@ async def get_chat_reader(user: OptionalUser, settings: SettingsDep) -> User | N
 
 ChatReader = Annotated[User | None, Depends(get_chat_reader)]
 # Counted per signed-in reader, else per client address; after sign-in so it knows which.
-CHAT_RATE_LIMIT = Depends(rate_limited("chat", lambda s: s.rate_limit_chat, after=get_chat_reader))
+CHAT_RATE_LIMIT = Depends(
+    rate_limited("chat", lambda _, book: book.rate_limit_chat, after=get_chat_reader)
+)
 FEEDBACK_RATE_LIMIT = Depends(
-    rate_limited("feedback", lambda s: s.rate_limit_feedback, after=get_optional_user)
+    rate_limited("feedback", lambda s, _: s.rate_limit_feedback, after=get_optional_user)
 )
 # The model calls of a turn (rewrite, answer) are charged to the same reader or address; after
 # the rate limit, so a refused request costs nothing.

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from bookchat.books.models import book_column
 from bookchat.core.db import Base, UTCDateTime, new_id, portable_enum, utcnow
 
 
@@ -42,6 +43,7 @@ class ChatSession(Base):
     __tablename__ = "chat_sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    book: Mapped[str] = book_column()
     # NULL for an anonymous session; deleting the account keeps its sessions, anonymous.
     user_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="SET NULL"), index=True

@@ -210,6 +210,15 @@ def _source_text(source: Source) -> str:
     return f"{heading}\n{source.text.strip()}"
 
 
+def rules(template: str, title: str, persona: str | None) -> ChatMessage:
+    """The system message: the rules for this book, then its persona (set by the course team
+    through the admin API, so trusted; it adds to the rules and comes after them)."""
+    text = template.format(title=title)
+    if persona:
+        text += f"\n\nFor this book: {persona.strip()}"
+    return ChatMessage("system", text)
+
+
 def _history_blocks(boundary: Boundary, history: Sequence[ChatMessage]) -> str:
     return "\n".join(boundary.block(HISTORY_BLOCKS[m.role], m.content) for m in history)
 
@@ -217,6 +226,7 @@ def _history_blocks(boundary: Boundary, history: Sequence[ChatMessage]) -> str:
 def book_messages(
     *,
     title: str,
+    persona: str | None = None,
     question: str,
     sources: Sequence[Source],
     history: Sequence[ChatMessage],
@@ -234,7 +244,7 @@ def book_messages(
     boundary = Boundary.around([*texts, *(m.content for m in kept), question], draw)
     if as_documents:
         return [
-            ChatMessage("system", DOCUMENTS_SYSTEM_PROMPT.format(title=title)),
+            rules(DOCUMENTS_SYSTEM_PROMPT, title, persona),
             ChatMessage("user", _after_documents(boundary, kept, question)),
         ]
     parts = ["Sources:"]
@@ -249,7 +259,7 @@ def book_messages(
         parts += ["", "The conversation so far:", _history_blocks(boundary, kept)]
     parts += ["", "The question:", boundary.block("question", question)]
     return [
-        ChatMessage("system", BOOK_SYSTEM_PROMPT.format(title=title)),
+        rules(BOOK_SYSTEM_PROMPT, title, persona),
         ChatMessage("user", "\n".join(parts)),
     ]
 
@@ -293,6 +303,7 @@ def rewrite_messages(
 def selection_messages(
     *,
     title: str,
+    persona: str | None = None,
     question: str,
     selection: str,
     draw: Callable[[], str] = new_token,
@@ -303,7 +314,7 @@ def selection_messages(
     boundary = Boundary.around([selection, question], draw)
     if as_documents:
         return [
-            ChatMessage("system", SELECTION_DOCUMENTS_SYSTEM_PROMPT.format(title=title)),
+            rules(SELECTION_DOCUMENTS_SYSTEM_PROMPT, title, persona),
             ChatMessage("user", _after_documents(boundary, (), question)),
         ]
     content = "\n".join(
@@ -316,6 +327,6 @@ def selection_messages(
         ]
     )
     return [
-        ChatMessage("system", SELECTION_SYSTEM_PROMPT.format(title=title)),
+        rules(SELECTION_SYSTEM_PROMPT, title, persona),
         ChatMessage("user", content),
     ]

@@ -88,22 +88,21 @@ async def own_ratings(
 
 
 async def reader_sessions(
-    db: AsyncSession, user_id: uuid.UUID, *, limit: int, offset: int
+    db: AsyncSession, user_id: uuid.UUID, *, book: str, limit: int, offset: int
 ) -> tuple[list[tuple[ChatSession, int]], int]:
-    """A page of the reader's sessions with their message counts, most recently active first,
-    and how many sessions the reader has in all."""
+    """A page of the reader's sessions with `book` and their message counts, most recently
+    active first, and how many such sessions the reader has in all."""
+    theirs = (ChatSession.user_id == user_id) & (ChatSession.book == book)
     counts = (
         select(Message.session_id, func.count().label("n")).group_by(Message.session_id).subquery()
     )
     rows = await db.execute(
         select(ChatSession, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.session_id == ChatSession.id)
-        .where(ChatSession.user_id == user_id)
+        .where(theirs)
         .order_by(ChatSession.updated_at.desc(), ChatSession.id.desc())
         .limit(limit)
         .offset(offset)
     )
-    total = await db.scalar(
-        select(func.count()).select_from(ChatSession).where(ChatSession.user_id == user_id)
-    )
+    total = await db.scalar(select(func.count()).select_from(ChatSession).where(theirs))
     return [(session, count) for session, count in rows], total or 0

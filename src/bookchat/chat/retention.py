@@ -26,6 +26,7 @@ import structlog
 from sqlalchemy import ColumnElement, CursorResult, Select, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.chat.models import ChatSession, Message, MessageFeedback
 from bookchat.core.db import utcnow
 
@@ -99,11 +100,11 @@ async def purge_conversations(
 
 
 async def delete_reader_sessions(
-    db: AsyncSession, user_id: uuid.UUID, *, batch_size: int = BATCH_SIZE
+    db: AsyncSession, user_id: uuid.UUID, *, book: str = DEFAULT_BOOK, batch_size: int = BATCH_SIZE
 ) -> Deleted:
-    """Delete every conversation of this reader (and nobody else's), with its messages and
-    their feedback, `batch_size` sessions per committed transaction."""
-    theirs = ChatSession.user_id == user_id
+    """Delete every conversation of this reader with `book` (and nobody else's), with its
+    messages and their feedback, `batch_size` sessions per committed transaction."""
+    theirs = (ChatSession.user_id == user_id) & (ChatSession.book == book)
     deleted = Deleted()
     # Waits for a turn that is writing to one of them (skipping it would leave it behind).
     while batch := await _deletable_batch(db, theirs, batch_size, skip_locked=False):

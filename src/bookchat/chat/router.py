@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from bookchat.accounts.dependencies import CurrentUser, OptionalUser
+from bookchat.books.dependencies import CurrentBook
 from bookchat.chat.dependencies import (
     CHAT_RATE_LIMIT,
     CHAT_TOKEN_BUDGET,
@@ -43,10 +44,14 @@ router = APIRouter(tags=["chat"])
     dependencies=[CHAT_RATE_LIMIT, CHAT_TOKEN_BUDGET],
 )
 async def create_chat_message(
-    payload: ChatCreate, db: SessionDep, service: ChatServiceDep, reader: ChatReader
+    payload: ChatCreate,
+    db: SessionDep,
+    service: ChatServiceDep,
+    reader: ChatReader,
+    book: CurrentBook,
 ) -> ChatRead:
     """Ask a question and get one answer, grounded in the book or in the selected text."""
-    return await service.answer(db, payload, reader.id if reader else None)
+    return await service.answer(db, payload, reader.id if reader else None, book=book)
 
 
 _STREAM_DOC = """Server-Sent Events, each `data:` a JSON object: `start` {session_id, message_id,
@@ -75,9 +80,10 @@ async def stream_chat_message(
     service: ChatServiceDep,
     settings: SettingsDep,
     reader: ChatReader,
+    book: CurrentBook,
 ) -> EventSourceResponse:
     """Ask a question and watch the answer arrive token by token (Server-Sent Events)."""
-    events = await service.answer_stream(db, payload, reader.id if reader else None)
+    events = await service.answer_stream(db, payload, reader.id if reader else None, book=book)
     return event_stream(within(events, settings.stream_max_seconds), settings)
 
 
@@ -99,19 +105,21 @@ async def list_chat_sessions(
     user: CurrentUser,
     db: SessionDep,
     service: ConversationServiceDep,
+    book: CurrentBook,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SessionPage:
-    """The signed-in reader's conversations, most recently active first."""
-    return await service.list_sessions(db, user.id, limit=limit, offset=offset)
+    """The signed-in reader's conversations with this book, most recently active first."""
+    return await service.list_sessions(db, user.id, book=book.slug, limit=limit, offset=offset)
 
 
 @router.delete("/chat/sessions", response_model=SessionsDeleted, responses=error_responses(401))
 async def delete_chat_sessions(
-    user: CurrentUser, db: SessionDep, service: ConversationServiceDep
+    user: CurrentUser, db: SessionDep, service: ConversationServiceDep, book: CurrentBook
 ) -> SessionsDeleted:
-    """Delete all of the signed-in reader's conversations, with their messages and feedback."""
-    return await service.delete_reader_sessions(db, user.id)
+    """Delete all of the signed-in reader's conversations with this book, with their messages
+    and feedback."""
+    return await service.delete_reader_sessions(db, user.id, book=book.slug)
 
 
 @router.get(
@@ -126,11 +134,11 @@ async def delete_chat_sessions(
     },
 )
 async def export_chat_sessions(
-    user: CurrentUser, db: SessionDep, service: ConversationServiceDep
+    user: CurrentUser, db: SessionDep, service: ConversationServiceDep, book: CurrentBook
 ) -> StreamingResponse:
-    """Download the signed-in reader's conversations with their messages, citations and
-    feedback, as one JSON document."""
-    document = await service.export_sessions(db, user.id)
+    """Download the signed-in reader's conversations with this book, with their messages,
+    citations and feedback, as one JSON document."""
+    document = await service.export_sessions(db, user.id, book=book.slug)
     filename = f"bookchat-conversations-{utcnow():%Y-%m-%d}.json"
     return StreamingResponse(
         document,
@@ -149,6 +157,7 @@ async def read_chat_history(
     db: SessionDep,
     service: ConversationServiceDep,
     reader: OptionalUser,
+    book: CurrentBook,
     limit: Annotated[int, Query(ge=1, le=200, description="Messages per page.")] = 50,
     before: Annotated[
         str | None,
@@ -157,7 +166,12 @@ async def read_chat_history(
 ) -> HistoryRead:
     """A session's messages, oldest first, a page at a time from the newest."""
     return await service.history(
-        db, session_id, limit=limit, before=before, user_id=reader.id if reader else None
+        db,
+        session_id,
+        book=book.slug,
+        limit=limit,
+        before=before,
+        user_id=reader.id if reader else None,
     )
 
 
@@ -178,10 +192,16 @@ async def create_message_feedback(
     db: SessionDep,
     service: ConversationServiceDep,
     reader: OptionalUser,
+    book: CurrentBook,
 ) -> FeedbackRead:
     """Rate an answer (1 or -1, optional comment); sending again replaces the earlier rating."""
     feedback, created = await service.give_feedback(
-        db, message_id, payload.rating, payload.comment, reader.id if reader else None
+        db,
+        message_id,
+        payload.rating,
+        payload.comment,
+        reader.id if reader else None,
+        book=book.slug,
     )
     response.status_code = 201 if created else 200
     return feedback
@@ -191,8 +211,12 @@ async def create_message_feedback(
 # DELETE route on such a path registered after it would never be reached (other methods are safe).
 @router.delete("/chat/{session_id}", status_code=204, responses=error_responses(401, 404))
 async def delete_chat_session(
-    session_id: str, db: SessionDep, service: ConversationServiceDep, reader: OptionalUser
+    session_id: str,
+    db: SessionDep,
+    service: ConversationServiceDep,
+    reader: OptionalUser,
+    book: CurrentBook,
 ) -> Response:
     """Delete a session with its messages and their feedback."""
-    await service.delete_session(db, session_id, reader.id if reader else None)
+    await service.delete_session(db, session_id, reader.id if reader else None, book=book.slug)
     return Response(status_code=204)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.books.service import BookConfig
 from bookchat.chat import turns
 from bookchat.chat.answer_cache import AnswerCache
 from bookchat.chat.citations import CitedAnswer, resolve_citations
@@ -58,15 +59,17 @@ class ChatService:
         request: ChatCreate,
         user_id: uuid.UUID | None = None,
         *,
+        book: BookConfig,
         question_id: uuid.UUID | None = None,
     ) -> Turn:
-        """Store the question (under `question_id` when given), then gather what the answer
-        may use."""
+        """Store the question in a session of `book` (under `question_id` when given), then
+        gather what the answer may use."""
         return await turns.prepare_turn(
             db,
             request,
             user_id,
             settings=self.settings,
+            book=book,
             model=self.model,
             retriever=self.retriever,
             cache=self.cache,
@@ -97,11 +100,16 @@ class ChatService:
         )
 
     async def answer(
-        self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
+        self,
+        db: AsyncSession,
+        request: ChatCreate,
+        user_id: uuid.UUID | None = None,
+        *,
+        book: BookConfig,
     ) -> ChatRead:
         """Answer one message in one piece."""
-        turn = await self.prepare(db, request, user_id)
-        canned = turns.canned_answer(turn, self.settings.book_title)
+        turn = await self.prepare(db, request, user_id, book=book)
+        canned = turns.canned_answer(turn)
         if canned is not None:
             answer = resolve_citations(canned.text, turn.prompt.sources)
             return await self.finish(db, turn, answer, usage=None, model=canned.model)
@@ -149,13 +157,18 @@ class ChatService:
         raise turns.in_session(error, turn, stored=stored)
 
     async def answer_stream(
-        self, db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None = None
+        self,
+        db: AsyncSession,
+        request: ChatCreate,
+        user_id: uuid.UUID | None = None,
+        *,
+        book: BookConfig,
     ) -> AsyncGenerator[StreamEvent]:
         """Answer one message as a stream of events.
 
         Validation and storing the question happen now, before the stream opens, so bad input
         is a plain 400 in the error shape, not an event."""
-        return self.stream(await self.prepare(db, request, user_id))
+        return self.stream(await self.prepare(db, request, user_id, book=book))
 
     def stream(self, turn: Turn) -> AsyncGenerator[StreamEvent]:
         """The prepared turn's answer as events: `start`, `sources`, `token`..., then `done` or
@@ -163,7 +176,7 @@ class ChatService:
         return answer_events(
             turn,
             model=self.model,
-            canned=turns.canned_answer(turn, self.settings.book_title),
+            canned=turns.canned_answer(turn),
             sessionmaker=self.sessionmaker,
             cache=self.cache,
             settings=self.settings,

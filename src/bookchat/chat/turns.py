@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.books.service import BookConfig
 from bookchat.chat import prompts, queries, refusals
 from bookchat.chat.answer_cache import AnswerCache, CachedAnswer
 from bookchat.chat.citations import CitedAnswer
@@ -58,6 +59,7 @@ class Turn:
     session_id: uuid.UUID
     question_id: uuid.UUID
     reply_id: uuid.UUID
+    book: BookConfig
     mode: ChatMode
     prompt: ChatPrompt
     search_query: str | None
@@ -109,19 +111,20 @@ async def prepare_turn(
     user_id: uuid.UUID | None,
     *,
     settings: Settings,
+    book: BookConfig,
     model: ChatModel,
     retriever: Retriever,
     cache: AnswerCache | None,
     question_id: uuid.UUID | None = None,
 ) -> Turn:
-    """Store the question, then gather what the answer may use.
+    """Store the question in a session of `book`, then gather what the answer may use.
 
     `question_id` is the id to store the question under, for a client that named its message
     before sending it (ChatKit); a new one by default."""
     check_limits(settings, request)
     started = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + settings.chat_turn_timeout_seconds
-    session, is_new = await _resolve_session(db, request, user_id)
+    session, is_new = await _resolve_session(db, request, user_id, book.slug)
     structlog.contextvars.bind_contextvars(session_id=str(session.id))
     history: list[ChatMessage] = (
         []
@@ -164,7 +167,8 @@ async def prepare_turn(
         ]
         layout = partial(
             prompts.selection_messages,
-            title=settings.book_title,
+            title=book.title,
+            persona=book.persona,
             question=request.message,
             selection=request.selected_text,
         )
@@ -174,7 +178,7 @@ async def prepare_turn(
     elif (
         history
         and not leans_on_conversation(request.message)
-        and await retriever.covers(request.message) is False
+        and await retriever.covers(request.message, book=book.slug) is False
     ):
         # A follow-up is judged on its own words too: a switch to a topic the book does not
         # cover is refused, not carried by the previous question (and costs no model call).
@@ -182,25 +186,26 @@ async def prepare_turn(
         sources = []
         mode = "no_context"
         messages = []
-        nearest = await retriever.nearest(request.message)
+        nearest = await retriever.nearest(request.message, book=book.slug)
     else:
         with charged_as("rewrite"):
             search_query = await standalone_query(
                 model,
-                title=settings.book_title,
+                title=book.title,
                 question=request.message,
                 history=history,
                 deadline=deadline,
             )
         # Only a first question (no history) means the same thing in every session.
         if cache is not None and not history:
-            cache_key = await cache.key(request.message, request.page_context)
+            cache_key = await cache.key(request.message, request.page_context, book.slug)
             cached = await cache.get(cache_key)
         sources = (
             cached.sources
             if cached is not None
             else await retriever.retrieve(
                 search_query,
+                book=book.slug,
                 limit=settings.retrieval_top_k,
                 page_context=request.page_context,
                 # A follow-up's own words are searched too: the rewrite may have lost them.
@@ -209,10 +214,11 @@ async def prepare_turn(
         )
         mode = "rag" if sources else "no_context"
         if not sources:
-            nearest = await retriever.nearest(search_query)
+            nearest = await retriever.nearest(search_query, book=book.slug)
         layout = partial(
             prompts.book_messages,
-            title=settings.book_title,
+            title=book.title,
+            persona=book.persona,
             question=request.message,
             sources=sources,
             history=history,
@@ -236,6 +242,7 @@ async def prepare_turn(
         session_id=session.id,
         question_id=question.id,
         reply_id=uuid.uuid4(),
+        book=book,
         mode=mode,
         prompt=prompt,
         search_query=search_query,
@@ -282,11 +289,11 @@ def in_session(exc: AppError, turn: Turn, *, stored: bool) -> AppError:
     return exc
 
 
-def canned_answer(turn: Turn, book_title: str) -> CannedAnswer | None:
+def canned_answer(turn: Turn) -> CannedAnswer | None:
     """The answer when no model is to be asked: the book does not cover the question (nothing
     invented), or the same first question was answered before (the cached answer)."""
     if turn.mode == "no_context":
-        return CannedAnswer(text=not_covered(book_title), model=NO_MODEL)
+        return CannedAnswer(text=not_covered(turn.book.title), model=NO_MODEL)
     if turn.cached is not None:
         return CannedAnswer(text=turn.cached.text, model=turn.cached.model)
     return None
@@ -335,7 +342,7 @@ async def finish_turn(
     await db.commit()
     if metrics is not None:
         cached = "true" if turn.cached is not None else "false"
-        metrics.answers.labels(turn.mode, status.value, cached).inc()
+        metrics.answers.labels(turn.book.slug, turn.mode, status.value, cached).inc()
     logger.info(
         "chat.answered",
         mode=turn.mode,
@@ -385,20 +392,22 @@ async def remember_answer(
 
 
 async def _resolve_session(
-    db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None
+    db: AsyncSession, request: ChatCreate, user_id: uuid.UUID | None, book: str
 ) -> tuple[ChatSession, bool]:
-    """The requested session; a missing, malformed or unknown id starts a new one.
+    """The requested session of `book`; a missing, malformed or unknown id starts a new one.
 
-    Another reader's session answers 404; an anonymous session becomes the signed-in reader's
-    the first time they write to it."""
+    Another reader's session, or another book's, answers 404; an anonymous session becomes the
+    signed-in reader's the first time they write to it."""
     existing = await queries.find_session(db, request.session_id)
     if existing is not None:
-        if not existing.visible_to(user_id):
+        if not existing.visible_to(user_id) or existing.book != book:
             raise NotFound("No chat session with this id.")
         if existing.user_id is None and user_id is not None:
             existing.user_id = user_id
         return existing, False
-    session = ChatSession(id=uuid.uuid4(), user_id=user_id, title=session_title(request.message))
+    session = ChatSession(
+        id=uuid.uuid4(), book=book, user_id=user_id, title=session_title(request.message)
+    )
     db.add(session)
     return session, True
 

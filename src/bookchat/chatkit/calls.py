@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chatkit.types import ChatKitReq
 
+    from bookchat.books.service import BookConfig
+
 
 @dataclass(frozen=True, slots=True)
 class ReaderContext:
-    """Who is asking (None: an anonymous reader) and the page they are on, if the front end
-    said so in the request's `metadata.page_context`."""
+    """Who is asking (None: an anonymous reader), about which book, and the page they are on,
+    if the front end said so in the request's `metadata.page_context`."""
 
     user_id: uuid.UUID | None
+    book: BookConfig
     page_context: str | None = None
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
+from bookchat.books.dependencies import CurrentBook
 from bookchat.chat.dependencies import ChatReader
 from bookchat.chat.limits import hold_stream_slot
 from bookchat.chatkit.calls import ChatKitCall
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from bookchat.chatkit.server import BookChatKitServer
     from bookchat.container import Container
 
-_chat_rate = rate_limited("chat", lambda s: s.rate_limit_chat)
+_chat_rate = rate_limited("chat", lambda _, book: book.rate_limit_chat)
 _chat_budget = token_budget("chat")
 _stream_slot = asynccontextmanager(hold_stream_slot)
 
@@ -52,7 +53,7 @@ def chatkit_server(container: Container) -> BookChatKitServer:
 
 
 async def chatkit_call(
-    request: Request, container: ContainerDep, reader: ChatReader
+    request: Request, container: ContainerDep, reader: ChatReader, book: CurrentBook
 ) -> AsyncIterator[ChatKitCall]:
     """The request parsed by the SDK's own types (400 in bookchat's error shape when it is
     not one); a turn also passes the chat limits and holds a stream slot while it streams."""
@@ -69,7 +70,7 @@ async def chatkit_call(
     if not call.streaming:
         yield call
         return
-    await _chat_rate(request, container, reader)
+    await _chat_rate(request, container, reader, book)
     await _chat_budget(request, container, reader)
     async with _stream_slot(request, container, reader):
         yield call

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from bookchat.books.dependencies import CurrentBook
 from bookchat.chat.dependencies import ChatReader
 from bookchat.chat.schemas import PAGE_CONTEXT_MAX
 from bookchat.chatkit.calls import ReaderContext
@@ -34,7 +35,11 @@ events; the others (`threads.list`, `threads.get_by_id`, `threads.update`, `thre
     },
 )
 async def process_chatkit_request(
-    call: ChatKitCallDep, container: ContainerDep, reader: ChatReader, settings: SettingsDep
+    call: ChatKitCallDep,
+    container: ContainerDep,
+    reader: ChatReader,
+    settings: SettingsDep,
+    book: CurrentBook,
 ) -> Response:
     """ChatKit's backend protocol over this book's chat: threads are chat sessions."""
     from chatkit.server import StreamingResult  # loaded with the server, on the first call
@@ -43,6 +48,7 @@ async def process_chatkit_request(
     page = call.request.metadata.get("page_context")
     context = ReaderContext(
         user_id=reader.id if reader else None,
+        book=book,
         page_context=page if isinstance(page, str) and len(page) <= PAGE_CONTEXT_MAX else None,
     )
     result = await server.handle(call, context)

@@ -153,7 +153,7 @@ class BookChatKitServer(ChatKitServer[ReaderContext]):
         try:
             async with self._sessionmaker() as db:
                 turn = await self._chat.prepare(
-                    db, request, context.user_id, question_id=question_id
+                    db, request, context.user_id, book=context.book, question_id=question_id
                 )
         except AppError as exc:
             raise CustomStreamError(
@@ -212,7 +212,12 @@ class BookChatKitServer(ChatKitServer[ReaderContext]):
             for item_id in item_ids:
                 await self.store.load_item(thread_id, item_id, context)  # in this thread
                 await self._conversations.give_feedback(
-                    db, str(ids.message_id(item_id)), rating, None, context.user_id
+                    db,
+                    str(ids.message_id(item_id)),
+                    rating,
+                    None,
+                    context.user_id,
+                    book=context.book.slug,
                 )
 
 

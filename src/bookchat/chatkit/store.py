@@ -78,11 +78,12 @@ class BookChatStore(Store[ReaderContext]):
                 db.add(
                     ChatSession(
                         id=session_id,
+                        book=context.book.slug,
                         user_id=context.user_id,
                         title=thread.title,
                     )
                 )
-            elif session.visible_to(context.user_id):
+            elif session.visible_to(context.user_id) and session.book == context.book.slug:
                 session.title = thread.title
             else:
                 raise NotFoundError("No thread with this id.")
@@ -96,7 +97,9 @@ class BookChatStore(Store[ReaderContext]):
         if context.user_id is None:
             return Page()
         async with self._sessionmaker() as db:
-            query = select(ChatSession).where(ChatSession.user_id == context.user_id)
+            query = select(ChatSession).where(
+                ChatSession.user_id == context.user_id, ChatSession.book == context.book.slug
+            )
             if after is not None:
                 cursor = await _session(db, after, context)
                 query = query.where(
@@ -191,8 +194,12 @@ class BookChatStore(Store[ReaderContext]):
 
 async def _session(db: AsyncSession, thread_id: str, context: ReaderContext) -> ChatSession:
     session = await db.get(ChatSession, ids.session_id(thread_id))
-    # Another reader's thread answers exactly like a missing one.
-    if session is None or not session.visible_to(context.user_id):
+    # Another reader's thread, or another book's, answers exactly like a missing one.
+    if (
+        session is None
+        or not session.visible_to(context.user_id)
+        or session.book != context.book.slug
+    ):
         raise NotFoundError("No thread with this id.")
     return session
 

@@ -8,6 +8,7 @@ from bookchat.cli.common import app
 # isort: off
 from bookchat.cli import server  # noqa: F401  serve, migrate
 from bookchat.cli import book  # noqa: F401  ingest, reindex, search, ask, eval
+from bookchat.cli import books  # noqa: F401  books add, list, remove
 from bookchat.cli import admin  # noqa: F401  create-admin, link-identity
 from bookchat.cli import conversations  # noqa: F401  purge
 # isort: on

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.cli.common import app, cli_settings, run_async
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from bookchat.books.service import BookConfig
+    from bookchat.container import Stores
     from bookchat.content.loader import LoadedDocument
     from bookchat.core.config import Settings
     from bookchat.evaluation.report import Requirement
@@ -22,10 +25,17 @@ if TYPE_CHECKING:
 def ingest(
     path: Annotated[
         Path | None,
-        typer.Argument(help="Docs folder (default: BOOK_DOCS_DIR).", show_default=False),
+        typer.Argument(
+            help="Docs folder (default: the book's docs folder, BOOK_DOCS_DIR for the default "
+            "book).",
+            show_default=False,
+        ),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option(help="Site URL of the docs (default: BOOK_BASE_URL).")
+        str | None,
+        typer.Option(
+            help="Site URL of the docs (default: the book's, BOOK_BASE_URL for the default book)."
+        ),
     ] = None,
     prune: Annotated[
         bool, typer.Option(help="Delete stored documents whose files are gone.")
@@ -33,23 +43,34 @@ def ingest(
     if_empty: Annotated[
         bool, typer.Option(help="Do nothing when the book already has documents.")
     ] = False,
+    book: Annotated[
+        str, typer.Option(help="The book to ingest into (its slug: `bookchat books list`).")
+    ] = DEFAULT_BOOK,
 ) -> None:
-    """Ingest a Docusaurus/Markdown docs folder (unchanged pages are skipped)."""
+    """Ingest a Docusaurus/Markdown docs folder into a book (unchanged pages are skipped)."""
+    from bookchat.cli.books import book_slug
+
     settings = cli_settings()
-    folder = path or Path(settings.book_docs_dir)
-    if not folder.is_dir():
-        typer.echo(f"{folder} is not a folder.", err=True)
+    slug = book_slug(book)
+    if path is not None and not path.is_dir():
+        typer.echo(f"{path} is not a folder.", err=True)
         raise typer.Exit(code=2)
-    run_async(_ingest(settings, folder, base_url or settings.book_base_url, prune, if_empty))
+    run_async(_ingest(settings, slug, path, base_url, prune, if_empty))
 
 
 async def _ingest(
-    settings: Settings, folder: Path, base_url: str, prune: bool, if_empty: bool
+    settings: Settings,
+    slug: str,
+    path: Path | None,
+    base_url: str | None,
+    prune: bool,
+    if_empty: bool,
 ) -> int:
     import time
 
     from rich.console import Console
 
+    from bookchat.cli.books import no_such_book
     from bookchat.container import open_stores
     from bookchat.content.loader import LoaderError, load_folder
     from bookchat.content.stored import read_stored_book
@@ -60,15 +81,31 @@ async def _ingest(
     # The stores alone say whether there is anything to do: the embedder, the encoders and the
     # rest of the container are loaded only when there is.
     async with open_stores(settings) as stores:
-        stored = await read_stored_book(stores.sessionmaker, stores.index)
+        book = await _stored_book_config(stores, slug)
+        if book is None:
+            typer.echo(no_such_book(slug), err=True)
+            return 1
+        folder = path or (Path(book.docs_dir) if book.docs_dir else None)
+        if folder is None:
+            typer.echo(
+                f"The book {slug!r} has no docs folder: give one (bookchat ingest --book {slug} "
+                "FOLDER).",
+                err=True,
+            )
+            return 2
+        if not folder.is_dir():
+            typer.echo(f"{folder} is not a folder.", err=True)
+            return 2
+        stored = await read_stored_book(stores.sessionmaker, stores.index, slug)
     embedders = possible_embedder_names(settings)
+    name = "The book" if slug == DEFAULT_BOOK else f"The book {slug!r}"
     if if_empty and stored.hashes:
         if not stored.index_usable(embedders):
-            return await _repair_index(settings, console, len(stored.hashes))
-        console.print(f"The book already has {len(stored.hashes)} documents; nothing to ingest.")
+            return await _repair_index(settings, console, name, len(stored.hashes))
+        console.print(f"{name} already has {len(stored.hashes)} documents; nothing to ingest.")
         return 0
     try:
-        documents = await asyncio.to_thread(load_folder, folder, base_url)
+        documents = await asyncio.to_thread(load_folder, folder, base_url or book.base_url)
     except LoaderError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
@@ -78,10 +115,23 @@ async def _ingest(
             f"({time.perf_counter() - started:.2f} s)."
         )
         return 0
-    return await _ingest_documents(settings, console, folder, documents, prune)
+    return await _ingest_documents(settings, console, slug, folder, documents, prune)
 
 
-async def _repair_index(settings: Settings, console: Console, stored: int) -> int:
+async def _stored_book_config(stores: Stores, slug: str) -> BookConfig | None:
+    """The book `slug` as the stores hold it (None when there is none), read without the
+    container: the books service comes with the models this path avoids loading."""
+    from bookchat.books.models import Book
+    from bookchat.books.service import BookConfig
+
+    async with stores.sessionmaker() as db:
+        row = await db.get(Book, slug)
+    if row is None and slug != DEFAULT_BOOK:  # the default book is there even when unstored
+        return None
+    return BookConfig.of(row, stores.settings)
+
+
+async def _repair_index(settings: Settings, console: Console, name: str, stored: int) -> int:
     """The database is the source of truth: make the index match it again."""
     from bookchat.container import open_container
 
@@ -89,7 +139,7 @@ async def _repair_index(settings: Settings, console: Console, stored: int) -> in
         readded, deleted = await container.ingestor.reconcile()
     repaired = f" (index repaired: {readded} chunks re-added, {deleted} removed)"
     console.print(
-        f"The book already has {stored} documents; nothing to ingest"
+        f"{name} already has {stored} documents; nothing to ingest"
         f"{repaired if readded or deleted else ''}."
     )
     return 0
@@ -98,6 +148,7 @@ async def _repair_index(settings: Settings, console: Console, stored: int) -> in
 async def _ingest_documents(
     settings: Settings,
     console: Console,
+    slug: str,
     folder: Path,
     documents: list[LoadedDocument],
     prune: bool,
@@ -115,7 +166,7 @@ async def _ingest_documents(
                     progress.update(task, advance=1, description=f"{outcome:9} {source_path}")
 
             report = await container.ingestor.ingest(
-                documents, prune=prune, progress=advance, reconcile=True
+                documents, book=slug, prune=prune, progress=advance, reconcile=True
             )
     counts = report.counts
     if not report.changed and not report.failed:
@@ -157,18 +208,27 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     limit: Annotated[int, typer.Option(min=1, max=50, help="How many passages.")] = 5,
     module: Annotated[str | None, typer.Option(help="Only this module (its label).")] = None,
+    book: Annotated[
+        str, typer.Option(help="The book to search (its slug: `bookchat books list`).")
+    ] = DEFAULT_BOOK,
 ) -> None:
     """Search the book and print the best passages with their page URLs."""
-    run_async(_search(cli_settings(), query, limit, module))
+    from bookchat.cli.books import book_slug
+
+    settings = cli_settings()
+    run_async(_search(settings, book_slug(book), query, limit, module))
 
 
-async def _search(settings: Settings, query: str, limit: int, module: str | None) -> int:
+async def _search(settings: Settings, slug: str, query: str, limit: int, module: str | None) -> int:
+    from bookchat.cli.books import find_book
     from bookchat.container import open_container
 
     async with open_container(settings) as container:
-        hits = await container.retriever.search(query, limit=limit, module=module)
+        book = await find_book(container, slug)
+        hits = await container.retriever.search(query, book=book.slug, limit=limit, module=module)
     if not hits:
-        typer.echo("No passage matches. Has the book been ingested? (bookchat ingest)")
+        ingest = "bookchat ingest" + ("" if slug == DEFAULT_BOOK else f" --book {slug}")
+        typer.echo(f"No passage matches. Has the book been ingested? ({ingest})")
         return 1
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())[:240]
@@ -187,17 +247,24 @@ def ask(
     selection: Annotated[
         str | None, typer.Option(help="Answer from this text alone, as a reader's selection.")
     ] = None,
+    book: Annotated[
+        str, typer.Option(help="The book to ask (its slug: `bookchat books list`).")
+    ] = DEFAULT_BOOK,
 ) -> None:
     """Ask the book a question, as a reader would, and print the answer with its sources."""
-    run_async(_ask(cli_settings(), question, session, selection))
+    from bookchat.cli.books import book_slug
+
+    settings = cli_settings()
+    run_async(_ask(settings, book_slug(book), question, session, selection))
 
 
 async def _ask(
-    settings: Settings, question: str, session: str | None, selection: str | None
+    settings: Settings, slug: str, question: str, session: str | None, selection: str | None
 ) -> int:
     from pydantic import ValidationError
 
     from bookchat.chat.schemas import ChatCreate
+    from bookchat.cli.books import find_book
     from bookchat.container import open_container
 
     if not question.strip():
@@ -209,7 +276,7 @@ async def _ask(
         typer.echo(f"Invalid question: {exc.errors()[0]['msg']}", err=True)
         return 2
     async with open_container(settings) as container, container.sessionmaker() as db:
-        read = await container.chat.answer(db, request)
+        read = await container.chat.answer(db, request, book=await find_book(container, slug))
     typer.echo(read.response)
     cited = [c for c in read.citations if c.cited]
     if cited:

@@ -26,7 +26,7 @@ ContentServiceDep = Annotated[ContentService, Depends(get_content_service)]
 
 # Counted per signed-in reader, else per client address, like chat.
 SEARCH_RATE_LIMIT = Depends(
-    rate_limited("search", lambda s: s.rate_limit_search, after=get_optional_user)
+    rate_limited("search", lambda _, book: book.rate_limit_search, after=get_optional_user)
 )
 
 

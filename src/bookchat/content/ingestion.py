@@ -21,11 +21,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.books.names import DEFAULT_BOOK, index_version
 from bookchat.content.chunker import TextChunk, embedding_text
 from bookchat.content.loader import LoadedDocument
 from bookchat.content.models import Chunk, Document, chunk_id_for, document_id_for
 from bookchat.content.planning import ChunkingPolicy, ChunkPlanner
-from bookchat.core.cache import INDEX_VERSION, Cache
+from bookchat.core.cache import Cache
 from bookchat.core.db import utcnow
 from bookchat.core.errors import AppError, is_database_outage, is_network_outage
 from bookchat.core.metrics import Metrics
@@ -117,54 +118,57 @@ class Ingestor:
         self,
         documents: Sequence[LoadedDocument],
         *,
+        book: str = DEFAULT_BOOK,
         prune: bool = False,
         progress: ProgressFn | None = None,
         reconcile: bool = False,
     ) -> IngestReport:
-        """Add new documents, replace changed ones, skip unchanged ones; with `prune`, delete
-        the stored documents that are not in `documents`; with `reconcile`, finish by making
-        the index match the database exactly (repairs what an interrupted run left)."""
+        """Add new documents to `book`, replace changed ones, skip unchanged ones; with
+        `prune`, delete the book's stored documents that are not in `documents`; with
+        `reconcile`, finish by making the index match the database exactly (repairs what an
+        interrupted run left)."""
         started = time.perf_counter()
         report = IngestReport()
         async with self._lock:
-            stored = await self._stored_hashes()
+            stored = await self._stored_hashes(book)
             for document in documents:
-                outcome = await self._ingest_one(document, stored, report)
+                outcome = await self._ingest_one(document, book, stored, report)
                 if progress is not None:
                     progress(document.source_path, outcome)
             if prune:
-                keep = {document_id_for(d.source_path) for d in documents}
+                keep = {document_id_for(d.source_path, book) for d in documents}
                 for document_id, (source_path, _) in stored.items():
                     if document_id not in keep:
                         await self._delete(document_id)
                         report.record(source_path, "removed")
-                        self._count("removed")
+                        self._count(book, "removed")
                         if progress is not None:
                             progress(source_path, "removed")
             if reconcile:
                 await self._reconcile()
             if report.changed:
-                await self._book_changed()
+                await self._book_changed(book)
         report.seconds = time.perf_counter() - started
-        logger.info("ingest.finished", **report.counts, seconds=round(report.seconds, 2))
+        logger.info("ingest.finished", book=book, **report.counts, seconds=round(report.seconds, 2))
         return report
 
     async def _ingest_one(
         self,
         document: LoadedDocument,
+        book: str,
         stored: dict[uuid.UUID, tuple[str, str]],
         report: IngestReport,
         *,
         reraise: bool = False,
     ) -> Outcome:
-        document_id = document_id_for(document.source_path)
+        document_id = document_id_for(document.source_path, book)
         previous = stored.get(document_id)
         if previous is not None and previous[1] == document.content_hash:
             report.record(document.source_path, "unchanged")
-            self._count("unchanged")
+            self._count(book, "unchanged")
             return "unchanged"
         try:
-            written = await self._write(document_id, document)
+            written = await self._write(document_id, book, document)
         except Exception as exc:  # one bad document must not stop the others
             logger.warning(
                 "ingest.document_failed",
@@ -173,47 +177,51 @@ class Ingestor:
                 error=str(exc),
             )
             report.failed[document.source_path] = failure_reason(exc)
-            self._count("failed")
+            self._count(book, "failed")
             if reraise:  # the caller answers for this one document: it needs the cause
                 raise
             return "failed"
         outcome: Outcome = "added" if previous is None else "updated"
         report.record(document.source_path, outcome)
         report.chunks += written
-        self._count(outcome, chunks=written)
+        self._count(book, outcome, chunks=written)
         return outcome
 
-    async def upsert_document(self, document: LoadedDocument) -> Outcome:
-        """Ingest one document (used by the content API's PUT); a failure raises its cause
-        (an `AppError` such as `DependencyUnavailable` when a store or vendor is down)."""
+    async def upsert_document(
+        self, document: LoadedDocument, *, book: str = DEFAULT_BOOK
+    ) -> Outcome:
+        """Ingest one document into `book` (used by the content API's PUT); a failure raises
+        its cause (an `AppError` such as `DependencyUnavailable` when a store or vendor is
+        down)."""
         async with self._lock:
-            stored = await self._stored_hashes()
-            outcome = await self._ingest_one(document, stored, IngestReport(), reraise=True)
+            stored = await self._stored_hashes(book)
+            outcome = await self._ingest_one(document, book, stored, IngestReport(), reraise=True)
             if outcome in ("added", "updated"):
-                await self._book_changed()
+                await self._book_changed(book)
         return outcome
 
-    async def delete_document(self, document_id: uuid.UUID) -> bool:
-        """Remove a document from the index and the database; False when it does not exist."""
+    async def delete_document(self, document_id: uuid.UUID, *, book: str = DEFAULT_BOOK) -> bool:
+        """Remove a document of `book` from the index and the database; False when the book
+        has no such document."""
         async with self._lock:
             async with self._sessionmaker() as db:
                 exists = await db.get(Document, document_id)
-            if exists is None:
+            if exists is None or exists.book != book:
                 return False
             await self._delete(document_id)
-            await self._book_changed()
-            self._count("removed")
+            await self._book_changed(exists.book)
+            self._count(book, "removed")
             return True
 
-    def _count(self, outcome: Outcome, *, chunks: int = 0) -> None:
+    def _count(self, book: str, outcome: Outcome, *, chunks: int = 0) -> None:
         if self._metrics is not None:
-            self._metrics.ingested_documents.labels(outcome).inc()
+            self._metrics.ingested_documents.labels(book, outcome).inc()
             if chunks:
                 self._metrics.ingested_chunks.inc(chunks)
 
-    async def _book_changed(self) -> None:
+    async def _book_changed(self, book: str) -> None:
         if self._cache is not None:
-            await self._cache.bump(INDEX_VERSION)
+            await self._cache.bump(index_version(book))
 
     async def _delete(self, document_id: uuid.UUID) -> None:
         # Index first: a document that is gone from search but still in SQL is re-added by the
@@ -223,24 +231,26 @@ class Ingestor:
             await db.execute(delete(Document).where(Document.id == document_id))
             await db.commit()
 
-    async def _stored_hashes(self) -> dict[uuid.UUID, tuple[str, str]]:
+    async def _stored_hashes(self, book: str) -> dict[uuid.UUID, tuple[str, str]]:
         async with self._sessionmaker() as db:
             rows = await db.execute(
-                select(Document.id, Document.source_path, Document.content_hash)
+                select(Document.id, Document.source_path, Document.content_hash).where(
+                    Document.book == book
+                )
             )
             return {row.id: (row.source_path, row.content_hash) for row in rows}
 
-    async def _write(self, document_id: uuid.UUID, document: LoadedDocument) -> int:
+    async def _write(self, document_id: uuid.UUID, book: str, document: LoadedDocument) -> int:
         # CPU-bound (a large page takes a while): off the event loop, so serving goes on.
         pieces = await asyncio.to_thread(self._planner.plan, document.body, title=document.title)
         rows = [self._chunk_row(document_id, document.page_url, piece) for piece in pieces]
         await self._index.upsert(
             await self._indexed(
-                document_id, document.source_path, document.title, document.module, rows
+                book, document_id, document.source_path, document.title, document.module, rows
             )
         )
         try:
-            await self._replace_rows(document_id, document, rows)
+            await self._replace_rows(document_id, book, document, rows)
         except BaseException:
             # The database kept the previous version: drop the points only the new one had.
             async with self._sessionmaker() as db:
@@ -269,6 +279,7 @@ class Ingestor:
 
     async def _indexed(
         self,
+        book: str,
         document_id: uuid.UUID,
         source_path: str,
         title: str,
@@ -293,19 +304,24 @@ class Ingestor:
                 text=row.text,
                 sparse=sparse_vector,
                 dense=dense_vector,
+                book=book,
             )
             for row, sparse_vector, dense_vector in zip(rows, sparse, dense, strict=True)
         ]
 
     async def _replace_rows(
-        self, document_id: uuid.UUID, document: LoadedDocument, rows: Sequence[Chunk]
+        self,
+        document_id: uuid.UUID,
+        book: str,
+        document: LoadedDocument,
+        rows: Sequence[Chunk],
     ) -> None:
         async with self._sessionmaker() as db:
             existing = await db.get(Document, document_id)
             now = utcnow()
             if existing is None:
                 existing = Document(
-                    id=document_id, source_path=document.source_path, created_at=now
+                    id=document_id, book=book, source_path=document.source_path, created_at=now
                 )
                 db.add(existing)
             existing.title = document.title
@@ -333,7 +349,8 @@ class Ingestor:
                 total += await self._rechunk_document(document)
                 if progress is not None:
                     progress(number, len(documents))
-            await self._book_changed()
+            for book in sorted({document.book for document in documents}):
+                await self._book_changed(book)
             return total
 
     async def reconcile(self) -> tuple[int, int]:
@@ -366,7 +383,12 @@ class Ingestor:
         rows = [self._chunk_row(document.id, document.page_url, piece) for piece in pieces]
         await self._index.upsert(
             await self._indexed(
-                document.id, document.source_path, document.title, document.module, rows
+                document.book,
+                document.id,
+                document.source_path,
+                document.title,
+                document.module,
+                rows,
             )
         )
         async with self._sessionmaker() as db:
@@ -384,7 +406,12 @@ class Ingestor:
             )
         await self._index.upsert(
             await self._indexed(
-                document.id, document.source_path, document.title, document.module, rows
+                document.book,
+                document.id,
+                document.source_path,
+                document.title,
+                document.module,
+                rows,
             )
         )
         return len(rows)

@@ -11,15 +11,19 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from bookchat.books.models import book_column
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.core.db import Base, UTCDateTime, portable_enum, utcnow
 
 # Fixed namespace: document and chunk ids are the same on every machine for the same content.
 ID_NAMESPACE = uuid.UUID("6f1c1d3e-6a55-4b5e-9f0e-3d1b8f0c2a77")
 
 
-def document_id_for(source_path: str) -> uuid.UUID:
-    """The id of the document at `source_path` (uuid5: stable across re-ingestion)."""
-    return uuid.uuid5(ID_NAMESPACE, f"document:{source_path}")
+def document_id_for(source_path: str, book: str = DEFAULT_BOOK) -> uuid.UUID:
+    """The id of the document at `source_path` in `book` (uuid5: stable across re-ingestion).
+    The default book's ids are those of the time before books: nothing to re-ingest."""
+    key = source_path if book == DEFAULT_BOOK else f"{book}:{source_path}"
+    return uuid.uuid5(ID_NAMESPACE, f"document:{key}")
 
 
 def chunk_id_for(document_id: uuid.UUID, ordinal: int, text_hash: str) -> uuid.UUID:
@@ -29,9 +33,12 @@ def chunk_id_for(document_id: uuid.UUID, ordinal: int, text_hash: str) -> uuid.U
 
 class Document(Base):
     __tablename__ = "documents"
+    # Also the index of a book's documents (its leading column).
+    __table_args__ = (UniqueConstraint("book", "source_path"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    source_path: Mapped[str] = mapped_column(String(1024), unique=True)
+    book: Mapped[str] = book_column(index=False)
+    source_path: Mapped[str] = mapped_column(String(1024))
     title: Mapped[str] = mapped_column(String(500))
     page_url: Mapped[str] = mapped_column(String(2048))
     module: Mapped[str | None] = mapped_column(String(500), index=True)
@@ -83,6 +90,7 @@ class IngestJob(Base):
     status: Mapped[JobStatus] = mapped_column(
         portable_enum(JobStatus, "ingest_job_status"), default=JobStatus.PENDING
     )
+    book: Mapped[str] = book_column()
     source: Mapped[str] = mapped_column(String(32))
     # added / updated / unchanged / removed / failed documents, chunks written
     counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from bookchat.accounts.dependencies import AdminDep
+from bookchat.books.dependencies import CurrentBook
 from bookchat.content.dependencies import (
     SEARCH_RATE_LIMIT,
     ContentServiceDep,
@@ -74,9 +75,13 @@ _INGEST_BODY: dict[str, Any] = {
     openapi_extra=_INGEST_BODY,
 )
 async def create_ingest_job(
-    request: Request, db: SessionDep, service: ContentServiceDep, settings: SettingsDep
+    request: Request,
+    db: SessionDep,
+    service: ContentServiceDep,
+    settings: SettingsDep,
+    book: CurrentBook,
 ) -> JobRead:
-    """Ingest uploaded files, JSON documents, or the configured docs folder (a background job)."""
+    """Ingest uploaded files, JSON documents, or the book's docs folder (a background job)."""
     if not settings.ingest_jobs_enabled:
         raise Forbidden(
             "Ingestion jobs are off on this deployment (INGEST_JOBS_ENABLED=false, as on "
@@ -90,11 +95,9 @@ async def create_ingest_job(
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         uploads, base_url = await _read_multipart(request, settings.max_upload_bytes)
-        documents = await asyncio.to_thread(
-            parse_uploads, uploads, base_url or settings.book_base_url
-        )
+        documents = await asyncio.to_thread(parse_uploads, uploads, base_url or book.base_url)
         return await service.start_job(
-            db, source="upload", documents=documents, base_url=settings.book_base_url
+            db, book.slug, source="upload", documents=documents, base_url=book.base_url
         )
     body = await request.body()
     if len(body) > settings.max_upload_bytes:
@@ -112,13 +115,20 @@ async def create_ingest_job(
                 for e in exc.errors()
             ],
         ) from None
-    base_url = payload.base_url or settings.book_base_url
+    base_url = payload.base_url or book.base_url
     if payload.documents is not None:
         documents = await asyncio.to_thread(parse_uploads, payload.documents, base_url)
-        return await service.start_job(db, source="json", documents=documents, base_url=base_url)
-    folder = resolve_docs_folder(settings.book_docs_dir, payload.path)
+        return await service.start_job(
+            db, book.slug, source="json", documents=documents, base_url=base_url
+        )
+    if book.docs_dir is None:
+        raise ValidationFailed(
+            f"The book {book.slug!r} has no docs folder on this server: send its documents, "
+            "or set its docs_dir first."
+        )
+    folder = resolve_docs_folder(book.docs_dir, payload.path)
     return await service.start_job(
-        db, source="folder", folder=folder, base_url=base_url, prune=payload.prune
+        db, book.slug, source="folder", folder=folder, base_url=base_url, prune=payload.prune
     )
 
 
@@ -150,9 +160,11 @@ async def _read_multipart(request: Request, limit: int) -> tuple[list[DocumentUp
     dependencies=[AdminDep],
     responses=error_responses(401, 403, 404),
 )
-async def read_ingest_job(job_id: uuid.UUID, db: SessionDep, service: ContentServiceDep) -> JobRead:
+async def read_ingest_job(
+    job_id: uuid.UUID, db: SessionDep, service: ContentServiceDep, book: CurrentBook
+) -> JobRead:
     """Progress and result of an ingestion job."""
-    return await service.get_job(db, job_id)
+    return await service.get_job(db, book.slug, job_id)
 
 
 @router.get(
@@ -165,6 +177,7 @@ async def search_content(
     service: ContentServiceDep,
     settings: SettingsDep,
     client: SearchClient,
+    book: CurrentBook,
     q: Annotated[
         str,
         # At least one visible character: a blank query is refused.
@@ -185,7 +198,12 @@ async def search_content(
         raise ValidationFailed("q must not be blank")
     check_search_terms(q, settings)
     return await service.search(
-        q.strip(), limit=limit, module=module, document_id=document_id, client=client
+        q.strip(),
+        book=book.slug,
+        limit=limit,
+        module=module,
+        document_id=document_id,
+        client=client,
     )
 
 
@@ -193,22 +211,23 @@ async def search_content(
 async def list_documents(
     db: SessionDep,
     service: ContentServiceDep,
+    book: CurrentBook,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     module: Annotated[str | None, Query(max_length=500)] = None,
 ) -> DocumentPage:
     """The book's documents, by source path."""
-    return await service.list_documents(db, limit=limit, offset=offset, module=module)
+    return await service.list_documents(db, book.slug, limit=limit, offset=offset, module=module)
 
 
 @router.get(
     "/documents/{document_id}", response_model=DocumentDetail, responses=error_responses(404)
 )
 async def read_document(
-    document_id: uuid.UUID, db: SessionDep, service: ContentServiceDep
+    document_id: uuid.UUID, db: SessionDep, service: ContentServiceDep, book: CurrentBook
 ) -> DocumentDetail:
     """One document with its Markdown and its chunks."""
-    return await service.get_document(db, document_id)
+    return await service.get_document(db, book.slug, document_id)
 
 
 # `:uuid`: only an id matches, so a write to a fixed path beside it (`/content/documents`,
@@ -220,10 +239,16 @@ async def read_document(
     responses=error_responses(400, 401, 403, 404),
 )
 async def update_document(
-    document_id: uuid.UUID, payload: DocumentUpdate, db: SessionDep, service: ContentServiceDep
+    document_id: uuid.UUID,
+    payload: DocumentUpdate,
+    db: SessionDep,
+    service: ContentServiceDep,
+    book: CurrentBook,
 ) -> DocumentDetail:
     """Replace a document's Markdown; the index is updated before this returns."""
-    return await service.update_document(db, document_id, payload.content, payload.module)
+    return await service.update_document(
+        db, book.slug, document_id, payload.content, payload.module
+    )
 
 
 @router.delete(
@@ -232,7 +257,9 @@ async def update_document(
     dependencies=[AdminDep],
     responses=error_responses(401, 403, 404),
 )
-async def delete_document(document_id: uuid.UUID, service: ContentServiceDep) -> Response:
+async def delete_document(
+    document_id: uuid.UUID, service: ContentServiceDep, book: CurrentBook
+) -> Response:
     """Delete a document and its index entries."""
-    await service.delete_document(document_id)
+    await service.delete_document(book.slug, document_id)
     return Response(status_code=204)

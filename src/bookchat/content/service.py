@@ -103,17 +103,19 @@ class ContentService:
     # --- reading ----------------------------------------------------------------------------
 
     async def list_documents(
-        self, db: AsyncSession, *, limit: int, offset: int, module: str | None
+        self, db: AsyncSession, book: str, *, limit: int, offset: int, module: str | None
     ) -> DocumentPage:
         counts = (
             select(Chunk.document_id, func.count().label("n"))
             .group_by(Chunk.document_id)
             .subquery()
         )
-        query = select(Document, func.coalesce(counts.c.n, 0)).outerjoin(
-            counts, counts.c.document_id == Document.id
+        query = (
+            select(Document, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.document_id == Document.id)
+            .where(Document.book == book)
         )
-        total_query = select(func.count()).select_from(Document)
+        total_query = select(func.count()).select_from(Document).where(Document.book == book)
         if module is not None:
             query = query.where(Document.module == module)
             total_query = total_query.where(Document.module == module)
@@ -122,10 +124,10 @@ class ContentService:
         items = [document_read(document, count) for document, count in rows]
         return DocumentPage(items=items, total=total, limit=limit, offset=offset)
 
-    async def get_document(self, db: AsyncSession, document_id: uuid.UUID) -> DocumentDetail:
-        document = await db.get(Document, document_id)
-        if document is None:
-            raise NotFound(f"No document with id {document_id}.")
+    async def get_document(
+        self, db: AsyncSession, book: str, document_id: uuid.UUID
+    ) -> DocumentDetail:
+        document = await _document_of(db, book, document_id)
         chunks = list(
             await db.scalars(
                 select(Chunk).where(Chunk.document_id == document_id).order_by(Chunk.ordinal)
@@ -141,20 +143,22 @@ class ContentService:
         self,
         query: str,
         *,
+        book: str,
         limit: int,
         module: str | None,
         document_id: uuid.UUID | None,
         client: str | None = None,
     ) -> SearchRead:
-        """The best chunks for `query`; `client` (who asks) gets its share of the places."""
+        """The best chunks of `book` for `query`; `client` (who asks) gets its share of the
+        places."""
         if self.searches is None:
             hits = await self.retriever.search(
-                query, limit=limit, module=module, document_id=document_id
+                query, book=book, limit=limit, module=module, document_id=document_id
             )
         else:
             async with self.searches.slot(client):
                 hits = await self.retriever.search(
-                    query, limit=limit, module=module, document_id=document_id
+                    query, book=book, limit=limit, module=module, document_id=document_id
                 )
         return SearchRead(
             query=query,
@@ -165,12 +169,15 @@ class ContentService:
     # --- writing ----------------------------------------------------------------------------
 
     async def update_document(
-        self, db: AsyncSession, document_id: uuid.UUID, content: str, module: str | None
+        self,
+        db: AsyncSession,
+        book: str,
+        document_id: uuid.UUID,
+        content: str,
+        module: str | None,
     ) -> DocumentDetail:
         """Replace a document's Markdown; its index entries are replaced in the same call."""
-        document = await db.get(Document, document_id)
-        if document is None:
-            raise NotFound(f"No document with id {document_id}.")
+        document = await _document_of(db, book, document_id)
         base_url = base_url_of(document.page_url, str(document.meta.get("route", "")))
         parsed = parse_markdown(content, document.source_path, base_url, module or document.module)
         if parsed is None:
@@ -179,16 +186,17 @@ class ContentService:
         # lock it shares with jobs and the CLI. End this request's read transaction first (which
         # also forgets what it loaded), so the answer below reads what was written.
         await db.rollback()
-        await self.ingestor.upsert_document(parsed)
-        return await self.get_document(db, document_id)
+        await self.ingestor.upsert_document(parsed, book=book)
+        return await self.get_document(db, book, document_id)
 
-    async def delete_document(self, document_id: uuid.UUID) -> None:
-        if not await self.ingestor.delete_document(document_id):
+    async def delete_document(self, book: str, document_id: uuid.UUID) -> None:
+        if not await self.ingestor.delete_document(document_id, book=book):
             raise NotFound(f"No document with id {document_id}.")
 
     async def start_job(
         self,
         db: AsyncSession,
+        book: str,
         *,
         source: str,
         documents: Sequence[LoadedDocument] | None = None,
@@ -197,21 +205,22 @@ class ContentService:
         prune: bool = False,
     ) -> JobRead:
         """Record a job and run it in the background; the caller polls `get_job`."""
-        job = IngestJob(source=source, status=JobStatus.PENDING, counts={})
+        job = IngestJob(book=book, source=source, status=JobStatus.PENDING, counts={})
         db.add(job)
         await db.commit()
-        self.jobs.submit(self._run_job(job.id, documents, folder, base_url, prune))
+        self.jobs.submit(self._run_job(job.id, book, documents, folder, base_url, prune))
         return JobRead.model_validate(job)
 
-    async def get_job(self, db: AsyncSession, job_id: uuid.UUID) -> JobRead:
+    async def get_job(self, db: AsyncSession, book: str, job_id: uuid.UUID) -> JobRead:
         job = await db.get(IngestJob, job_id)
-        if job is None:
+        if job is None or job.book != book:
             raise NotFound(f"No ingestion job with id {job_id}.")
         return JobRead.model_validate(job)
 
     async def _run_job(
         self,
         job_id: uuid.UUID,
+        book: str,
         documents: Sequence[LoadedDocument] | None,
         folder: Path | None,
         base_url: str,
@@ -223,7 +232,7 @@ class ContentService:
                 assert folder is not None
                 documents = await asyncio.to_thread(load_folder, folder, base_url)
             report = await self.ingestor.ingest(
-                documents, prune=prune, reconcile=folder is not None
+                documents, book=book, prune=prune, reconcile=folder is not None
             )
         except Exception as exc:  # the job records the failure; nothing else awaits it
             logger.exception("ingest.job_failed", job_id=str(job_id))
@@ -250,6 +259,14 @@ class ContentService:
             for name, value in values.items():
                 setattr(job, name, value)
             await db.commit()
+
+
+async def _document_of(db: AsyncSession, book: str, document_id: uuid.UUID) -> Document:
+    """The document `document_id` of `book`; another book's is as absent as a missing one."""
+    document = await db.get(Document, document_id)
+    if document is None or document.book != book:
+        raise NotFound(f"No document with id {document_id}.")
+    return document
 
 
 def base_url_of(page_url: str, route: str) -> str:

@@ -24,7 +24,8 @@ class StoredBook:
     """What the stores hold, read without any model: each document's content hash, what the
     index was built with, and whether it holds exactly the database's chunks."""
 
-    hashes: dict[uuid.UUID, str]
+    book: str
+    hashes: dict[uuid.UUID, str]  # the book's documents
     signature: IndexSignature | None  # None: no collection yet
     index_in_sync: bool
 
@@ -48,22 +49,25 @@ class StoredBook:
         update, remove and repair nothing, with a usable index (`index_usable`)."""
         if not self.index_usable(embedders):
             return False
-        incoming = {document_id_for(d.source_path): d.content_hash for d in documents}
+        incoming = {document_id_for(d.source_path, self.book): d.content_hash for d in documents}
         if any(self.hashes.get(id_) != content_hash for id_, content_hash in incoming.items()):
             return False
         return not (prune and self.hashes.keys() - incoming.keys())
 
 
 async def read_stored_book(
-    sessionmaker: async_sessionmaker[AsyncSession], index: QdrantIndex
+    sessionmaker: async_sessionmaker[AsyncSession], index: QdrantIndex, book: str
 ) -> StoredBook:
-    """The stored documents' hashes and whether the index matches the database, so that a
-    command can tell that nothing needs doing before it loads an embedder or an encoder."""
+    """The hashes of `book`'s stored documents and whether the index matches the database, so
+    that a command can tell that nothing needs doing before it loads an embedder or an
+    encoder."""
     async with sessionmaker() as db:
-        rows = await db.execute(select(Document.id, Document.content_hash))
+        rows = await db.execute(
+            select(Document.id, Document.content_hash).where(Document.book == book)
+        )
         hashes = {row.id: row.content_hash for row in rows}
         expected = set(await db.scalars(select(Chunk.id)))
     # A missing collection is created (and filled) by a real ingestion.
     signature = await index.stored_signature()
     in_sync = signature is not None and await index.point_ids() == expected
-    return StoredBook(hashes=hashes, signature=signature, index_in_sync=in_sync)
+    return StoredBook(book=book, hashes=hashes, signature=signature, index_in_sync=in_sync)

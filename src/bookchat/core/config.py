@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     """Passages retrieved for each question."""
     retrieval_candidates: int = Field(default=20, ge=1, le=200)
     """Fused candidates the reranker orders and the relevance gate judges for each question."""
+    retrieval_dense_memory_mb: int = Field(default=256, ge=0)
+    """Megabytes of dense vectors each process keeps to search books in process (exact cosine,
+    every book's own rows); a book that does not fit is searched by Qdrant with a book filter.
+    0: always Qdrant. About 6 KB per chunk at 1,536 dimensions, 1.5 KB at 384."""
     retrieval_min_term_coverage: float = Field(default=0.25, ge=0.0, le=1.0)
     """Relevance gate: the book covers a question when its best three passages together hold this
     share of the question's words, each weighted by how rare it is in the book (BM25's IDF)…

@@ -157,22 +157,23 @@ class Metrics:
         # or of thumbs down means the book changed or retrieval degraded.
         self.answers = Counter(
             "bookchat_answers",
-            "Answers stored, once each, by mode (rag, selected_text, no_context), status "
+            "Answers stored, once each, by book, mode (rag, selected_text, no_context), status "
             "(complete, partial, error) and cached (true: replayed from the answer cache).",
-            ["mode", "status", "cached"],
+            ["book", "mode", "status", "cached"],
             registry=registry,
         )
         self.feedback = Counter(
             "bookchat_feedback",
-            "Readers' ratings of answers, by rating (up, down); a rating changed counts again, "
-            "the same rating sent again does not.",
-            ["rating"],
+            "Readers' ratings of answers, by book and rating (up, down); a rating changed counts "
+            "again, the same rating sent again does not.",
+            ["book", "rating"],
             registry=registry,
         )
         self.ingested_documents = Counter(
             "bookchat_ingested_documents",
-            "Documents through ingestion by outcome: added, updated, unchanged, removed, failed.",
-            ["outcome"],
+            "Documents through ingestion by book and outcome: added, updated, unchanged, "
+            "removed, failed.",
+            ["book", "outcome"],
             registry=registry,
         )
         self.ingested_chunks = Counter(

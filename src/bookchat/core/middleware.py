@@ -7,7 +7,6 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Collection
 
 import structlog
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -93,7 +92,8 @@ def _too_large_message(limit: int) -> str:
 
 
 class BodySizeLimitMiddleware:
-    """Refuses request bodies over `max_bytes` (`upload_max_bytes` on `upload_paths`) with 413.
+    """Refuses request bodies over `max_bytes` (`upload_max_bytes` on the paths `upload_paths`
+    matches in full) with 413.
 
     A declared Content-Length over the limit is answered before anything is read; a body
     without one (chunked) is counted as the app reads it, never buffered here.
@@ -105,19 +105,20 @@ class BodySizeLimitMiddleware:
         *,
         max_bytes: int,
         upload_max_bytes: int,
-        upload_paths: Collection[str] = (),
+        upload_paths: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_max_bytes = upload_max_bytes
-        self.upload_paths = frozenset(path.rstrip("/") for path in upload_paths)
+        self.upload_paths = upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"].rstrip("/")
-        limit = self.upload_max_bytes if path in self.upload_paths else self.max_bytes
+        uploads = self.upload_paths is not None and self.upload_paths.fullmatch(path)
+        limit = self.upload_max_bytes if uploads else self.max_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _send_too_large(send, limit)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookchat.books.names import DEFAULT_BOOK
+from bookchat.books.service import BookConfig
 from bookchat.chat.schemas import ChatCreate, ChatRead
 from bookchat.chat.service import ChatService
 from bookchat.content.service import ContentService
@@ -47,9 +49,11 @@ async def book_text(content: ContentService, db: AsyncSession) -> BookText:
     pages: dict[str, list[Passage]] = {}
     offset = 0
     while True:
-        page = await content.list_documents(db, limit=PAGE_SIZE, offset=offset, module=None)
+        page = await content.list_documents(
+            db, DEFAULT_BOOK, limit=PAGE_SIZE, offset=offset, module=None
+        )
         for document in page.items:
-            detail = await content.get_document(db, document.id)
+            detail = await content.get_document(db, DEFAULT_BOOK, document.id)
             pages[detail.source_path] = [
                 Passage.of(chunk.text, chunk.page_url) for chunk in detail.chunks
             ]
@@ -58,17 +62,22 @@ async def book_text(content: ContentService, db: AsyncSession) -> BookText:
             return BookText(pages)
 
 
-async def ask(chat: ChatService, db: AsyncSession, question: Question) -> ChatRead:
-    """The question's history, then the question, in one new conversation."""
+async def ask(
+    chat: ChatService, db: AsyncSession, question: Question, served: BookConfig
+) -> ChatRead:
+    """The question's history, then the question, in one new conversation with `served`."""
     session_id: str | None = None
     for earlier in question.history:
-        read = await chat.answer(db, ChatCreate(message=earlier, session_id=session_id))
+        read = await chat.answer(
+            db, ChatCreate(message=earlier, session_id=session_id), book=served
+        )
         session_id = str(read.session_id)
     return await chat.answer(
         db,
         ChatCreate(
             message=question.question, session_id=session_id, selected_text=question.selection
         ),
+        book=served,
     )
 
 
@@ -77,13 +86,14 @@ async def answer_all(
     sessionmaker: async_sessionmaker[AsyncSession],
     questions: Sequence[Question],
     book: BookText,
+    served: BookConfig,
 ) -> list[AnswerResult]:
-    """Ask every question, one after another, and check each answer."""
+    """Ask every question of the book `served`, one after another, and check each answer."""
     results = []
     for question in questions:
         async with sessionmaker() as db:
             try:
-                read = await ask(chat, db, question)
+                read = await ask(chat, db, question, served)
             except AppError as exc:
                 raise QuestionFailed(f"question {question.id}: {exc.message}") from exc
         check = check_answer(read, book, selection=question.selection)

@@ -56,7 +56,13 @@ async def run_evaluation(
             ]
             async with container.sessionmaker() as db:
                 book = await book_text(container.content, db)
-            results = await answer_all(container.chat, container.sessionmaker, questions, book)
+            results = await answer_all(
+                container.chat,
+                container.sessionmaker,
+                questions,
+                book,
+                await container.books.default(),
+            )
             embedder = container.providers.embedder
             setup = Setup(
                 questions_file=questions_file,

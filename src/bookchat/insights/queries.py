@@ -2,6 +2,9 @@
 database over the date range, on SQLite and PostgreSQL alike; Python only shapes the few rows
 that come back (one per day, or one page).
 
+Every query is about one book: a message, an answer and a thumb belong to their conversation's
+book (`chat_sessions.book`), reached through the session join.
+
 What is counted where:
 - a question is a `user` message, on the day it was stored;
 - an answer is an `assistant` message whose status is not `error` (an error row is the record
@@ -81,7 +84,12 @@ def _answered(window: Window) -> list[ColumnElement[bool]]:
     ]
 
 
-def question_counts(window: Window, dialect: str, *, by_day: bool) -> Rows:
+def _of_book(query: Rows, session_id: Any, book: str) -> Rows:
+    """`query` kept to the rows whose session (`session_id`) is in `book`."""
+    return query.join(ChatSession, ChatSession.id == session_id).where(ChatSession.book == book)
+
+
+def question_counts(book: str, window: Window, dialect: str, *, by_day: bool) -> Rows:
     """Questions, conversations and readers, per day or over the whole range."""
     reader = func.coalesce(ChatSession.user_id, ChatSession.id)
     day = day_of(Message.created_at, dialect) if by_day else literal("", String)
@@ -93,12 +101,16 @@ def question_counts(window: Window, dialect: str, *, by_day: bool) -> Rows:
             func.count(distinct(reader)).label("readers"),
         )
         .join(ChatSession, ChatSession.id == Message.session_id)
-        .where(Message.role == MessageRole.USER, *_in(Message.created_at, window))
+        .where(
+            ChatSession.book == book,
+            Message.role == MessageRole.USER,
+            *_in(Message.created_at, window),
+        )
     )
     return query.group_by(day) if by_day else query
 
 
-def answer_counts(window: Window, dialect: str) -> Rows:
+def answer_counts(book: str, window: Window, dialect: str) -> Rows:
     """Answers by mode and cache hits, per day."""
     day = day_of(Message.created_at, dialect)
     counts = [
@@ -106,17 +118,14 @@ def answer_counts(window: Window, dialect: str) -> Rows:
         for mode in MODES
     ]
     hits = func.coalesce(func.sum(case((Message.cached.is_(True), 1), else_=0)), 0)
-    return (
-        select(day.label("day"), *counts, hits.label("cache_hits"))
-        .where(*_answered(window))
-        .group_by(day)
-    )
+    query = select(day.label("day"), *counts, hits.label("cache_hits")).where(*_answered(window))
+    return _of_book(query, Message.session_id, book).group_by(day)
 
 
-def thumb_counts(window: Window, dialect: str) -> Rows:
+def thumb_counts(book: str, window: Window, dialect: str) -> Rows:
     """Thumbs up and down, per day they were given."""
     day = day_of(MessageFeedback.updated_at, dialect)
-    return (
+    query = (
         select(
             day.label("day"),
             func.coalesce(func.sum(case((MessageFeedback.rating > 0, 1), else_=0)), 0).label("up"),
@@ -124,12 +133,13 @@ def thumb_counts(window: Window, dialect: str) -> Rows:
                 "down"
             ),
         )
+        .join(Message, Message.id == MessageFeedback.message_id)
         .where(*_in(MessageFeedback.updated_at, window))
-        .group_by(day)
     )
+    return _of_book(query, Message.session_id, book).group_by(day)
 
 
-def latency_percentiles(window: Window, dialect: str, *, by_day: bool) -> Rows:
+def latency_percentiles(book: str, window: Window, dialect: str, *, by_day: bool) -> Rows:
     """The answers' latency percentiles (`PERCENTILES`), per day or over the whole range.
 
     PostgreSQL's `percentile_cont`: linear interpolation between the two closest ranks. SQLite
@@ -147,18 +157,19 @@ def latency_percentiles(window: Window, dialect: str, *, by_day: bool) -> Rows:
                 for i, p in enumerate(PERCENTILES)
             ),
         ).where(*answered)
+        query = _of_book(query, Message.session_id, book)
         return query.group_by(day) if by_day else query
     partition = [day] if by_day else None
-    ranked = (
+    ranked = _of_book(
         select(
             day.label("day"),
             latency.label("v"),
             (func.row_number().over(partition_by=partition, order_by=latency) - 1).label("rn"),
             func.count().over(partition_by=partition).label("n"),
-        )
-        .where(*answered)
-        .subquery()
-    )
+        ).where(*answered),
+        Message.session_id,
+        book,
+    ).subquery()
 
     def interpolated(p: float) -> ColumnElement[float]:
         position = p * (ranked.c.n - 1)
@@ -191,7 +202,7 @@ def question_before(answer: Any) -> Any:
     )
 
 
-def unanswered_groups(window: Window) -> Any:
+def unanswered_groups(book: str, window: Window) -> Any:
     """The refused (`no_context`) answers of the range with their question, each with its
     group key: its nearest section's URL when the retriever found one, else the question's
     normalized words (chat/refusals.py), else (answers refused before those were kept) the
@@ -204,28 +215,25 @@ def unanswered_groups(window: Window) -> Any:
         literal("k:") + answer.question_key,
         literal("q:") + func.lower(func.coalesce(question, "")),
     )
-    return (
-        select(
-            answer.id,
-            answer.session_id,
-            answer.created_at,
-            answer.nearest_section,
-            func.coalesce(question, "").label("question"),
-            key.label("key"),
-        )
-        .where(
-            answer.role == MessageRole.ASSISTANT,
-            answer.mode == "no_context",
-            *_in(answer.created_at, window),
-        )
-        .subquery("refused")
+    refused = select(
+        answer.id,
+        answer.session_id,
+        answer.created_at,
+        answer.nearest_section,
+        func.coalesce(question, "").label("question"),
+        key.label("key"),
+    ).where(
+        answer.role == MessageRole.ASSISTANT,
+        answer.mode == "no_context",
+        *_in(answer.created_at, window),
     )
+    return _of_book(refused, answer.session_id, book).subquery("refused")
 
 
-def unanswered_page(window: Window, *, limit: int, offset: int) -> tuple[Rows, Rows]:
+def unanswered_page(book: str, window: Window, *, limit: int, offset: int) -> tuple[Rows, Rows]:
     """One page of groups (most asked first, then most recent) with their latest example, and
     the number of groups."""
-    refused = unanswered_groups(window)
+    refused = unanswered_groups(book, window)
     newest_first = (refused.c.created_at.desc(), refused.c.id.desc())
     ranked = select(
         refused,
@@ -244,18 +252,19 @@ def unanswered_page(window: Window, *, limit: int, offset: int) -> tuple[Rows, R
 
 
 _CITED = {
-    # Every cited source of the `rag` answers of the range, one row per (answer, source). On
-    # PostgreSQL the column is `json` (text): read once as `jsonb`, each field is then a lookup,
-    # not a parse of the whole list (half the time).
+    # Every cited source of the `rag` answers of the book and range, one row per (answer,
+    # source). On PostgreSQL the column is `json` (text): read once as `jsonb`, each field is
+    # then a lookup, not a parse of the whole list (half the time).
     "postgresql": """
         SELECT m.id AS answer_id, e.value ->> 'page_url' AS url, e.value ->> 'title' AS title,
                e.value ->> 'section' AS heading
         FROM messages AS m
+        JOIN chat_sessions AS s ON s.id = m.session_id
         CROSS JOIN LATERAL jsonb_array_elements(
             CASE WHEN json_typeof(m.citations) = 'array' THEN m.citations::jsonb
                  ELSE '[]'::jsonb END
         ) AS e(value)
-        WHERE m.role = 'assistant' AND m.mode = 'rag'
+        WHERE m.role = 'assistant' AND m.mode = 'rag' AND s.book = :book
           AND m.created_at >= :since AND m.created_at < :until
           AND e.value ->> 'cited' = 'true' AND coalesce(e.value ->> 'page_url', '') <> ''
     """,
@@ -263,10 +272,11 @@ _CITED = {
         SELECT m.id AS answer_id, json_extract(e.value, '$.page_url') AS url,
                json_extract(e.value, '$.title') AS title,
                json_extract(e.value, '$.section') AS heading
-        FROM messages AS m,
+        FROM messages AS m
+        JOIN chat_sessions AS s ON s.id = m.session_id,
              json_each(CASE WHEN json_type(m.citations) = 'array' THEN m.citations ELSE '[]' END)
              AS e
-        WHERE m.role = 'assistant' AND m.mode = 'rag'
+        WHERE m.role = 'assistant' AND m.mode = 'rag' AND s.book = :book
           AND m.created_at >= :since AND m.created_at < :until
           AND json_extract(e.value, '$.cited') = 1
           AND coalesce(json_extract(e.value, '$.page_url'), '') <> ''
@@ -274,8 +284,9 @@ _CITED = {
 }
 
 
-def _windowed(sql: str, window: Window, **params: Any) -> TextClause:
+def _windowed(sql: str, book: str, window: Window, **params: Any) -> TextClause:
     return text(sql).bindparams(
+        bindparam("book", book, type_=String()),
         bindparam("since", window.since, type_=UTCDateTime()),
         bindparam("until", window.until, type_=UTCDateTime()),
         *(bindparam(name, value) for name, value in params.items()),
@@ -283,7 +294,7 @@ def _windowed(sql: str, window: Window, **params: Any) -> TextClause:
 
 
 def section_page(
-    window: Window, dialect: str, *, limit: int, offset: int
+    book: str, window: Window, dialect: str, *, limit: int, offset: int
 ) -> tuple[TextClause, TextClause]:
     """The most cited sections (how many answers cite each), and how many sections were cited."""
     cited = _CITED["postgresql" if dialect == "postgresql" else "sqlite"]
@@ -294,36 +305,44 @@ def section_page(
         FROM cited GROUP BY url ORDER BY n DESC, url LIMIT :limit OFFSET :offset
     """  # noqa: S608 (no value is formatted in: the fragment is one of two constants)
     total = f"WITH cited AS ({cited}) SELECT count(DISTINCT url) FROM cited"  # noqa: S608
-    return _windowed(items, window, limit=limit, offset=offset), _windowed(total, window)
+    return (
+        _windowed(items, book, window, limit=limit, offset=offset),
+        _windowed(total, book, window),
+    )
 
 
-def low_rated_page(window: Window, *, limit: int, offset: int) -> tuple[Rows, Rows]:
-    """Thumbs-down of the range, newest first, with the answer and its question."""
+def low_rated_page(book: str, window: Window, *, limit: int, offset: int) -> tuple[Rows, Rows]:
+    """Thumbs-down of the book and range, newest first, with the answer and its question."""
     answer = aliased(Message, name="answer")
-    rated = [MessageFeedback.rating < 0, *_in(MessageFeedback.updated_at, window)]
-    items = (
-        select(
-            MessageFeedback.message_id,
-            answer.session_id,
-            func.coalesce(question_before(answer), "").label("question"),
-            answer.content.label("answer"),
-            answer.citations,
-            MessageFeedback.comment,
-            MessageFeedback.updated_at.label("rated_at"),
+
+    def rated(query: Rows) -> Rows:
+        query = query.join(answer, answer.id == MessageFeedback.message_id)
+        return _of_book(query, answer.session_id, book).where(
+            MessageFeedback.rating < 0, *_in(MessageFeedback.updated_at, window)
         )
-        .join(answer, answer.id == MessageFeedback.message_id)
-        .where(*rated)
+
+    items = (
+        rated(
+            select(
+                MessageFeedback.message_id,
+                answer.session_id,
+                func.coalesce(question_before(answer), "").label("question"),
+                answer.content.label("answer"),
+                answer.citations,
+                MessageFeedback.comment,
+                MessageFeedback.updated_at.label("rated_at"),
+            )
+        )
         .order_by(MessageFeedback.updated_at.desc(), MessageFeedback.id.desc())
         .limit(limit)
         .offset(offset)
     )
-    total = select(func.count()).select_from(MessageFeedback).where(*rated)
-    return items, total
+    return items, rated(select(func.count()).select_from(MessageFeedback))
 
 
-def question_rows(window: Window, dialect: str) -> Rows:
-    """Every question of the range, oldest first, with the message that follows it in its
-    session (its answer when `answer_role` is `assistant`): mode, first source, nearest
+def question_rows(book: str, window: Window, dialect: str) -> Rows:
+    """Every question of the book and range, oldest first, with the message that follows it in
+    its session (its answer when `answer_role` is `assistant`): mode, first source, nearest
     section, rating (the sum of its thumbs), cache flag, latency; and who asked (for the
     reader's keyed hash)."""
     question = aliased(Message, name="question")
@@ -388,7 +407,11 @@ def question_rows(window: Window, dialect: str) -> Rows:
         )
         .join(ChatSession, ChatSession.id == question.session_id)
         .outerjoin(*joined)
-        .where(question.role == MessageRole.USER, *_in(question.created_at, window))
+        .where(
+            ChatSession.book == book,
+            question.role == MessageRole.USER,
+            *_in(question.created_at, window),
+        )
         .order_by(question.created_at, question.id)
     )
 

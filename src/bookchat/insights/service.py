@@ -1,4 +1,4 @@
-"""What readers ask, for admins: the insights over a date range (docs/insights.md).
+"""What readers ask, for admins: the insights of one book over a date range (docs/insights.md).
 
 Every number comes from SQL (queries.py); this module asks the queries, shapes their rows into
 the schemas, and streams the CSV export from a session of its own (the download outlives the
@@ -86,20 +86,20 @@ class InsightsService:
     sessionmaker: async_sessionmaker[AsyncSession]
     reader_salt: SecretStr | None = None
 
-    async def summary(self, db: AsyncSession, period: DateRange) -> SummaryRead:
+    async def summary(self, db: AsyncSession, book: str, period: DateRange) -> SummaryRead:
         """Totals and one entry per day of the range (zeros on quiet days), oldest first."""
-        window, dialect = period.window(), queries.dialect_of(db)
+        scope = (book, period.window(), queries.dialect_of(db))
         per_day = queries.by_day(
-            (await db.execute(queries.question_counts(window, dialect, by_day=True))).all()
+            (await db.execute(queries.question_counts(*scope, by_day=True))).all()
         )
-        overall = (await db.execute(queries.question_counts(window, dialect, by_day=False))).one()
-        answers = queries.by_day((await db.execute(queries.answer_counts(window, dialect))).all())
-        thumbs = queries.by_day((await db.execute(queries.thumb_counts(window, dialect))).all())
+        overall = (await db.execute(queries.question_counts(*scope, by_day=False))).one()
+        answers = queries.by_day((await db.execute(queries.answer_counts(*scope))).all())
+        thumbs = queries.by_day((await db.execute(queries.thumb_counts(*scope))).all())
         latency = queries.by_day(
-            (await db.execute(queries.latency_percentiles(window, dialect, by_day=True))).all()
+            (await db.execute(queries.latency_percentiles(*scope, by_day=True))).all()
         )
         latency_all = (
-            await db.execute(queries.latency_percentiles(window, dialect, by_day=False))
+            await db.execute(queries.latency_percentiles(*scope, by_day=False))
         ).one_or_none()
         await db.rollback()  # a read: end the transaction now, not when the session closes
 
@@ -129,11 +129,11 @@ class InsightsService:
         return SummaryRead(start=period.start, end=period.end, totals=totals, days=days)
 
     async def unanswered(
-        self, db: AsyncSession, period: DateRange, *, limit: int, offset: int
+        self, db: AsyncSession, book: str, period: DateRange, *, limit: int, offset: int
     ) -> UnansweredPage:
         """Refused questions grouped so that rewordings land together, most asked first."""
         items_query, total_query = queries.unanswered_page(
-            period.window(), limit=limit, offset=offset
+            book, period.window(), limit=limit, offset=offset
         )
         rows = (await db.execute(items_query)).all()
         total = int(await db.scalar(total_query) or 0)
@@ -151,11 +151,11 @@ class InsightsService:
         return UnansweredPage(items=items, total=total, limit=limit, offset=offset)
 
     async def sections(
-        self, db: AsyncSession, period: DateRange, *, limit: int, offset: int
+        self, db: AsyncSession, book: str, period: DateRange, *, limit: int, offset: int
     ) -> SectionPage:
         """The sections answers cite most (how many answers cite each)."""
         items_query, total_query = queries.section_page(
-            period.window(), queries.dialect_of(db), limit=limit, offset=offset
+            book, period.window(), queries.dialect_of(db), limit=limit, offset=offset
         )
         rows = (await db.execute(items_query)).all()
         total = int(await db.scalar(total_query) or 0)
@@ -169,11 +169,11 @@ class InsightsService:
         return SectionPage(items=items, total=total, limit=limit, offset=offset)
 
     async def low_rated(
-        self, db: AsyncSession, period: DateRange, *, limit: int, offset: int
+        self, db: AsyncSession, book: str, period: DateRange, *, limit: int, offset: int
     ) -> LowRatedPage:
         """Answers readers gave a thumbs down, newest rating first."""
         items_query, total_query = queries.low_rated_page(
-            period.window(), limit=limit, offset=offset
+            book, period.window(), limit=limit, offset=offset
         )
         rows = (await db.execute(items_query)).all()
         total = int(await db.scalar(total_query) or 0)
@@ -192,15 +192,16 @@ class InsightsService:
         ]
         return LowRatedPage(items=items, total=total, limit=limit, offset=offset)
 
-    async def questions_csv(self, period: DateRange) -> AsyncIterator[str]:
-        """The range's questions as CSV text, header first, in chunks of `CSV_BATCH_ROWS` rows,
-        read from the database as they are written (never the whole export in memory)."""
+    async def questions_csv(self, book: str, period: DateRange) -> AsyncIterator[str]:
+        """The book's questions of the range as CSV text, header first, in chunks of
+        `CSV_BATCH_ROWS` rows, read from the database as they are written (never the whole
+        export in memory)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         yield _drain(buffer)
         async with self.sessionmaker() as db:
-            query = queries.question_rows(period.window(), queries.dialect_of(db))
+            query = queries.question_rows(book, period.window(), queries.dialect_of(db))
             result = await db.stream(query.execution_options(yield_per=CSV_BATCH_ROWS))
             async for batch in result.partitions():
                 for row in batch:

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, cast
 import httpx
 import structlog
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.core.errors import ConfigurationError, DependencyUnavailable
 from bookchat.providers.sparse import SparseVector
 from bookchat.retrieval.qdrant_sdk import ApiException, QdrantClient, models, open_client
@@ -28,6 +29,11 @@ logger = structlog.get_logger(__name__)
 
 DENSE = "dense"
 SPARSE = "bm25"
+# The payload field naming a point's book: every search and every read is filtered by it.
+BOOK = "book"
+# Collection metadata saying every point names its book (a collection from before books gets
+# it once its points are adopted by the default book).
+BOOKS_METADATA = "books"
 UPSERT_BATCH = 128
 # Reciprocal rank fusion constant. Small k trusts each branch's top picks; tuned on the
 # textbook-a question set (k=60: hit@5 0.926, k=2: 0.959 with MiniLM; see README).
@@ -69,6 +75,7 @@ class IndexedChunk:
     text: str
     sparse: SparseVector
     dense: Sequence[float] | None = None
+    book: str = DEFAULT_BOOK
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class LexicalRow:
     document_id: str
     module: str | None
     vector: SparseVector
+    dense: Sequence[float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +121,7 @@ class IndexSignature:
             "embedder": self.embedder or "none",
             "dimension": self.dimension or 0,
             "sparse": SPARSE,
+            BOOKS_METADATA: 1,
         }
 
     @classmethod
@@ -230,6 +239,41 @@ class QdrantIndex:
                 "reindex` to rebuild it from the database (or restore the previous "
                 "EMBEDDINGS_PROVIDER / EMBEDDINGS_MODEL)."
             )
+        if not (info.config.metadata or {}).get(BOOKS_METADATA):
+            await self._adopt_unnamed_points()
+
+    async def _adopt_unnamed_points(self) -> None:
+        """A collection from before books: its points become the default book's (one payload
+        update, no re-embedding) and the book field gets its tenant index."""
+        await self._create_book_index()
+        await self._run(
+            self._client.set_payload,
+            self.collection,
+            payload={BOOK: DEFAULT_BOOK},
+            points=models.FilterSelector(
+                filter=models.Filter(
+                    must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=BOOK))]
+                )
+            ),
+            wait=True,
+        )
+        await self._run(
+            self._client.update_collection, self.collection, metadata={BOOKS_METADATA: 1}
+        )
+        logger.info("index.books_adopted", collection=self.collection, book=DEFAULT_BOOK)
+
+    async def _create_book_index(self) -> None:
+        with warnings.catch_warnings():
+            # Embedded Qdrant says payload indexes have no effect there; a server uses them.
+            warnings.simplefilter("ignore")
+            # A tenant index: a server stores each book's points together, so a search filtered
+            # to one book reads that book's points only.
+            await self._run(
+                self._client.create_payload_index,
+                self.collection,
+                BOOK,
+                models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+            )
 
     async def recreate(self) -> None:
         """Drop and create the collection (for `bookchat reindex`)."""
@@ -250,6 +294,7 @@ class QdrantIndex:
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata=self.signature.as_metadata(),
         )
+        await self._create_book_index()
         for field in ("document_id", "module"):
             with warnings.catch_warnings():
                 # Embedded Qdrant says payload indexes have no effect there; a server uses them.
@@ -294,6 +339,7 @@ class QdrantIndex:
             id=str(chunk.chunk_id),
             vector=vector,
             payload={
+                BOOK: chunk.book,
                 "chunk_id": str(chunk.chunk_id),
                 "document_id": str(chunk.document_id),
                 "source_path": chunk.source_path,
@@ -324,15 +370,28 @@ class QdrantIndex:
             points_selector=models.FilterSelector(filter=condition),
         )
 
+    async def delete_book(self, book: str) -> None:
+        """Delete every point of `book`."""
+        await self._run(
+            self._client.delete,
+            self.collection,
+            points_selector=models.FilterSelector(filter=models.Filter(must=[_match(BOOK, book)])),
+        )
+
     async def _scroll(
-        self, with_vectors: bool | list[str], with_payload: bool | list[str] = False
+        self,
+        with_vectors: bool | list[str],
+        with_payload: bool | list[str] = False,
+        book: str | None = None,
     ) -> AsyncIterator[models.Record]:
-        """Every point of the collection, a page at a time."""
+        """Every point of the collection (of `book` when given), a page at a time."""
         offset: Any = None
+        scroll_filter = models.Filter(must=[_match(BOOK, book)]) if book is not None else None
         while True:
             points, offset = await self._run(
                 self._client.scroll,
                 self.collection,
+                scroll_filter=scroll_filter,
                 limit=1024,
                 offset=offset,
                 with_payload=with_payload,
@@ -347,22 +406,27 @@ class QdrantIndex:
         """Every point id in the collection (for reconciling with the database)."""
         return {uuid.UUID(str(point.id)) async for point in self._scroll(with_vectors=False)}
 
-    async def lexical_rows(self) -> list[LexicalRow]:
-        """Every chunk's BM25 vector, with what a search can filter it by (for the lexical
-        index each process scores questions with: `lexical.BookLexicon`)."""
+    async def lexical_rows(self, book: str, *, with_dense: bool = False) -> list[LexicalRow]:
+        """Every chunk of `book` with its BM25 vector (and its dense one `with_dense`, when the
+        collection has them) and what a search can filter it by (for the index each process
+        searches: `lexical.BookLexicon`)."""
         rows: list[LexicalRow] = []
+        wanted = [SPARSE, DENSE] if with_dense and self.signature.embedder else [SPARSE]
         async for point in self._scroll(
-            with_vectors=[SPARSE], with_payload=["document_id", "module"]
+            with_vectors=wanted, with_payload=["document_id", "module"], book=book
         ):
-            vector = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
+            vectors = point.vector if isinstance(point.vector, dict) else {}
+            vector = vectors.get(SPARSE)
             if isinstance(vector, models.SparseVector):
                 payload = point.payload or {}
+                dense = vectors.get(DENSE)
                 rows.append(
                     LexicalRow(
                         chunk_id=uuid.UUID(str(point.id)),
                         document_id=str(payload.get("document_id", "")),
                         module=payload.get("module"),
                         vector=SparseVector(indices=vector.indices, values=vector.values),
+                        dense=cast("list[float]", dense) if isinstance(dense, list) else None,
                     )
                 )
         return rows
@@ -372,7 +436,9 @@ class QdrantIndex:
     async def search(
         self,
         *,
+        book: str,
         dense: Sequence[float] | None,
+        dense_ranked: Sequence[tuple[uuid.UUID, float]] | None = None,
         lexical: Sequence[tuple[uuid.UUID, float]] = (),
         limit: int,
         candidates: int = 20,
@@ -386,19 +452,24 @@ class QdrantIndex:
 
         With one list, its own order and scores. `with_vectors` also returns each hit's stored
         dense vector, so the caller can compute its raw similarity to the query (fused scores
-        are ranks, not similarities)."""
-        conditions = []
+        are ranks, not similarities). Only `book`'s chunks are searched.
+
+        `dense_ranked`: the dense candidates, already found in process (`lexical.BookLexicon`
+        keeps a book's vectors when they fit); Qdrant is then asked for payloads only."""
+        conditions = [_match(BOOK, book)]
         if module:
             conditions.append(_match("module", module))
         if document_id:
             conditions.append(_match("document_id", str(document_id)))
-        query_filter = models.Filter(must=conditions) if conditions else None
+        query_filter = models.Filter(must=conditions)
         # Only dense vectors are compared with the query (a chunk's terms come from its text).
         vectors: bool | list[str] = [DENSE] if with_vectors else False
 
         found: dict[uuid.UUID, models.ScoredPoint | models.Record] = {}
         ranked: list[tuple[uuid.UUID, float]] = []
-        if dense is not None and self.signature.embedder:
+        if dense_ranked is not None:
+            ranked = list(dense_ranked)
+        elif dense is not None and self.signature.embedder:
             response = await self._run(
                 self._client.query_points,
                 self.collection,

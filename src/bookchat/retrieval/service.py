@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.core.cache import Cache
 from bookchat.core.metrics import Metrics
 from bookchat.providers.base import Source
@@ -22,7 +23,7 @@ from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.sparse import SparseEncoder
 from bookchat.providers.terms import content_terms
 from bookchat.retrieval.index import RRF_K, Hit, QdrantIndex, reciprocal_rank_fusion
-from bookchat.retrieval.lexical import BookLexicon
+from bookchat.retrieval.lexical import BookLexicon, LexicalIndex
 from bookchat.retrieval.relevance import Candidate, Query, RelevanceGate, coverage
 from bookchat.retrieval.rerank import Reranker, heading_term_ids, passage_term_ids
 
@@ -33,21 +34,22 @@ PAGE_BOOST = 1.25
 
 
 class Retriever(Protocol):
-    """What the chat flow needs: the passages that answer a question, numbered from 1, or none
-    when the book does not cover it."""
+    """What the chat flow needs: the passages of `book` that answer a question, numbered from
+    1, or none when the book does not cover it."""
 
     async def retrieve(
         self,
         query: str,
         *,
+        book: str = DEFAULT_BOOK,
         limit: int = 5,
         page_context: str | None = None,
         message: str | None = None,
     ) -> list[Source]: ...
 
-    async def covers(self, text: str) -> bool | None: ...
+    async def covers(self, text: str, *, book: str = DEFAULT_BOOK) -> bool | None: ...
 
-    async def nearest(self, query: str) -> Source | None: ...
+    async def nearest(self, query: str, *, book: str = DEFAULT_BOOK) -> Source | None: ...
 
 
 # A refused question's nearest passage must hold this share of the question's weight: one
@@ -128,6 +130,7 @@ class HybridRetriever:
         self,
         query: str,
         *,
+        book: str = DEFAULT_BOOK,
         limit: int = 5,
         module: str | None = None,
         document_id: uuid.UUID | None = None,
@@ -136,12 +139,14 @@ class HybridRetriever:
         use_sparse: bool = True,
         relevant_only: bool = False,
     ) -> list[Hit]:
-        """The best chunks for `query`, reranked; `page_context` lifts the chunks of that page.
+        """The best chunks of `book` for `query`, reranked; `page_context` lifts the chunks of
+        that page.
         With `relevant_only`, nothing when the gate finds that the book does not cover the
         question, else the passages worth answering from."""
         started = time.perf_counter()
         question, ranked, mode = await self._candidates(
             query,
+            book=book,
             limit=limit,
             module=module,
             document_id=document_id,
@@ -163,6 +168,7 @@ class HybridRetriever:
         self,
         query: str,
         *,
+        book: str = DEFAULT_BOOK,
         limit: int = 5,
         page_context: str | None = None,
         message: str | None = None,
@@ -170,22 +176,24 @@ class HybridRetriever:
         """The passages that pass the gate, best first. For a follow-up, `query` is the
         standalone rewrite and `message` the reader's own words: both are searched, and the
         two lists fused."""
-        hits = await self.search(query, limit=limit, page_context=page_context, relevant_only=True)
+        hits = await self.search(
+            query, book=book, limit=limit, page_context=page_context, relevant_only=True
+        )
         if message is not None and message.strip() != query.strip():
             own = await self.search(
-                message, limit=limit, page_context=page_context, relevant_only=True
+                message, book=book, limit=limit, page_context=page_context, relevant_only=True
             )
             hits = fuse(hits, own)
         return [hit_to_source(number, hit) for number, hit in enumerate(hits[:limit], start=1)]
 
-    async def covers(self, text: str) -> bool | None:
+    async def covers(self, text: str, *, book: str = DEFAULT_BOOK) -> bool | None:
         """Whether the book covers `text` on its own words: None when it has no words of its
         own to judge ("why?", "and then?"), else the gate's verdict."""
         if not content_terms(text):
             return None
-        return bool(await self.search(text, limit=1, relevant_only=True))
+        return bool(await self.search(text, book=book, limit=1, relevant_only=True))
 
-    async def nearest(self, query: str) -> Source | None:
+    async def nearest(self, query: str, *, book: str = DEFAULT_BOOK) -> Source | None:
         """For a question the gate refused: the best-ranked passage that still holds
         `NEAREST_MIN_COVERAGE` of its weight (the section the book comes closest in), or None.
         Not for the reader: the insights group refused questions by it."""
@@ -193,6 +201,7 @@ class HybridRetriever:
             return None
         _, ranked, _ = await self._candidates(
             query,
+            book=book,
             limit=1,
             module=None,
             document_id=None,
@@ -209,6 +218,7 @@ class HybridRetriever:
         self,
         query: str,
         *,
+        book: str,
         limit: int,
         module: str | None,
         document_id: uuid.UUID | None,
@@ -224,10 +234,10 @@ class HybridRetriever:
             if use_dense
             else None
         )
-        book = await self.lexicon.get()
+        lexicon = await self.lexicon.get(book)
         pool = max(limit, self.candidates)
         lexical = (
-            book.search(
+            lexicon.search(
                 sparse,
                 pool,
                 module=module,
@@ -236,29 +246,31 @@ class HybridRetriever:
             if use_sparse and sparse.indices
             else []
         )
+        # The book's dense vectors, when this process holds them, are searched here.
+        dense_ranked = (
+            lexicon.dense_search(
+                dense,
+                pool,
+                module=module,
+                document_id=str(document_id) if document_id else None,
+            )
+            if dense is not None
+            else None
+        )
         hits = await self.index.search(
+            book=book,
             dense=dense,
+            dense_ranked=dense_ranked,
             lexical=lexical,
             limit=pool,
             candidates=pool,
             module=module,
             document_id=document_id,
             # The dense similarity of each candidate informs both the reranker and the gate.
-            with_vectors=dense is not None,
+            with_vectors=dense is not None and dense_ranked is None,
         )
-        question = Query.of(query, content_terms(query), sparse.indices, book)
-        with_dense = [hit for hit in hits if hit.dense]
-        similarity = (
-            dict(
-                zip(
-                    (h.chunk_id for h in with_dense),
-                    cosines(dense, [h.dense or [] for h in with_dense]),
-                    strict=True,
-                )
-            )
-            if dense is not None
-            else {}
-        )
+        question = Query.of(query, content_terms(query), sparse.indices, lexicon)
+        similarity = _similarities(dense, hits, lexicon) if dense is not None else {}
         candidates = []
         for rank, hit in enumerate(hits, start=1):
             terms = passage_term_ids(hit.text) | heading_term_ids(
@@ -335,6 +347,23 @@ class HybridRetriever:
         if key is not None and self.cache is not None:
             await self.cache.set(key, array("f", vector).tobytes(), self.embedding_ttl_seconds)
         return vector
+
+
+def _similarities(
+    dense: list[float], hits: Sequence[Hit], lexicon: LexicalIndex
+) -> dict[uuid.UUID, float]:
+    """Each hit's cosine similarity to the query: from the vectors this process holds, else
+    from those Qdrant returned with the hits."""
+    if lexicon.dense is not None:
+        return lexicon.similarities((hit.chunk_id for hit in hits), dense)
+    with_dense = [hit for hit in hits if hit.dense]
+    return dict(
+        zip(
+            (h.chunk_id for h in with_dense),
+            cosines(dense, [h.dense or [] for h in with_dense]),
+            strict=True,
+        )
+    )
 
 
 def fuse(first: Sequence[Hit], second: Sequence[Hit]) -> list[Hit]:

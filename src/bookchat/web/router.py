@@ -7,8 +7,10 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookchat import chatkit
+from bookchat.books.dependencies import CurrentBook
+from bookchat.books.service import BookConfig
 from bookchat.dependencies import SessionDep, SettingsDep
-from bookchat.web.dependencies import BookPagesDep
+from bookchat.web.dependencies import BookPagesDep, DemoPageDep
 from bookchat.web.service import (
     BookPages,
     Chapter,
@@ -53,14 +55,14 @@ async def _page(
     request: Request,
     db: AsyncSession,
     pages: BookPages,
-    book_title: str,
+    book: BookConfig,
     chapters: list[Chapter],
     current: Chapter | None,
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
     if current is not None:
-        article = await pages.article(db, current)
+        article = await pages.article(db, book.slug, current)
     elif chapters:
         article = message_article("Page not found", "No chapter of this book lives here.")
     else:
@@ -70,7 +72,8 @@ async def _page(
             "book is empty).",
         )
     body = page_html(
-        book_title=book_title,
+        book=book.slug,
+        book_title=book.title,
         chapters=chapters,
         current=current,
         article=article,
@@ -85,30 +88,29 @@ async def _page(
 
 @router.get("/", response_class=HTMLResponse)
 async def read_demo_page(
-    request: Request, db: SessionDep, pages: BookPagesDep, settings: SettingsDep
+    request: Request, db: SessionDep, pages: BookPagesDep, book: CurrentBook
 ) -> HTMLResponse:
     """The demo: the book's first chapter, the chapter list and the chat widget."""
-    chapters = await pages.chapters(db)
+    chapters = await pages.chapters(db, book.slug)
     current = chapters[0] if chapters else None
-    return await _page(request, db, pages, settings.book_title, chapters, current)
+    return await _page(request, db, pages, book, chapters, current)
 
 
 @router.get("/book", response_class=HTMLResponse)
 @router.get("/book/{route:path}", response_class=HTMLResponse)
 async def read_chapter_page(
-    request: Request,
-    db: SessionDep,
-    pages: BookPagesDep,
-    settings: SettingsDep,
-    route: str = "",
+    request: Request, db: SessionDep, pages: BookPagesDep, page: DemoPageDep
 ) -> HTMLResponse:
-    """A chapter at its Docusaurus route under /book (404 page when there is none)."""
-    chapters = await pages.chapters(db)
-    current = find_chapter(chapters, route)
-    status_code = 200 if current is not None else 404
-    return await _page(
-        request, db, pages, settings.book_title, chapters, current, status_code=status_code
-    )
+    """A chapter at its Docusaurus route under /book, or under /book/{slug} for another book
+    (404 page when there is none)."""
+    book = page.book
+    chapters = await pages.chapters(db, book.slug)
+    if page.route is None:  # a book's home: its first chapter
+        current = chapters[0] if chapters else None
+    else:
+        current = find_chapter(chapters, page.route)
+    status_code = 200 if current is not None or page.route is None else 404
+    return await _page(request, db, pages, book, chapters, current, status_code=status_code)
 
 
 def _static(request: Request, name: str) -> Response:

@@ -15,12 +15,14 @@ from string import Template
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookchat.books.names import DEFAULT_BOOK
 from bookchat.content.docusaurus import doc_route
 from bookchat.content.schemas import DocumentRead
 from bookchat.content.service import ContentService
 from bookchat.web.render import render_chapter
 
-# The demo serves a chapter whose Docusaurus route is R at BOOK_PREFIX + R. With
+# The demo serves a chapter of the default book whose Docusaurus route is R at BOOK_PREFIX + R,
+# and one of another book at BOOK_PREFIX/{slug} + R (`chapters_prefix`). With
 # BOOK_BASE_URL=http://<this server>/book, every citation's page_url is one of these pages.
 BOOK_PREFIX = "/book"
 _PAGE_SIZE = 500
@@ -36,11 +38,12 @@ class Chapter:
     module: str | None
     route: str
     content_hash: str
+    prefix: str = BOOK_PREFIX  # where its book's chapters are served (`chapters_prefix`)
 
     @property
     def href(self) -> str:
         """The chapter's path on the demo site."""
-        return BOOK_PREFIX + self.route
+        return self.prefix + self.route
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +55,23 @@ class StaticAsset:
     etag: str
 
 
-def _chapter(document: DocumentRead) -> Chapter:
+def chapters_prefix(book: str) -> str:
+    """Where the demo serves `book`'s chapters: /book for the default book, /book/{slug} else."""
+    return BOOK_PREFIX if book == DEFAULT_BOOK else f"{BOOK_PREFIX}/{book}"
+
+
+def home_path(book: str) -> str:
+    """The demo's page for `book`: its first chapter (`/` for the default book)."""
+    return "/" if book == DEFAULT_BOOK else chapters_prefix(book)
+
+
+def _chapter(document: DocumentRead, prefix: str) -> Chapter:
     route = document.metadata.get("route")
     if not isinstance(route, str) or not route.startswith("/"):
         route = doc_route(document.source_path, {})
-    return Chapter(document.id, document.title, document.module, route, document.content_hash)
+    return Chapter(
+        document.id, document.title, document.module, route, document.content_hash, prefix
+    )
 
 
 def _sidebar_key(document: DocumentRead) -> tuple[str, int, float, str]:
@@ -83,19 +98,20 @@ class BookPages:
         self.max_cached = max_cached
         self._rendered: OrderedDict[tuple[uuid.UUID, str], str] = OrderedDict()
 
-    async def chapters(self, db: AsyncSession) -> list[Chapter]:
-        """Every chapter, in sidebar order."""
+    async def chapters(self, db: AsyncSession, book: str) -> list[Chapter]:
+        """Every chapter of `book`, in sidebar order."""
         documents: list[DocumentRead] = []
         while True:
             page = await self.content.list_documents(
-                db, limit=_PAGE_SIZE, offset=len(documents), module=None
+                db, book, limit=_PAGE_SIZE, offset=len(documents), module=None
             )
             documents.extend(page.items)
             if not page.items or len(documents) >= page.total:
                 break
-        return [_chapter(document) for document in sorted(documents, key=_sidebar_key)]
+        prefix = chapters_prefix(book)
+        return [_chapter(document, prefix) for document in sorted(documents, key=_sidebar_key)]
 
-    async def article(self, db: AsyncSession, chapter: Chapter) -> str:
+    async def article(self, db: AsyncSession, book: str, chapter: Chapter) -> str:
         """The chapter's HTML; rendered on first use and whenever its content changes."""
         # The content hash is in the key: a re-ingested chapter is rendered afresh, and the
         # old entry ages out of the LRU.
@@ -104,7 +120,7 @@ class BookPages:
         if cached is not None:
             self._rendered.move_to_end(key)
             return cached
-        document = await self.content.get_document(db, chapter.id)
+        document = await self.content.get_document(db, book, chapter.id)
         rendered = render_chapter(chapter.title, document.content)
         self._rendered[key] = rendered
         while len(self._rendered) > self.max_cached:
@@ -149,25 +165,32 @@ def _template() -> Template:
 
 def page_html(
     *,
+    book: str,
     book_title: str,
     chapters: list[Chapter],
     current: Chapter | None,
     article: str,
     base_url: str,
 ) -> str:
-    """A whole demo page: the chapter list, the article and the widget's script tag.
+    """A whole demo page of `book` (a slug): the chapter list, the article and the widget's
+    script tag, whose `data-book` sends another book's questions to that book's routes.
 
     `article` is trusted HTML (rendered by `render_chapter`); everything else is escaped.
     """
     base_url = base_url.rstrip("/")
     title = f"{current.title} · {book_title}" if current else book_title
-    canonical = current.href if current else "/"
+    home = home_path(book)
+    canonical = current.href if current else home
+    # The default book's widget keeps the unscoped routes, as sites that embed it do.
+    book_attribute = "" if book == DEFAULT_BOOK else f' data-book="{html.escape(book)}"'
     return _template().substitute(
         page_title=html.escape(title),
         book_title=html.escape(book_title),
+        home=html.escape(home),
         canonical=html.escape(canonical),
         nav=_nav_html(chapters, current),
         article=article,
+        book_attribute=book_attribute,
         widget_url=html.escape(f"{base_url}/widget.js"),
         api_url=html.escape(base_url),
     )

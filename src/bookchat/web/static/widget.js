@@ -7,7 +7,8 @@
  * from), data-title (the panel's title), data-content (CSS selector of the page's text, where
  * selecting a passage offers "Ask about this"; default: article, main, [role=main], .markdown),
  * data-token (the signed-in reader's bearer token), data-reflow ("none": the open panel never
- * narrows the page).
+ * narrows the page), data-book (a book's slug on a server with several: its routes,
+ * /api/v1/books/{slug}/..., instead of the default book's /api/v1/...).
  *
  * window.bookchat: open(), close(), ask(question, selectedText?), setToken(token | null) and
  * setTokenProvider(async ({refresh}) => token | null) for tokens that expire (asked before each
@@ -25,6 +26,9 @@
   const option = (name) => (script && script.getAttribute("data-" + name)) || "";
   const scriptOrigin = script && script.src ? new URL(script.src, location.href).origin : location.origin;
   const API = (option("api") || scriptOrigin).replace(/\/+$/, "");
+  const BOOK = option("book");
+  // Every API path below is ROUTES + "/chat/..."; a book's own routes when data-book names one.
+  const ROUTES = "/api/v1" + (BOOK ? "/books/" + encodeURIComponent(BOOK) : "");
   const TITLE = option("title") || "Ask the book";
   const SCOPE = option("content") || "article, main, [role='main'], .markdown";
   const REFLOW = option("reflow") !== "none";
@@ -53,9 +57,10 @@
     : "Stopped before the end.";
   const textFor = (code) => (typeof code === "string" && Object.hasOwn(TEXT, code) ? TEXT[code] : "");
 
-  // --- storage: the conversation id and whether the panel was open, per server -------------
+  // --- storage: the conversation id and whether the panel was open, per server and book ------
   // localStorage can throw (blocked cookies, sandboxed frames): the widget then just forgets.
-  const storeKey = (key) => "bookchat:" + API + ":" + key;
+  // A book's conversations are its own: kept apart from the default book's on the same server.
+  const storeKey = (key) => "bookchat:" + API + (BOOK ? "/books/" + BOOK : "") + ":" + key;
   const store = {
     get(key) {
       try { return localStorage.getItem(storeKey(key)); } catch { return null; }
@@ -615,7 +620,7 @@
         up.disabled = down.disabled = true;
         tell("");
         try {
-          const { response, token: used } = await call("/api/v1/chat/messages/" + encodeURIComponent(id) + "/feedback", {
+          const { response, token: used } = await call(ROUTES + "/chat/messages/" + encodeURIComponent(id) + "/feedback", {
             method: "POST",
             headers: { "Content-Type": "application/json", Accept: "application/json" },
             body: JSON.stringify(note ? { rating: value, comment: note } : { rating: value }),
@@ -709,7 +714,7 @@
       historyLoad = (async () => {
         try {
           const { response, token: used } = await call(
-            "/api/v1/chat/history/" + encodeURIComponent(id) + "?limit=50", { headers: { Accept: "application/json" } });
+            ROUTES + "/chat/history/" + encodeURIComponent(id) + "?limit=50", { headers: { Accept: "application/json" } });
           if ((response.status === 404 || response.status === 401) && !used && store.get("reader")) {
             // A signed-in reader's conversation, asked for before the host page gave their
             // token: kept, and loaded when the token comes.
@@ -759,7 +764,7 @@
       sessionList.replaceChildren(h("p", {}, "Loading\u2026"));
       let items;
       try {
-        const { response, token: used } = await call("/api/v1/chat/sessions?limit=20", { headers: { Accept: "application/json" } });
+        const { response, token: used } = await call(ROUTES + "/chat/sessions?limit=20", { headers: { Accept: "application/json" } });
         if (!response.ok) {
           sessionList.replaceChildren(h("p", {}, response.status === 401 && used ? TEXT.expired : TEXT.sessions));
           return;
@@ -848,7 +853,7 @@
         if (!quote) input.value = question;
         say(message);
       };
-      const post = () => call("/api/v1/chat/stream", {
+      const post = () => call(ROUTES + "/chat/stream", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
         body: JSON.stringify({ message: question, session_id: session || undefined,

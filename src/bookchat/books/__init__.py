@@ -1,0 +1,1 @@
+"""The books one deployment serves: each with its own pages, settings and readers' data."""
