@@ -8,6 +8,7 @@ Missed budgets never fail the run (speed lives here, not in the tests).
 
     make bench                                                  # the full run
     uv run --group bench python benchmarks/bench.py --quick     # a smoke run, about a minute
+    uv run --group bench python benchmarks/bench.py --quick --only books   # one phase alone
     uv run --group bench --with py-spy python benchmarks/bench.py --profile /tmp/bench-profile
 """
 
@@ -32,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `benchmarks` and `tests.fakes`, when run as a script
 
-from benchmarks import classroom, fairness, report, startup, stores  # noqa: E402
+from benchmarks import books, classroom, fairness, report, startup, stores  # noqa: E402
 from benchmarks.partition import partition_budgets, partition_phase  # noqa: E402
 from benchmarks.phases import (  # noqa: E402
     INSTANT_FAKE,
@@ -51,6 +52,8 @@ from bookchat.core.logging import configure_logging  # noqa: E402
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "textbook-a"
 DEFAULT_QUESTIONS = ROOT / "benchmarks" / "questions" / "textbook-a.jsonl"
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results"
+# The phases `--only` runs alone, with their rows of the budget table.
+ONLY = {"books": report.books_budgets}
 
 
 def machine_info() -> dict[str, Any]:
@@ -122,6 +125,9 @@ async def run(results: Results, args: argparse.Namespace) -> None:
                 tempfile.TemporaryDirectory(prefix="bookchat-bench-", ignore_cleanup_errors=True)
             )
         )
+        if args.only == "books":
+            await books.books_phase(results, args, plan, scratch)
+            return
         questions = await instant_phases(results, args, plan, scratch, stack)
         if questions is None:
             return
@@ -131,6 +137,7 @@ async def run(results: Results, args: argparse.Namespace) -> None:
         await sse_phase(results, plan, scratch, questions)
         await fairness.fairness_phases(results, scratch, questions)
         await partition_phase(results, args, scratch, questions, quick=args.quick)
+        await books.books_phase(results, args, plan, scratch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -143,6 +150,12 @@ def parse_args() -> argparse.Namespace:
         "--profile", type=Path, help="run c=16 once more under py-spy, writing to this folder"
     )
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=ONLY,
+        help="run this phase alone (it makes its own stores); a full run of it writes "
+        "latest-<phase>.json, a --quick one quick.json",
+    )
     return parser.parse_args()
 
 
@@ -180,8 +193,13 @@ def main() -> int:
     results["machine"]["python_loop_ms_at_end"] = python_speed_ms()
     results["seconds"] = round(time.perf_counter() - started, 1)
     rows = report.budgets(results) + partition_budgets(results) + startup.startup_budgets(results)
-    # A smoke run must not replace the committed results of a full one.
+    rows += report.books_budgets(results)
+    # A smoke run must not replace the committed results of a full one, nor one phase alone
+    # the results of every phase (a smoke run of one phase is still quick.json).
     name = "quick" if args.quick else "latest"
+    if args.only:
+        rows = ONLY[args.only](results)
+        name = name if args.quick else f"{name}-{args.only}"
     report.write_json(results, rows, args.output / f"{name}.json")
     report.write_chart(results, args.output / f"{name}.png")
     say("\n" + report.table(rows) + report.extras(results))

@@ -39,6 +39,7 @@ from sqlalchemy import text  # noqa: E402
 
 from benchmarks import stores  # noqa: E402
 from benchmarks.phases import TEST_DATABASE_URL, say  # noqa: E402
+from bookchat.books.names import DEFAULT_BOOK  # noqa: E402
 from bookchat.core.db import create_engine, create_sessionmaker  # noqa: E402
 from bookchat.core.migrations import upgrade  # noqa: E402
 from bookchat.insights.service import DateRange, InsightsService  # noqa: E402
@@ -172,8 +173,10 @@ async def measure(service: InsightsService, url: str, ranges: dict[str, int]) ->
             async def call(method: str, period: DateRange = period) -> Any:
                 async with sessionmaker() as db:
                     if method == "summary":
-                        return await service.summary(db, period)
-                    return await getattr(service, method)(db, period, limit=20, offset=0)
+                        return await service.summary(db, DEFAULT_BOOK, period)
+                    return await getattr(service, method)(
+                        db, DEFAULT_BOOK, period, limit=20, offset=0
+                    )
 
             for method in ("summary", "unanswered", "sections", "low_rated"):
                 row[method] = await timed(lambda method=method: call(method))  # type: ignore[misc]
@@ -181,7 +184,7 @@ async def measure(service: InsightsService, url: str, ranges: dict[str, int]) ->
 
             async def export(period: DateRange = period) -> int:
                 size = 0
-                async for chunk in service.questions_csv(period):
+                async for chunk in service.questions_csv(DEFAULT_BOOK, period):
                     size += len(chunk)
                 return size
 

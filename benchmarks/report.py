@@ -239,6 +239,80 @@ def fairness_budgets(results: Results) -> list[Budget]:
     ]
 
 
+# The chat's server-time budget (DESIGN.md section 10), which 20 books must keep for search too.
+CHAT_P50_MS, CHAT_P95_MS = 20.0, 50.0
+BOOK_PROFILES = {"hybrid": "hybrid (fake embeddings)", "bm25": "BM25 only"}
+
+
+def books_budgets(results: Results) -> list[Budget]:
+    """20 books in one collection (benchmarks/books.py): search and chat server time (c=1)
+    within the chat's budget, with the ratio to one book."""
+    rows = []
+    rule = f"p50 <= {CHAT_P50_MS:g} ms, p95 <= {CHAT_P95_MS:g} ms"
+    for profile, label in BOOK_PROFILES.items():
+        case = _get(results, "books", "profiles", profile) or {}
+        for route, path in (("search", "GET .../content/search"), ("chat", "POST .../chat")):
+            what = f"20 books, {label}: {path} (c=1)"
+            many = _get(case, "twenty_books", route, "latency_ms") or {}
+            one = _get(case, "one_book", route, "latency_ms") or {}
+            p50, p95, base = many.get("p50"), many.get("p95"), one.get("p50")
+            if p50 is None or p95 is None or math.isnan(p50) or math.isnan(p95):
+                rows.append(Budget(what, rule, _missing(results, f"books_{profile}"), None))
+                continue
+            measured = f"p50 {p50:.1f}, p95 {p95:.1f} ms"
+            if base is not None and not math.isnan(base) and base:
+                measured += f"; {p50 / base:.1f}x 1 book's p50"
+            met = p50 <= CHAT_P50_MS and p95 <= CHAT_P95_MS
+            rows.append(Budget(what, rule, measured, met))
+    return rows
+
+
+def books_lines(results: Results) -> list[str]:
+    """The books phase in full: 1 and 20 books, both routes, both profiles."""
+    books = results.get("books") or {}
+    lines = []
+    for profile, case in (books.get("profiles") or {}).items():
+        lines.append(f"books, {BOOK_PROFILES.get(profile, profile)} ({case.get('profile')}):")
+        for key in ("one_book", "twenty_books"):
+            measured = case.get(key)
+            if not measured:
+                continue
+            for route in ("search", "chat"):
+                lat = measured[route]["latency_ms"]
+                server = measured[route].get("server_reported_ms")
+                lines.append(
+                    f"  {measured['books']:>2} book(s) {route:<6} p50 {lat['p50']:7.1f} ms  "
+                    f"p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  "
+                    f"errors {measured[route]['errors']}"
+                    + (f"  (server's latency_ms p50 {server['p50']:.0f})" if server else "")
+                )
+            lines.append(
+                f"  {measured['books']:>2} book(s) first search of each book: p50 "
+                f"{measured['first_search_per_book_ms']['p50']:.1f} ms, max "
+                f"{measured['first_search_per_book_ms']['max']:.1f} ms; peak RSS "
+                f"{measured['peak_rss_mb']:.0f} MB"
+            )
+        ratio = case.get("ratio")
+        if ratio:
+            lines.append(
+                "  20 books / 1 book: "
+                + ", ".join(
+                    f"{key.replace('_', ' ')} {value:.2f}x"
+                    for key, value in ratio.items()
+                    if value is not None
+                )
+            )
+        ingestion = case.get("ingestion") or {}
+        more = ingestion.get("more_books")
+        if more:
+            lines.append(
+                f"  ingestion: book-01 {ingestion['first_book']['seconds']:.2f} s, "
+                f"{more['books']} more in {more['seconds']:.1f} s (median "
+                f"{more['median_seconds_per_book']:.2f} s, last {more['last_book_seconds']:.2f} s)"
+            )
+    return lines
+
+
 def table(rows: list[Budget]) -> str:
     """A plain-text table: budget, measured value, met / not met."""
     header = ("budget (DESIGN.md section 10)", "limit", "measured", "result")
@@ -304,6 +378,7 @@ def extras(results: Results) -> str:
         f"{machine.get('python_loop_ms_at_start')} ms at start and "
         f"{machine.get('python_loop_ms_at_end')} ms at the end (lower is a faster machine)"
     )
+    lines += books_lines(results)
     for name, mb in (results.get("peak_rss_mb") or {}).items():
         lines.append(f"peak RSS of the server ({name}): {mb:.0f} MB")
     for key, reason in (results.get("skipped") or {}).items():
