@@ -12,7 +12,9 @@ from typing import Any
 from bookchat.books.schemas import BookCreate
 from bookchat.container import open_container
 from bookchat.content.loader import load_folder
+from bookchat.content.models import document_id_for
 from bookchat.core.config import Settings
+from tests.chapters.fakes import shouting_reply, system_prompt
 from tests.chatkit.protocol import (
     answer_item,
     create,
@@ -351,3 +353,28 @@ class TestIngest:
 
         assert response.status_code == 202, response.text
         assert too_big.status_code == 413  # other routes keep MAX_REQUEST_BYTES
+
+
+class TestChapters:
+    async def test_a_chapter_is_found_and_rewritten_only_in_its_own_book(
+        self, database_url: str, app_factory: AppFactory, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = shouting_reply
+        settings = await two_books(database_url, **openai_settings(fake_openai))
+        pubs_page = {"source_path": "01-topics.md"}
+        default_page = {"source_path": "01-basics/01-messaging.md"}
+        async with app_factory(settings) as client:
+            elsewhere = await client.post("/api/v1/translate", json=pubs_page)
+            crossed = await client.post(f"{PUBS}/translate", json=default_page)
+            own = await client.post(f"{PUBS}/translate", json=pubs_page)
+            again = await client.post(f"{PUBS}/translate", json=pubs_page)
+            default = await client.post("/api/v1/translate", json=default_page)
+
+        assert elsewhere.status_code == crossed.status_code == 404
+        assert own.status_code == default.status_code == 200
+        assert own.json()["document_id"] == str(document_id_for("01-topics.md", "pubs"))
+        assert again.json()["cached"] is True
+        assert default.json()["cached"] is False  # another book's chapter, its own cache
+        instructions = [system_prompt(r) for r in fake_openai.chat_requests()]
+        assert any('"Publishers Handbook"' in text for text in instructions)
+        assert any(f'"{settings.book_title}"' in text for text in instructions)
