@@ -261,6 +261,22 @@ async def clean_postgres_url(postgres_url: str) -> AsyncIterator[str]:
     await truncate_all(postgres_url)
 
 
+@pytest.fixture
+async def scratch_postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database of its own, dropped after the test (for migrations)."""
+    async with scratch_postgres(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new database with no tables at all: a SQLite file, then a scratch PostgreSQL one."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    url: str = request.getfixturevalue("scratch_postgres_url")
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
     """A migrated, empty database: SQLite, then the real PostgreSQL."""

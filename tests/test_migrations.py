@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -22,21 +20,6 @@ from bookchat.core.migrations import (
     stored_revisions,
     upgrade,
 )
-from tests.conftest import scratch_postgres
-
-
-@pytest.fixture
-async def scratch_postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
-    async with scratch_postgres(postgres_server_url) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-    url: str = request.getfixturevalue("scratch_postgres_url")
-    return url
 
 
 async def inspect_database(url: str, fn: Any) -> Any:

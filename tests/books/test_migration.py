@@ -30,7 +30,7 @@ from bookchat.core.migrations import downgrade, upgrade
 from bookchat.main import create_app
 from bookchat.providers.sparse import Bm25Encoder
 from bookchat.retrieval.qdrant_sdk import models, open_client
-from tests.conftest import make_settings, scratch_postgres
+from tests.conftest import make_settings
 
 BEFORE_BOOKS = "fca29d000b4d"
 DEFAULT = "default"
@@ -267,20 +267,6 @@ async def orphans(connection: AsyncConnection, *, books: bool) -> dict[str, int]
 
 
 # --- databases from before books ----------------------------------------------------------------
-
-
-@pytest.fixture
-async def scratch_postgres_url(postgres_server_url: str) -> AsyncIterator[str]:
-    async with scratch_postgres(postgres_server_url) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'existing.db'}"
-    url: str = request.getfixturevalue("scratch_postgres_url")
-    return url
 
 
 @pytest.fixture

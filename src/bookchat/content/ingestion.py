@@ -381,6 +381,15 @@ class Ingestor:
         unchanged plan keeps its ids)."""
         pieces = await asyncio.to_thread(self._planner.plan, document.body, title=document.title)
         rows = [self._chunk_row(document.id, document.page_url, piece) for piece in pieces]
+        await self._index_stored(document, rows)
+        async with self._sessionmaker() as db:
+            await db.execute(delete(Chunk).where(Chunk.document_id == document.id))
+            db.add_all(rows)
+            await db.commit()
+        return len(rows)
+
+    async def _index_stored(self, document: Document, rows: Sequence[Chunk]) -> None:
+        """Index a stored document's chunk rows (its points are replaced in place)."""
         await self._index.upsert(
             await self._indexed(
                 document.book,
@@ -391,11 +400,6 @@ class Ingestor:
                 rows,
             )
         )
-        async with self._sessionmaker() as db:
-            await db.execute(delete(Chunk).where(Chunk.document_id == document.id))
-            db.add_all(rows)
-            await db.commit()
-        return len(rows)
 
     async def _reindex_document(self, document: Document) -> int:
         async with self._sessionmaker() as db:
@@ -404,16 +408,7 @@ class Ingestor:
                     select(Chunk).where(Chunk.document_id == document.id).order_by(Chunk.ordinal)
                 )
             )
-        await self._index.upsert(
-            await self._indexed(
-                document.book,
-                document.id,
-                document.source_path,
-                document.title,
-                document.module,
-                rows,
-            )
-        )
+        await self._index_stored(document, rows)
         return len(rows)
 
 
