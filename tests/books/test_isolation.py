@@ -378,3 +378,25 @@ class TestChapters:
         instructions = [system_prompt(r) for r in fake_openai.chat_requests()]
         assert any('"Publishers Handbook"' in text for text in instructions)
         assert any(f'"{settings.book_title}"' in text for text in instructions)
+
+
+class TestReindex:
+    async def test_a_rebuilt_index_keeps_every_point_in_its_book(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = await two_books(sqlite_url)
+        async with open_container(settings) as container:
+            chunks = await container.ingestor.reindex()
+        async with app_factory(settings) as client:
+            pubs = (
+                await client.get(f"{PUBS}/content/search", params={"q": SHARED_QUESTION})
+            ).json()["results"]
+            default = (
+                await client.get("/api/v1/content/search", params={"q": SHARED_QUESTION})
+            ).json()["results"]
+
+        assert chunks == 10  # 5 of each book
+        assert pubs
+        assert all(r["page_url"].startswith(PUBS_URL) for r in pubs)
+        assert default
+        assert all(r["page_url"].startswith(DEFAULT_URL) for r in default)
