@@ -7,6 +7,7 @@ publishers book under its own base URL."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from bookchat.books.schemas import BookCreate
@@ -14,6 +15,8 @@ from bookchat.container import open_container
 from bookchat.content.loader import load_folder
 from bookchat.content.models import document_id_for
 from bookchat.core.config import Settings
+from bookchat.providers.sparse import Bm25Encoder
+from bookchat.retrieval.index import IndexedChunk
 from tests.chapters.fakes import shouting_reply, system_prompt
 from tests.chatkit.protocol import (
     answer_item,
@@ -400,3 +403,36 @@ class TestReindex:
         assert all(r["page_url"].startswith(PUBS_URL) for r in pubs)
         assert default
         assert all(r["page_url"].startswith(DEFAULT_URL) for r in default)
+
+
+class TestRecreate:
+    async def test_a_book_made_again_starts_empty_even_after_a_late_write(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = await two_books(sqlite_url)
+        late = IndexedChunk(
+            chunk_id=uuid.uuid4(),
+            document_id=uuid.uuid4(),
+            source_path="01-topics.md",
+            title="Topics",
+            heading_path=["Topics"],
+            page_url=f"{PUBS_URL}/topics",
+            module=None,
+            text="A publisher sends messages on a topic.",
+            sparse=(await Bm25Encoder().encode_documents(["publisher messages topic"]))[0],
+            book="pubs",
+        )
+        async with open_container(settings) as container:
+            async with container.sessionmaker() as db:
+                await container.books.delete(db, "pubs")
+            # An ingestion of the book that was still running writes one more point.
+            await container.index.upsert([late])
+            async with container.sessionmaker() as db:
+                await container.books.create(
+                    db, BookCreate(slug="pubs", title="Publishers, again", base_url=PUBS_URL)
+                )
+        async with app_factory(settings) as client:
+            found = await client.get(f"{PUBS}/content/search", params={"q": SHARED_QUESTION})
+
+        assert found.status_code == 200
+        assert found.json()["results"] == []

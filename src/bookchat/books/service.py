@@ -135,7 +135,8 @@ class BookService:
         return row, BookConfig.of(row, self._settings)
 
     async def create(self, db: AsyncSession, payload: BookCreate) -> tuple[Book, BookConfig]:
-        """Add a book (409 when the slug is taken)."""
+        """Add a book (409 when the slug is taken). It starts empty: points a deleted book of
+        the same slug got after its deletion (an ingestion still running then) are removed."""
         fields = payload.model_dump(mode="json", exclude_none=True)
         row = Book(**{"cors_origins": [], **fields})
         db.add(row)
@@ -144,6 +145,9 @@ class BookService:
         except IntegrityError as exc:
             await db.rollback()
             raise Conflict(f"A book {payload.slug!r} already exists.") from exc
+        await self._index.delete_book(row.slug)
+        await self._cache.bump(index_version(row.slug))
+        self._lexicon.forget(row.slug)
         self.forget(row.slug)
         logger.info("books.created", book=row.slug)
         return row, BookConfig.of(row, self._settings)
