@@ -32,7 +32,7 @@ from bookchat.core.middleware import (
 )
 from bookchat.core.migrations import warn_if_not_migrated
 from bookchat.core.nul import RejectNulMiddleware, install_nul_handler
-from bookchat.core.openapi import use_400_for_validation
+from bookchat.core.openapi import error_responses, use_400_for_validation
 from bookchat.core.routing import install_full_allow
 from bookchat.health.router import router as health_router
 from bookchat.health.router import seed_router as seed_health_router
@@ -72,12 +72,11 @@ def book_router() -> APIRouter:
     """The routes that serve one book, as `/api/v1/books/{book}/...` (`books/dependencies.py`
     tells each route which book; an unknown one is a 404)."""
     router = APIRouter(dependencies=[Depends(book_in_path)])
-    router.include_router(chat_router)
-    router.include_router(content_router)
-    router.include_router(chapters_router)
-    router.include_router(insights_router)
+    # Each of them answers 404 for a slug no book has.
+    for scoped in (chat_router, content_router, chapters_router, insights_router):
+        router.include_router(scoped, responses=error_responses(404))
     for extra in chatkit_routers():
-        router.include_router(extra)
+        router.include_router(extra, responses=error_responses(404))
     return router
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bookchat.books.models import Book
 from bookchat.books.names import DEFAULT_BOOK, index_version
 from bookchat.core.config import Settings
-from bookchat.core.errors import Conflict, NotFound, ValidationFailed
+from bookchat.core.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     # Types only: the schemas' rate check loads the web stack, which the CLI's no-model
@@ -155,17 +155,12 @@ class BookService:
     async def update(
         self, db: AsyncSession, slug: str, payload: BookUpdate
     ) -> tuple[Book, BookConfig]:
-        """Change the fields sent; a `null` returns one to the service's settings."""
+        """Change the fields sent; a `null` returns one to the service's settings (the schema
+        refuses it for the title and the site)."""
         row = await db.get(Book, slug)
         if row is None:
             raise book_not_found(slug)
         for name, value in payload.model_dump(mode="json", exclude_unset=True).items():
-            if name in ("title", "base_url") and value is None and slug != DEFAULT_BOOK:
-                # BOOK_TITLE and BOOK_BASE_URL are the default book's: another book would show
-                # its title, or link its citations to its site.
-                raise ValidationFailed(
-                    f"Only the default book's {name} may fall back to BOOK_{name.upper()}."
-                )
             setattr(row, name, [] if name == "cors_origins" and value is None else value)
         await db.commit()
         # Its title and persona are in its answers: the cached ones were written with the old.

@@ -59,14 +59,18 @@ def parse_uploads(uploads: Sequence[DocumentUpload], base_url: str) -> list[Load
 
 
 def resolve_docs_folder(docs_dir: str, sub_path: str | None) -> Path:
-    """BOOK_DOCS_DIR or a folder inside it; anything outside it is refused."""
-    root = Path(docs_dir).resolve()
-    folder = (root / sub_path).resolve() if sub_path else root
-    if not folder.is_relative_to(root):
-        raise ValidationFailed("path must be inside BOOK_DOCS_DIR")
-    if not folder.is_dir():
-        raise ValidationFailed(f"{sub_path or docs_dir!r} is not a folder of the book")
-    return folder
+    """The book's docs folder or a folder inside it; anything outside it is refused, and so is
+    a name the file system cannot take (too long, say: a book's docs_dir is set over HTTP)."""
+    try:
+        root = Path(docs_dir).resolve()
+        folder = (root / sub_path).resolve() if sub_path else root
+        if not folder.is_relative_to(root):
+            raise ValidationFailed("path must be inside the book's docs folder")
+        if folder.is_dir():
+            return folder
+    except OSError:
+        pass
+    raise ValidationFailed(f"{sub_path or docs_dir!r} is not a folder of the book")
 
 
 class JobRunner:
