@@ -76,6 +76,8 @@ _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 _WORD_RE = re.compile(r"\w+")
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
+# Server loop turns a reset between tests waits for: accept, read, parse, run the app, record.
+_SETTLE_TURNS = 8
 _server_ids = itertools.count(1)
 # `finish_next(None)` queues this: the answer ends without the model's finish (no final chunk).
 _NO_FINISH = "<no finish>"
@@ -567,6 +569,8 @@ class FakeOpenAIServer:
         what they still send is answered 503 and neither recorded nor given a fault meant for
         the next test. Without it, clients keep their connections (a reset mid-test).
         """
+        if retire_connections:
+            self._settle()
         with self._lock:
             if retire_connections:
                 self._retired_clients = self._clients
@@ -579,6 +583,24 @@ class FakeOpenAIServer:
             self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
         self.split = split_tokens
+
+    def _settle(self) -> None:
+        """Let the server loop take in what clients already sent.
+
+        A request a previous test wrote just before it ended may still sit in a socket buffer,
+        on a connection nothing was recorded from yet. A few turns of the server loop accept
+        it, read it and record it, so that retiring the connections then covers it too.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        async def turns() -> None:
+            for _ in range(_SETTLE_TURNS):
+                await asyncio.sleep(0)
+
+        with contextlib.suppress(RuntimeError, TimeoutError):  # stopping: nothing to settle
+            asyncio.run_coroutine_threadsafe(turns(), loop).result(_STOP_TIMEOUT)
 
     def _record(
         self, request: RecordedRequest, client: tuple[str, int] | None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
+import socket
 import struct
 import threading
 import time
@@ -618,3 +620,27 @@ async def test_a_reset_mid_test_keeps_the_clients_connections(
     fake.reset()
     await client.chat.completions.create(model=MODEL, messages=_user("two"))
     assert [r["messages"][-1]["content"] for r in fake.chat_requests()] == ["two"]
+
+
+async def test_a_request_on_a_new_connection_sent_just_before_a_reset_is_not_the_next_tests(
+    fake: FakeOpenAIServer,
+) -> None:
+    """A cancelled batch's request can be the first on its connection: nothing was recorded from
+    that connection when the next test starts, yet it must not reach that test either."""
+    payload = json.dumps({"model": EMBED_MODEL, "input": ["late"]}).encode()
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", fake.port)) as previous:
+        previous.sendall(head + payload)  # the client goes away without reading the answer
+
+        fake.reset(retire_connections=True)  # the next test starts at once
+        fake.fail_next(500, retry_after=0)
+        async with openai.AsyncOpenAI(
+            base_url=fake.base_url, api_key=API_KEY, max_retries=1
+        ) as new:
+            result = await new.embeddings.create(model=EMBED_MODEL, input=["mine"])
+
+    assert len(result.data) == 1
+    assert [r["input"] for r in fake.embedding_requests()] == [["mine"], ["mine"]]
