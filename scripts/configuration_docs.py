@@ -77,6 +77,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "What is ingested, where citations point, how passages are chosen.",
         (
             "book_docs_dir",
+            "book_docs_root",
             "book_base_url",
             "retrieval_top_k",
             "retrieval_candidates",

@@ -37,23 +37,29 @@ async def add_book(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
     return body
 
 
+async def finished_job(client: httpx.AsyncClient, slug: str, job_id: str) -> dict[str, Any]:
+    """Book `slug`'s ingestion job `job_id` once it has finished."""
+    for _ in range(400):
+        url = f"/api/v1/books/{slug}/content/jobs/{job_id}"
+        job: dict[str, Any] = (await client.get(url, headers=ADMIN)).json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
 async def ingest_publishers(client: httpx.AsyncClient, slug: str) -> dict[str, Any]:
     """Send the publishers book's pages to book `slug` as an ingestion job; the finished job."""
     documents = [
         {"source_path": page.name, "content": page.read_text()}
         for page in sorted(PUBLISHERS_BOOK.glob("*.md"))
     ]
-    scope = f"/api/v1/books/{slug}/content"
-    response = await client.post(f"{scope}/ingest", headers=ADMIN, json={"documents": documents})
+    url = f"/api/v1/books/{slug}/content/ingest"
+    response = await client.post(url, headers=ADMIN, json={"documents": documents})
     assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
-    for _ in range(400):
-        job: dict[str, Any] = (await client.get(f"{scope}/jobs/{job_id}", headers=ADMIN)).json()
-        if job["status"] in ("succeeded", "failed"):
-            assert job["status"] == "succeeded", job
-            return job
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"job {job_id} did not finish")
+    job = await finished_job(client, slug, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job
 
 
 class TestAuthorisation:
@@ -229,6 +235,51 @@ class TestCreateBook:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "validation_error"
         assert await count(sqlite_url, Book) == 1  # the default book alone
+
+
+class TestDocsFolder:
+    """A book's docs folder set over HTTP must lie in BOOK_DOCS_ROOT: the admin key must not be
+    a way to ingest, and so publish, any Markdown the server can read."""
+
+    async def test_a_folder_in_the_root_is_stored_resolved_and_ingested(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = admin_settings(sqlite_url, book_docs_root=str(PUBLISHERS_BOOK.parent))
+        async with app_factory(settings) as client:
+            created = await add_book(client, docs_dir=PUBLISHERS_BOOK.name)
+            started = await client.post(
+                "/api/v1/books/robots/content/ingest", headers=ADMIN, json={}
+            )
+            job = await finished_job(client, "robots", started.json()["id"])
+            found = await client.get("/api/v1/books/robots/content/search", params={"q": QUESTION})
+
+        assert created["docs_dir"] == str(PUBLISHERS_BOOK.resolve())
+        assert started.status_code == 202, started.text
+        assert job["status"] == "succeeded"
+        assert found.json()["results"][0]["page_url"].startswith(ROBOTS_URL)
+
+    @pytest.mark.parametrize(
+        "docs_dir", ["/etc", "..", "publishers_book/../..", "/" + "x" * 1000], ids=str.__len__
+    )
+    async def test_a_folder_outside_the_root_is_refused(
+        self, docs_dir: str, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = admin_settings(sqlite_url, book_docs_root=str(PUBLISHERS_BOOK.parent))
+        async with app_factory(settings) as client:
+            created = await client.post(BOOKS, headers=ADMIN, json={**ROBOTS, "docs_dir": docs_dir})
+            await add_book(client)
+            changed = await client.patch(
+                f"{BOOKS}/robots", headers=ADMIN, json={"docs_dir": docs_dir}
+            )
+            after = (await client.get(f"{BOOKS}/robots", headers=ADMIN)).json()
+
+        for response in (created, changed):
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["code"] == "validation_error"
+            assert error["details"][0]["loc"] == ["body", "docs_dir"]
+            assert "BOOK_DOCS_ROOT" in error["details"][0]["msg"]
+        assert after["docs_dir"] is None
 
 
 class TestReadBook:

@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
+from fastapi import Path as PathParam
 
 from bookchat.accounts.dependencies import AdminDep
 from bookchat.books.dependencies import BookServiceDep
 from bookchat.books.models import Book
 from bookchat.books.schemas import BookCreate, BookPage, BookRead, BookUpdate
 from bookchat.books.service import BookConfig
+from bookchat.core.config import Settings
+from bookchat.core.errors import ValidationFailed
 from bookchat.core.openapi import MAX_OFFSET, error_responses
-from bookchat.dependencies import SessionDep
+from bookchat.dependencies import SessionDep, SettingsDep
 
 router = APIRouter(prefix="/admin/books", tags=["books"], dependencies=[AdminDep])
 
-SlugPath = Annotated[str, Path(description="The book's slug.")]
+SlugPath = Annotated[str, PathParam(description="The book's slug.")]
+
+
+def confine_docs_dir(docs_dir: str | None, settings: Settings) -> str | None:
+    """`docs_dir` as the absolute folder it names inside BOOK_DOCS_ROOT (400 outside it): the
+    admin key must not be a way to ingest, and so publish, any Markdown the server can read."""
+    if docs_dir is None:
+        return None
+    try:
+        root = Path(settings.book_docs_root).resolve()
+        folder = (root / docs_dir).resolve()
+        if folder.is_relative_to(root):
+            return str(folder)
+    except (OSError, ValueError):
+        pass
+    raise ValidationFailed(
+        "The book's docs folder must be inside the server's BOOK_DOCS_ROOT.",
+        details=[
+            {
+                "loc": ["body", "docs_dir"],
+                "msg": "must name a folder inside BOOK_DOCS_ROOT (relative to it, or absolute)",
+                "type": "value_error",
+            }
+        ],
+    )
 
 
 def book_read(row: Book, config: BookConfig) -> BookRead:
@@ -58,8 +86,13 @@ async def list_books(
     response_model=BookRead,
     responses=error_responses(400, 401, 403, 409),
 )
-async def create_book(payload: BookCreate, db: SessionDep, books: BookServiceDep) -> BookRead:
-    """Add a book; its pages are ingested separately (`/api/v1/books/{slug}/content/ingest`)."""
+async def create_book(
+    payload: BookCreate, db: SessionDep, books: BookServiceDep, settings: SettingsDep
+) -> BookRead:
+    """Add a book; its pages are ingested separately (`/api/v1/books/{slug}/content/ingest`),
+    sent with the request or read from its `docs_dir`, a folder inside the server's
+    BOOK_DOCS_ROOT."""
+    payload.docs_dir = confine_docs_dir(payload.docs_dir, settings)
     return book_read(*await books.create(db, payload))
 
 
@@ -71,9 +104,15 @@ async def read_book(slug: SlugPath, db: SessionDep, books: BookServiceDep) -> Bo
 
 @router.patch("/{slug}", response_model=BookRead, responses=error_responses(400, 401, 403, 404))
 async def update_book(
-    slug: SlugPath, payload: BookUpdate, db: SessionDep, books: BookServiceDep
+    slug: SlugPath,
+    payload: BookUpdate,
+    db: SessionDep,
+    books: BookServiceDep,
+    settings: SettingsDep,
 ) -> BookRead:
     """Change the fields sent; `null` returns a field to the service's settings."""
+    if "docs_dir" in payload.model_fields_set:
+        payload.docs_dir = confine_docs_dir(payload.docs_dir, settings)
     return book_read(*await books.update(db, slug, payload))
 
 

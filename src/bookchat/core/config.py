@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     """Docs folder ingested by `bookchat ingest`, by `make run` when the book is empty, and by
     `POST /api/v1/content/ingest` without uploads.
     """
+    book_docs_root: str = "."
+    """The folder a book's docs folder set through the admin API must lie in (a relative one is
+    taken inside it); `bookchat books add --docs`, run with the server's own rights, may name any.
+    """
     book_base_url: str = "http://localhost:3000/docs"
     """Where the book is published: citations link to this URL + the page's route + `#heading`.
     Stored at ingestion: re-ingest after changing it.
