@@ -234,6 +234,34 @@ class TestBookAnswers:
         assert "```" not in text
         assert text == "The last argument is the queue depth. [1]"
 
+    def test_a_section_that_is_all_code_answers_before_weak_prose_of_a_worse_source(
+        self,
+    ) -> None:
+        mismatch = source(
+            "### CUDA Version Mismatch\n\n```bash\n# Check the CUDA version\nnvcc --version\n"
+            "nvidia-smi  # shows the driver's CUDA version\n"
+            "sudo apt install cuda-toolkit-12-3\n```\n",
+            1,
+            "Workstations",
+        )
+        kit = source(
+            "- **Compute**: NVIDIA Jetson Orin NX (optional)\n- **Weight**: 15 kg\n", 2, "Robots"
+        )
+        question = "What do I do if nvcc and nvidia-smi report different CUDA versions?"
+        text = answer(question, mismatch, kit)
+        assert text.startswith("```bash\n# Check the CUDA version\nnvcc --version")
+        assert text.endswith("[1]")
+        assert "Jetson" not in text
+
+    def test_a_definition_of_what_is_asked_stays_the_answer_over_code(self) -> None:
+        nav2 = source(
+            "## Nav2\n\nNav2 is the ROS 2 navigation stack.\n\n```yaml\n# nav2 controller\n"
+            "controller_server:\n  plugin: nav2_regulated_pure_pursuit\n```\n"
+        )
+        text = answer("What is Nav2 and which controller plugin does it load?", nav2)
+        assert text.startswith("Nav2 is the ROS 2 navigation stack. [1]")
+        assert "```" not in text
+
     def test_half_a_code_block_is_never_quoted(self) -> None:
         # A chunk can end inside a long fence: what is left of it must not be quoted.
         cut = source(

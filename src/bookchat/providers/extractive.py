@@ -28,6 +28,7 @@ from bookchat.providers.base import (
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.embeddings.base import cosines
 from bookchat.providers.ranking import (
+    CodeAnswer,
     Ranked,
     Ranking,
     best_code_block,
@@ -79,6 +80,7 @@ _ASKS_FOR_CODE = re.compile(
     re.IGNORECASE,
 )
 _ASKS_HOW = re.compile(r"^\s*how\b", re.IGNORECASE)
+_ASKS_WHY = re.compile(r"^\s*why\b", re.IGNORECASE)
 # A selection quoted in reply to a question: at most this many of its sentences.
 MAX_SELECTION_SENTENCES = 3
 MAX_EXPLAIN_SENTENCES = 2
@@ -144,12 +146,8 @@ class ExtractiveChatModel:
             chosen = ranking.opening(MAX_EXPLAIN_SENTENCES)
         else:
             chosen = ranking.choose(self.max_sentences)
-        if code is not None and (code.named or _ASKS_HOW.match(question)):
-            # "How does X...?", "Which calls does main() make?": the code shows it when it covers
-            # much more of the question than the prose does.
-            said = max((r.relevance for r in chosen), default=0.0)
-            if code.cover + CODE_MARGIN * code.named >= said + CODE_MARGIN:
-                return code.text
+        if code is not None and _code_says_more(code, chosen, ranking):
+            return code.text
         if chosen:
             return _compose(chosen)
         return _nothing_quotable(sources)
@@ -214,6 +212,25 @@ def quoted_passages(answer: str) -> list[tuple[str, int]]:
         quotes.append((quote, int(found.group("number"))))
         start = found.end()
     return quotes
+
+
+def _code_says_more(code: CodeAnswer, chosen: Sequence[Ranked], ranking: Ranking) -> bool:
+    """Whether a code block answers better than the sentences chosen: it covers much more of
+    the question than they do.
+
+    "How does X...?", "Which calls does main() make?": more than the best sentence does. Other
+    questions ("Which plugin publishes...?", "What do I do if nvcc and nvidia-smi differ?")
+    prefer prose: the code must cover much more than all the chosen sentences together (a
+    section that is all code has no sentence, and the prose then comes from worse sources),
+    never for a "why" question, and never over a definition of what is asked."""
+    question = ranking.question
+    if code.named or _ASKS_HOW.match(question):
+        said = max((r.relevance for r in chosen), default=0.0)
+    elif _ASKS_WHY.match(question) or any(ranking.defines_topic(r.text) for r in chosen):
+        return False
+    else:
+        said = ranking.cover(frozenset().union(*(r.terms for r in chosen)))
+    return code.cover + CODE_MARGIN * code.named >= said + CODE_MARGIN
 
 
 def _compose(chosen: Sequence[Ranked], *, book_order: bool = False) -> str:

@@ -194,14 +194,14 @@ class Ranking:
         return (dense - min(values)) / (max(values) - min(values))
 
     def _definition_bonus(self, text: str) -> float:
-        if self._defines_topic(text):
+        if self.defines_topic(text):
             return 0.3
         subjects = _defined(text)
         if any(terms & self.topic for terms in subjects):
             return 0.15
         return 0.03 if subjects else 0.0
 
-    def _defines_topic(self, text: str) -> bool:
+    def defines_topic(self, text: str) -> bool:
         """Whether the sentence defines what a "what is" question asks about. A best-practice
         item ("Organize with Xacro - ...") must name at least half of it."""
         if any(terms & self.asked for terms in _defined(text)):
@@ -244,7 +244,7 @@ class Ranking:
             )
             adds = (beside and new > 0) or (taken[best.source.index] > 0 and new >= NEW_PART)
             good = best.score >= SCORE_RATIO * top_score
-            if chosen and not (good and (near or adds or self._defines_topic(best.text))):
+            if chosen and not (good and (near or adds or self.defines_topic(best.text))):
                 continue
             if any(_overlap(best.terms, c.terms) >= REDUNDANT for c in chosen):
                 continue
@@ -252,7 +252,7 @@ class Ranking:
             covered |= best.terms
             taken[best.source.index] += 1
         # "What is X and ...?": the definition of X first, whatever else answers more.
-        return sorted(chosen, key=lambda r: not self._defines_topic(r.text))
+        return sorted(chosen, key=lambda r: not self.defines_topic(r.text))
 
     def opening(self, limit: int) -> list[Ranked]:
         """The first sentences of the best source that has any."""
