@@ -4,6 +4,7 @@ first, and how both follow the book as it changes."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,23 @@ class TestGate:
         assert RelevanceGate(min_dense_score=0.3).covers(question, [candidate])
         assert not RelevanceGate(min_dense_score=0.7).covers(question, [candidate])
 
+    def test_words_in_common_with_a_passage_far_in_meaning_do_not_cover(self) -> None:
+        """"What is the speed of light?" and a section on speeding up scenes with baked
+        lighting share every word; MiniLM puts them 0.27 apart (in-book questions of textbook-a
+        reach at least 0.34 with its threshold 0.35)."""
+        statistics = book_of([{1, 2}, {3}])
+        question = Query.of("q", ["speed", "light"], [1, 2], statistics)
+        gate = RelevanceGate(min_dense_score=0.35)
+
+        def lighting(similarity: float) -> Candidate:
+            return Candidate(
+                hit=hit("u", 1.0), rank=1, terms=frozenset({1, 2}), coverage=1.0, dense=similarity
+            )
+
+        assert not gate.covers(question, [lighting(0.27)])
+        assert not gate.covers(question, [lighting(0.31)])
+        assert gate.covers(question, [lighting(0.34)])
+        assert gate.covers(question, [replace(lighting(0.0), dense=None)])  # no embedder
 
 class TestReranker:
     async def test_the_section_whose_heading_is_the_question_comes_first(

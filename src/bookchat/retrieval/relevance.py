@@ -66,7 +66,8 @@ class RelevanceGate:
     words the book never uses and the best `pooled` passages together hold at least
     `min_coverage` of it. With an embedder, a passage whose cosine similarity reaches
     `min_dense_score` covers it on its own (paraphrases share no words), and the lexical rule
-    also needs `lexical_dense_ratio` of that similarity (common words alone are not enough).
+    also needs `lexical_dense_ratio` of that similarity (words shared with a passage far in
+    meaning, "the speed of light" and a section on baked lighting, are not enough).
     A cross-encoder's score of at least `min_rerank_score` (one configured) covers it too.
     Defaults measured on the project's question sets: see the README.
     """
@@ -76,7 +77,7 @@ class RelevanceGate:
     min_dense_score: float = 0.35
     min_rerank_score: float | None = None
     pooled: int = 3
-    lexical_dense_ratio: float = 0.6
+    lexical_dense_ratio: float = 0.95
 
     def covers(self, query: Query, candidates: Sequence[Candidate]) -> bool:
         if any(self._vouched(c) for c in candidates):
