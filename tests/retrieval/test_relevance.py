@@ -134,9 +134,9 @@ class TestGate:
         assert not RelevanceGate(min_dense_score=0.7).covers(question, [candidate])
 
     def test_words_in_common_with_a_passage_far_in_meaning_do_not_cover(self) -> None:
-        """"What is the speed of light?" and a section on speeding up scenes with baked
-        lighting share every word; MiniLM puts them 0.27 apart (in-book questions of textbook-a
-        reach at least 0.34 with its threshold 0.35)."""
+        """The question "What is the speed of light?" and a section on speeding up scenes with
+        baked lighting share every word; MiniLM puts them 0.27 apart (the in-book questions of
+        textbook-a reach at least 0.34 with its threshold 0.35)."""
         statistics = book_of([{1, 2}, {3}])
         question = Query.of("q", ["speed", "light"], [1, 2], statistics)
         gate = RelevanceGate(min_dense_score=0.35)
@@ -150,6 +150,7 @@ class TestGate:
         assert not gate.covers(question, [lighting(0.31)])
         assert gate.covers(question, [lighting(0.34)])
         assert gate.covers(question, [replace(lighting(0.0), dense=None)])  # no embedder
+
 
 class TestReranker:
     async def test_the_section_whose_heading_is_the_question_comes_first(
