@@ -34,6 +34,14 @@ class TestAdminPage:
         assert re.search(r'<label>To <input id="range-end"', page)
         # The dashboard waits, hidden, for a sign-in.
         assert '<div id="dashboard" class="dashboard" hidden>' in page
+        # Its heading names the book once one is shown; the book picker, labelled, waits hidden
+        # for the list of books (a deployment of one book never shows it).
+        assert '<h1 id="dashboard-title">Insights</h1>' in page
+        assert '<div id="book-picker" class="book-picker" hidden>' in page
+        assert '<label for="book-select">Book</label>' in page
+        assert re.findall(r'<select id="([^"]+)"', page) == ["book-select"]
+        # The notice for a book the address names that is not there, empty until needed.
+        assert '<p id="book-notice" class="notice book-notice" role="alert" hidden></p>' in page
 
     async def test_its_policy_loads_only_its_own_files_and_it_is_never_cached(
         self, sqlite_url: str, app_factory: AppFactory

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, Route
 from sqlalchemy import select
 
 from bookchat.accounts.service import ensure_admin
@@ -37,6 +37,7 @@ PIZZA = "What is the best pizza in Naples?"
 PIZZA_AGAIN = "what is the best pizza in naples"  # a rewording: same words, case, punctuation
 BREAD = "How do I bake sourdough bread at home?"
 VAGUE = "Too vague: no example of a QoS profile."
+QUESTION_OF_THE_BOOK = "What does Quality of Service mean for a topic?"
 CSV_COLUMNS = [
     "asked_at",
     "question",
@@ -548,3 +549,215 @@ class TestEmptyAndLongLists:
             await page.get_by_role("button", name="Show", exact=True).click()
             await page.locator("#status").get_by_text("must not be after").wait_for()
         tab.assert_no_console_errors(expected="status of 400")
+
+
+# --- more than one book ------------------------------------------------------------------------
+
+ROBOTS = "robots"
+ROBOTS_TITLE = "Robots & <Humans> Handbook"  # markup in a title is shown as text, never parsed
+LIDAR = "How do I calibrate the lidar?"
+LIDAR_AGAIN = "how do I calibrate the lidar"
+BATTERY = "Which battery does the arm take?"
+
+
+async def add_robots_book(client: httpx.AsyncClient) -> None:
+    """A second book, empty: every question asked of it is refused (and so unanswered)."""
+    response = await client.post(
+        "/api/v1/admin/books",
+        headers={"X-Admin-Key": ADMIN_KEY},
+        json={"slug": ROBOTS, "title": ROBOTS_TITLE, "base_url": "https://robots.example.org"},
+    )
+    assert response.status_code == 201, response.text
+    for question in (LIDAR, LIDAR_AGAIN, BATTERY):
+        asked = await client.post(f"/api/v1/books/{ROBOTS}/chat", json={"message": question})
+        assert asked.status_code == 200, asked.text
+        assert asked.json()["mode"] == "no_context", question
+
+
+async def default_title(base: str) -> str:
+    async with httpx.AsyncClient(base_url=base, headers={"X-Admin-Key": ADMIN_KEY}) as client:
+        response = await client.get("/api/v1/admin/books/default")
+        assert response.status_code == 200, response.text
+        return str(response.json()["title"])
+
+
+async def sign_in_with_key(page: Page) -> None:
+    await page.get_by_label("Admin key").fill(ADMIN_KEY)
+    await page.get_by_role("button", name="Use the key").click()
+    await page.locator("#dashboard").wait_for()
+
+
+async def heading(page: Page) -> str:
+    return await page.get_by_role("heading", level=1).and_(page.locator(":visible")).inner_text()
+
+
+async def unanswered_shown(page: Page, questions: list[list[str]]) -> None:
+    """Wait until the unanswered list shows these [question, times asked] rows."""
+    await page.wait_for_function(
+        """want => JSON.stringify([...document.querySelectorAll('#unanswered-table tbody tr')]
+            .map(r => [...r.cells].slice(0, 2).map(c => c.innerText.trim()))) ===
+            JSON.stringify(want)""",
+        arg=questions,
+    )
+
+
+class TestBookPicker:
+    async def test_the_admin_picks_a_book_and_sees_its_readers_alone(
+        self, browser: Browser, tab: Tab, database_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = book_answers
+        async with demo_server(database_url, fake_openai, **SETTINGS) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                await ask(client, QUESTION_OF_THE_BOOK)
+                for question in OFF_TOPIC:
+                    assert (await ask(client, question))["mode"] == "no_context", question
+                await add_robots_book(client)
+            title = await default_title(base)
+            page = tab.page
+            await page.goto(base + "/admin")
+            await sign_in_with_key(page)
+            await page.locator("#unanswered-table tbody tr").first.wait_for()
+
+            # The default book first, named in the heading; the picker lists both books.
+            assert await heading(page) == f"Insights · {title}"
+            picker = page.get_by_label("Book", exact=True)
+            assert await picker.is_visible()
+            options = await picker.locator("option").all_inner_texts()
+            assert options == [f"{title} (default)", f"{ROBOTS_TITLE} ({ROBOTS})"]
+            assert await picker.input_value() == "default"
+            assert await total(page, "questions") == "12"
+            pager = page.locator("#unanswered-pager")
+            await pager.get_by_role("button", name="Next").click()
+            await pager.get_by_text("11–11 of 11").wait_for()
+
+            # The robots book chosen while its last list is held on the way; the default book
+            # chosen back before it arrives: the robots answers, once in, are not drawn.
+            held: list[Route] = []
+            arrived = asyncio.Event()
+
+            async def hold(route: Route) -> None:
+                held.append(route)
+                arrived.set()
+
+            await page.route(f"**/api/v1/books/{ROBOTS}/insights/low-rated?*", hold)
+            await picker.select_option(ROBOTS)
+            await arrived.wait()
+            assert page.url == f"{base}/admin?book={ROBOTS}"
+            await picker.select_option("default")
+            await pager.get_by_text("1–10 of 11").wait_for()  # its pager back on page one
+            assert page.url == f"{base}/admin"
+            async with page.expect_request_finished(lambda r: "/low-rated?" in r.url):
+                await held[0].continue_()
+            await page.unroute(f"**/api/v1/books/{ROBOTS}/insights/low-rated?*")
+            await pager.get_by_role("button", name="Next").click()  # a round trip after it
+            await pager.get_by_text("11–11 of 11").wait_for()
+            assert await heading(page) == f"Insights · {title}"
+            assert await total(page, "questions") == "12"
+
+            # The robots book: its numbers and its unanswered questions, none of the default's.
+            await picker.select_option(ROBOTS)
+            await unanswered_shown(page, [[LIDAR_AGAIN, "2"], [BATTERY, "1"]])
+            assert await heading(page) == f"Insights · {ROBOTS_TITLE}"
+            assert await page.title() == f"Admin · {ROBOTS_TITLE}"
+            assert page.url == f"{base}/admin?book={ROBOTS}"
+            assert await total(page, "questions") == "3"
+            assert await total(page, "refusal-rate") == "100%"
+            assert await pager.locator("button").count() == 0
+            assert await page.locator("#sections-empty").is_visible()
+            assert await page.locator("#low-rated-empty").is_visible()
+            await full_shot(page, tab.shots, "admin-robots")
+
+            # Its CSV: the robots book's questions alone, under the server's name for it.
+            name, csv_rows, _ = await downloaded_csv(page)
+            assert name == f"questions-{ROBOTS}-{days_ago(29)}-{today()}.csv"
+            assert sorted(row["question"] for row in csv_rows) == sorted(
+                [LIDAR, LIDAR_AGAIN, BATTERY]
+            )
+            status = await page.locator("#status").inner_text()
+            assert status.startswith(f"Downloaded the questions of {ROBOTS_TITLE}")
+
+            # A reload, or the address shared: the same book.
+            await page.reload()
+            await unanswered_shown(page, [[LIDAR_AGAIN, "2"], [BATTERY, "1"]])
+            assert await picker.input_value() == ROBOTS
+            assert await total(page, "questions") == "3"
+
+            # The shared address on a phone: that book, its picker within the screen.
+            phone, context = await open_tab(browser, tab.shots, {"width": 390, "height": 844})
+            try:
+                await phone.page.goto(f"{base}/admin?book={ROBOTS}")
+                await sign_in_with_key(phone.page)
+                await unanswered_shown(phone.page, [[LIDAR_AGAIN, "2"], [BATTERY, "1"]])
+                assert await heading(phone.page) == f"Insights · {ROBOTS_TITLE}"
+                assert await phone.page.get_by_label("Book", exact=True).is_visible()
+                overflow = await phone.page.evaluate(
+                    "document.documentElement.scrollWidth - window.innerWidth"
+                )
+                assert overflow <= 0
+                await full_shot(phone.page, phone.shots, "admin-robots-390")
+                phone.assert_no_console_errors()
+            finally:
+                await context.close()
+
+            # A book that is not there: the default book, and a notice saying so.
+            await page.goto(base + "/admin?book=nowhere")
+            notice = page.locator("#book-notice")
+            await notice.wait_for()
+            assert await notice.inner_text() == (
+                "There is no book “nowhere” here: showing the default book instead."
+            )
+            await page.locator("#unanswered-table tbody tr").first.wait_for()
+            assert await heading(page) == f"Insights · {title}"
+            assert await total(page, "questions") == "12"
+            assert page.url == f"{base}/admin"
+            assert await picker.input_value() == "default"
+            # Picking a book puts the notice away.
+            await picker.select_option(ROBOTS)
+            await unanswered_shown(page, [[LIDAR_AGAIN, "2"], [BATTERY, "1"]])
+            assert await notice.is_hidden()
+        tab.assert_no_console_errors()
+
+    async def test_a_single_book_has_no_picker(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = book_answers
+        async with demo_server(sqlite_url, fake_openai, **SETTINGS) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                await ask(client, PIZZA)
+            title = await default_title(base)
+            page = tab.page
+            await page.goto(base + "/admin")
+            await sign_in_with_key(page)
+            await page.locator("#unanswered-table tbody tr").first.wait_for()
+            assert await heading(page) == f"Insights · {title}"
+            assert await page.get_by_label("Book", exact=True).is_hidden()
+            assert await page.locator("#book-notice").is_hidden()
+            assert await total(page, "questions") == "1"
+            await tab.shot("admin-one-book")
+        tab.assert_no_console_errors()
+
+    async def test_without_the_list_of_books_the_default_book_is_shown(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = book_answers
+        async with demo_server(sqlite_url, fake_openai, **SETTINGS) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                await ask(client, PIZZA)
+                await add_robots_book(client)
+            title = await default_title(base)
+            page = tab.page
+            # The list cannot be fetched (the network fails it); the insights calls still work.
+            await page.route("**/api/v1/admin/books?*", lambda route: route.abort())
+            await page.goto(f"{base}/admin?book={ROBOTS}")
+            await sign_in_with_key(page)
+            await unanswered_shown(page, [[PIZZA, "1"]])
+            assert await heading(page) == f"Insights · {title}"
+            assert await page.get_by_label("Book", exact=True).is_hidden()
+            notice = await page.locator("#book-notice").inner_text()
+            assert notice == (
+                f"The list of books could not be read: showing the default book, not “{ROBOTS}”."
+            )
+            assert await total(page, "questions") == "1"
+            # The address keeps the book asked for, for when the list can be read again.
+            assert page.url == f"{base}/admin?book={ROBOTS}"
+        tab.assert_no_console_errors(expected="ERR_FAILED")

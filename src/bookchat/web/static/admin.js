@@ -1,5 +1,6 @@
 // The /admin page: an admin signs in (an account's token or the ADMIN_API_KEY, kept in this
-// tab's sessionStorage), then the page reads the insights API for a date range and draws it.
+// tab's sessionStorage), picks one of the deployment's books (kept in the page's address), then
+// the page reads that book's insights API for a date range and draws it.
 // Everything a reader wrote reaches the page through textContent, never as HTML; the charts are
 // SVG elements built here (the page's CSP allows no inline style and no other origin).
 "use strict";
@@ -12,6 +13,8 @@
   const EXCERPT_CHARS = 160;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const CHART_HEIGHT = 220;
+  const DEFAULT_BOOK = "default";
+  const BOOKS_PAGE = 200; // the most GET /admin/books gives at once
 
   const $ = (id) => document.getElementById(id);
 
@@ -234,11 +237,15 @@
     $("login-password").value = "";
     $("admin-key").value = "";
     clearDashboard();
+    forgetBooks();
     showSignIn();
   }
 
   async function enter(candidate, statusId) {
     auth = candidate;
+    const list = await fetchBooks();
+    if (auth !== candidate) return; // signed out meanwhile
+    setBooks(list);
     try {
       await loadAll();
     } catch (error) {
@@ -291,6 +298,110 @@
     }
     status.textContent = "Checking the key…";
     await enter({ kind: "key", value: key }, "key-status");
+  }
+
+  // --- the books ----------------------------------------------------------------------------
+
+  // The books the admin can pick from (by slug, as the API lists them) and the one shown.
+  const books = { list: [], slug: DEFAULT_BOOK };
+  let pageTitle = "";
+
+  // Every page of GET /admin/books; null when it cannot be read (the page then shows the
+  // default book, as the unscoped insights routes do).
+  async function fetchBooks() {
+    const found = [];
+    try {
+      for (;;) {
+        const page = await getJson("/admin/books", { limit: BOOKS_PAGE, offset: found.length });
+        found.push(...page.items);
+        if (page.items.length === 0 || found.length >= page.total) return found;
+      }
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return null;
+    }
+  }
+
+  function bookTitle(slug) {
+    const book = books.list.find((item) => item.slug === slug);
+    if (book) return book.title;
+    // Unlisted, the default book is titled by the server's BOOK_TITLE, as the top bar is.
+    return slug === DEFAULT_BOOK ? $("brand").textContent : slug;
+  }
+
+  // The book in the page's address, so that a reload or a shared link opens it again.
+  function rememberBook(slug) {
+    const url = new URL(location.href);
+    if (slug === DEFAULT_BOOK) url.searchParams.delete("book");
+    else url.searchParams.set("book", slug);
+    history.replaceState(history.state, "", url);
+  }
+
+  function bookNotice(text) {
+    $("book-notice").hidden = !text;
+    $("book-notice").textContent = text;
+  }
+
+  function showBook() {
+    const title = bookTitle(books.slug);
+    $("dashboard-title").textContent = `Insights · ${title}`;
+    document.title = `Admin · ${title}`;
+    $("book-select").value = books.slug;
+  }
+
+  // The picker (when there is more than the default book) and the book the address names.
+  function setBooks(list) {
+    books.list = list || [];
+    $("book-select").replaceChildren(
+      ...books.list.map((book) =>
+        el("option", { text: `${book.title} (${book.slug})`, attrs: { value: book.slug } }),
+      ),
+    );
+    $("book-picker").hidden = books.list.length < 2;
+    const wanted = new URLSearchParams(location.search).get("book");
+    const known = books.list.some((book) => book.slug === wanted);
+    books.slug = known ? wanted : DEFAULT_BOOK;
+    bookNotice("");
+    if (wanted && !known && wanted !== DEFAULT_BOOK) {
+      if (list) {
+        bookNotice(`There is no book “${wanted}” here: showing the default book instead.`);
+        rememberBook(DEFAULT_BOOK);
+      } else {
+        // The address stays: once the list can be read again, a reload opens that book.
+        bookNotice(`The list of books could not be read: showing the default book, not “${wanted}”.`);
+      }
+    }
+    showBook();
+  }
+
+  function forgetBooks() {
+    books.list = [];
+    books.slug = DEFAULT_BOOK;
+    $("book-select").replaceChildren();
+    $("book-picker").hidden = true;
+    bookNotice("");
+    $("dashboard-title").textContent = "Insights";
+    document.title = pageTitle;
+  }
+
+  // Another book: its dashboard from the first page of each list, the old one's never drawn.
+  async function onBook() {
+    const slug = $("book-select").value;
+    if (!books.list.some((book) => book.slug === slug)) return;
+    books.slug = slug;
+    rememberBook(slug);
+    bookNotice("");
+    showBook();
+    clearDashboard();
+    try {
+      await loadAll();
+    } catch (error) {
+      handleFailure(error);
+    }
+  }
+
+  function insightsPath(name) {
+    return `/books/${encodeURIComponent(books.slug)}/insights/${name}`;
   }
 
   // --- the date range -----------------------------------------------------------------------
@@ -633,10 +744,11 @@
   async function reloadList(path, key, render, pagerId, from) {
     const load = loads;
     try {
-      const page = await getJson(path, listParams(key));
-      if (load !== loads) return undefined; // the range changed meanwhile: that load redraws
+      const page = await getJson(insightsPath(path), listParams(key));
+      if (load !== loads) return undefined; // the range or book changed: that load redraws
       render(page);
     } catch (error) {
+      if (load !== loads) return undefined;
       return handleFailure(error);
     }
     if (from) {
@@ -648,32 +760,38 @@
   }
 
   function loadSections(from) {
-    return reloadList("/insights/sections", "sections", renderSections, "sections-pager", from);
+    return reloadList("sections", "sections", renderSections, "sections-pager", from);
   }
 
   function loadUnanswered(from) {
-    return reloadList("/insights/unanswered", "unanswered", renderUnanswered, "unanswered-pager", from);
+    return reloadList("unanswered", "unanswered", renderUnanswered, "unanswered-pager", from);
   }
 
   function loadLowRated(from) {
-    return reloadList("/insights/low-rated", "lowRated", renderLowRated, "low-rated-pager", from);
+    return reloadList("low-rated", "lowRated", renderLowRated, "low-rated-pager", from);
   }
 
-  // Counts the loads of a whole range: an answer to an older one is dropped, not drawn over
-  // the newer range the admin picked meanwhile.
+  // Counts the loads of a whole dashboard: an answer to an older one (or its failure) is
+  // dropped, not drawn over the newer range or book the admin picked meanwhile.
   let loads = 0;
 
   async function loadAll() {
     const load = ++loads;
     state.offsets = { sections: 0, unanswered: 0, lowRated: 0 };
     setStatus("Loading…");
-    // The summary first: a refused sign-in is answered once, before the lists are asked for.
-    const summary = await getJson("/insights/summary", rangeParams());
-    const [sections, unanswered, lowRated] = await Promise.all([
-      getJson("/insights/sections", listParams("sections")),
-      getJson("/insights/unanswered", listParams("unanswered")),
-      getJson("/insights/low-rated", listParams("lowRated")),
-    ]);
+    let summary, sections, unanswered, lowRated;
+    try {
+      // The summary first: a refused sign-in is answered once, before the lists are asked for.
+      summary = await getJson(insightsPath("summary"), rangeParams());
+      [sections, unanswered, lowRated] = await Promise.all([
+        getJson(insightsPath("sections"), listParams("sections")),
+        getJson(insightsPath("unanswered"), listParams("unanswered")),
+        getJson(insightsPath("low-rated"), listParams("lowRated")),
+      ]);
+    } catch (error) {
+      if (load === loads) throw error;
+      return;
+    }
     if (load !== loads) return;
     remember(auth);
     showDashboard();
@@ -718,6 +836,9 @@
     for (const id of ["per-day-table", "unanswered-table", "low-rated-table"]) {
       $(id).tBodies[0].replaceChildren();
     }
+    for (const id of ["per-day-empty", "sections-empty", "unanswered-empty", "low-rated-empty"]) {
+      showEmpty(id, false, "");
+    }
     setStatus("");
   }
 
@@ -727,10 +848,12 @@
   // hand the browser the bytes as a download.
   async function downloadCsv() {
     const button = $("csv-download");
+    const slug = books.slug;
+    const title = bookTitle(slug);
     button.disabled = true;
     setStatus("Preparing the CSV…");
     try {
-      const response = await request("/insights/questions.csv", rangeParams(), {
+      const response = await request(insightsPath("questions.csv"), rangeParams(), {
         headers: { Accept: "text/csv" },
       });
       const blob = await response.blob();
@@ -738,14 +861,15 @@
       // The server's name for the file when it gives one (Content-Disposition), else ours.
       const disposition = response.headers.get("Content-Disposition") || "";
       const named = /filename="([^"]+)"/.exec(disposition);
-      const filename = named ? named[1] : `questions-${state.start}-${state.end}.csv`;
+      const prefix = slug === DEFAULT_BOOK ? "questions" : `questions-${slug}`;
+      const filename = named ? named[1] : `${prefix}-${state.start}-${state.end}.csv`;
       const link = el("a", { attrs: { href: url, download: filename } });
       link.hidden = true;
       document.body.append(link);
       link.click();
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      setStatus(`Downloaded the questions from ${state.start} to ${state.end} as CSV.`);
+      setStatus(`Downloaded the questions of ${title} from ${state.start} to ${state.end} as CSV.`);
     } catch (error) {
       handleFailure(error);
     } finally {
@@ -756,6 +880,7 @@
   // --- start --------------------------------------------------------------------------------
 
   function start() {
+    pageTitle = document.title;
     setRange(DEFAULT_DAYS);
     readRange();
     $("login-form").addEventListener("submit", (event) => onLogin(event).catch(handleFailure));
@@ -768,6 +893,7 @@
       });
     }
     $("csv-download").addEventListener("click", downloadCsv);
+    $("book-select").addEventListener("change", onBook);
     $("sign-out").addEventListener("click", () => signOut("You are signed out."));
 
     let resizing = null;
