@@ -253,6 +253,19 @@ class TestBookAnswers:
         assert text.endswith("[1]")
         assert "Jetson" not in text
 
+    def test_code_is_read_by_the_words_of_its_identifiers(self) -> None:
+        materials = source(
+            "### Physically-Based Rendering\n\n```csharp\npublic class PBRMaterialController\n{\n"
+            "    void ConfigurePBRMaterial()\n    {\n"
+            '        robotMaterial.SetFloat("_Metallic", 0.8f);\n    }\n}\n```\n',
+            1,
+            "Rendering",
+        )
+        urdf = source("- **Inertial properties**: mass, centre of mass, inertia\n", 2, "URDF")
+        text = answer("Which material properties does the PBR example configure?", materials, urdf)
+        assert text.startswith("```csharp\npublic class PBRMaterialController")
+        assert "Inertial" not in text
+
     def test_a_definition_of_what_is_asked_stays_the_answer_over_code(self) -> None:
         nav2 = source(
             "## Nav2\n\nNav2 is the ROS 2 navigation stack.\n\n```yaml\n# nav2 controller\n"

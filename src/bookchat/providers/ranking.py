@@ -46,6 +46,8 @@ _IDENTIFIER = re.compile(
     r"\b\w+_\w+\b|\b\w*(?:[a-z][A-Z]|[A-Z]{2,}[a-z]{2})\w*\b|\b\w+(?=\(\))|"
     r"\b[a-z_]\w*\.[a-z_]\w*\b"
 )
+# Where an identifier's words meet: "configure|PBR|Material", "Set|Float", "v2|Node".
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 # "What is X...", "Define X": X runs to the question mark or to a second question ("What is
 # Xacro and why use it?").
 _DEFINITIONAL_QUESTION = re.compile(
@@ -322,7 +324,7 @@ def best_code_block(ranking: Ranking) -> CodeAnswer | None:
         if source.index not in indices or not _whole(block):
             continue
         lead = " ".join(sentence.text for sentence in block.lead)
-        about = f"{block.section or ''} {lead} {block.code.replace('_', ' ')}"
+        about = f"{block.section or ''} {lead} {code_words(block.code)}"
         cover = ranking.cover(frozenset(content_terms(about)))
         named = any(name in block.code for name in names)  # the code the reader names
         score = (cover + 0.5 * named) / (1 + 0.12 * (source.index - 1))
@@ -339,6 +341,12 @@ def best_code_block(ranking: Ranking) -> CodeAnswer | None:
         else f"{block.markdown}\n{marker}"
     )
     return CodeAnswer(text, cover, named)
+
+
+def code_words(code: str) -> str:
+    """Code with its identifiers also as words: `create_publisher` and `ConfigurePBRMaterial`
+    read as "create publisher" and "Configure PBR Material" too."""
+    return f"{code} {_CAMEL_HUMP.sub(' ', code.replace('_', ' '))}"
 
 
 def _whole(block: CodeBlock) -> bool:
