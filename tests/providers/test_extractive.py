@@ -358,6 +358,65 @@ class TestBookAnswers:
         assert quoted_passages(text) == []
 
 
+ROBOT_TABLE = source(
+    "## Comparison: Go2 vs G1\n\n### Locomotion\n\n"
+    "| Feature | Go2 (Quadruped) | G1 (Humanoid) |\n|---------|:---:|---:|\n"
+    "| **Stability** | High (4 legs) | Moderate (2 legs) |\n"
+    "| Speed | Up to 5 m/s | Up to 2 m/s |\n"
+    "| Terrain | Excellent | Good |\n"
+    "| Stairs | Limited | Excellent |\n",
+    1,
+    "Robot tiers",
+)
+ROBOT_INTRO = source(
+    "- **Robot hardware** (optional): Unitree Go2 (quadruped) or Unitree G1 (humanoid)\n",
+    2,
+    "Introduction",
+)
+
+
+class TestTables:
+    def test_a_comparison_gets_the_header_and_the_rows_asked_about(self) -> None:
+        text = answer(
+            "How do the Go2 quadruped and G1 humanoid compare in stability and stair climbing?",
+            ROBOT_TABLE,
+            ROBOT_INTRO,
+        )
+        assert text == (
+            "| Feature | Go2 (Quadruped) | G1 (Humanoid) |\n| --- | --- | --- |\n"
+            "| Stability | High (4 legs) | Moderate (2 legs) |\n"
+            "| Stairs | Limited | Excellent |\n\n[1]"
+        )
+
+    def test_every_row_quoted_is_a_line_of_its_source(self) -> None:
+        text = answer("Which terrain and speed can the Go2 and the G1 handle?", ROBOT_TABLE)
+        quotes = quoted_passages(text)
+        assert [quote for quote, _ in quotes] == [
+            "Feature | Go2 (Quadruped) | G1 (Humanoid)",
+            "Speed | Up to 5 m/s | Up to 2 m/s",
+            "Terrain | Excellent | Good",
+        ]
+        lines = plain_text(ROBOT_TABLE.text).splitlines()
+        assert all(quote in lines and marker == 1 for quote, marker in quotes)
+
+    def test_a_table_introduced_by_a_sentence_is_quoted_after_it(self) -> None:
+        kits = source(
+            "The three edge kits differ in compute and price.\n\n"
+            "| Kit | Compute | Price |\n| --- | --- | --- |\n"
+            "| Starter | Jetson Orin Nano | $499 |\n| Pro | Jetson Orin NX | $899 |\n"
+        )
+        text = answer("Which compute and price do the edge kits have?", kits)
+        assert text.startswith("The three edge kits differ in compute and price. [1]\n\n| Kit |")
+        assert "| Pro | Jetson Orin NX | $899 |" in text
+
+    def test_why_questions_and_tables_without_a_header_get_prose(self) -> None:
+        why = answer("Why is the Go2 stable on stairs?", ROBOT_TABLE, ROBOT_INTRO)
+        headless = source(ROBOT_TABLE.text.replace("|---------|:---:|---:|\n", ""), 1)
+        plain = answer("How do the Go2 and G1 compare in stability?", headless, ROBOT_INTRO)
+        assert "|" not in why
+        assert "|" not in plain
+
+
 class TestSelection:
     SELECTED = (
         "Physical AI operates in real-time environments. A controller that waits for a slow "

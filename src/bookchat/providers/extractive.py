@@ -3,8 +3,10 @@
 Sentences are ranked by how much of the question they cover (stemmed words, weighted by rarity;
 the meaning too when an embedder is at hand), then by what makes a sentence a good answer: a
 definition of what is asked, a section's opening, a better-ranked source. The answer is a few
-of them, each verbatim (after `quotable.plain_text`) and followed by its source's `[n]`; a how-to
-question may get its source's code block, whole. When nothing answers, it says so.
+of them, each verbatim (after `quotable.plain_text`) and followed by its source's `[n]`; a
+question that a code block or a table of the best sources covers much better than any prose
+gets the code block, whole, or the table's header and the rows it asks about. When nothing
+answers, it says so.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bookchat.providers.ranking import (
     Ranked,
     Ranking,
     best_code_block,
+    best_table,
     central_sentences,
     topic_terms,
 )
@@ -81,6 +84,7 @@ _ASKS_FOR_CODE = re.compile(
 )
 _ASKS_HOW = re.compile(r"^\s*how\b", re.IGNORECASE)
 _ASKS_WHY = re.compile(r"^\s*why\b", re.IGNORECASE)
+_TABLE_DELIMITER = re.compile(r"^[\s|:-]+$")
 # A selection quoted in reply to a question: at most this many of its sentences.
 MAX_SELECTION_SENTENCES = 3
 MAX_EXPLAIN_SENTENCES = 2
@@ -148,6 +152,13 @@ class ExtractiveChatModel:
             chosen = ranking.choose(self.max_sentences)
         if code is not None and _code_says_more(code, chosen, ranking):
             return code.text
+        table = best_table(ranking)
+        if table is not None and (
+            _covers_more(table.cover, chosen, ranking)
+            # The prose chosen is the sentence that introduces the table: the table says more.
+            or (chosen and all(r.text in table.lead for r in chosen))
+        ):
+            return table.text
         if chosen:
             return _compose(chosen)
         return _nothing_quotable(sources)
@@ -196,7 +207,7 @@ class ExtractiveChatModel:
 
 def quoted_passages(answer: str) -> list[tuple[str, int]]:
     """The quotes of an extractive answer with the source number each is marked with: prose
-    sentences as they appear, code blocks as their code. Each is a substring of
+    sentences as they appear, code blocks as their code, tables row by row. Each is a substring of
     `quotable.plain_text` of its source's text. The answerer's own words (no sources, nothing
     quotable, a selection that does not answer) quote nothing."""
     if answer.startswith(_OWN_WORDS):
@@ -207,30 +218,47 @@ def quoted_passages(answer: str) -> list[tuple[str, int]]:
         if found.group("number") is None:
             continue  # a `[0]` inside a code block is code, not a marker
         quote = answer[start : found.start()].strip()
+        number = int(found.group("number"))
         if quote.startswith(("```", "~~~")):
             quote = "\n".join(quote.splitlines()[1:-1])
-        quotes.append((quote, int(found.group("number"))))
+        elif quote.startswith("|"):  # a table: each row is a line of its source
+            quotes.extend((row, number) for row in _table_rows(quote))
+            start = found.end()
+            continue
+        quotes.append((quote, number))
         start = found.end()
     return quotes
 
 
 def _code_says_more(code: CodeAnswer, chosen: Sequence[Ranked], ranking: Ranking) -> bool:
-    """Whether a code block answers better than the sentences chosen: it covers much more of
-    the question than they do.
-
-    "How does X...?", "Which calls does main() make?": more than the best sentence does. Other
-    questions ("Which plugin publishes...?", "What do I do if nvcc and nvidia-smi differ?")
-    prefer prose: the code must cover much more than all the chosen sentences together (a
-    section that is all code has no sentence, and the prose then comes from worse sources),
-    never for a "why" question, and never over a definition of what is asked."""
-    question = ranking.question
-    if code.named or _ASKS_HOW.match(question):
+    """Whether a code block answers better than the sentences chosen. "How does X...?",
+    "Which calls does main() make?": when it covers much more of the question than the best
+    sentence does. Other questions prefer prose (`_covers_more`)."""
+    if code.named or _ASKS_HOW.match(ranking.question):
         said = max((r.relevance for r in chosen), default=0.0)
-    elif _ASKS_WHY.match(question) or any(ranking.defines_topic(r.text) for r in chosen):
+        return code.cover + CODE_MARGIN * code.named >= said + CODE_MARGIN
+    return _covers_more(code.cover, chosen, ranking)
+
+
+def _covers_more(cover: float, chosen: Sequence[Ranked], ranking: Ranking) -> bool:
+    """Whether a code block or a table that covers `cover` of the question answers better than
+    the sentences chosen ("Which plugin publishes...?", "How do the Go2 and G1 compare?"): it
+    covers much more than all of them together (a section that is all code or a table has no
+    sentence, and the prose then comes from worse sources). Never for a "why" question, never
+    over a definition of what is asked."""
+    if _ASKS_WHY.match(ranking.question) or any(ranking.defines_topic(r.text) for r in chosen):
         return False
-    else:
-        said = ranking.cover(frozenset().union(*(r.terms for r in chosen)))
-    return code.cover + CODE_MARGIN * code.named >= said + CODE_MARGIN
+    said = ranking.cover(frozenset().union(*(r.terms for r in chosen)))
+    return cover >= said + CODE_MARGIN
+
+
+def _table_rows(table: str) -> list[str]:
+    """The rows of a Markdown table as `quotable.plain_text` writes them ("a | b")."""
+    return [
+        line.strip().removeprefix("|").removesuffix("|").strip()
+        for line in table.splitlines()
+        if line.strip() and not _TABLE_DELIMITER.match(line)
+    ]
 
 
 def _compose(chosen: Sequence[Ranked], *, book_order: bool = False) -> str:

@@ -1,21 +1,22 @@
 """What of a Markdown passage the offline answerer may quote, read as a reader sees it.
 
 `plain_text` is the passage's visible text, one line per heading, paragraph, list item, table row
-and code line. Every sentence `read_passage` offers is a substring of one of those lines, and
-every code block it offers is a run of them, so "is this quote in its source?" is a substring
-test on `plain_text(source)`.
+and code line. Every sentence `read_passage` offers is a substring of one of those lines, every
+code block it offers is a run of them, and every row of a table it offers is one of them, so
+"is this quote in its source?" is a substring test on `plain_text(source)`.
 
-Not quotable: headings, tables, code (except whole fenced blocks, offered separately), questions
-that start with a question word, lead-ins ending with ":" (kept only to introduce their code
-block), quiz options and answers, checklist items, lists of bare links, and whole sections whose
-heading says they are a quiz, an exercise, a checklist or a pointer elsewhere ("Next steps",
-"Further reading").
+Not quotable: headings, tables and code (except whole fenced blocks and tables with a header,
+offered separately), questions that start with a question word, lead-ins ending with ":" (kept
+only to introduce their code block or table), quiz options and answers, checklist items, lists of
+bare links, and whole sections whose heading says they are a quiz, an exercise, a checklist or a
+pointer elsewhere ("Next steps", "Further reading").
 """
 
 from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bookchat.content.docusaurus import HeadingSlugger, strip_inline_markdown
@@ -103,12 +104,30 @@ class CodeBlock:
         return f"{fence}{self.language}\n{self.code}\n{fence}"
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A whole table with a header row (its cells' visible text), and the paragraph just before
+    it that introduces it. Each row's plain-text line is its cells joined by " | "."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    position: int
+    section: str | None
+    lead: tuple[Sentence, ...] = ()
+
+    def markdown(self, rows: Sequence[tuple[str, ...]] | None = None) -> str:
+        """The header and `rows` (all of them by default) as a Markdown table."""
+        shown = [self.header, tuple("---" for _ in self.header), *(rows or self.rows)]
+        return "\n".join(f"| {' | '.join(cells)} |" for cells in shown)
+
+
 @dataclass(slots=True)
 class Passage:
     """What `read_passage` found in a passage, in reading order."""
 
     sentences: list[Sentence] = field(default_factory=list)
     code_blocks: list[CodeBlock] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
 
@@ -181,10 +200,7 @@ class _Reader:
         elif block.kind == "fence":
             self._fence(block.lines, lead=(*paragraph[:1], *paragraph[1:][-1:]))
         elif block.kind == "table":
-            for row in block.lines:
-                if not _TABLE_DELIMITER.match(row):
-                    cells = [visible(cell) for cell in row.strip().strip("|").split("|")]
-                    self.passage.lines.append(" | ".join(cells))
+            self._table(block.lines, lead=(*paragraph[:1], *paragraph[1:][-1:]))
         elif block.kind == "admonition":
             opening = ADMONITION_TITLE_RE.match(block.lines[0])
             title = opening and (opening.group("bracketed") or opening.group("title"))
@@ -214,6 +230,24 @@ class _Reader:
             language = lines[0].strip()[len(fence) :].strip().split(" ")[0]
             self.passage.code_blocks.append(
                 CodeBlock(code, language, len(self.passage.code_blocks), self.section, lead)
+            )
+
+    def _table(self, lines: list[str], lead: tuple[Sentence, ...] = ()) -> None:
+        rows = [
+            tuple(visible(cell) for cell in row.strip().strip("|").split("|"))
+            for row in lines
+            if not _TABLE_DELIMITER.match(row)
+        ]
+        self.passage.lines.extend(" | ".join(cells) for cells in rows)
+        # A table is offered when it has a header (its second line is the delimiter), every
+        # row has the header's cells, and nothing in it reads as a citation marker.
+        headed = len(lines) > 2 and bool(_TABLE_DELIMITER.match(lines[1])) and len(rows) > 1
+        even = len({len(cells) for cells in rows}) == 1
+        marked = any(CITATION_MARKER.search(cell) for cells in rows for cell in cells)
+        if headed and even and not marked and not self.skipped:
+            header, *body = rows
+            self.passage.tables.append(
+                Table(header, tuple(body), len(self.passage.tables), self.section, lead)
             )
 
     def _list(self, lines: list[str]) -> None:

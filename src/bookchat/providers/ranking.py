@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bookchat.providers.base import Source
-from bookchat.providers.quotable import CodeBlock, Sentence, read_passage
+from bookchat.providers.quotable import CodeBlock, Sentence, Table, read_passage
 from bookchat.providers.terms import content_terms
 
 # Words that ask for a kind of answer rather than name a topic ("explain", "summarise"...).
@@ -87,7 +87,8 @@ NEW_PART = 0.2  # share of the question a sentence must answer that no chosen on
 DENSE_WEIGHT = 0.4
 MAX_CODE_LINES = 50
 CODE_SOURCES = 2  # code blocks come from the best sources only
-MIN_CODE_COVER = 0.45
+MIN_CODE_COVER = 0.45  # and of a table
+MAX_TABLE_ROWS = 15
 
 
 def topic_terms(question: str) -> frozenset[str]:
@@ -130,11 +131,13 @@ class Ranking:
         self.topic = topic_terms(question)
         self.asked = _asked_to_define(question)
         self.code: list[tuple[Source, CodeBlock]] = []
+        self.tables: list[tuple[Source, Table]] = []
         seen: set[str] = set()
         found: list[Ranked] = []
         for source in self.sources:
             passage = read_passage(source.text, source.section)
             self.code.extend((source, block) for block in passage.code_blocks)
+            self.tables.extend((source, table) for table in passage.tables)
             for sentence in passage.sentences:
                 key = sentence.text.lower()
                 if sentence.lead_in or key in seen:  # overlapping chunks repeat sentences
@@ -341,6 +344,50 @@ def best_code_block(ranking: Ranking) -> CodeAnswer | None:
         else f"{block.markdown}\n{marker}"
     )
     return CodeAnswer(text, cover, named)
+
+
+@dataclass(frozen=True, slots=True)
+class TableAnswer:
+    """A table as an answer (its header and the rows that answer), and how much of the
+    question the table covers."""
+
+    text: str
+    cover: float
+    lead: frozenset[str]  # the sentences quoted before the table
+
+
+def best_table(ranking: Ranking) -> TableAnswer | None:
+    """A table of one of the best sources whose heading, lead-in and cells cover the question,
+    quoted after the sentence that introduces it: its header and the rows that name something
+    asked ("stability", "stairs"), or every row when none or all do (at most `MAX_TABLE_ROWS`)."""
+    best: tuple[float, Source, Table, float] | None = None
+    indices = sorted({s.index for s in ranking.sources})[:CODE_SOURCES]
+    for source, table in ranking.tables:
+        if source.index not in indices:
+            continue
+        lead = " ".join(sentence.text for sentence in table.lead)
+        cells = " ".join(cell for row in (table.header, *table.rows) for cell in row)
+        cover = ranking.cover(frozenset(content_terms(f"{table.section or ''} {lead} {cells}")))
+        score = cover / (1 + 0.12 * (source.index - 1))
+        if cover >= MIN_CODE_COVER and (best is None or score > best[0]):
+            best = (score, source, table, cover)
+    if best is None:
+        return None
+    _, source, table, cover = best
+    header = frozenset(content_terms(" ".join(table.header)))
+    asked = [
+        row
+        for row in table.rows
+        if (frozenset(content_terms(" ".join(row))) - header) & ranking.topic
+    ]
+    rows = asked if 0 < len(asked) < len(table.rows) else list(table.rows)
+    if len(rows) > MAX_TABLE_ROWS:
+        return None  # a part of a long table would not show what the rest says
+    marker = f"[{source.index}]"
+    intro = "".join(f"{sentence.text} {marker} " for sentence in table.lead)
+    body = f"{table.markdown(rows)}\n\n{marker}"
+    text = f"{intro.rstrip()}\n\n{body}" if intro else body
+    return TableAnswer(text, cover, frozenset(sentence.text for sentence in table.lead))
 
 
 def code_words(code: str) -> str:
