@@ -23,6 +23,7 @@ def result(
     gap: str | None = None,
     page: bool | None = None,
     isolation: tuple[str, ...] = (),
+    quotes: bool | None = True,
 ) -> AnswerResult:
     must_refuse = category in ("off_topic", "topic_switch", "selection_refuses")
     return AnswerResult(
@@ -39,6 +40,7 @@ def result(
         gap=gap,
         isolation_problems=isolation,
         response="…",
+        quotes=None if refused else quotes,
     )
 
 
@@ -47,7 +49,13 @@ def test_the_totals() -> None:
         result("answerable", refused=False, page=True, latency_ms=10),
         result("answerable", refused=False, page=False, gap="shows [2] without [1]"),
         result("answerable", refused=True, latency_ms=30),
-        result("follow_up", refused=False, page=True, problems=("[3] names no citation",)),
+        result(
+            "follow_up",
+            refused=False,
+            page=True,
+            problems=("[3] names no citation",),
+            quotes=False,
+        ),
         result("off_topic", refused=True, latency_ms=2),
         result("off_topic", refused=False, shown=()),
         result("topic_switch", refused=False),
@@ -69,6 +77,8 @@ def test_the_totals() -> None:
     assert scores.citations_valid == Tally(6, 7)
     assert scores.citation_gaps == Tally(1, 7)
     assert scores.uncited == Tally(1, 6)
+    # Answerable questions answered offline: one points at passages without quoting them.
+    assert scores.quoting_nothing == Tally(1, 3)
     assert scores.selections_isolated == Tally(1, 2)
     assert scores.expected_page_cited == Tally(2, 3)
     assert scores.latency_p50_ms == 10

@@ -16,6 +16,7 @@ from bookchat.content.service import ContentService
 from bookchat.core.errors import AppError
 from bookchat.evaluation.checks import BookText, Passage, check_answer
 from bookchat.evaluation.questions import Category, Question
+from bookchat.providers.extractive import ExtractiveChatModel, quoted_passages
 
 PAGE_SIZE = 100
 
@@ -42,6 +43,8 @@ class AnswerResult:
     gap: str | None
     isolation_problems: tuple[str, ...]
     response: str
+    # Offline answers: whether the answer quotes the book (or only points at passages).
+    quotes: bool | None = None
 
 
 async def book_text(content: ContentService, db: AsyncSession) -> BookText:
@@ -117,6 +120,11 @@ async def answer_all(
                 gap=check.gap,
                 isolation_problems=check.isolation_problems,
                 response=read.response,
+                quotes=(
+                    bool(quoted_passages(read.response))
+                    if read.model == ExtractiveChatModel.model
+                    else None
+                ),
             )
         )
     return results

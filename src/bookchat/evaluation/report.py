@@ -47,6 +47,7 @@ class AnswerScores:
     citations_valid: Tally
     citation_gaps: Tally
     uncited: Tally
+    quoting_nothing: Tally
     selections_isolated: Tally
     expected_page_cited: Tally
     latency_p50_ms: float | None
@@ -98,6 +99,12 @@ def score_answers(results: Sequence[AnswerResult]) -> AnswerScores:
         citations_valid=_tally(checked, lambda r: not r.citation_problems),
         citation_gaps=_tally(checked, lambda r: r.gap is not None),
         uncited=_tally(answered, lambda r: not r.shown),
+        quoting_nothing=_tally(
+            [r for r in answered if r.quotes is not None],
+            lambda r: not r.quotes,
+            "answerable",
+            "follow_up",
+        ),
         selections_isolated=_tally(
             results, lambda r: not r.isolation_problems, "selection_answers", "selection_refuses"
         ),
@@ -200,6 +207,7 @@ def render(evaluation: Evaluation) -> list[str]:
         f"  citations valid          {_rate(a.citations_valid)}   answers from sources",
         f"  citation number gaps     {_rate(a.citation_gaps)}   answers showing [2] without [1]",
         f"  uncited answers          {_rate(a.uncited)}",
+        f"  answers quoting nothing  {_rate(a.quoting_nothing)}   offline: passages pointed at",
         f"  selection isolated       {_rate(a.selections_isolated)}",
         f"  expected page cited      {_rate(a.expected_page_cited)}   answerable, answered",
         f"  latency p50 / p95        {latency:>16}   server time",
