@@ -348,6 +348,22 @@ class TestBookAnswers:
             for quote, marker in quotes:
                 assert quote in plain_text(sources[marker - 1].text)
 
+    def test_a_sentence_sharing_one_word_with_the_question_is_not_an_answer(self) -> None:
+        practices = source(
+            "## Best practices\n\n- **Assess use case** - Match robot to application\n"
+            "- **Budget for maintenance** - Parts wear out\n",
+            1,
+        )
+        kits = source("Edge kits run the robot's models on board, without a network.", 2)
+        # One of its seven topic words: "assessed".
+        question = (
+            "How are the marks split between the parts when my final course work is assessed?"
+        )
+        text = answer(question, practices, kits)
+        assert quoted_passages(text) == []
+        assert "[1]" in text
+        assert "Assess use case" not in text
+
     def test_sources_with_nothing_quotable_are_pointed_to(self) -> None:
         code_only = source("```bash\nros2 doctor --report\n```", 1)
         unrelated = source("Cameras see colour. Lidars measure range.", 2)

@@ -90,6 +90,8 @@ MAX_SELECTION_SENTENCES = 3
 MAX_EXPLAIN_SENTENCES = 2
 POINTED_SOURCES = 3
 CODE_MARGIN = 0.2
+# The least share of the question (weighted by rarity) the best sentence of an answer holds.
+MIN_QUOTE_RELEVANCE = 1 / 6
 
 
 class ExtractiveChatModel:
@@ -159,8 +161,11 @@ class ExtractiveChatModel:
             or (chosen and all(r.text in table.lead for r in chosen))
         ):
             return table.text
-        if chosen:
+        said = max((r.relevance for r in chosen), default=0.0)
+        if chosen and (not ranking.topic or said >= MIN_QUOTE_RELEVANCE):
             return _compose(chosen)
+        # Nothing says enough of what is asked: point at the passages rather than quote a
+        # sentence that merely shares a word with the question ("Assess use case" for marks).
         return _nothing_quotable(sources)
 
     def _from_selection(self, question: str, ranking: Ranking) -> str:
