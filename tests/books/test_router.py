@@ -259,7 +259,9 @@ class TestDocsFolder:
         assert found.json()["results"][0]["page_url"].startswith(ROBOTS_URL)
 
     @pytest.mark.parametrize(
-        "docs_dir", ["/etc", "..", "publishers_book/../..", "/" + "x" * 1000], ids=str.__len__
+        "docs_dir",
+        ["/etc", "..", "publishers_book/../..", "/" + "x" * 1000, "0" * 1024],
+        ids=["etc", "parent", "back-out", "long-absolute", "too-long-once-resolved"],
     )
     async def test_a_folder_outside_the_root_is_refused(
         self, docs_dir: str, sqlite_url: str, app_factory: AppFactory

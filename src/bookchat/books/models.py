@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bookchat.books.names import DEFAULT_BOOK, SLUG_MAX_LENGTH
 from bookchat.core.db import Base, UTCDateTime, utcnow
 
+# The longest docs folder path a book stores.
+DOCS_DIR_CHARS = 1024
+
 
 class Book(Base):
     """A book and its own settings. NULL means "as the service's settings say": the default book
@@ -20,7 +23,7 @@ class Book(Base):
     slug: Mapped[str] = mapped_column(String(SLUG_MAX_LENGTH), primary_key=True)
     title: Mapped[str | None] = mapped_column(String(500))
     base_url: Mapped[str | None] = mapped_column(String(2048))
-    docs_dir: Mapped[str | None] = mapped_column(String(1024))
+    docs_dir: Mapped[str | None] = mapped_column(String(DOCS_DIR_CHARS))
     # Added to the assistant's rules for this book (tone, audience); never replaces them.
     persona: Mapped[str | None] = mapped_column(Text)
     # Browser origins allowed to call this book's routes, on top of CORS_ORIGINS.

@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 
 from bookchat.accounts.dependencies import AdminDep
 from bookchat.books.dependencies import BookServiceDep
-from bookchat.books.models import Book
+from bookchat.books.models import DOCS_DIR_CHARS, Book
 from bookchat.books.schemas import BookCreate, BookPage, BookRead, BookUpdate
 from bookchat.books.service import BookConfig
 from bookchat.core.config import Settings
@@ -31,19 +31,19 @@ def confine_docs_dir(docs_dir: str | None, settings: Settings) -> str | None:
     try:
         root = Path(settings.book_docs_root).resolve()
         folder = (root / docs_dir).resolve()
-        if folder.is_relative_to(root):
-            return str(folder)
     except (OSError, ValueError):
-        pass
+        folder = None
+    if folder is None or not folder.is_relative_to(root):
+        problem = "must name a folder inside BOOK_DOCS_ROOT (relative to it, or absolute)"
+    elif len(str(folder)) > DOCS_DIR_CHARS:
+        problem = (
+            f"must be at most {DOCS_DIR_CHARS:,} characters once resolved inside BOOK_DOCS_ROOT"
+        )
+    else:
+        return str(folder)
     raise ValidationFailed(
-        "The book's docs folder must be inside the server's BOOK_DOCS_ROOT.",
-        details=[
-            {
-                "loc": ["body", "docs_dir"],
-                "msg": "must name a folder inside BOOK_DOCS_ROOT (relative to it, or absolute)",
-                "type": "value_error",
-            }
-        ],
+        "The book's docs folder must be a folder inside the server's BOOK_DOCS_ROOT.",
+        details=[{"loc": ["body", "docs_dir"], "msg": problem, "type": "value_error"}],
     )
 
 
