@@ -146,8 +146,8 @@
 
   // --- Markdown, safely -------------------------------------------------------------------
   // Every character of the answer is escaped first; only then do the patterns below add
-  // tags, and the only attribute values they write are URLs that passed safeUrl (escaped
-  // again). So model output can never become markup of its own.
+  // tags, and the only attribute values they write are constants (a table's classes) and URLs
+  // that passed safeUrl (escaped again). So model output can never become markup of its own.
   const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
   const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => ENTITIES[c]);
   const REVERSE = { amp: "&", lt: "<", gt: ">", quot: '"', "#39": "'" };
@@ -195,7 +195,22 @@
     return s.replace(/\u0000(\d+)\u0000/g, (_, i) => held[Number(i)]);
   }
 
-  function markdown(source, citations = []) {
+  // GitHub's pipe tables. A row's cells: split at each | but an escaped \| (a literal |).
+  const cells = (line) => line.trim().replace(/\\\|/g, "\0").replace(/^\||\|$/g, "").split("|")
+    .map((cell) => cell.trim().replace(/\0/g, "|"));
+  const ALIGN = { "::": ' class="center"', ":-": ' class="left"', "-:": ' class="right"' };
+  // Each column's class, from the delimiter row under a header of `count` cells; null if the
+  // line is not one. `arriving`: a streaming answer's last line, so a cut one (|---|:-) counts.
+  function delimiter(line = "", count, arriving) {
+    const marks = cells(line);
+    const fits = arriving ? marks.length <= count : marks.length === count && line.includes("|");
+    if (!fits || !/^[\s|:-]*-[\s|:-]*$/.test(line) ||
+      !marks.every((mark, i) => /^:?-+:?$/.test(mark) || (arriving && i === marks.length - 1))) return null;
+    return Array.from({ length: count }, (_, i) => ALIGN[(marks[i] || "-")[0] + (marks[i] || "-").slice(-1)] || "");
+  }
+
+  // `streaming`: the source is an answer still arriving, its last line perhaps cut short.
+  function markdown(source, citations = [], streaming = false) {
     const out = [];
     const lines = source.replace(/\r\n?/g, "\n").split("\n");
     let paragraph = [];
@@ -234,6 +249,18 @@
           list = tag;
         }
         out.push("<li>" + inline(m[3], citations) + "</li>");
+      } else if (line.includes("|") && (m = delimiter(lines[i + 1], cells(line).length, streaming && i + 2 === lines.length))) {
+        flush();
+        closeList();
+        // Rows run to a line without a pipe; short ones are filled up, long ones cut. The
+        // wrapper scrolls sideways, so a wide table never widens the panel.
+        const row = (tag, texts) => "<tr>" + m.map((align, n) =>
+          "<" + tag + align + ">" + inline(texts[n] || "", citations) + "</" + tag + ">").join("") + "</tr>";
+        let rows = "";
+        for (i += 2; lines[i]?.includes("|"); i++) rows += row("td", cells(lines[i]));
+        out.push('<div class="table" tabindex="0"><table><thead>' + row("th", cells(line)) + "</thead>" +
+          (rows && "<tbody>" + rows + "</tbody>") + "</table></div>");
+        i--;
       } else if (list && /^\s{2,}\S/.test(line)) {
         // A wrapped list item: stays in the item.
         out[out.length - 1] = out[out.length - 1].replace(/<\/li>$/, " " + inline(line.trim(), citations) + "</li>");
@@ -380,6 +407,14 @@
     code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88em; }
     .md :not(pre) > code { background: rgba(20, 30, 50, .08); padding: 0 .3em; border-radius: 4px; }
     pre { background: #1e2530; color: #e8edf3; padding: 8px 10px; border-radius: 8px; overflow-x: auto; }
+    .md .table { margin: 0 0 .6em; overflow-x: auto; }
+    .md table { border-collapse: collapse; font-size: 14px; }
+    /* Words stay whole and columns keep 6em: a wide table scrolls rather than squeezes. */
+    .md th, .md td { padding: 4px 8px; border: 1px solid #d5dbe5; text-align: left; vertical-align: top; min-width: 6em; overflow-wrap: normal; }
+    .md th { background: #e6ebf2; font-weight: 650; }
+    .md td { background: #fff; }
+    .md .center { text-align: center; }
+    .md .right { text-align: right; }
     a { color: #2457c5; }
     .cite { font-size: .78em; font-weight: 650; text-decoration: none; vertical-align: .25em; padding: 0 1px; }
     .typing > .md::after { content: "\\258D"; animation: blink 1s steps(1) infinite; color: #2457c5; }
@@ -671,7 +706,7 @@
         // Follow the answer down, unless the reader scrolled up to read something.
         const following = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
         // Safe: markdown() escapes all of the text before adding any tag.
-        body.innerHTML = markdown(state.text, state.citations);
+        body.innerHTML = markdown(state.text, state.citations, state.streaming);
         if (following) scrollDown();
       };
       return {
@@ -679,7 +714,7 @@
         // While it streams, the text's [n] already has its final number, but which source it
         // names arrives with `done`: markers stay plain text until then.
         update(text) {
-          state = { text, citations: [] };
+          state = { text, citations: [], streaming: true };
           if (!frame) frame = requestAnimationFrame(render);
         },
         // `rateable`: a stored answer the server finished (never one stopped, cut or failed).
