@@ -41,9 +41,13 @@ EXAMPLES = 20
 # Uploads must be UTF-8 Markdown files: a rule no schema can state for a binary part, so
 # "schema-valid data is accepted" cannot hold there (a PNG is schema-valid and rightly refused).
 # The insights' date ranges must run forwards and span at most 366 days: rules between two
-# parameters, which a schema cannot state either.
+# parameters, which a schema cannot state either. A book's docs folder must lie inside the
+# server's BOOK_DOCS_ROOT (and fit its column once resolved there): a rule of the server's
+# configuration, not of the request's shape.
 BUSINESS_RULES = {
     ("/api/v1/content/ingest", "POST"),
+    ("/api/v1/admin/books", "POST"),
+    ("/api/v1/admin/books/{slug}", "PATCH"),
     *(
         (f"/api/v1/insights/{name}", "GET")
         for name in ("summary", "unanswered", "sections", "low-rated", "questions.csv")

@@ -60,7 +60,13 @@ class BookFields(BaseModel):
         default=None, description="Where the book is published; citations link below it."
     )
     docs_dir: str | None = Field(
-        default=None, max_length=1024, description="Its docs folder on the server, for ingest."
+        default=None,
+        max_length=1024,
+        description=(
+            "Its docs folder on the server, for ingest: a folder inside the server's "
+            "BOOK_DOCS_ROOT (a relative one is taken inside it), at most 1,024 characters once "
+            "resolved there; 400 otherwise."
+        ),
     )
     persona: str | None = Field(
         default=None,
