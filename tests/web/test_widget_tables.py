@@ -134,6 +134,23 @@ class TestTables:
             assert await body.inner_text() == "Options:\n| Go2 | G1 |\n| fast | tall |"
         tab.assert_no_console_errors()
 
+    async def test_a_heading_or_quote_right_after_a_table_ends_it(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        fake_openai.reply = answering(
+            "| Robot | Legs |\n|---|---|\n| Go2 | 4 |\n"
+            "## Go2 | G1 in practice\n> Go2 | the cheaper one\n"
+        )
+        async with demo_server(sqlite_url, fake_openai) as base:
+            await tab.page.goto(base + "/")
+            await tab.ask(QUESTION)
+            body = (await tab.answered()).locator(".md")
+            table = await read_table(body.locator("table"))
+            assert table == {"head": ["Robot", "Legs"], "body": [["Go2", "4"]]}
+            assert await body.locator("h3, h4, h5").first.inner_text() == "Go2 | G1 in practice"
+            assert await body.locator("blockquote").inner_text() == "Go2 | the cheaper one"
+        tab.assert_no_console_errors()
+
     async def test_a_streamed_table_grows_row_by_row_into_the_stored_one(
         self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:

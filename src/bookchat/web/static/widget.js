@@ -198,6 +198,8 @@
   // GitHub's pipe tables. A row's cells: split at each | but an escaped \| (a literal |).
   const cells = (line) => line.trim().replace(/\\\|/g, "\0").replace(/^\||\|$/g, "").split("|")
     .map((cell) => cell.trim().replace(/\0/g, "|"));
+  // A line that opens another block (heading, quote, fence) ends a table, pipes or not.
+  const BLOCK_START = /^\s{0,3}(#{1,6}\s|>|`{3,}|~{3,})/;
   const ALIGN = { "::": ' class="center"', ":-": ' class="left"', "-:": ' class="right"' };
   // Each column's class, from the delimiter row under a header of `count` cells; null if the
   // line is not one. `arriving`: a streaming answer's last line, so a cut one (|---|:-) counts.
@@ -252,12 +254,13 @@
       } else if (line.includes("|") && (m = delimiter(lines[i + 1], cells(line).length, streaming && i + 2 === lines.length))) {
         flush();
         closeList();
-        // Rows run to a line without a pipe; short ones are filled up, long ones cut. The
-        // wrapper scrolls sideways, so a wide table never widens the panel.
+        // Rows run to a line without a pipe or one that opens another block; short ones are
+        // filled up, long ones cut. The wrapper scrolls sideways, so a wide table never widens
+        // the panel.
         const row = (tag, texts) => "<tr>" + m.map((align, n) =>
           "<" + tag + align + ">" + inline(texts[n] || "", citations) + "</" + tag + ">").join("") + "</tr>";
         let rows = "";
-        for (i += 2; lines[i]?.includes("|"); i++) rows += row("td", cells(lines[i]));
+        for (i += 2; lines[i]?.includes("|") && !BLOCK_START.test(lines[i]); i++) rows += row("td", cells(lines[i]));
         out.push('<div class="table" tabindex="0"><table><thead>' + row("th", cells(line)) + "</thead>" +
           (rows && "<tbody>" + rows + "</tbody>") + "</table></div>");
         i--;
