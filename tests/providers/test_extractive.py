@@ -348,6 +348,25 @@ class TestBookAnswers:
             for quote, marker in quotes:
                 assert quote in plain_text(sources[marker - 1].text)
 
+    def test_the_items_under_a_heading_that_names_the_question_answer_it(self) -> None:
+        scenarios = source(
+            "## Test Scenarios\n\n1. **Simple fetch task** for the robot\n"
+            "   - Command: bring me the cup from the table\n"
+            "2. **Multi-step task** for the robot\n   - Command: clean up the room\n",
+            1,
+            "Capstone",
+        )
+        practices = source(
+            "- **Safety** - Validate dangerous scenarios without risk\n"
+            "- **Coverage** - Test degraded sensor inputs in simulation\n",
+            2,
+            "Simulation",
+        )
+        text = answer(
+            "Which test scenarios are used to validate the assistant?", scenarios, practices
+        )
+        assert "Simple fetch task for the robot [1]" in text
+
     def test_a_sentence_sharing_one_word_with_the_question_is_not_an_answer(self) -> None:
         practices = source(
             "## Best practices\n\n- **Assess use case** - Match robot to application\n"

@@ -85,6 +85,10 @@ REPEAT_FACTOR = 0.55  # each sentence already taken from a source lowers its oth
 REDUNDANT = 0.6  # share of words in common beyond which a sentence repeats a chosen one
 NEW_PART = 0.2  # share of the question a sentence must answer that no chosen one does
 DENSE_WEIGHT = 0.4
+# A sentence under a heading that holds this share of the question is worth this share of the
+# heading's cover, whatever words it has itself.
+HEADING_COVER = 0.5
+HEADING_SHARE = 0.5
 MAX_CODE_LINES = 50
 CODE_SOURCES = 2  # code blocks come from the best sources only
 MIN_CODE_COVER = 0.45  # and of a table
@@ -179,6 +183,10 @@ class Ranking:
         heading = self.cover(frozenset(content_terms(f"{sentence.section or ''} {source.title}")))
         dense = self.similarities.get(sentence.text) if self.similarities else None
         relevance = lexical
+        if heading >= HEADING_COVER:
+            # Under a heading that names what is asked ("Test Scenarios" for "Which test
+            # scenarios...?"), the section's sentences answer even without the question's words.
+            relevance = max(relevance, HEADING_SHARE * heading)
         if self.similarities:
             relevance = (1 - DENSE_WEIGHT) * lexical + DENSE_WEIGHT * self._dense_spread(dense)
         score = relevance + 0.15 * heading * (lexical > 0 or sentence.section_start)
@@ -216,9 +224,10 @@ class Ranking:
         return bool(self.asked) and 2 * len(named & self.asked) >= len(self.asked)
 
     def has_signal(self, ranked: Ranked) -> bool:
-        """Whether the sentence shares a topic word with the question or, by meaning, is close."""
+        """Whether the sentence shares a topic word with the question, sits under a heading
+        that names it or, by meaning, is close."""
         close = ranked.dense is not None and ranked.dense >= self.dense_floor
-        return ranked.lexical > 0 or close
+        return ranked.lexical > 0 or ranked.relevance > 0 or close
 
     def choose(self, limit: int, *, repeat_factor: float = REPEAT_FACTOR) -> list[Ranked]:
         """Up to `limit` sentences that answer, best first.
