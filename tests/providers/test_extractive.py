@@ -541,6 +541,16 @@ class TestDenseRanking:
         assert completion.text == "Cameras give a robot vision of its surroundings. [1]"
         assert embedder.calls == 1
 
+    async def test_a_sentence_neither_sharing_words_nor_close_in_meaning_is_not_quoted(
+        self,
+    ) -> None:
+        far = [source("A camera films while the legs walk. Wheels turn slowly in mud.", 1, "Drive")]
+        model = ExtractiveChatModel(embedder=ConceptEmbedder())
+        prompt = ChatPrompt(messages=[], question="How does a robot see?", sources=far)
+        completion = await model.complete(prompt)
+        assert quoted_passages(completion.text) == []
+        assert "[1]" in completion.text
+
     async def test_a_failing_embedder_falls_back_to_words(
         self, fake_openai: FakeOpenAIServer, failing_embedder: OpenAIEmbedder
     ) -> None:

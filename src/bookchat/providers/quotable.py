@@ -241,7 +241,7 @@ class _Reader:
         self.passage.lines.extend(" | ".join(cells) for cells in rows)
         # A table is offered when it has a header (its second line is the delimiter), every
         # row has the header's cells, and nothing in it reads as a citation marker.
-        headed = len(lines) > 2 and bool(_TABLE_DELIMITER.match(lines[1])) and len(rows) > 1
+        headed = len(lines) > 2 and "-" in lines[1] and bool(_TABLE_DELIMITER.match(lines[1]))
         even = len({len(cells) for cells in rows}) == 1
         marked = any(CITATION_MARKER.search(cell) for cells in rows for cell in cells)
         if headed and even and not marked and not self.skipped:

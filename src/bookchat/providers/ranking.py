@@ -107,7 +107,7 @@ class Ranked:
     source: Source
     sentence: Sentence
     terms: frozenset[str]
-    lexical: float = 0.0
+    lexical: float = 0.0  # its share of the question, or of its heading's (HEADING_COVER)
     dense: float | None = None
     relevance: float = 0.0
     score: float = 0.0
@@ -179,17 +179,18 @@ class Ranking:
 
     def _scored(self, ranked: Ranked) -> Ranked:
         sentence, source = ranked.sentence, ranked.source
-        lexical = self.cover(ranked.terms)
+        own = self.cover(ranked.terms)
         heading = self.cover(frozenset(content_terms(f"{sentence.section or ''} {source.title}")))
         dense = self.similarities.get(sentence.text) if self.similarities else None
-        relevance = lexical
+        lexical = own
         if heading >= HEADING_COVER:
             # Under a heading that names what is asked ("Test Scenarios" for "Which test
             # scenarios...?"), the section's sentences answer even without the question's words.
-            relevance = max(relevance, HEADING_SHARE * heading)
+            lexical = max(own, HEADING_SHARE * heading)
+        relevance = lexical
         if self.similarities:
             relevance = (1 - DENSE_WEIGHT) * lexical + DENSE_WEIGHT * self._dense_spread(dense)
-        score = relevance + 0.15 * heading * (lexical > 0 or sentence.section_start)
+        score = relevance + 0.15 * heading * (own > 0 or sentence.section_start)
         score += self._definition_bonus(sentence.text)
         score += 0.08 * sentence.section_start - 0.01 * min(sentence.position, 10)
         score -= 0.2 * bool(_ABOUT_THE_TEXT.match(sentence.text))
@@ -227,7 +228,7 @@ class Ranking:
         """Whether the sentence shares a topic word with the question, sits under a heading
         that names it or, by meaning, is close."""
         close = ranked.dense is not None and ranked.dense >= self.dense_floor
-        return ranked.lexical > 0 or ranked.relevance > 0 or close
+        return ranked.lexical > 0 or close
 
     def choose(self, limit: int, *, repeat_factor: float = REPEAT_FACTOR) -> list[Ranked]:
         """Up to `limit` sentences that answer, best first.
