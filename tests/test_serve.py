@@ -242,8 +242,8 @@ def test_metrics_are_shared_through_the_multiprocess_folder(tmp_path: Path) -> N
     assert list(folder.glob("*.db"))
     # Three requests, and the one `serving` made to see the server was up.
     assert (
-        'bookchat_http_requests_total{method="GET",route="/api/v1/health/live",status="200"} 4.0'
-        in text
+        'bookchat_http_requests_total{book="",method="GET",route="/api/v1/health/live",'
+        'status="200"} 4.0' in text
     )
     assert "process_resident_memory_bytes" not in text  # per-process facts do not add up
 

@@ -224,6 +224,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.metrics_enabled:
         app.add_middleware(
-            MetricsMiddleware, metrics=metrics, prefixes=(API_PREFIX, API_ALIAS_PREFIX, "")
+            MetricsMiddleware,
+            metrics=metrics,
+            prefixes=(BOOK_PREFIX, API_PREFIX, API_ALIAS_PREFIX, ""),
         )
     return app

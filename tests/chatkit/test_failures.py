@@ -262,7 +262,12 @@ class TestLimits:
             text = (await client.get("/metrics")).text
         assert (
             value(
-                text, "bookchat_http_requests_total", method="POST", route="/chatkit", status="200"
+                text,
+                "bookchat_http_requests_total",
+                book="default",
+                method="POST",
+                route="/chatkit",
+                status="200",
             )
             == 1
         )
@@ -270,6 +275,7 @@ class TestLimits:
             value(
                 text,
                 "bookchat_http_requests_total",
+                book="default",
                 method="POST",
                 route="/api/v1/chatkit",
                 status="200",

@@ -166,6 +166,9 @@ class TestBudgetMetrics:
             await budget.reserve(payer, "translate", input_tokens=40, output_tokens=0)
 
         text = metrics.render().decode()
-        assert 'bookchat_budget_tokens_total{call="rewrite",reader="anonymous"} 70.0' in text
-        assert 'bookchat_budget_refusals_total{call="translate",reader="anonymous"} 1.0' in text
-        assert 'bookchat_rate_limited_total{limit="token_budget"} 1.0' in text
+        # Outside a request about a book: no book.
+        tokens = 'bookchat_budget_tokens_total{book="",call="rewrite",reader="anonymous"} 70.0'
+        refusals = 'bookchat_budget_refusals_total{book="",call="translate",reader="anonymous"}'
+        assert tokens in text
+        assert f"{refusals} 1.0" in text
+        assert 'bookchat_rate_limited_total{book="",limit="token_budget"} 1.0' in text

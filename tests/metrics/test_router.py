@@ -9,10 +9,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from bookchat.container import open_container
 from bookchat.content.loader import load_folder
 from bookchat.core.metrics import Metrics
+from tests.books.test_router import KEY as ADMIN_KEY
+from tests.books.test_router import add_book, ingest_publishers
 from tests.conftest import MINI_BOOK, AppFactory, ingest_book, make_settings, openai_settings
 from tests.fakes.openai_server import FakeOpenAIServer
 
 QUESTION = {"message": "How does a publisher send messages on a topic?"}
+BOOK_CHAT = "/api/v1/books/{book}/chat"
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -47,7 +50,8 @@ class TestMetricsEndpoint:
 
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain; version=")
-        labels = {"method": "GET", "route": "/api/v1/health/live", "status": "200"}
+        # A health check is about no book: its `book` label is empty.
+        labels = {"book": "", "method": "GET", "route": "/api/v1/health/live", "status": "200"}
         moved = value(response.text, "bookchat_http_requests_total", **labels) - value(
             before, "bookchat_http_requests_total", **labels
         )
@@ -56,6 +60,7 @@ class TestMetricsEndpoint:
             value(
                 response.text,
                 "bookchat_http_request_duration_seconds_count",
+                book="",
                 method="GET",
                 route="/api/v1/health/live",
             )
@@ -79,13 +84,14 @@ class TestMetricsEndpoint:
             value(
                 text,
                 "bookchat_http_requests_total",
+                book="default",
                 method="GET",
                 route="/api/v1/chat/history/{session_id}",
                 status="404",
             )
             == 3
         )
-        labels = {"method": "GET", "status": "404"}
+        labels = {"book": "default", "method": "GET", "status": "404"}
         assert (
             value(
                 text,
@@ -96,12 +102,24 @@ class TestMetricsEndpoint:
             == 1
         )
         assert (
-            value(text, "bookchat_http_requests_total", method="GET", route="/health", status="200")
+            value(
+                text,
+                "bookchat_http_requests_total",
+                book="",
+                method="GET",
+                route="/health",
+                status="200",
+            )
             == 1
         )
         assert (
             value(
-                text, "bookchat_http_requests_total", method="GET", route="unmatched", status="404"
+                text,
+                "bookchat_http_requests_total",
+                book="",
+                method="GET",
+                route="unmatched",
+                status="404",
             )
             == 1
         )
@@ -114,7 +132,7 @@ class TestMetricsEndpoint:
             await client.delete(f"/api/v1/content/{uuid.uuid4()}", headers={"X-Admin-Key": "k"})
             text = (await client.get("/metrics")).text
 
-        labels = {"method": "DELETE", "status": "404"}
+        labels = {"book": "default", "method": "DELETE", "status": "404"}
         route = "/api/v1/content/{document_id}"
         assert value(text, "bookchat_http_requests_total", route=route, **labels) == 1
 
@@ -161,15 +179,17 @@ class TestWhatIsCounted:
             assert b"event: done" in body
             text = (await client.get("/metrics")).text
 
-        model = {"provider": "openai", "model": "gpt-4o-mini"}
+        model = {"book": "default", "provider": "openai", "model": "gpt-4o-mini"}
         assert value(text, "bookchat_llm_calls_total", outcome="ok", **model) == 2
         assert value(text, "bookchat_llm_call_duration_seconds_count", **model) == 2
         assert value(text, "bookchat_llm_first_token_seconds_count", **model) == 1
         assert value(text, "bookchat_llm_tokens_total", kind="completion", **model) > 0
         assert value(text, "bookchat_llm_tokens_total", kind="prompt", **model) > 0
-        assert value(text, "bookchat_cache_lookups_total", cache="answer", result="hit") == 1
-        assert value(text, "bookchat_cache_lookups_total", cache="answer", result="miss") == 2
-        assert value(text, "bookchat_retrieval_duration_seconds_count", retrieval="bm25") >= 2
+        lookups = "bookchat_cache_lookups_total"
+        assert value(text, lookups, book="default", cache="answer", result="hit") == 1
+        assert value(text, lookups, book="default", cache="answer", result="miss") == 2
+        retrieval = "bookchat_retrieval_duration_seconds_count"
+        assert value(text, retrieval, book="default", retrieval="bm25") >= 2
         assert len(fake_openai.chat_requests()) == 2
 
     async def test_model_failures_by_code(
@@ -194,11 +214,12 @@ class TestWhatIsCounted:
             second = await client.post("/api/v1/chat", json=QUESTION)
             text = (await client.get("/metrics")).text
         assert (first.status_code, second.status_code) == (200, 429)
-        assert value(text, "bookchat_rate_limited_total", limit="chat") == 1
+        assert value(text, "bookchat_rate_limited_total", book="default", limit="chat") == 1
         assert (
             value(
                 text,
                 "bookchat_http_requests_total",
+                book="default",
                 method="POST",
                 route="/api/v1/chat",
                 status="429",
@@ -220,4 +241,52 @@ class TestWhatIsCounted:
         assert value(
             text, "bookchat_ingested_documents_total", book="default", outcome="unchanged"
         ) == len(documents)
-        assert value(text, "bookchat_ingested_chunks_total") > len(documents)
+        assert value(text, "bookchat_ingested_chunks_total", book="default") > len(documents)
+
+
+class TestPerBook:
+    async def test_every_metric_of_a_request_carries_its_book(
+        self, sqlite_url: str, app_factory: AppFactory
+    ) -> None:
+        settings = make_settings(sqlite_url, admin_api_key=ADMIN_KEY)
+        await ingest_book(settings)
+        async with app_factory(settings) as client:
+            await add_book(client)
+            await ingest_publishers(client, "robots")
+            robots = await client.post("/api/v1/books/robots/chat", json=QUESTION)
+            default = await client.post("/api/v1/chat", json=QUESTION)
+            unknown = await client.post("/api/v1/books/no-such-book/chat", json=QUESTION)
+            text = (await client.get("/metrics")).text
+
+        assert (robots.status_code, default.status_code, unknown.status_code) == (200, 200, 404)
+        chat = {"method": "POST", "status": "200"}
+        assert (
+            value(text, "bookchat_http_requests_total", book="robots", route=BOOK_CHAT, **chat) == 1
+        )
+        assert (
+            value(
+                text, "bookchat_http_requests_total", book="default", route="/api/v1/chat", **chat
+            )
+            == 1
+        )
+        for book in ("robots", "default"):
+            assert total(text, "bookchat_llm_calls_total", book=book, outcome="ok") == 1
+            assert total(text, "bookchat_llm_call_duration_seconds_count", book=book) == 1
+            assert total(text, "bookchat_retrieval_duration_seconds_count", book=book) >= 1
+            assert total(text, "bookchat_cache_lookups_total", book=book, cache="answer") == 1
+            assert total(text, "bookchat_answers_total", book=book) == 1
+        # The robots book was ingested by this server (the default one before it started).
+        assert value(text, "bookchat_ingested_chunks_total", book="robots") > 0
+        # A slug no book has is a 404 without a series of its own (guesses would be unbounded).
+        assert "no-such-book" not in text
+        assert (
+            value(
+                text,
+                "bookchat_http_requests_total",
+                book="",
+                route=BOOK_CHAT,
+                method="POST",
+                status="404",
+            )
+            == 1
+        )

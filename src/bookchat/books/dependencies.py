@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 
 from bookchat.books.names import SLUG_PATTERN
 from bookchat.books.service import BookConfig, BookService, book_not_found
+from bookchat.core.metrics import BOOK_SCOPE_KEY, METRIC_BOOK
 from bookchat.dependencies import ContainerDep
 
 _SLUG = re.compile(SLUG_PATTERN)
@@ -30,13 +31,19 @@ async def book_in_path(
 
 
 async def current_book(request: Request, books: BookServiceDep) -> BookConfig:
-    """The book this request is about; 404 for a slug no book has."""
+    """The book this request is about; 404 for a slug no book has. Once known, it labels the
+    request's metrics (the HTTP ones through its ASGI scope, the rest through `METRIC_BOOK`);
+    an unknown slug never does."""
     slug = request.path_params.get("book")
     if slug is None:
-        return await books.default()
-    if not _SLUG.fullmatch(slug):
+        book = await books.default()
+    elif not _SLUG.fullmatch(slug):
         raise book_not_found(slug)
-    return await books.get(slug)
+    else:
+        book = await books.get(slug)
+    request.scope[BOOK_SCOPE_KEY] = book.slug
+    METRIC_BOOK.set(book.slug)
+    return book
 
 
 CurrentBook = Annotated[BookConfig, Depends(current_book)]

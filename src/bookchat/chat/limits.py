@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 
 from bookchat.chat.dependencies import ChatReader
 from bookchat.core.errors import RateLimited
+from bookchat.core.metrics import metric_book
 from bookchat.core.ratelimit import request_identity
 from bookchat.core.sse import StreamEvent
 from bookchat.dependencies import ContainerDep
@@ -45,7 +46,7 @@ async def hold_stream_slot(
     token = await slots.acquire(identity, limit)
     if token is None:
         logger.info("chat.streams_refused", kind=identity.partition(":")[0], limit=limit)
-        container.metrics.rate_limited.labels("streams").inc()
+        container.metrics.rate_limited.labels(metric_book(), "streams").inc()
         plural = "answer streams" if limit > 1 else "answer stream"
         raise RateLimited(
             f"At most {limit} {plural} may be open at once; wait for one to finish.",

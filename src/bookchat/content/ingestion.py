@@ -217,7 +217,7 @@ class Ingestor:
         if self._metrics is not None:
             self._metrics.ingested_documents.labels(book, outcome).inc()
             if chunks:
-                self._metrics.ingested_chunks.inc(chunks)
+                self._metrics.ingested_chunks.labels(book).inc(chunks)
 
     async def _book_changed(self, book: str) -> None:
         if self._cache is not None:

@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 
 from bookchat.core.config import Settings
 from bookchat.core.errors import RateLimited
-from bookchat.core.metrics import Metrics
+from bookchat.core.metrics import Metrics, metric_book
 from bookchat.core.redis import REDIS_OUTAGE_ERRORS, RedisStatus
 
 logger = structlog.get_logger(__name__)
@@ -224,7 +224,7 @@ class TokenBudget:
             await self._add(reservation.payer, reservation.day, used - reservation.tokens)
         if self.metrics is not None and used > 0:
             payer = reservation.payer
-            self.metrics.budget_tokens.labels(reservation.call, payer.kind).inc(used)
+            self.metrics.budget_tokens.labels(metric_book(), reservation.call, payer.kind).inc(used)
 
     def _today(self) -> int:
         return int(self.clock() // DAY_SECONDS)
@@ -261,8 +261,8 @@ class TokenBudget:
         seconds = max(1, math.ceil(resets - self.clock()))
         logger.info("budget.refused", call=call, reader=payer.kind, retry_after=seconds)
         if self.metrics is not None:
-            self.metrics.budget_refusals.labels(call, payer.kind).inc()
-            self.metrics.rate_limited.labels("token_budget").inc()
+            self.metrics.budget_refusals.labels(metric_book(), call, payer.kind).inc()
+            self.metrics.rate_limited.labels(metric_book(), "token_budget").inc()
         whose = "your account" if payer.kind == "reader" else "readers who are not signed in"
         hours, minutes = divmod(math.ceil(seconds / 60), 60)
         return RateLimited(

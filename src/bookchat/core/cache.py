@@ -26,7 +26,7 @@ import structlog
 from redis.asyncio import Redis
 
 from bookchat.core.config import Settings
-from bookchat.core.metrics import Metrics
+from bookchat.core.metrics import Metrics, metric_book
 from bookchat.core.redis import REDIS_OUTAGE_ERRORS, RedisStatus
 
 logger = structlog.get_logger(__name__)
@@ -246,7 +246,7 @@ class MeasuredCache:
     async def get(self, key: str) -> bytes | None:
         value = await self.inner.get(key)
         kind = key.partition(":")[0]
-        self._lookups.labels(kind, "miss" if value is None else "hit").inc()
+        self._lookups.labels(metric_book(), kind, "miss" if value is None else "hit").inc()
         return value
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:

@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -44,6 +45,20 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 UNMATCHED_ROUTE = "unmatched"
 
 
+# The book the current request (or job) is about, set once its slug is known to name a book
+# (`books.dependencies.current_book`; ingestion and the CLI set it too). Every metric carries it
+# as its `book` label; "" for what concerns no book (sign-in, health).
+METRIC_BOOK: ContextVar[str] = ContextVar("bookchat_metric_book", default="")
+# Where the request's own ASGI scope holds it for the HTTP metrics (not `request.state`: a
+# lifespan state that is not copied per request would carry it to the next request).
+BOOK_SCOPE_KEY = "bookchat.book"
+
+
+def metric_book() -> str:
+    """The `book` label of what is being recorded now."""
+    return METRIC_BOOK.get()
+
+
 def multiprocess_dir() -> str | None:
     """The shared folder of a multi-worker server, or None for a single process."""
     return os.environ.get(MULTIPROC_ENV) or None
@@ -64,33 +79,33 @@ class Metrics:
         self.http_requests = Counter(
             "bookchat_http_requests",
             "HTTP requests answered, by route template and status code.",
-            ["method", "route", "status"],
+            ["book", "method", "route", "status"],
             registry=registry,
         )
         self.http_duration = Histogram(
             "bookchat_http_request_duration_seconds",
             "Time from request to the end of the response (a stream counts until its end).",
-            ["method", "route"],
+            ["book", "method", "route"],
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
         self.llm_calls = Counter(
             "bookchat_llm_calls",
             "Language model calls by outcome: ok, cancelled (the reader left) or an error code.",
-            ["provider", "model", "outcome"],
+            ["book", "provider", "model", "outcome"],
             registry=registry,
         )
         self.llm_duration = Histogram(
             "bookchat_llm_call_duration_seconds",
             "Duration of a language model call (a stream until its last piece).",
-            ["provider", "model"],
+            ["book", "provider", "model"],
             buckets=LLM_BUCKETS,
             registry=registry,
         )
         self.llm_first_token = Histogram(
             "bookchat_llm_first_token_seconds",
             "Time from a streamed call to its first piece of text.",
-            ["provider", "model"],
+            ["book", "provider", "model"],
             buckets=LLM_BUCKETS,
             registry=registry,
         )
@@ -98,7 +113,7 @@ class Metrics:
             "bookchat_llm_tokens",
             "Tokens the language model reported, by kind: prompt, completion, and the prompt "
             "tokens read from (cache_read) or written to (cache_write) the vendor's cache.",
-            ["provider", "model", "kind"],
+            ["book", "provider", "model", "kind"],
             registry=registry,
         )
         # Citations a model makes itself (Claude's search-result citations): `dropped` ones
@@ -106,13 +121,13 @@ class Metrics:
         self.llm_citations = Counter(
             "bookchat_llm_citations",
             "Citations the model made itself, by outcome: kept, or dropped (failed the check).",
-            ["provider", "model", "outcome"],
+            ["book", "provider", "model", "outcome"],
             registry=registry,
         )
         self.retrieval_duration = Histogram(
             "bookchat_retrieval_duration_seconds",
             "Time to find the passages for a query (embedding, BM25 encoding, index search).",
-            ["retrieval"],
+            ["book", "retrieval"],
             buckets=RETRIEVAL_BUCKETS,
             registry=registry,
         )
@@ -123,19 +138,19 @@ class Metrics:
             "Queries searched with BM25 alone because the embeddings service failed, by reason "
             "(timeout, rate_limited, unreachable, credentials, server_error, rejected, "
             "bad_response).",
-            ["reason"],
+            ["book", "reason"],
             registry=registry,
         )
         self.cache_lookups = Counter(
             "bookchat_cache_lookups",
             "Cache reads by cache (answer, embedding) and result (hit or miss).",
-            ["cache", "result"],
+            ["book", "cache", "result"],
             registry=registry,
         )
         self.rate_limited = Counter(
             "bookchat_rate_limited",
             "Requests refused with 429, by limit (chat, login, signup, generation).",
-            ["limit"],
+            ["book", "limit"],
             registry=registry,
         )
         # Token budgets (core/budget.py): what readers' model calls cost, and who was refused.
@@ -143,14 +158,14 @@ class Metrics:
             "bookchat_budget_tokens",
             "Model tokens charged to daily budgets, by call (chat, rewrite, personalize, "
             "translate) and reader (reader, anonymous).",
-            ["call", "reader"],
+            ["book", "call", "reader"],
             registry=registry,
         )
         self.budget_refusals = Counter(
             "bookchat_budget_refusals",
             "Requests and model calls refused because the daily token budget was spent, by call "
             "and reader.",
-            ["call", "reader"],
+            ["book", "call", "reader"],
             registry=registry,
         )
         # Answer quality (docs/operations.md, "Alerts"): a rising share of `no_context` answers
@@ -178,7 +193,8 @@ class Metrics:
         )
         self.ingested_chunks = Counter(
             "bookchat_ingested_chunks",
-            "Chunks written to the database and the index by ingestion.",
+            "Chunks written to the database and the index by ingestion, by book.",
+            ["book"],
             registry=registry,
         )
 
@@ -204,7 +220,11 @@ class RouteTemplates:
     """
 
     def __init__(self, prefixes: Sequence[str] = ("",)) -> None:
-        self._prefixes = sorted(set(prefixes), key=len, reverse=True)  # longest first
+        # Longest first; a prefix may hold parameters of its own (`/api/v1/books/{book}`).
+        self._prefixes = [
+            (prefix, re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(prefix))))
+            for prefix in sorted(set(prefixes), key=len, reverse=True)
+        ]
 
     def label(self, scope: Scope) -> str:
         route = scope.get("route")
@@ -214,10 +234,9 @@ class RouteTemplates:
             return UNMATCHED_ROUTE
         pattern: re.Pattern[str] | None = getattr(route, "path_regex", None)
         path = scope["path"]
-        for prefix in self._prefixes:
-            if path.startswith(prefix) and (
-                pattern is None or pattern.match(path.removeprefix(prefix))
-            ):
+        for prefix, prefix_pattern in self._prefixes:
+            found = prefix_pattern.match(path)
+            if found and (pattern is None or pattern.match(path[found.end() :])):
                 return prefix + declared
         return declared
 
@@ -247,10 +266,18 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        # Each request starts about no book; what it sets goes no further than its own end.
+        book_token = METRIC_BOOK.set("")
         try:
             await self.app(scope, receive, send_and_note_status)
         finally:
+            METRIC_BOOK.reset(book_token)
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             route = self._route_label(scope)
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
+            # The book the request was about, once a route resolved it (`books.dependencies`):
+            # never an unknown slug from the path, which would make a series per guess.
+            book = str(scope.get(BOOK_SCOPE_KEY, ""))
+            self.metrics.http_requests.labels(book, method, route, str(status)).inc()
+            self.metrics.http_duration.labels(book, method, route).observe(
+                time.perf_counter() - started
+            )

@@ -36,7 +36,7 @@ from starlette.types import Scope
 
 from bookchat.core.config import Settings
 from bookchat.core.errors import RateLimited
-from bookchat.core.metrics import Metrics
+from bookchat.core.metrics import Metrics, metric_book
 from bookchat.core.redis import REDIS_OUTAGE_ERRORS, RedisStatus
 
 logger = structlog.get_logger(__name__)
@@ -273,7 +273,7 @@ def _refused(
         retry_after=decision.retry_after,
     )
     if limiter.metrics is not None:
-        limiter.metrics.rate_limited.labels(scope).inc()
+        limiter.metrics.rate_limited.labels(metric_book(), scope).inc()
     return refusal(decision)
 
 

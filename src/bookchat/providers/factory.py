@@ -65,10 +65,12 @@ def _citation_counter(
     """What counts a model's own citations by outcome (`kept`, `dropped`) in `metrics`."""
     if metrics is None:
         return None
+    from bookchat.core.metrics import metric_book  # loaded with `metrics` already
+
     citations = metrics.llm_citations.labels
 
     def count(outcome: str) -> None:
-        citations(provider.value, model, outcome).inc()
+        citations(metric_book(), provider.value, model, outcome).inc()
 
     return count
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from bookchat.core.errors import AppError
-from bookchat.core.metrics import Metrics
+from bookchat.core.metrics import Metrics, metric_book
 from bookchat.providers.base import AnswerMode, ChatModel, ChatPrompt, Completion, Finish, Usage
 
 
@@ -49,9 +49,9 @@ class MeasuredChatModel:
                         self._count_tokens(piece)
                     elif isinstance(piece, str) and first_piece:
                         first_piece = False
-                        self._metrics.llm_first_token.labels(self.provider, self.model).observe(
-                            time.perf_counter() - started
-                        )
+                        self._metrics.llm_first_token.labels(
+                            metric_book(), self.provider, self.model
+                        ).observe(time.perf_counter() - started)
                     yield piece
             outcome = "ok"
         except AppError as exc:
@@ -64,18 +64,25 @@ class MeasuredChatModel:
         await self.inner.aclose()
 
     def _record(self, started: float, outcome: str) -> None:
-        self._metrics.llm_calls.labels(self.provider, self.model, outcome).inc()
-        self._metrics.llm_duration.labels(self.provider, self.model).observe(
+        self._metrics.llm_calls.labels(metric_book(), self.provider, self.model, outcome).inc()
+        self._metrics.llm_duration.labels(metric_book(), self.provider, self.model).observe(
             time.perf_counter() - started
         )
 
     def _count_tokens(self, usage: Usage) -> None:
         tokens = self._metrics.llm_tokens
+        book = metric_book()
         if usage.prompt_tokens:
-            tokens.labels(self.provider, self.model, "prompt").inc(usage.prompt_tokens)
+            tokens.labels(book, self.provider, self.model, "prompt").inc(usage.prompt_tokens)
         if usage.completion_tokens:
-            tokens.labels(self.provider, self.model, "completion").inc(usage.completion_tokens)
+            tokens.labels(book, self.provider, self.model, "completion").inc(
+                usage.completion_tokens
+            )
         if usage.cache_read_tokens:
-            tokens.labels(self.provider, self.model, "cache_read").inc(usage.cache_read_tokens)
+            tokens.labels(book, self.provider, self.model, "cache_read").inc(
+                usage.cache_read_tokens
+            )
         if usage.cache_write_tokens:
-            tokens.labels(self.provider, self.model, "cache_write").inc(usage.cache_write_tokens)
+            tokens.labels(book, self.provider, self.model, "cache_write").inc(
+                usage.cache_write_tokens
+            )

@@ -16,7 +16,7 @@ import structlog
 
 from bookchat.books.names import DEFAULT_BOOK
 from bookchat.core.cache import Cache
-from bookchat.core.metrics import Metrics
+from bookchat.core.metrics import Metrics, metric_book
 from bookchat.providers.base import Source
 from bookchat.providers.embeddings import Embedder, EmbeddingsUnavailable
 from bookchat.providers.embeddings.base import cosines
@@ -161,7 +161,9 @@ class HybridRetriever:
         if page_context:
             hits = boost_page(hits, page_context)
         if self.metrics is not None:
-            self.metrics.retrieval_duration.labels(mode).observe(time.perf_counter() - started)
+            self.metrics.retrieval_duration.labels(book, mode).observe(
+                time.perf_counter() - started
+            )
         return hits[:limit]
 
     async def retrieve(
@@ -331,7 +333,7 @@ class HybridRetriever:
 
     def _count_fallback(self, reason: str) -> None:
         if self.metrics is not None:
-            self.metrics.retrieval_dense_fallbacks.labels(reason).inc()
+            self.metrics.retrieval_dense_fallbacks.labels(metric_book(), reason).inc()
 
     async def _embed_query(self, query: str) -> list[float] | None:
         if self.embedder is None:
