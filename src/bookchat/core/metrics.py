@@ -45,9 +45,10 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 UNMATCHED_ROUTE = "unmatched"
 
 
-# The book the current request (or job) is about, set once its slug is known to name a book
-# (`books.dependencies.current_book`; ingestion and the CLI set it too). Every metric carries it
-# as its `book` label; "" for what concerns no book (sign-in, health).
+# The book the current request is about, set once its slug is known to name a book
+# (`books.dependencies.current_book`; a task the request starts inherits it). Every metric
+# carries it as its `book` label, "" for what concerns no book (sign-in, health); ingestion
+# passes its book itself.
 METRIC_BOOK: ContextVar[str] = ContextVar("bookchat_metric_book", default="")
 # Where the request's own ASGI scope holds it for the HTTP metrics (not `request.state`: a
 # lifespan state that is not copied per request would carry it to the next request).
