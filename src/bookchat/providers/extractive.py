@@ -29,6 +29,7 @@ from bookchat.providers.base import (
 )
 from bookchat.providers.embeddings import Embedder
 from bookchat.providers.embeddings.base import cosines
+from bookchat.providers.quotable import table_lines
 from bookchat.providers.ranking import (
     CodeAnswer,
     Ranked,
@@ -84,7 +85,6 @@ _ASKS_FOR_CODE = re.compile(
 )
 _ASKS_HOW = re.compile(r"^\s*how\b", re.IGNORECASE)
 _ASKS_WHY = re.compile(r"^\s*why\b", re.IGNORECASE)
-_TABLE_DELIMITER = re.compile(r"^[\s|:-]+$")
 # A selection quoted in reply to a question: at most this many of its sentences.
 MAX_SELECTION_SENTENCES = 3
 MAX_EXPLAIN_SENTENCES = 2
@@ -227,7 +227,7 @@ def quoted_passages(answer: str) -> list[tuple[str, int]]:
         if quote.startswith(("```", "~~~")):
             quote = "\n".join(quote.splitlines()[1:-1])
         elif quote.startswith("|"):  # a table: each row is a line of its source
-            quotes.extend((row, number) for row in _table_rows(quote))
+            quotes.extend((row, number) for row in table_lines(quote))
             start = found.end()
             continue
         quotes.append((quote, number))
@@ -255,15 +255,6 @@ def _covers_more(cover: float, chosen: Sequence[Ranked], ranking: Ranking) -> bo
         return False
     said = ranking.cover(frozenset().union(*(r.terms for r in chosen)))
     return cover >= said + CODE_MARGIN
-
-
-def _table_rows(table: str) -> list[str]:
-    """The rows of a Markdown table as `quotable.plain_text` writes them ("a | b")."""
-    return [
-        line.strip().removeprefix("|").removesuffix("|").strip()
-        for line in table.splitlines()
-        if line.strip() and not _TABLE_DELIMITER.match(line)
-    ]
 
 
 def _compose(chosen: Sequence[Ranked], *, book_order: bool = False) -> str:

@@ -234,7 +234,7 @@ class _Reader:
 
     def _table(self, lines: list[str], lead: tuple[Sentence, ...] = ()) -> None:
         rows = [
-            tuple(visible(cell) for cell in row.strip().strip("|").split("|"))
+            tuple(visible(cell) for cell in _cells(row))
             for row in lines
             if not _TABLE_DELIMITER.match(row)
         ]
@@ -302,6 +302,20 @@ class _Reader:
             self.section_start = False
             found.append(sentence)
         return found
+
+
+def table_lines(table: str) -> list[str]:
+    """The rows of a Markdown table (as `Table.markdown` writes one) as `plain_text` has them:
+    its cells joined by " | "."""
+    return [
+        " | ".join(_cells(line))
+        for line in table.splitlines()
+        if line.strip() and not _TABLE_DELIMITER.match(line)
+    ]
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
 def _has_code(code: str) -> bool:

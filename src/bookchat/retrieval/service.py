@@ -238,24 +238,15 @@ class HybridRetriever:
         )
         lexicon = await self.lexicon.get(book)
         pool = max(limit, self.candidates)
+        in_document = str(document_id) if document_id else None
         lexical = (
-            lexicon.search(
-                sparse,
-                pool,
-                module=module,
-                document_id=str(document_id) if document_id else None,
-            )
+            lexicon.search(sparse, pool, module=module, document_id=in_document)
             if use_sparse and sparse.indices
             else []
         )
         # The book's dense vectors, when this process holds them, are searched here.
         dense_ranked = (
-            lexicon.dense_search(
-                dense,
-                pool,
-                module=module,
-                document_id=str(document_id) if document_id else None,
-            )
+            lexicon.dense_search(dense, pool, module=module, document_id=in_document)
             if dense is not None
             else None
         )
