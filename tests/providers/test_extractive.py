@@ -16,7 +16,7 @@ from bookchat.providers.extractive import (
     ExtractiveChatModel,
     quoted_passages,
 )
-from bookchat.providers.quotable import plain_text
+from bookchat.providers.quotable import Sentence, plain_text, read_passage
 from tests.fakes.openai_server import FakeOpenAIServer
 
 NODES = Source(
@@ -141,6 +141,65 @@ class TestBookAnswers:
         assert text.startswith(
             "A publisher is the part of a node that sends messages on a topic. [1]"
         )
+
+    def test_a_definition_that_introduces_a_list_is_quoted_with_it(self) -> None:
+        urdf = source(
+            "## URDF\n\nA URDF file is an XML document that defines:\n"
+            "- **Links**: rigid body segments\n- **Joints**: connections between links\n"
+            "- **Inertial properties**: mass and inertia\n\n## Best Practices\n\n"
+            "1. **Version control URDF files** - Track changes carefully\n"
+        )
+        text = answer("What are links, joints and inertial properties in a URDF file?", urdf)
+        assert text == (
+            "A URDF file is an XML document that defines: [1]\n\n"
+            "- Links: rigid body segments\n- Joints: connections between links\n"
+            "- Inertial properties: mass and inertia\n\n[1]"
+        )
+        assert sentences_of(text) == [
+            "A URDF file is an XML document that defines:",
+            "Links: rigid body segments",
+            "Joints: connections between links",
+            "Inertial properties: mass and inertia",
+        ]
+        assert all(quote in plain_text(urdf.text) for quote in sentences_of(text))
+
+    def test_a_sentence_after_a_quoted_list_starts_a_paragraph(self) -> None:
+        urdf = source(
+            "A URDF file is an XML document that defines:\n- **Links**: the rigid bodies\n"
+            "- **Joints**: the connections between links\n",
+            1,
+        )
+        more = source("URDF files describe a robot for simulators and planners.", 2)
+        text = answer("What is a URDF file?", urdf, more)
+        assert text == (
+            "A URDF file is an XML document that defines: [1]\n\n"
+            "- Links: the rigid bodies\n- Joints: the connections between links\n\n[1]\n\n"
+            "URDF files describe a robot for simulators and planners. [2]"
+        )
+
+    def test_a_definition_that_introduces_code_is_quoted_with_it(self) -> None:
+        # "Organize with Xacro - ..." only names Xacro; the book says what Xacro is where it
+        # introduces its example.
+        xacro = source(
+            "## Xacro\n\nXacro extends URDF with macros and parameters:\n\n"
+            '```xml\n<xacro:property name="leg_length" value="0.8"/>\n```\n\n'
+            "## Best Practices\n\n1. **Organize with Xacro** - Modularize complex robots\n"
+        )
+        text = answer("What is Xacro?", xacro)
+        assert text.startswith(
+            "Xacro extends URDF with macros and parameters: [1]\n\n```xml\n<xacro:property"
+        )
+
+    def test_what_a_sentence_defines_stops_at_a_preposition(self) -> None:
+        # "Built-in support for DDS Security enables..." defines support, not DDS.
+        security = source("Built-in support for DDS Security enables encrypted communication.")
+        dds = source(
+            "## DDS\n\nThe Data Distribution Service (DDS) is a standard protocol that "
+            "provides:\n\n```python\nqos = QoSProfile(depth=10)\n```\n",
+            2,
+        )
+        text = answer("What is DDS?", security, dds)
+        assert text.startswith("The Data Distribution Service (DDS) is a standard protocol")
 
     def test_quiz_options_are_not_quoted(self) -> None:
         chapter = source(
@@ -611,6 +670,24 @@ class TestQuotablePassages:
                 "Publishers never wait for subscribers to read a message.",
             ]
         )
+
+    def test_a_lead_in_carries_the_list_that_follows_it_when_it_can_be_quoted_whole(
+        self,
+    ) -> None:
+        def lead_in(markdown: str) -> Sentence:
+            return next(s for s in read_passage(markdown).sentences if s.lead_in)
+
+        listed = "A graph holds:\n\n- **Nodes** that compute\n- Topics that carry data\n"
+        assert lead_in(listed).items == ("Nodes that compute", "Topics that carry data")
+        # A checklist item, a quiz option, a list too long to quote whole, or a paragraph
+        # between them: the lead-in introduces nothing it could be quoted with.
+        for markdown in (
+            "A graph holds:\n\n- [ ] Nodes that compute\n- Topics that carry data\n",
+            "A graph holds:\n\n- A) Nodes that compute\n- Topics that carry data\n",
+            "A graph holds:\n\n" + "".join(f"- Item number {n} here\n" for n in range(9)),
+            "A graph holds:\n\nNodes compute things.\n\n- Topics that carry data\n",
+        ):
+            assert lead_in(markdown).items == ()
 
     def test_overlapping_chunks_are_not_quoted_twice(self) -> None:
         first = Source(index=1, title="A", text="Topics carry messages between nodes. Nodes run.")

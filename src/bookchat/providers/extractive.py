@@ -152,6 +152,12 @@ class ExtractiveChatModel:
             chosen = ranking.opening(MAX_EXPLAIN_SENTENCES)
         else:
             chosen = ranking.choose(self.max_sentences)
+        if ranking.asked and not any(ranking.states_definition(r.text) for r in chosen):
+            # "What is X?": where the book's definition of X introduces a code block, the
+            # definition and the block answer, before sentences that only mention X.
+            defining = best_code_block(ranking, defining=True)
+            if defining is not None:
+                return defining.text
         if code is not None and _code_says_more(code, chosen, ranking):
             return code.text
         table = best_table(ranking)
@@ -226,6 +232,10 @@ def quoted_passages(answer: str) -> list[tuple[str, int]]:
         number = int(found.group("number"))
         if quote.startswith(("```", "~~~")):
             quote = "\n".join(quote.splitlines()[1:-1])
+        elif quote.startswith("- "):  # a list after its lead-in: each item is a line of its source
+            quotes.extend((line.strip()[2:], number) for line in quote.splitlines() if line.strip())
+            start = found.end()
+            continue
         elif quote.startswith("|"):  # a table: each row is a line of its source
             quotes.extend((row, number) for row in table_lines(quote))
             start = found.end()
@@ -258,9 +268,22 @@ def _covers_more(cover: float, chosen: Sequence[Ranked], ranking: Ranking) -> bo
 
 
 def _compose(chosen: Sequence[Ranked], *, book_order: bool = False) -> str:
-    """Each sentence followed by its marker, most relevant first (or in the text's order)."""
+    """Each sentence followed by its marker, most relevant first (or in the text's order); a
+    lead-in quoted with its list is followed by the list, and the marker again, apart from the
+    sentences around it."""
     ordered = sorted(chosen, key=lambda r: r.position) if book_order else chosen
-    return " ".join(f"{r.text} [{r.source.index}]" for r in ordered)
+    text, after_list = "", False
+    for ranked in ordered:
+        marker = f"[{ranked.source.index}]"
+        items = ranked.sentence.items
+        if text:
+            text += "\n\n" if items or after_list else " "
+        text += f"{ranked.text} {marker}"
+        if items:
+            listed = "\n".join(f"- {item}" for item in items)
+            text += f"\n\n{listed}\n\n{marker}"
+        after_list = bool(items)
+    return text
 
 
 def _nothing_quotable(sources: Sequence[Source]) -> str:

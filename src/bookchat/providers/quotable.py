@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bookchat.content.docusaurus import HeadingSlugger, strip_inline_markdown
 from bookchat.content.markdown import (
@@ -73,6 +73,8 @@ _ABBREVIATIONS = frozenset([
 ])
 # fmt: on
 MIN_WORDS = 3
+# A lead-in is offered with the list it introduces when the list has at most this many items.
+MAX_LIST_ITEMS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class Sentence:
     section_start: bool = False  # the first sentence under its heading
     lead_in: bool = False  # ends with ":": it introduces what follows, it does not say it
     item: bool = False  # a list item
+    # A lead-in's list, when one follows it directly: each item's visible text (a line of
+    # `plain_text`), all of them quotable.
+    items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +213,10 @@ class _Reader:
                 self.passage.lines.append(visible(title))
             self.read(block.lines[1:-1])
         elif block.kind == "list":
-            self._list(block.lines)
+            items = self._list(block.lines)
+            if items and paragraph and paragraph[-1].lead_in:
+                lead = paragraph[-1]
+                self.passage.sentences[lead.position] = replace(lead, items=items)
         elif _PSEUDO_HEADING.match(" ".join(block.lines)):
             self._heading(7, visible(" ".join(block.lines)).rstrip(":"))
         elif not _MDX_STATEMENT.match(block.lines[0]):
@@ -250,8 +258,11 @@ class _Reader:
                 Table(header, tuple(body), len(self.passage.tables), self.section, lead)
             )
 
-    def _list(self, lines: list[str]) -> None:
+    def _list(self, lines: list[str]) -> tuple[str, ...]:
+        """Read a list; return its items' texts when it can be quoted whole after its lead-in:
+        every item quotable, no code block inside, at most `MAX_LIST_ITEMS` items."""
         items: list[list[str]] = []
+        whole: list[str | None] = []
         index = 0
         while index < len(lines):
             line = lines[index]
@@ -260,7 +271,8 @@ class _Reader:
                 end = index + 1
                 while end < len(lines) and not is_fence_close(lines[end], fence):
                     end += 1
-                self._items(items)
+                whole.extend(self._items(items))
+                whole.append(None)
                 items = []
                 self._fence(lines[index : end + 1])
                 index = end + 1
@@ -270,15 +282,23 @@ class _Reader:
             elif items and line.strip():
                 items[-1].append(line)
             index += 1
-        self._items(items)
+        whole.extend(self._items(items))
+        if len(whole) > MAX_LIST_ITEMS or None in whole:
+            return ()
+        return tuple(text for text in whole if text is not None)
 
-    def _items(self, items: list[list[str]]) -> None:
+    def _items(self, items: list[list[str]]) -> list[str | None]:
+        """Read list items; return each one's text, or None for one not quotable whole."""
+        whole: list[str | None] = []
         for item in items:
             raw = " ".join(part.strip() for part in item)
             text = visible(_TASK_BOX.sub("", raw))
             checklist = bool(_TASK_BOX.match(raw) or _CHECK_MARK.match(text))
             quiz = bool(_OPTION_START.match(text))
-            self._prose(text, item=True, quotable=not (checklist or quiz or _bare_link(raw)))
+            quotable = not (checklist or quiz or _bare_link(raw))
+            found = self._prose(text, item=True, quotable=quotable)
+            whole.append(text if " ".join(s.text for s in found) == text else None)
+        return whole
 
     def _prose(self, text: str, *, item: bool, quotable: bool = True) -> list[Sentence]:
         """Read one paragraph or list item; return its quotable sentences."""

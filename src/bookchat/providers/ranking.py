@@ -64,9 +64,12 @@ _DEFINITION = re.compile(
     r"(?:(?:an?|the)\s+)?(?P<subject>[^.;:!?]{1,80}?)\s+(?:(?:is|are)\s+(?:an?|the|one|not|"
     r"called|defined|known|used|simply|essentially|basically|usually|typically)|refers?\s+to|"
     r"means|denotes|stands\s+for|provides?|enables?|allows?|represents?|describes?|defines?|"
-    r"consists?\s+of|(?:acts?|serves?)\s+as)\s",
+    r"extends?|consists?\s+of|(?:acts?|serves?)\s+as)\s",
     re.IGNORECASE,
 )
+# What a subject is about stops at a preposition: "Built-in support for DDS Security enables..."
+# defines support, not DDS ("Quality of Service (QoS)" keeps its "of").
+_SUBJECT_END = re.compile(r"\s(?:for|in|on|with|from|by|between|to|at|about|via|under)\s", re.I)
 # "Term: what it is" (glossaries, spec lists); "Term - what it is" (best-practice lists) only
 # counts for what a "what is" question asks.
 _TERM_COLON = re.compile(r"^(?P<subject>[^:]{1,40}):\s+\S")
@@ -144,10 +147,13 @@ class Ranking:
             self.tables.extend((source, table) for table in passage.tables)
             for sentence in passage.sentences:
                 key = sentence.text.lower()
-                if sentence.lead_in or key in seen:  # overlapping chunks repeat sentences
-                    continue
+                # A lead-in says nothing on its own; one that defines what is asked is quoted
+                # with the list it introduces ("A URDF file is an XML document that defines:").
+                defines = bool(sentence.items) and self.defines_topic(sentence.text)
+                if (sentence.lead_in and not defines) or key in seen:
+                    continue  # overlapping chunks repeat sentences
                 seen.add(key)
-                terms = frozenset(content_terms(sentence.text))
+                terms = frozenset(content_terms(" ".join((sentence.text, *sentence.items))))
                 found.append(Ranked(source, sentence, terms))
         frequency: Counter[str] = Counter(t for r in found for t in r.terms)
         total = max(len(found), 1)
@@ -218,11 +224,16 @@ class Ranking:
     def defines_topic(self, text: str) -> bool:
         """Whether the sentence defines what a "what is" question asks about. A best-practice
         item ("Organize with Xacro - ...") must name at least half of it."""
-        if any(terms & self.asked for terms in _defined(text)):
+        if self.states_definition(text):
             return True
         dashed = _TERM_DASH.match(text)
         named = frozenset(content_terms(dashed.group("subject"))) if dashed else frozenset()
         return bool(self.asked) and 2 * len(named & self.asked) >= len(self.asked)
+
+    def states_definition(self, text: str) -> bool:
+        """Whether the sentence says what the asked topic is ("X is a...", "X: ..."), rather
+        than naming it in a best-practice item."""
+        return any(terms & self.asked for terms in _defined(text))
 
     def has_signal(self, ranked: Ranked) -> bool:
         """Whether the sentence shares a topic word with the question, sits under a heading
@@ -263,11 +274,17 @@ class Ranking:
                 continue
             if any(_overlap(best.terms, c.terms) >= REDUNDANT for c in chosen):
                 continue
+            if any(_lists(c, best) for c in chosen):
+                continue  # an item of a list already quoted with its lead-in
+            chosen = [c for c in chosen if not _lists(best, c)]
             chosen.append(best)
             covered |= best.terms
             taken[best.source.index] += 1
-        # "What is X and ...?": the definition of X first, whatever else answers more.
-        return sorted(chosen, key=lambda r: not self.defines_topic(r.text))
+        # "What is X and ...?": the definition of X first, whatever else answers more; one that
+        # says what X is before an item that names it.
+        return sorted(
+            chosen, key=lambda r: (not self.states_definition(r.text), not self.defines_topic(r.text))
+        )
 
     def opening(self, limit: int) -> list[Ranked]:
         """The first sentences of the best source that has any."""
@@ -301,7 +318,17 @@ def _asked_to_define(question: str) -> frozenset[str]:
 def _defined(text: str) -> list[frozenset[str]]:
     """The words of what a sentence defines ("X is a...", "X: ...", "... called X")."""
     matches = [_DEFINITION.match(text), _TERM_COLON.match(text), *_CALLED.finditer(text)]
-    return [frozenset(content_terms(m.group("subject"))) for m in matches if m is not None]
+    subjects = [_SUBJECT_END.split(m.group("subject"), 1)[0] for m in matches if m is not None]
+    return [frozenset(content_terms(subject)) for subject in subjects]
+
+
+def _lists(lead: Ranked, other: Ranked) -> bool:
+    """Whether `other` is an item of the list `lead` is quoted with."""
+    return (
+        lead.source.index == other.source.index
+        and other is not lead
+        and any(other.text in item for item in lead.sentence.items)
+    )
 
 
 def central_sentences(ranking: Ranking, limit: int) -> list[Ranked]:
@@ -327,14 +354,17 @@ class CodeAnswer:
     named: bool  # the question names something in the code (`main()`, `create_publisher`)
 
 
-def best_code_block(ranking: Ranking) -> CodeAnswer | None:
+def best_code_block(ranking: Ranking, *, defining: bool = False) -> CodeAnswer | None:
     """A whole code block of one of the best sources whose code, heading and lead-in cover the
-    question, quoted after the sentence that introduces it."""
+    question, quoted after the sentence that introduces it. With `defining`, only a block whose
+    lead-in defines what a "what is" question asks ("Xacro extends URDF with macros...:")."""
     best: tuple[float, Source, CodeBlock, float, bool] | None = None
     indices = sorted({s.index for s in ranking.sources})[:CODE_SOURCES]
     names = [n for n in _IDENTIFIER.findall(ranking.question) if len(n) > 3]
     for source, block in ranking.code:
         if source.index not in indices or not _whole(block):
+            continue
+        if defining and not any(ranking.states_definition(s.text) for s in block.lead):
             continue
         lead = " ".join(sentence.text for sentence in block.lead)
         about = f"{block.section or ''} {lead} {code_words(block.code)}"
