@@ -177,6 +177,28 @@ class TestBookAnswers:
             "URDF files describe a robot for simulators and planners. [2]"
         )
 
+    def test_items_of_a_list_with_a_lead_in_are_quoted_as_the_whole_list(self) -> None:
+        modules = source(
+            "## Conclusion\n\nThis capstone project integrates all course modules:\n"
+            "- **Module 1**: ROS 2 communication and URDF modeling\n"
+            "- **Module 2**: Simulation and sensor processing\n"
+            "- **Module 3**: GPU-accelerated perception with Isaac\n"
+            "- **Module 4**: LLM-based planning and voice control\n"
+        )
+        # Two modules answer; the reader sees them in the whole list, not torn out of it.
+        text = answer("Which modules cover simulation and perception?", modules)
+        assert text == (
+            "This capstone project integrates all course modules: [1]\n\n"
+            "- Module 1: ROS 2 communication and URDF modeling\n"
+            "- Module 2: Simulation and sensor processing\n"
+            "- Module 3: GPU-accelerated perception with Isaac\n"
+            "- Module 4: LLM-based planning and voice control\n\n[1]"
+        )
+        # One item that answers is quoted alone.
+        assert answer("Which module covers GPU-accelerated perception?", modules) == (
+            "Module 3: GPU-accelerated perception with Isaac [1]"
+        )
+
     def test_a_definition_that_introduces_code_is_quoted_with_it(self) -> None:
         # "Organize with Xacro - ..." only names Xacro; the book says what Xacro is where it
         # introduces its example.

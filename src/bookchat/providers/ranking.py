@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bookchat.providers.base import Source
 from bookchat.providers.quotable import CodeBlock, Sentence, Table, read_passage
@@ -139,6 +139,8 @@ class Ranking:
         self.asked = _asked_to_define(question)
         self.code: list[tuple[Source, CodeBlock]] = []
         self.tables: list[tuple[Source, Table]] = []
+        # The lead-ins that introduce a list, with their sources.
+        self.lists: list[tuple[Source, Sentence]] = []
         seen: set[str] = set()
         found: list[Ranked] = []
         for source in self.sources:
@@ -146,6 +148,8 @@ class Ranking:
             self.code.extend((source, block) for block in passage.code_blocks)
             self.tables.extend((source, table) for table in passage.tables)
             for sentence in passage.sentences:
+                if sentence.items:
+                    self.lists.append((source, sentence))
                 key = sentence.text.lower()
                 # A lead-in says nothing on its own; one that defines what is asked is quoted
                 # with the list it introduces ("A URDF file is an XML document that defines:").
@@ -280,11 +284,40 @@ class Ranking:
             chosen.append(best)
             covered |= best.terms
             taken[best.source.index] += 1
+        chosen = self._with_whole_lists(chosen)
         # "What is X and ...?": the definition of X first, whatever else answers more; one that
         # says what X is before an item that names it.
         return sorted(
-            chosen, key=lambda r: (not self.states_definition(r.text), not self.defines_topic(r.text))
+            chosen,
+            key=lambda r: (not self.states_definition(r.text), not self.defines_topic(r.text)),
         )
+
+    def _with_whole_lists(self, chosen: list[Ranked]) -> list[Ranked]:
+        """Two or more items of a list that has a lead-in are quoted as the whole list after
+        it, where the first of them was: the reader sees every item ("This capstone project
+        integrates all course modules:" and the four), not the few that fit."""
+        result: list[Ranked] = []
+        for ranked in chosen:
+            lead = self._list_of(ranked)
+            if lead is None or sum(self._list_of(c) is lead for c in chosen) < 2:
+                result.append(ranked)
+            elif not any(r.sentence is lead[1] for r in result):
+                sentence = lead[1]
+                terms = frozenset(content_terms(" ".join((sentence.text, *sentence.items))))
+                result.append(replace(ranked, sentence=sentence, terms=terms))
+        return result
+
+    def _list_of(self, ranked: Ranked) -> tuple[Source, Sentence] | None:
+        """The lead-in (and its source) of the list `ranked` is an item of, if it has one."""
+        if not ranked.sentence.item:
+            return None
+        for lead in self.lists:
+            source, sentence = lead
+            if source.index == ranked.source.index and any(
+                ranked.text in item for item in sentence.items
+            ):
+                return lead
+        return None
 
     def opening(self, limit: int) -> list[Ranked]:
         """The first sentences of the best source that has any."""
