@@ -17,6 +17,7 @@ from bookchat.providers.extractive import (
     quoted_passages,
 )
 from bookchat.providers.quotable import Sentence, plain_text, read_passage
+from bookchat.providers.ranking import Ranking
 from tests.fakes.openai_server import FakeOpenAIServer
 
 NODES = Source(
@@ -198,6 +199,38 @@ class TestBookAnswers:
         assert answer("Which module covers GPU-accelerated perception?", modules) == (
             "Module 3: GPU-accelerated perception with Isaac [1]"
         )
+
+    def test_a_list_whose_items_the_question_names_is_quoted_whole(self) -> None:
+        qos = source(
+            "### Quality of Service\n\nQoS policies determine how messages are delivered:\n\n"
+            "- **Reliability**: Best-effort vs. reliable delivery\n"
+            "- **Durability**: Transient-local vs. volatile data\n"
+            "- **History**: Keep-last vs. keep-all message buffering\n\n"
+            "Choose QoS policies per topic, not per node.\n"
+        )
+        text = answer("What are the reliability, durability and history QoS policies?", qos)
+        assert text.startswith(
+            "QoS policies determine how messages are delivered: [1]\n\n"
+            "- Reliability: Best-effort vs. reliable delivery\n"
+            "- Durability: Transient-local vs. volatile data\n"
+            "- History: Keep-last vs. keep-all message buffering\n\n[1]"
+        )
+
+    def test_a_list_is_offered_whole_only_when_its_lead_in_is_about_the_question(self) -> None:
+        # "Build a system that can:" shares no word with the question: that its items name
+        # navigation and manipulation does not make the list an answer (the textbook's main
+        # controller code answers this question).
+        goals = source(
+            "## Goals\n\nBuild a system that can:\n\n"
+            "- Navigate autonomously - Use Nav2 for path planning\n"
+            "- Manipulate objects - Grasp and place objects using vision\n"
+        )
+        question = "How does the controller dispatch each action to navigation or manipulation?"
+        offered = [r for r in Ranking(question, [goals]).candidates if r.sentence.items]
+        assert offered == []
+        tasks = source(goals.text.replace("Build a system that can:", "The controller can:"))
+        offered = [r for r in Ranking(question, [tasks]).candidates if r.sentence.items]
+        assert [r.text for r in offered] == ["The controller can:"]
 
     def test_a_definition_that_introduces_code_is_quoted_with_it(self) -> None:
         # "Organize with Xacro - ..." only names Xacro; the book says what Xacro is where it

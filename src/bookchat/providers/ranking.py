@@ -153,8 +153,10 @@ class Ranking:
                 key = sentence.text.lower()
                 # A lead-in says nothing on its own; one that defines what is asked is quoted
                 # with the list it introduces ("A URDF file is an XML document that defines:").
-                defines = bool(sentence.items) and self.defines_topic(sentence.text)
-                if (sentence.lead_in and not defines) or key in seen:
+                listed = bool(sentence.items) and (
+                    self.defines_topic(sentence.text) or self._asks_for_list(sentence)
+                )
+                if (sentence.lead_in and not listed) or key in seen:
                     continue  # overlapping chunks repeat sentences
                 seen.add(key)
                 terms = frozenset(content_terms(" ".join((sentence.text, *sentence.items))))
@@ -291,6 +293,17 @@ class Ranking:
             chosen,
             key=lambda r: (not self.states_definition(r.text), not self.defines_topic(r.text)),
         )
+
+    def _asks_for_list(self, lead: Sentence) -> bool:
+        """Whether the question asks about what a list is about and names two or more of its
+        items besides ("What are the reliability, durability and history QoS policies?" and "QoS
+        policies determine how messages are delivered:" with Reliability, Durability, History)."""
+        about = self.topic & frozenset(content_terms(lead.text))
+        if not about:
+            return False
+        asked = self.topic - about  # what the items must name, beyond what the list is about
+        named = (bool(asked & frozenset(content_terms(item))) for item in lead.items)
+        return sum(named) >= 2
 
     def _with_whole_lists(self, chosen: list[Ranked]) -> list[Ranked]:
         """Two or more items of a list that has a lead-in are quoted as the whole list after
