@@ -31,6 +31,9 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing: asyncio.Event | None = None  # set: bytes go through (on the proxy loop)
+        # partition_after_reply_to: the marker to wait for, then whether its reply is due.
+        self._marker: bytes | None = None
+        self._replying = False
 
     def _call(self, coro: object) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)  # type: ignore[arg-type]
@@ -63,6 +66,14 @@ class TcpProxy:
         """Stop forwarding bytes without closing anything: peers see silence, not an error."""
         self._call(self._set_flowing(False))
 
+    def partition_after_reply_to(self, marker: bytes) -> None:
+        """Partition once the database has answered the next bytes the app sends holding
+        `marker`: a partition that falls between two statements of one exchange."""
+        self._call(self._arm(marker))
+
+    async def _arm(self, marker: bytes) -> None:
+        self._marker, self._replying = marker, False
+
     def heal(self) -> None:
         """Forward bytes again, those held back during the partition first."""
         self._call(self._set_flowing(True))
@@ -93,14 +104,22 @@ class TcpProxy:
             return
         self._writers.update((writer, upstream_writer))
         await asyncio.gather(
-            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+            self._pipe(reader, upstream_writer, from_app=True),
+            self._pipe(upstream_reader, writer, from_app=False),
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, from_app: bool
+    ) -> None:
         assert self._flowing is not None
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 await self._flowing.wait()
+                if from_app and self._marker is not None and self._marker in data:
+                    self._marker, self._replying = None, True
+                elif not from_app and self._replying:  # the reply goes through, then silence
+                    self._replying = False
+                    self._flowing.clear()
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

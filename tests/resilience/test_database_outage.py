@@ -8,9 +8,11 @@ timeouts turn into an answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -113,3 +115,58 @@ async def test_partition_answers_503_and_loses_nothing_acknowledged(
     # Both acknowledged answers are stored, in the session they were given in.
     stored_ids = {message["id"] for message in history.json()["messages"]}
     assert {before.json()["message_id"], after.json()["message_id"]} <= stored_ids
+
+
+async def test_a_pooled_connection_that_falls_silent_costs_one_timeout_not_two(
+    proxied_postgres: tuple[str, TcpProxy], clean_postgres_url: str, app_factory: AppFactory
+) -> None:
+    """The partition falls inside the check-out ping of a pooled connection (the bench saw a
+    chat in flight at the cut answer 503 after 6 s: SQLAlchemy's ping began a transaction,
+    its query timed out, and rolling back waited another timeout for the cancel request)."""
+    url, proxy = proxied_postgres
+    bounds = {name: 2.0 for name in PARTITION_TIMEOUTS}
+    async with app_factory(make_settings(url, **bounds)) as client:
+        before = await client.post("/api/v1/chat", json=QUESTION)  # leaves a pooled connection
+        # The next check-out's ping begins a transaction, and then nothing answers.
+        proxy.partition_after_reply_to(b"BEGIN")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                during = await client.post("/api/v1/chat", json=QUESTION)
+        finally:
+            waited = time.monotonic() - started
+            proxy.heal()
+        after = await client.post("/api/v1/chat", json=QUESTION)
+
+    assert before.status_code == 200
+    assert during.status_code == 503, during.text
+    assert during.json()["error"]["code"] == "dependency_unavailable"
+    # A bound on waiting, not a speed: one command timeout (2 s) and the close, not two (4 s).
+    assert waited < 3.5
+    assert after.status_code == 200
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_unseen(
+    proxied_postgres: tuple[str, TcpProxy], clean_postgres_url: str, app_factory: AppFactory
+) -> None:
+    """The server ends the app's idle connections (a restart, or Neon suspending its compute):
+    the next chat checks out a new connection and answers, no 503."""
+    url, _ = proxied_postgres
+    async with app_factory(make_settings(url, **PARTITION_TIMEOUTS)) as client:
+        before = await client.post("/api/v1/chat", json=QUESTION)
+        dsn = make_url(clean_postgres_url).set(drivername="postgresql")
+        server = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        try:
+            ended = await server.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await server.close()
+        after = await client.post(
+            "/api/v1/chat", json={**QUESTION, "session_id": before.json()["session_id"]}
+        )
+
+    assert before.status_code == 200
+    assert ended >= 1
+    assert after.status_code == 200, after.text
