@@ -741,6 +741,7 @@ class TestQuotablePassages:
             "A graph holds:\n\n- A) Nodes that compute\n- Topics that carry data\n",
             "A graph holds:\n\n" + "".join(f"- Item number {n} here\n" for n in range(9)),
             "A graph holds:\n\nNodes compute things.\n\n- Topics that carry data\n",
+            "A graph holds:\n\n- Nodes that compute\n-\n- Topics that carry data\n",
         ):
             assert lead_in(markdown).items == ()
 

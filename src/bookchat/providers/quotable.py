@@ -297,7 +297,7 @@ class _Reader:
             quiz = bool(_OPTION_START.match(text))
             quotable = not (checklist or quiz or _bare_link(raw))
             found = self._prose(text, item=True, quotable=quotable)
-            whole.append(text if " ".join(s.text for s in found) == text else None)
+            whole.append(text if text and " ".join(s.text for s in found) == text else None)
         return whole
 
     def _prose(self, text: str, *, item: bool, quotable: bool = True) -> list[Sentence]:

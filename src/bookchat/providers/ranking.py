@@ -151,8 +151,9 @@ class Ranking:
                 if sentence.items:
                     self.lists.append((source, sentence))
                 key = sentence.text.lower()
-                # A lead-in says nothing on its own; one that defines what is asked is quoted
-                # with the list it introduces ("A URDF file is an XML document that defines:").
+                # A lead-in says nothing on its own. With the list it introduces, it is quoted
+                # when it defines what is asked ("A URDF file is an XML document that
+                # defines:") or when the question names what the list is about and its items.
                 listed = bool(sentence.items) and (
                     self.defines_topic(sentence.text) or self._asks_for_list(sentence)
                 )
