@@ -4,8 +4,8 @@ The app connects to the proxy's port; `stop()` closes the listener and every ope
 (new connections are refused, as with a crashed server), `start()` listens on the same port
 again. `partition()` is the other kind of outage, a network that drops packets: connections stay
 open and new ones are accepted, but no byte goes through in either direction until `heal()`,
-which delivers what was held back (as TCP retransmission would). The real server behind it is
-never touched.
+which delivers what was held back (as TCP retransmission would); `partition_after_reply_to()`
+starts one between two statements. The real server behind it is never touched.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class TcpProxy:
 
     def partition_after_reply_to(self, marker: bytes) -> None:
         """Partition once the database has answered the next bytes the app sends holding
-        `marker`: a partition that falls between two statements of one exchange."""
+        `marker`: a partition that falls between two statements of one exchange. (The first
+        reply after them on any connection counts: for a test with one request at a time.)"""
         self._call(self._arm(marker))
 
     async def _arm(self, marker: bytes) -> None:
