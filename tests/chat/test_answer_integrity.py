@@ -216,9 +216,12 @@ class TestTurnDeadline:
         self, sqlite_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
     ) -> None:
         fake_openai.reply = " ".join(f"word{i}" for i in range(40))
-        fake_openai.token_delay = 0.1  # 4 s of answer for a turn of 1 s
+        # 7.8 s of answer for a turn of 3 s. The turn's time also covers storing the question
+        # and the search: with a turn of 1 s, a loaded CI machine used all of it before the
+        # first token (the stream showed nothing, and the test failed).
+        fake_openai.token_delay = 0.2
         settings = await book_settings(
-            sqlite_url, **{**openai_settings(fake_openai), "chat_turn_timeout_seconds": 1.0}
+            sqlite_url, **{**openai_settings(fake_openai), "chat_turn_timeout_seconds": 3.0}
         )
         async with app_factory(settings) as client:
             ended = await turn(client, "stream")
