@@ -152,20 +152,24 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_unseen(
     """The server ends the app's idle connections (a restart, or Neon suspending its compute):
     the next chat checks out a new connection and answers, no 503."""
     url, _ = proxied_postgres
-    async with app_factory(make_settings(url, **PARTITION_TIMEOUTS)) as client:
-        before = await client.post("/api/v1/chat", json=QUESTION)
-        dsn = make_url(clean_postgres_url).set(drivername="postgresql")
-        server = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-        try:
+    dsn = make_url(clean_postgres_url).set(drivername="postgresql")
+    server = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        # Only the app's connections: those opened since now (other fixtures keep theirs).
+        since = await server.fetchval("SELECT clock_timestamp()")
+        async with app_factory(make_settings(url, **PARTITION_TIMEOUTS)) as client:
+            before = await client.post("/api/v1/chat", json=QUESTION)
             ended = await server.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_start >= $1",
+                since,
             )
-        finally:
-            await server.close()
-        after = await client.post(
-            "/api/v1/chat", json={**QUESTION, "session_id": before.json()["session_id"]}
-        )
+            after = await client.post(
+                "/api/v1/chat", json={**QUESTION, "session_id": before.json()["session_id"]}
+            )
+    finally:
+        await server.close()
 
     assert before.status_code == 200
     assert ended >= 1
