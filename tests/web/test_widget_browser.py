@@ -241,6 +241,48 @@ class TestProblems:
         # The browser itself logs the 429 response; nothing else may appear.
         tab.assert_no_console_errors(expected="status of 429")
 
+    async def test_the_next_question_goes_out_once_the_answer_is_done(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        # The connection may stay open after `done` (a proxy that holds it, a slow close): the
+        # answer is complete all the same, and Enter must send the next question, not be
+        # swallowed until the connection ends. Here the stream's end never reaches the page.
+        await tab.page.add_init_script(
+            """(() => {
+                const fetched = window.fetch;
+                window.fetch = async (...args) => {
+                    const response = await fetched(...args);
+                    if (!String(args[0]).endsWith('/chat/stream') || !response.body) {
+                        return response;
+                    }
+                    const reader = response.body.getReader();
+                    const held = new ReadableStream({
+                        async pull(controller) {
+                            const { value, done } = await reader.read();
+                            if (done) await new Promise(() => {});
+                            controller.enqueue(value);
+                        },
+                    });
+                    return new Response(held, {
+                        status: response.status, headers: response.headers,
+                    });
+                };
+            })()"""
+        )
+        fake_openai.reply = book_answers
+        async with demo_server(sqlite_url, fake_openai) as base:
+            await tab.page.goto(base + "/")
+            await tab.ask(QUESTION)
+            await tab.answered()
+            assert await tab.part(".send").is_visible()
+            assert await tab.part(".stop").is_hidden()
+            await tab.ask("And what about durability?")
+            await tab.part(".msg.user").nth(1).wait_for(timeout=10_000)
+            await tab.answered()
+            assert await tab.part(".msg").count() == 4
+            assert await tab.part("textarea").input_value() == ""
+        tab.assert_no_console_errors()
+
     async def test_model_failure_stop_and_offline(
         self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:

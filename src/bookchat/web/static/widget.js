@@ -289,26 +289,30 @@
     const reader = body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true });
-      let end;
-      while ((end = /\r?\n\r?\n/.exec(buffer))) {
-        const block = buffer.slice(0, end.index);
-        buffer = buffer.slice(end.index + end[0].length);
-        let name = "message";
-        const data = [];
-        for (const line of block.split(/\r?\n/)) {
-          if (line.startsWith(":")) continue; // keep-alive comment
-          const colon = line.indexOf(":");
-          const field = colon < 0 ? line : line.slice(0, colon);
-          const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-          if (field === "event") name = value;
-          else if (field === "data") data.push(value);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = /\r?\n\r?\n/.exec(buffer))) {
+          const block = buffer.slice(0, end.index);
+          buffer = buffer.slice(end.index + end[0].length);
+          let name = "message";
+          const data = [];
+          for (const line of block.split(/\r?\n/)) {
+            if (line.startsWith(":")) continue; // keep-alive comment
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") name = value;
+            else if (field === "data") data.push(value);
+          }
+          if (data.length) yield [name, JSON.parse(data.join("\n"))];
         }
-        if (data.length) yield [name, JSON.parse(data.join("\n"))];
       }
+    } finally {
+      reader.cancel().catch(() => {}); // a reader that stops early lets the connection go
     }
   }
 
@@ -920,6 +924,9 @@
             answer.finish({ response: text }, "Interrupted by an error.");
             say(textFor(data.code) || TEXT.server);
           }
+          // The turn is over with its last event, not when the connection closes (a proxy
+          // may hold it open): the reader can ask again at once.
+          if (ended) break;
         }
         if (!ended) {
           answer.finish({ response: text }, "Cut off.");
