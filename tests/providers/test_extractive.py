@@ -591,6 +591,18 @@ class TestSelection:
         assert "quantum" in text.lower()
         assert "Physical AI operates" not in text
 
+    def test_a_refusal_names_what_is_asked_about_not_how_it_is_asked(self) -> None:
+        # "How much" and "how many" ask for a quantity; neither names what the selection lacks.
+        # The words named are the reader's, as they wrote them.
+        much = answer("How much does a Jetson Orin Nano cost?", selection(self.SELECTED))
+        many = answer("How many cameras does the Go2 carry?", selection(self.SELECTED))
+        assert much == (
+            "The selected text does not answer this: it does not mention “Jetson” or “Orin” "
+            "or “Nano”. Ask again without a selection to search the whole book."
+        )
+        assert "“many”" not in many
+        assert "“cameras”" in many
+
 
 class ConceptEmbedder:
     """A dense embedder whose vectors place synonyms together (a fake of a real model)."""

@@ -39,7 +39,7 @@ from bookchat.providers.ranking import (
     central_sentences,
     topic_terms,
 )
-from bookchat.providers.terms import content_terms, words
+from bookchat.providers.terms import content_terms
 
 logger = structlog.get_logger(__name__)
 
@@ -83,6 +83,9 @@ _ASKS_FOR_CODE = re.compile(
     r"snippet|script|example)\b",
     re.IGNORECASE,
 )
+_WORD = re.compile(r"\w+")
+# "How much", "how many": words that ask for a quantity, never what a selection lacks.
+_QUANTITY = frozenset(content_terms("much many"))
 _ASKS_HOW = re.compile(r"^\s*how\b", re.IGNORECASE)
 _ASKS_WHY = re.compile(r"^\s*why\b", re.IGNORECASE)
 # A selection quoted in reply to a question: at most this many of its sentences.
@@ -293,9 +296,9 @@ def _nothing_quotable(sources: Sequence[Source]) -> str:
 
 def _not_in_selection(question: str, missing: set[str]) -> str:
     shown: list[str] = []
-    for word in words(question):
+    for word in _WORD.findall(question):  # as the reader wrote them
         stems = content_terms(word)
-        if stems and stems[0] in missing and word not in shown:
+        if stems and stems[0] in missing - _QUANTITY and word.lower() not in map(str.lower, shown):
             shown.append(word)
     named = " or ".join(f"“{w}”" for w in shown[:3])
     mention = f": it does not mention {named}" if named else ""
