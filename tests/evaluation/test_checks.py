@@ -163,6 +163,17 @@ class TestCitations:
         assert check.citation_problems == ()
         assert check.shown == ()
 
+    def test_a_model_answer_that_cites_none_of_its_passages_is_a_refusal(self) -> None:
+        # The reader got no answer from the book: the model found nothing in what it was given.
+        declined = answer(
+            "The book does not say how bees choose a queen.",
+            cite(1, DANCE, "bees/dance.md", cited=False),
+            model="gpt-4o-mini",
+        )
+        used = answer("Foragers dance. [1]", DANCE_1, model="gpt-4o-mini")
+        assert check_answer(declined, BOOK, selection=None).refused
+        assert not check_answer(used, BOOK, selection=None).refused
+
 
 class TestGaps:
     @pytest.mark.parametrize(

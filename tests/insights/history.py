@@ -225,6 +225,15 @@ def _turn(
         status = rng.choices(["complete", "partial", "error"], [0.93, 0.03, 0.04])[0]
         if status == "error":
             citations = [dict(c, cited=False) for c in citations]
+        elif status == "complete" and cited == 0:
+            # The model found nothing to cite in its passages: a gap in the book, kept as the
+            # chat keeps it (chat/refusals.py), its best passage the nearest section.
+            family = rng.choice([f for f in FAMILIES if f.nearest is not None])
+            question = rng.choice(family.rewordings)
+            nearest, key = family.nearest, question_key(question)
+            assert nearest is not None
+            best = (nearest["title"], nearest["heading"], nearest["url"])
+            citations = [_citation(1, best, False), *citations[1:]]
         elif rng.random() < 0.15:
             cached = True
             latency = rng.randint(2, 30)
@@ -454,14 +463,15 @@ def expected_sections(history: History, start: date, end: date) -> list[dict[str
 
 
 def expected_unanswered(history: History, start: date, end: date) -> list[dict[str, Any]]:
-    """One entry per family of rewordings refused in the range: most asked first, then the
-    most recent; the latest example's question and conversation."""
+    """One entry per family of rewordings left unanswered in the range (refused, or answered
+    citing no passage): most asked first, then the most recent; the latest example's question
+    and conversation."""
     refused: dict[str, list[Turn]] = defaultdict(list)
     for turn in history.turns:
         answer = turn.answer
         if (
             answer is not None
-            and answer.mode == "no_context"
+            and (answer.mode == "no_context" or (answer.mode == "rag" and answer.key))
             and _within(answer.created_at, start, end)
         ):
             assert turn.family is not None
@@ -474,6 +484,7 @@ def expected_unanswered(history: History, start: date, end: date) -> list[dict[s
             {
                 "question": latest.question,
                 "count": len(turns),
+                "uncited": sum(t.answer is not None and t.answer.mode == "rag" for t in turns),
                 "last_asked_at": latest.answer.created_at,
                 "session_id": str(latest.session_id),
                 "section": latest.answer.nearest,

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 from bookchat.chat.models import Message, MessageRole
-from tests.conftest import AppFactory
+from tests.conftest import AppFactory, openai_settings
 from tests.factories import ask, book_settings, stored
+from tests.fakes.openai_server import FakeOpenAIServer
 
 KEY = "insights-admin-key"
 ADMIN = {"X-Admin-Key": KEY}
@@ -101,6 +102,65 @@ class TestRefusals:
             page = await insights(client, "unanswered")
         assert [(i["question"], i["section"]) for i in page["items"]] == [
             ("ostrich and penguin walking gait", BALANCE)
+        ]
+
+
+class TestAnswersThatCiteNothing:
+    async def test_a_model_that_finds_nothing_to_cite_leaves_the_question_unanswered(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        # The gate let both questions through; the model answered one from its passages and
+        # found nothing in the other's: the book did not answer it, whatever the mode says.
+        settings = await book_settings(
+            database_url, admin_api_key=KEY, **openai_settings(fake_openai)
+        )
+        async with app_factory(settings) as client:
+            fake_openai.reply = "A publisher sends messages on a topic [1]."
+            cited = await ask(client, "How does a publisher send messages?")
+            fake_openai.reply = "The book does not say how many subscribers a topic can have."
+            uncited = [
+                await ask(client, "How many subscribers can one topic have?"),
+                await ask(client, "how many subscribers can a topic have"),
+            ]
+            streamed = await client.post(
+                "/api/v1/chat/stream", json={"message": "What limits the subscribers of a topic?"}
+            )
+            assert streamed.status_code == 200
+            page = await insights(client, "unanswered")
+
+        # What the reader gets is unchanged: the model's words, from the book's passages.
+        assert [a["mode"] for a in [cited, *uncited]] == ["rag"] * 3
+        assert [c["cited"] for c in cited["citations"]][:1] == [True]
+        assert not any(c["cited"] for a in uncited for c in a["citations"])
+        nearest = uncited[1]["citations"][0]
+        section = {"title": nearest["title"], "heading": nearest["section"]}
+        section["url"] = nearest["page_url"]
+
+        assert page["total"] == 1
+        assert [(i["question"], i["count"], i["uncited"]) for i in page["items"]] == [
+            ("What limits the subscribers of a topic?", 3, 3)
+        ]
+        assert page["items"][0]["section"] == section
+
+    async def test_a_refusal_and_an_uncited_answer_near_one_section_group_together(
+        self, database_url: str, fake_openai: FakeOpenAIServer, app_factory: AppFactory
+    ) -> None:
+        settings = await book_settings(
+            database_url,
+            admin_api_key=KEY,
+            **{**openai_settings(fake_openai), "embeddings_provider": "none"},
+        )
+        async with app_factory(settings) as client:
+            refused = await ask(
+                client, "What is the walking gait of an ostrich compared with a penguin?"
+            )
+            fake_openai.reply = "The book does not compare penguins with ostriches."
+            uncited = await ask(client, "How do penguins balance when they walk?")
+            page = await insights(client, "unanswered")
+
+        assert (refused["mode"], uncited["mode"]) == ("no_context", "rag")
+        assert [(i["count"], i["uncited"], i["section"]) for i in page["items"]] == [
+            (2, 1, BALANCE)
         ]
 
 

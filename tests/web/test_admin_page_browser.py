@@ -516,7 +516,7 @@ class TestEmptyAndLongLists:
             assert "Widen the date range" in await empty.inner_text()
             assert await page.locator("#per-day-chart svg").count() == 0
             assert (
-                "every question found a passage"
+                "every question was answered from a passage of the book"
                 in await page.locator("#unanswered-empty").inner_text()
             )
             assert (

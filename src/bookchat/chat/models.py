@@ -100,9 +100,9 @@ class Message(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     # Served from the answer cache (the same first question asked before), not generated anew.
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # On a `no_context` answer only (chat/refusals.py), for the insights, never shown: the
-    # nearest book section below the relevance floor and the question's words as rewordings
-    # share them.
+    # On an answer that left its question unanswered only (chat/refusals.py: refused, or a
+    # whole `rag` answer citing no passage), for the insights, never shown: the nearest book
+    # section and the question's words as rewordings share them.
     nearest_section: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     question_key: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

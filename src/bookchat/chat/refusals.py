@@ -1,15 +1,20 @@
-"""What is kept of a question the book does not cover, for the insights (never shown to the
-reader): the nearest book section the retriever found below the relevance floor, and the
-question's words in a form that rewordings share.
+"""What is kept of a question the book does not answer, for the insights (never shown to the
+reader): the nearest book section, and the question's words in a form that rewordings share.
 
-The insights group refused questions by the nearest section when there is one, else by this
-key (docs/insights.md, "Unanswered questions").
+A question goes unanswered two ways: the relevance gate refuses it (a `no_context` answer; its
+nearest section is the retriever's best passage below the relevance floor), or the model is
+given passages and cites none of them (it says the book does not cover the question; its
+nearest section is the best passage it was given). The insights group both by the nearest
+section when there is one, else by the key (docs/insights.md, "Unanswered questions").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from bookchat.chat.models import MessageStatus
+from bookchat.chat.schemas import ChatMode, Citation
 from bookchat.providers.base import Source
 from bookchat.providers.terms import content_terms, words
 
@@ -30,3 +35,15 @@ def nearest_section(source: Source | None) -> dict[str, Any] | None:
     if source is None or not source.page_url:
         return None
     return {"title": source.title, "heading": source.section or None, "url": source.page_url}
+
+
+def cites_nothing(mode: ChatMode, status: MessageStatus, citations: Sequence[Citation]) -> bool:
+    """Whether a whole answer from the book's passages cites none of them: the model found
+    nothing there to answer with. (An answer cut short may simply not have got to its citations;
+    a selection is its own source.)"""
+    return (
+        mode == "rag"
+        and status is MessageStatus.COMPLETE
+        and bool(citations)
+        and not any(citation.cited for citation in citations)
+    )

@@ -332,6 +332,11 @@ async def finish_turn(
     if turn.mode == "no_context":
         reply.nearest_section = refusals.nearest_section(turn.nearest)
         reply.question_key = refusals.question_key(turn.prompt.question)
+    elif refusals.cites_nothing(turn.mode, status, answer.citations):
+        # The model found nothing in the passages to cite: for the insights, the book did not
+        # answer this question either, and its best passage is the section nearest to it.
+        reply.nearest_section = refusals.nearest_section(turn.prompt.sources[0])
+        reply.question_key = refusals.question_key(turn.prompt.question)
     db.add(reply)
     if turn.search_query is not None and not turn.search_query_stored:
         await db.execute(

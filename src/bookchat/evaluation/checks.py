@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bookchat.chat.refusals import cites_nothing
 from bookchat.chat.schemas import ChatRead, Citation
 from bookchat.providers.base import CITATION_MARKER
 from bookchat.providers.extractive import quoted_passages
@@ -187,7 +188,9 @@ def check_answer(read: ChatRead, book: BookText, *, selection: str | None) -> An
     if read.model == "extractive":
         problems.extend(_unquoted(read.response, given))
 
-    refused = read.mode == "no_context"
+    # Refused by the gate, or given passages and citing none of them: either way the reader
+    # got no answer from the book.
+    refused = read.mode == "no_context" or cites_nothing(read.mode, read.status, read.citations)
     isolation: list[str] = []
     if selection is not None:
         refused = refused or says_selection_does_not_answer(read.response, selection)

@@ -28,12 +28,14 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    and_,
     bindparam,
     case,
     cast,
     distinct,
     func,
     literal,
+    or_,
     select,
     text,
     true,
@@ -203,10 +205,12 @@ def question_before(answer: Any) -> Any:
 
 
 def unanswered_groups(book: str, window: Window) -> Any:
-    """The refused (`no_context`) answers of the range with their question, each with its
-    group key: its nearest section's URL when the retriever found one, else the question's
-    normalized words (chat/refusals.py), else (answers refused before those were kept) the
-    question lower-cased."""
+    """The answers of the range that left their question unanswered, with the question: the
+    refused ones (`no_context`) and the `rag` ones whose model cited no passage (the chat keeps
+    a question key on those alone, chat/refusals.py). Each has its group key: its nearest
+    section's URL when there is one, else the question's normalized words, else (answers
+    refused before those were kept) the question lower-cased; and `uncited`, 1 for the
+    second kind."""
     answer = aliased(Message, name="answer")
     question = question_before(answer)
     url = answer.nearest_section["url"].as_string()
@@ -222,9 +226,13 @@ def unanswered_groups(book: str, window: Window) -> Any:
         answer.nearest_section,
         func.coalesce(question, "").label("question"),
         key.label("key"),
+        case((answer.mode == "rag", 1), else_=0).label("uncited"),
     ).where(
         answer.role == MessageRole.ASSISTANT,
-        answer.mode == "no_context",
+        or_(
+            answer.mode == "no_context",
+            and_(answer.mode == "rag", answer.question_key.is_not(None)),
+        ),
         *_in(answer.created_at, window),
     )
     return _of_book(refused, answer.session_id, book).subquery("refused")
@@ -239,6 +247,7 @@ def unanswered_page(book: str, window: Window, *, limit: int, offset: int) -> tu
         refused,
         func.row_number().over(partition_by=refused.c.key, order_by=newest_first).label("rn"),
         func.count().over(partition_by=refused.c.key).label("n"),
+        func.sum(refused.c.uncited).over(partition_by=refused.c.key).label("uncited_n"),
     ).subquery("ranked")
     items = (
         select(ranked)

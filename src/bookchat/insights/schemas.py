@@ -57,6 +57,9 @@ class SectionRef(BaseModel):
 class UnansweredRead(BaseModel):
     question: str
     count: int
+    # Of `count`, the questions a model was given passages for and cited none of (the
+    # others the relevance gate refused).
+    uncited: int = 0
     last_asked_at: dt.datetime
     session_id: uuid.UUID
     section: SectionRef | None = None

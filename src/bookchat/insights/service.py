@@ -142,6 +142,7 @@ class InsightsService:
             UnansweredRead(
                 question=row.question,
                 count=row.n,
+                uncited=int(row.uncited_n or 0),
                 last_asked_at=row.created_at,
                 session_id=row.session_id,
                 section=_section(row.nearest_section),

@@ -689,8 +689,9 @@
     showEmpty(
       "unanswered-empty",
       page.total === 0,
-      "Nothing unanswered in this range: every question found a passage in the book. Questions " +
-        "the book cannot answer show up here, rewordings grouped, so you know what to add.",
+      "Nothing unanswered in this range: every question was answered from a passage of the " +
+        "book. Questions the book cannot answer show up here, rewordings grouped, so you know " +
+        "what to add.",
     );
     for (const item of page.items) {
       const row = el("tr");
