@@ -178,6 +178,27 @@ class TestConversation:
             assert await stopped.locator("a.cite, .sources").count() == 0
         tab.assert_no_console_errors()
 
+    async def test_an_answer_that_cites_nothing_lists_no_sources(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        # The model was given passages and found nothing in them: listing them as the answer's
+        # sources would say it came from them.
+        fake_openai.reply = "The book does not say which QoS profile a drone should use."
+        async with demo_server(sqlite_url, fake_openai) as base:
+            await tab.page.goto(base + "/")
+            await tab.ask(QUESTION)
+            answer = await tab.answered()
+            assert await answer.locator(".md").inner_text() == fake_openai.reply
+            stored = (await history(base, tab.page))["messages"][1]["citations"]
+            assert stored
+            assert not any(c["cited"] for c in stored)
+            assert await answer.locator(".sources").count() == 0
+            # Read back from the history, the same.
+            await tab.page.reload()
+            await tab.part(".bot .md").wait_for()
+            assert await tab.part(".bot .sources").count() == 0
+        tab.assert_no_console_errors()
+
     async def test_selected_text_is_answered_alone(
         self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
     ) -> None:

@@ -730,9 +730,10 @@
           state = { text: answer.response || answer.content || "", citations: answer.citations || [] };
           render();
           el.classList.remove("typing");
-          const cited = state.citations.filter((c) => c.cited);
+          // The sources the answer cites: one that cites none (the model found nothing in its
+          // passages) lists none, rather than passages it did not come from.
           const seen = new Set(); // two passages of one section: listed once
-          const shown = (cited.length ? cited : state.citations).filter((c) =>
+          const shown = state.citations.filter((c) => c.cited &&
             sourceUrl(c) && !seen.has(sourceUrl(c)) && seen.add(sourceUrl(c)));
           if (shown.length && answer.mode !== "selected_text") { // a selection is its own source
             el.append(h("ol", { class: "sources", "aria-label": "Sources" }, ...shown.map((c) =>
