@@ -9,7 +9,8 @@ the 2-core machine, longer than every other phase together.
 A scratch database on TEST_DATABASE_URL's server (created and dropped; nothing else is touched)
 is migrated to head, filled by SQL on the server (`generate_series`: sessions over one year,
 5 turns each, a question and an answer per turn; 75% of answers from the book with 3 sources,
-10% on a selection, 15% refused, half of those with a nearest section; 3% failed; 10% of
+10% on a selection, 15% refused, half of those with a nearest section; 3% failed, 3% citing
+none of their sources (kept as unanswered, with a nearest section); 10% of
 answers rated, 30% of ratings down), rewritten in time order (as a server stores rows) and
 analysed, then each insight is asked through
 `InsightsService` (the route's code path, without HTTP) over the last 30 days, 90 days and the
@@ -52,6 +53,7 @@ RANGES = {"30 days": 30, "90 days": 90, "366 days": 366}
 INDEXES = {
     "ix_messages_role_created_at": "messages (role, created_at)",
     "ix_messages_mode_created_at": "messages (mode, created_at)",
+    "ix_messages_question_key_created_at": "messages (created_at) WHERE question_key IS NOT NULL",
     "ix_message_feedback_updated_at": "message_feedback (updated_at)",
 }
 
@@ -69,8 +71,8 @@ def _source(index: int, key: str, cited: str) -> str:
 
 SOURCES = ", ".join(
     (
-        _source(1, "k1", "NOT failed"),
-        _source(2, "k2", "NOT failed AND r2 < 0.5"),
+        _source(1, "k1", "NOT failed AND NOT uncited"),
+        _source(2, "k2", "NOT failed AND NOT uncited AND r2 < 0.5"),
         _source(3, "k3", "false"),
     )
 )
@@ -115,16 +117,17 @@ GENERATE = [
                  'page_url', 'https://example.org/book/p1', 'cited', true))
              ELSE '[]'::json
            END,
-           CASE WHEN mode = 'no_context' AND r2 < 0.5 THEN json_build_object(
+           CASE WHEN (mode = 'no_context' AND r2 < 0.5) OR uncited THEN json_build_object(
              'title', 'Page ' || k1 / 4, 'heading', 'Heading ' || k1,
              'url', 'https://example.org/book/p' || k1 / 4 || '#h' || k1) END,
-           CASE WHEN mode = 'no_context' THEN 'family ' || k2 END,
+           CASE WHEN mode = 'no_context' OR uncited THEN 'family ' || k2 END,
            asked + latency * interval '1 millisecond'
     FROM (
         SELECT *,
                CASE WHEN r < 0.75 THEN 'rag' WHEN r < 0.85 THEN 'selected_text'
                     ELSE 'no_context' END AS mode,
-               r < 0.75 AND r3 < 0.04 AS failed
+               r < 0.75 AND r3 < 0.04 AS failed,
+               r < 0.75 AND r3 > 0.96 AS uncited
         FROM (
             SELECT s.id AS session_id, s.created_at + j * interval '10 minutes' AS asked,
                    random() AS r, random() AS r2, random() AS r3,

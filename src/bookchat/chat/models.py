@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -74,6 +75,14 @@ class Message(Base):
             postgresql_include=["session_id", "status", "mode", "cached", "latency_ms"],
         ),
         Index("ix_messages_mode_created_at", "mode", "created_at"),
+        # The answers that left their question unanswered and keep its key (chat/refusals.py),
+        # by time: the refused ones and the few that cite no passage.
+        Index(
+            "ix_messages_question_key_created_at",
+            "created_at",
+            postgresql_where=text("question_key IS NOT NULL"),
+            sqlite_where=text("question_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -28,7 +28,6 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
-    and_,
     bindparam,
     case,
     cast,
@@ -229,10 +228,9 @@ def unanswered_groups(book: str, window: Window) -> Any:
         case((answer.mode == "rag", 1), else_=0).label("uncited"),
     ).where(
         answer.role == MessageRole.ASSISTANT,
-        or_(
-            answer.mode == "no_context",
-            and_(answer.mode == "rag", answer.question_key.is_not(None)),
-        ),
+        # Two index scans: refusals by mode (with those refused before keys were kept), and
+        # the partial index of the answers that keep a key.
+        or_(answer.mode == "no_context", answer.question_key.is_not(None)),
         *_in(answer.created_at, window),
     )
     return _of_book(refused, answer.session_id, book).subquery("refused")
