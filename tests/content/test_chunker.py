@@ -262,8 +262,19 @@ class TestMerging:
     def test_no_merge_into_a_shallower_section(self) -> None:
         body = f"## A\n\n{prose(8)}\n\n### A.1\n\nTiny.\n\n## B\n\nTiny too.\n\n## C\n\nSmall."
         chunks = chunk_document(body, title="T")
-        assert [chunk.anchor for chunk in chunks] == ["a", "a1", "b"]
-        assert "## C" in chunks[2].text
+        assert [chunk.anchor for chunk in chunks] == ["a", "a1", "b", "c"]
+
+    def test_a_small_section_keeps_its_own_link_beside_a_small_sibling(self) -> None:
+        # A citation of "Next Steps" must land on "Next Steps", not on the section before it.
+        body = (
+            "# Sensors\n\n## Common Issues\n\nNoise is too low.\n\n"
+            "### Drift\n\nThe IMU drifts.\n\n## Next Steps\n\nRead the Isaac chapter."
+        )
+        chunks = chunk_document(body, title="Sensors")
+        by_anchor = {chunk.anchor: chunk.text for chunk in chunks}
+        assert "Read the Isaac chapter." in by_anchor["next-steps"]
+        assert "Read the Isaac chapter." not in by_anchor["common-issues"]
+        assert "The IMU drifts." in by_anchor["common-issues"]  # a subsection still joins
 
     def test_big_sections_are_not_merged(self) -> None:
         body = f"## A\n\n{prose(8)}\n\n## B\n\n{prose(8, 10)}"
@@ -282,11 +293,11 @@ class TestMerging:
 
     def test_bare_h1_hands_its_label_to_the_first_section_with_text(self) -> None:
         body = "# Walking\n\n## Balance\n\nKeep the point inside.\n\n## Gait\n\nStance, swing."
-        [chunk] = chunk_document(body, title="Walking")
-        assert chunk.text.startswith("# Walking\n\n## Balance")
-        assert chunk.heading_path == ("Walking", "Balance")
-        assert chunk.anchor == "balance"
-        assert "## Gait" in chunk.text
+        balance, gait = chunk_document(body, title="Walking")
+        assert balance.text == "# Walking\n\n## Balance\n\nKeep the point inside."
+        assert balance.heading_path == ("Walking", "Balance")
+        assert balance.anchor == "balance"
+        assert (gait.anchor, gait.text) == ("gait", "## Gait\n\nStance, swing.")
 
 
 class TestParameters:
@@ -400,7 +411,47 @@ def test_chunking_properties(body: str, small: bool) -> None:
         if estimate_tokens(text) <= max_tokens - 60:
             assert any(text in chunk.text for chunk in chunks), "a fitting fence was split"
 
+    for chunk in chunks:
+        assert_links_cover_the_text(chunk)
+
     assert chunk_document(body, title="Generated Page", **limits) == chunks
+
+
+def assert_links_cover_the_text(chunk: TextChunk) -> None:
+    """Everything after the heading a chunk links to sits under that heading: a later heading
+    in the chunk is deeper (a subsection), never a sibling or a shallower one."""
+    outside_fences = "\n".join(line for block in _unfenced(chunk.text) for line in block)
+    lines = [line for line in outside_fences.split("\n") if line.strip()]
+    if chunk.anchor is None or not lines or not _heading_level(lines[0]):
+        return  # the page's top covers it all; a continuation has no heading to check
+    # The labelled heading is the last of those leading the chunk (bare ones hand it on).
+    leading = list(itertools.takewhile(_heading_level, lines))
+    level = _heading_level(leading[-1])
+    later = [_heading_level(line) for line in lines[len(leading) :]]
+    assert all(deeper > level for deeper in later if deeper), chunk.text
+
+
+def _heading_level(line: str) -> int:
+    marks, _, title = line.partition(" ")
+    return len(marks) if marks and set(marks) == {"#"} and title.strip() else 0
+
+
+def _unfenced(text: str) -> list[list[str]]:
+    """The text's lines outside fenced code blocks, in runs."""
+    runs: list[list[str]] = [[]]
+    marker = ""
+    for line in text.split("\n"):
+        if marker:
+            if line == marker:
+                marker = ""
+                runs.append([])
+            continue
+        opening = next((m for m in ("````", "```", "~~~") if line.startswith(m)), "")
+        if opening:
+            marker = opening
+            continue
+        runs[-1].append(line)
+    return runs
 
 
 @pytest.mark.skipif(

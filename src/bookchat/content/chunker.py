@@ -197,14 +197,15 @@ def chunk_document(
 
     Merge rule: a section that fits in one chunk and is under 80 tokens absorbs the
     following sections while the merged chunk is still under 80 tokens and stays within
-    `target_tokens`; an absorbed section must fit in one chunk and sit at the same or a
-    deeper heading level than the section labelling the chunk (siblings and subsections,
-    never a shallower section). The chunk takes the heading path and anchor of its first
-    section, except that bare headings (sections with no text of their own) hand the label
-    to the first absorbed section with content, whose heading path already includes them
-    when they are its parents. Bare headings that cannot be absorbed whole lead the next
-    section's first chunk instead (within `max_tokens`), never form a chunk of their own
-    unless the document ends or a shallower section follows.
+    `target_tokens`; an absorbed section must fit in one chunk and sit deeper than the
+    section labelling the chunk (its subsections, never a sibling or a shallower section:
+    the chunk's link is its label's heading, and everything in it lies under that heading).
+    The chunk takes the heading path and anchor of its first section, except that bare
+    headings (sections with no text of their own) hand the label to the first absorbed
+    section with content, whose heading path already includes them when they are its
+    parents. Bare headings that cannot be absorbed whole lead the next section's first chunk
+    instead (within `max_tokens`), never form a chunk of their own unless the document ends
+    or a shallower section follows.
     """
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}")
@@ -264,6 +265,8 @@ def _merge(
             candidate, candidate_parts = sections[following], packed[following]
             if (
                 candidate.level < owner.level
+                # A sibling keeps its own link: a citation of it must land on its heading.
+                or (label is not None and candidate.level <= label.level)
                 or _prefix_tokens(owner) + used >= SMALL_SECTION_TOKENS
             ):
                 break
