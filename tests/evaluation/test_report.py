@@ -22,6 +22,7 @@ def result(
     shown: tuple[int, ...] = (1,),
     gap: str | None = None,
     page: bool | None = None,
+    section: bool | None = None,
     isolation: tuple[str, ...] = (),
     quotes: bool | None = True,
 ) -> AnswerResult:
@@ -36,6 +37,7 @@ def result(
         latency_ms=latency_ms,
         shown=() if refused else shown,
         expected_page_cited=page,
+        expected_section_cited=section,
         citation_problems=problems,
         gap=gap,
         isolation_problems=isolation,
@@ -46,13 +48,14 @@ def result(
 
 def test_the_totals() -> None:
     results = [
-        result("answerable", refused=False, page=True, latency_ms=10),
-        result("answerable", refused=False, page=False, gap="shows [2] without [1]"),
+        result("answerable", refused=False, page=True, section=True, latency_ms=10),
+        result("answerable", refused=False, page=False, section=False, gap="shows [2] without [1]"),
         result("answerable", refused=True, latency_ms=30),
         result(
             "follow_up",
             refused=False,
             page=True,
+            section=False,
             problems=("[3] names no citation",),
             quotes=False,
         ),
@@ -81,6 +84,7 @@ def test_the_totals() -> None:
     assert scores.quoting_nothing == Tally(1, 3)
     assert scores.selections_isolated == Tally(1, 2)
     assert scores.expected_page_cited == Tally(2, 3)
+    assert scores.expected_section_cited == Tally(1, 3)
     assert scores.latency_p50_ms == 10
     assert scores.latency_p95_ms == 30
 

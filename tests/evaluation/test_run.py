@@ -72,8 +72,13 @@ async def test_the_offline_answerer_on_a_book_whose_answers_are_known(
     sqlite_url: str, book: Path
 ) -> None:
     questions = [
-        Question("dance", "What does the angle of the waggle dance tell the bees?", ("bees.md",)),
-        Question("neap", "What are neap tides?", ("tides.md",)),
+        Question(
+            "dance",
+            "What does the angle of the waggle dance tell the bees?",
+            ("bees.md",),
+            section="The Waggle Dance",
+        ),
+        Question("neap", "What are neap tides?", ("tides.md",), section="Spring and Neap Tides"),
         Question("faucet", "How do I fix a leaking faucet?", refuse=True),
         Question("spring", "Why are spring tides large?", selection=SELECTION),
     ]
@@ -88,6 +93,8 @@ async def test_the_offline_answerer_on_a_book_whose_answers_are_known(
     scores = evaluation.answers
     assert scores.answerable_refused == Tally(0, 2)
     assert scores.expected_page_cited == Tally(2, 2)
+    # The links land on the headings asked about, not on the section before them.
+    assert scores.expected_section_cited == Tally(2, 2)
     assert scores.off_topic_refused == Tally(1, 1)
     assert scores.refusal_precision == scores.refusal_recall == 1.0
     assert scores.citations_valid == Tally(3, 3)
@@ -99,6 +106,7 @@ async def test_the_offline_answerer_on_a_book_whose_answers_are_known(
     assert (results["spring"].mode, results["spring"].shown) == ("selected_text", (1,))
     assert "sun and the moon" in results["spring"].response
     assert "neap" in results["neap"].response
+    assert results["neap"].cited == ("tides.md > Spring and Neap Tides",)
 
 
 async def test_what_a_language_model_says_about_a_selection_is_checked(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookchat.books.names import DEFAULT_BOOK
 from bookchat.books.service import BookConfig
-from bookchat.chat.schemas import ChatCreate, ChatRead
+from bookchat.chat.schemas import ChatCreate, ChatRead, Citation
 from bookchat.chat.service import ChatService
 from bookchat.content.service import ContentService
 from bookchat.core.errors import AppError
@@ -39,10 +39,14 @@ class AnswerResult:
     shown: tuple[int, ...]
     # Answerable questions that were answered: whether a cited source is an expected page.
     expected_page_cited: bool | None
+    # The same, with an expected section: whether a cited link lands on that heading.
+    expected_section_cited: bool | None
     citation_problems: tuple[str, ...]
     gap: str | None
     isolation_problems: tuple[str, ...]
     response: str
+    # What the answer cites, as "page > heading", in the order the reader sees the numbers.
+    cited: tuple[str, ...] = ()
     # Offline answers: whether the answer quotes the book (or only points at passages).
     quotes: bool | None = None
 
@@ -116,10 +120,16 @@ async def answer_all(
                     if answered_book
                     else None
                 ),
+                expected_section_cited=(
+                    any(_lands_on(c, question.pages, question.section) for c in read.citations)
+                    if answered_book and question.section
+                    else None
+                ),
                 citation_problems=check.citation_problems,
                 gap=check.gap,
                 isolation_problems=check.isolation_problems,
                 response=read.response,
+                cited=tuple(f"{c.source_path} > {_heading(c)}" for c in read.citations if c.cited),
                 quotes=(
                     bool(quoted_passages(read.response))
                     if read.model == ExtractiveChatModel.model
@@ -128,3 +138,15 @@ async def answer_all(
             )
         )
     return results
+
+
+def _lands_on(citation: Citation, pages: Sequence[str], section: str | None) -> bool:
+    """Whether the cited link lands on `section` of one of `pages` (the page's title when the
+    passage sits under no heading of its own)."""
+    return (
+        citation.cited and citation.source_path in pages and _heading(citation).strip() == section
+    )
+
+
+def _heading(citation: Citation) -> str:
+    return citation.section or citation.title

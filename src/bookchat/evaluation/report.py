@@ -50,6 +50,7 @@ class AnswerScores:
     quoting_nothing: Tally
     selections_isolated: Tally
     expected_page_cited: Tally
+    expected_section_cited: Tally
     latency_p50_ms: float | None
     latency_p95_ms: float | None
 
@@ -111,6 +112,10 @@ def score_answers(results: Sequence[AnswerResult]) -> AnswerScores:
         expected_page_cited=_tally(
             [r for r in results if r.expected_page_cited is not None],
             lambda r: bool(r.expected_page_cited),
+        ),
+        expected_section_cited=_tally(
+            [r for r in results if r.expected_section_cited is not None],
+            lambda r: bool(r.expected_section_cited),
         ),
         latency_p50_ms=percentile(latencies, 0.5),
         latency_p95_ms=percentile(latencies, 0.95),
@@ -210,6 +215,7 @@ def render(evaluation: Evaluation) -> list[str]:
         f"  answers quoting nothing  {_rate(a.quoting_nothing)}   offline: passages pointed at",
         f"  selection isolated       {_rate(a.selections_isolated)}",
         f"  expected page cited      {_rate(a.expected_page_cited)}   answerable, answered",
+        f"  expected heading cited   {_rate(a.expected_section_cited)}   the link lands on it",
         f"  latency p50 / p95        {latency:>16}   server time",
     ]
     ranked_problems = [(rank, r.id, p) for r in evaluation.results for rank, p in problems(r)]
