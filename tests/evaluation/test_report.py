@@ -9,7 +9,7 @@ import pytest
 
 from bookchat.evaluation.answers import AnswerResult
 from bookchat.evaluation.questions import Category
-from bookchat.evaluation.ranking import Scores
+from bookchat.evaluation.ranking import KindScores, Scores
 from bookchat.evaluation.report import Evaluation, Setup, Tally, render, score_answers
 
 
@@ -117,3 +117,35 @@ def test_the_table_lists_what_misleads_a_reader_first() -> None:
     assert document["answers"]["off_topic_refused"] == {"count": 0, "of": 1, "rate": 0.0}
     assert document["retrieval"][0]["mrr"] == 0.75
     assert document["questions"][3]["citation_problems"] == ["[3] names no citation"]
+
+
+def test_the_table_splits_retrieval_by_kind_of_question() -> None:
+    # A total can hide that one kind (paraphrases sharing no word with the book) is missed.
+    setup = Setup("q.jsonl", "book", 2, 5, 0.1, 3, "hybrid", "minilm", "extractive", 5)
+    scores = [
+        Scores(
+            mode,
+            3,
+            0.667,
+            0.667,
+            0.667,
+            5,
+            (),
+            (KindScores("definition", 2, 1.0, 1.0), KindScores("paraphrase", 1, p1, pk)),
+        )
+        for mode, p1, pk in (("bm25", 0.0, 0.0), ("hybrid", 0.0, 1.0))
+    ]
+    lines = render(Evaluation(setup, scores, score_answers([]), []))
+
+    start = lines.index("  by kind, hit@1 / hit@5")
+    assert lines[start + 1].split() == ["kind", "questions", "bm25", "hybrid"]
+    assert lines[start + 2].split() == ["definition", "2", *["1.000", "/", "1.000"] * 2]
+    paraphrase = lines[start + 3].split()
+    assert paraphrase == ["paraphrase", "1", "0.000", "/", "0.000", "0.000", "/", "1.000"]
+
+
+def test_questions_without_kinds_get_no_kind_table() -> None:
+    setup = Setup("q.jsonl", "book", 2, 5, 0.1, 1, "bm25", None, "extractive", 5)
+    scores = [Scores("bm25", 1, 1.0, 1.0, 1.0, 5, (), (KindScores("", 1, 1.0, 1.0),))]
+    lines = render(Evaluation(setup, scores, score_answers([]), []))
+    assert not any("by kind" in line for line in lines)

@@ -14,6 +14,7 @@ from bookchat.chat.models import Message, MessageRole
 from bookchat.container import open_container
 from bookchat.evaluation.answers import ask
 from bookchat.evaluation.questions import Question
+from bookchat.evaluation.ranking import KindScores
 from bookchat.evaluation.report import Evaluation, Tally
 from bookchat.evaluation.run import run_evaluation
 from tests.conftest import make_settings, openai_settings
@@ -89,6 +90,7 @@ async def test_the_offline_answerer_on_a_book_whose_answers_are_known(
 
     [bm25] = evaluation.retrieval
     assert (bm25.mode, bm25.questions, bm25.hit_at_1, bm25.mrr) == ("bm25", 2, 1.0, 1.0)
+    assert bm25.kinds == (KindScores("", 2, 1.0, 1.0),)
     assert (evaluation.setup.documents, evaluation.setup.model) == (2, "extractive")
     scores = evaluation.answers
     assert scores.answerable_refused == Tally(0, 2)

@@ -10,6 +10,16 @@ from bookchat.retrieval.service import HybridRetriever
 
 
 @dataclass(frozen=True, slots=True)
+class KindScores:
+    """hit@1 and hit@k over the ranked questions of one kind (`Question.kind`)."""
+
+    kind: str
+    questions: int
+    hit_at_1: float
+    hit_at_k: float
+
+
+@dataclass(frozen=True, slots=True)
 class Scores:
     """hit@1, hit@k and MRR of one retrieval mode over the ranked questions."""
 
@@ -20,6 +30,9 @@ class Scores:
     mrr: float
     k: int
     misses: tuple[str, ...] = ()
+    # Per kind of question, in the order kinds first appear (paraphrases that share no word
+    # with their answer are out of reach of BM25; the total hides that).
+    kinds: tuple[KindScores, ...] = ()
 
 
 def modes_for(retriever: HybridRetriever) -> list[str]:
@@ -37,6 +50,7 @@ async def evaluate(
     hits_1 = hits_k = 0
     reciprocal = 0.0
     misses = []
+    ranks: dict[str, list[int | None]] = {}
     for question in ranked:
         results = await retriever.search(
             question.question, limit=k, use_dense=use_dense, use_sparse=use_sparse
@@ -45,6 +59,7 @@ async def evaluate(
             (i for i, hit in enumerate(results, start=1) if hit.source_path in question.pages),
             None,
         )
+        ranks.setdefault(question.kind, []).append(rank)
         if rank is None:
             misses.append(question.id)
             continue
@@ -60,4 +75,13 @@ async def evaluate(
         mrr=reciprocal / total,
         k=k,
         misses=tuple(misses),
+        kinds=tuple(
+            KindScores(
+                kind=kind,
+                questions=len(found),
+                hit_at_1=sum(rank == 1 for rank in found) / len(found),
+                hit_at_k=sum(rank is not None for rank in found) / len(found),
+            )
+            for kind, found in ranks.items()
+        ),
     )

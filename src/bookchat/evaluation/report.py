@@ -179,6 +179,24 @@ def problems(result: AnswerResult) -> list[tuple[int, str]]:
     return found
 
 
+def _by_kind(retrieval: Sequence[Scores], k: int) -> list[str]:
+    """hit@1 / hit@k per kind of question and mode; nothing when the questions have no kinds."""
+    if not retrieval or all(kind.kind == "" for kind in retrieval[0].kinds):
+        return []
+    lines = [
+        f"  by kind, hit@1 / hit@{k}",
+        f"  {'kind':14} {'questions':>9}" + "".join(f"   {s.mode:>13}" for s in retrieval),
+    ]
+    per_mode = [{kind.kind: kind for kind in s.kinds} for s in retrieval]
+    for kind in retrieval[0].kinds:
+        cells = "".join(
+            f"   {scores[kind.kind].hit_at_1:.3f} / {scores[kind.kind].hit_at_k:.3f}"
+            for scores in per_mode
+        )
+        lines.append(f"  {kind.kind or '(no kind)':14} {kind.questions:>9}{cells}")
+    return lines
+
+
 def render(evaluation: Evaluation) -> list[str]:
     """The table `bookchat eval` prints."""
     setup, a = evaluation.setup, evaluation.answers
@@ -196,6 +214,7 @@ def render(evaluation: Evaluation) -> list[str]:
         f"  {s.mode:8} {s.hit_at_1:7.3f} {s.hit_at_k:7.3f} {s.mrr:7.3f}"
         for s in evaluation.retrieval
     ]
+    lines += _by_kind(evaluation.retrieval, setup.k)
     p50, p95 = a.latency_p50_ms, a.latency_p95_ms
     latency = f"{p50:.0f} / {p95:.0f} ms" if p50 is not None and p95 is not None else "-"
     lines += [
