@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -457,14 +456,11 @@ def _unfenced(text: str) -> list[list[str]]:
 @pytest.mark.skipif(
     not CORPUS.is_dir(), reason=f"benchmark corpus not found at {CORPUS} (fresh clone)"
 )
-def test_textbook_corpus_chunks_quickly_under_the_cap() -> None:
+def test_textbook_corpus_chunks_under_the_cap_and_loses_no_line() -> None:
     from bookchat.content.loader import load_folder
 
     documents = load_folder(CORPUS, "https://example.org/book")
-    started = time.perf_counter()
     chunks = [chunk_document(d.body, title=d.title) for d in documents]
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0  # measured around 0.03 s; generous for slow CI machines
     for document, document_chunks in zip(documents, chunks, strict=True):
         assert_valid(document_chunks, 480)
         lines = {line for chunk in document_chunks for line in chunk.text.split("\n")}
