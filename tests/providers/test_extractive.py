@@ -367,6 +367,55 @@ class TestBookAnswers:
         assert text.endswith("[1]")
         assert "Jetson" not in text
 
+    def test_the_best_source_s_code_answers_before_a_worse_source_s_one_line_summary(
+        self,
+    ) -> None:
+        # The section that holds the numbers ranks first; a best-practices bullet that restates
+        # the question's words says nothing the reader asked for.
+        timesteps = source(
+            "### Timestep Selection\n\n```python\n# Trade-off between accuracy and speed\n"
+            "TIMESTEPS = {\n    'high_accuracy': 0.0001,  # 10kHz - Very slow\n"
+            "    'standard': 0.001,  # 1kHz - Recommended\n"
+            "    'fast': 0.01,  # 100Hz - Less accurate\n}\n```\n",
+            1,
+            "Physics Simulation",
+        )
+        practices = source(
+            "## Best Practices\n\n1. **Use appropriate timesteps**: Balance accuracy and speed\n"
+            "2. **Validate against reality**: Compare with real robot data\n",
+            2,
+            "Physics Simulation",
+        )
+        question = (
+            "What simulation timestep is recommended as a balance between accuracy and speed?"
+        )
+        text = answer(question, timesteps, practices)
+        assert "'standard': 0.001,  # 1kHz - Recommended" in text
+        assert text.endswith("[1]")
+        assert "[2]" not in text
+
+    def test_a_what_is_question_keeps_a_worse_source_s_sentence_over_the_best_source_s_code(
+        self,
+    ) -> None:
+        node_code = source(
+            "## Basic ROS 2 Python Node\n\n```python\nimport rclpy\nfrom rclpy.node import Node\n\n"
+            "class VisionProcessor(Node):\n    def __init__(self):\n"
+            "        super().__init__('vision_processor')\n```\n",
+            1,
+            "Python-ROS 2 Bridging",
+        )
+        discovery = source(
+            "### Discovery\n\nROS 2 nodes discover each other on the network without a central "
+            "master.\n",
+            2,
+            "Middleware",
+        )
+        text = answer("What is a ROS 2 node?", node_code, discovery)
+        assert "```" not in text
+        assert text == (
+            "ROS 2 nodes discover each other on the network without a central master. [2]"
+        )
+
     def test_code_is_read_by_the_words_of_its_identifiers(self) -> None:
         materials = source(
             "### Physically-Based Rendering\n\n```csharp\npublic class PBRMaterialController\n{\n"

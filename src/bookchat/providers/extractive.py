@@ -165,7 +165,7 @@ class ExtractiveChatModel:
             return code.text
         table = best_table(ranking)
         if table is not None and (
-            _covers_more(table.cover, chosen, ranking)
+            _covers_more(table.cover, table.source, chosen, ranking)
             # The prose chosen is the sentence that introduces the table: the table says more.
             or (chosen and all(r.text in table.lead for r in chosen))
         ):
@@ -255,19 +255,23 @@ def _code_says_more(code: CodeAnswer, chosen: Sequence[Ranked], ranking: Ranking
     if code.named or _ASKS_HOW.match(ranking.question):
         said = max((r.relevance for r in chosen), default=0.0)
         return code.cover + CODE_MARGIN * code.named >= said + CODE_MARGIN
-    return _covers_more(code.cover, chosen, ranking)
+    return _covers_more(code.cover, code.source, chosen, ranking)
 
 
-def _covers_more(cover: float, chosen: Sequence[Ranked], ranking: Ranking) -> bool:
-    """Whether a code block or a table that covers `cover` of the question answers better than
-    the sentences chosen ("Which plugin publishes...?", "How do the Go2 and G1 compare?"): it
-    covers much more than all of them together (a section that is all code or a table has no
-    sentence, and the prose then comes from worse sources). Never for a "why" question, never
-    over a definition of what is asked."""
+def _covers_more(cover: float, source: int, chosen: Sequence[Ranked], ranking: Ranking) -> bool:
+    """Whether a code block or a table of source `source` that covers `cover` of the question
+    answers better than the sentences chosen ("Which plugin publishes...?", "How do the Go2 and
+    G1 compare?"): it covers much more than all of them together (a section that is all code or
+    a table has no sentence, and the prose then comes from worse sources), or, from a better
+    source than every sentence chosen, as much (a best-practices line that restates the
+    question, "Use appropriate timesteps: Balance accuracy and speed", against the section that
+    gives the numbers) unless a "what is" question asks for words, not code. Never for a "why"
+    question, never over a definition of what is asked."""
     if _ASKS_WHY.match(ranking.question) or any(ranking.defines_topic(r.text) for r in chosen):
         return False
     said = ranking.cover(frozenset().union(*(r.terms for r in chosen)))
-    return cover >= said + CODE_MARGIN
+    better_source = not ranking.asked and all(source < r.source.index for r in chosen)
+    return cover >= said + (0.0 if better_source else CODE_MARGIN)
 
 
 def _compose(chosen: Sequence[Ranked], *, book_order: bool = False) -> str:

@@ -399,6 +399,7 @@ class CodeAnswer:
     text: str
     cover: float
     named: bool  # the question names something in the code (`main()`, `create_publisher`)
+    source: int  # the number of the source it comes from
 
 
 def best_code_block(ranking: Ranking, *, defining: bool = False) -> CodeAnswer | None:
@@ -430,7 +431,7 @@ def best_code_block(ranking: Ranking, *, defining: bool = False) -> CodeAnswer |
         if intro
         else f"{block.markdown}\n{marker}"
     )
-    return CodeAnswer(text, cover, named)
+    return CodeAnswer(text, cover, named, source.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +442,7 @@ class TableAnswer:
     text: str
     cover: float
     lead: frozenset[str]  # the sentences quoted before the table
+    source: int  # the number of the source it comes from
 
 
 def best_table(ranking: Ranking) -> TableAnswer | None:
@@ -474,7 +476,9 @@ def best_table(ranking: Ranking) -> TableAnswer | None:
     intro = "".join(f"{sentence.text} {marker} " for sentence in table.lead)
     body = f"{table.markdown(rows)}\n\n{marker}"
     text = f"{intro.rstrip()}\n\n{body}" if intro else body
-    return TableAnswer(text, cover, frozenset(sentence.text for sentence in table.lead))
+    return TableAnswer(
+        text, cover, frozenset(sentence.text for sentence in table.lead), source.index
+    )
 
 
 def code_words(code: str) -> str:
