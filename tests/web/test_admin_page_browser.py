@@ -601,6 +601,32 @@ async def unanswered_shown(page: Page, questions: list[list[str]]) -> None:
     )
 
 
+class TestAnswersThatCiteNothing:
+    async def test_the_row_says_how_many_were_answered_citing_no_passage(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        # The model was given passages and found nothing in them: the reader got no answer
+        # from the book, and the course team should know that apart from a refusal.
+        fake_openai.reply = "I cannot tell that from these passages."
+        async with demo_server(sqlite_url, fake_openai, **SETTINGS) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                for question in (QUESTION_OF_THE_BOOK, QUESTION_OF_THE_BOOK.lower()):
+                    body = await ask(client, question)
+                    assert (body["mode"], body["citations"][0]["cited"]) == ("rag", False)
+                assert (await ask(client, BREAD))["mode"] == "no_context"
+            page = tab.page
+            await page.goto(base + "/admin")
+            await page.get_by_label("Admin key").fill(ADMIN_KEY)
+            await page.get_by_label("Admin key").press("Enter")
+            await page.locator("#unanswered-table tbody tr").first.wait_for()
+
+            rows = await table_rows(page, "unanswered-table")
+            assert [row[:2] for row in rows] == [
+                [QUESTION_OF_THE_BOOK.lower(), "2\n2 answered, citing no passage"],
+                [BREAD, "1"],  # refused: nothing more to say
+            ]
+
+
 class TestBookPicker:
     async def test_the_admin_picks_a_book_and_sees_its_readers_alone(
         self, browser: Browser, tab: Tab, database_url: str, fake_openai: FakeOpenAIServer

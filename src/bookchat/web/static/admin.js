@@ -697,13 +697,22 @@
       const row = el("tr");
       row.append(
         cell("Question", el("span", { className: "question", text: item.question })),
-        cell("Times asked", el("span", { className: "count", text: formatCount(item.count) })),
+        cell("Times asked", ...timesAsked(item)),
         cell("Last asked", el("time", { text: formatMoment(item.last_asked_at), attrs: { datetime: item.last_asked_at } })),
         cell("Nearest section", item.section ? sectionLink(item.section) : el("span", { className: "muted", text: "none close" })),
       );
       body.append(row);
     }
     renderPager("unanswered-pager", page, "unanswered", loadUnanswered);
+  }
+
+  // How often the group was asked, and how many of those a model answered citing no passage
+  // (the rest were refused).
+  function timesAsked(item) {
+    const count = el("span", { className: "count", text: formatCount(item.count) });
+    if (!item.uncited) return [count];
+    const uncited = `${formatCount(item.uncited)} answered, citing no passage`;
+    return [count, el("span", { className: "uncited muted", text: uncited })];
   }
 
   function renderLowRated(page) {
