@@ -21,6 +21,11 @@ BALANCE = {
     "heading": "Balance",
     "url": "https://example.org/book/motion/walking#balance",
 }
+GAIT = {
+    "title": "Walking",
+    "heading": "Gait cycle",
+    "url": "https://example.org/book/motion/walking#gait-cycle",
+}
 
 
 async def insights(client: httpx.AsyncClient, route: str) -> dict[str, Any]:
@@ -41,9 +46,7 @@ class TestRefusals:
                 await ask(client, "capital of France??"),
             ]
             ostrich = [
-                await ask(
-                    client, "What is the walking gait of an ostrich compared with a penguin?"
-                ),
+                await ask(client, "How do penguins avoid tipping over?"),
                 # Other words, the same nearest section: the same gap in the book.
                 await ask(client, "Do penguins keep their balance like ostriches do?"),
             ]
@@ -67,7 +70,7 @@ class TestRefusals:
             [
                 ("capit franc", "None"),
                 ("capit franc", "None"),
-                ("compar gait ostrich penguin walk", str(BALANCE)),
+                ("avoid over penguin tip", str(BALANCE)),
                 ("balanc keep like ostrich penguin", str(BALANCE)),
                 ("2018 cup footbal world", "None"),
             ]
@@ -101,7 +104,7 @@ class TestRefusals:
             )
             page = await insights(client, "unanswered")
         assert [(i["question"], i["section"]) for i in page["items"]] == [
-            ("ostrich and penguin walking gait", BALANCE)
+            ("ostrich and penguin walking gait", GAIT)
         ]
 
 
@@ -151,9 +154,7 @@ class TestAnswersThatCiteNothing:
             **{**openai_settings(fake_openai), "embeddings_provider": "none"},
         )
         async with app_factory(settings) as client:
-            refused = await ask(
-                client, "What is the walking gait of an ostrich compared with a penguin?"
-            )
+            refused = await ask(client, "Do penguins keep their balance like ostriches do?")
             fake_openai.reply = "The book does not compare penguins with ostriches."
             uncited = await ask(client, "How do penguins balance when they walk?")
             page = await insights(client, "unanswered")
