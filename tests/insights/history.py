@@ -27,6 +27,7 @@ from bookchat.books.names import DEFAULT_BOOK
 from bookchat.chat.models import ChatSession, Message, MessageFeedback, MessageRole
 from bookchat.chat.refusals import question_key
 from bookchat.core.db import create_engine
+from bookchat.insights.service import OTHER_QUESTIONS
 from tests.factories import open_db
 
 BOOK = "https://example.org/book"
@@ -478,13 +479,22 @@ def expected_unanswered(history: History, start: date, end: date) -> list[dict[s
             refused[turn.family].append(turn)
     groups: list[dict[str, Any]] = []
     for turns in refused.values():
-        latest = max(turns, key=lambda t: t.answer.created_at if t.answer else t.asked_at)
+        newest = sorted(turns, key=lambda t: t.answer.created_at if t.answer else t.asked_at)[::-1]
+        latest = newest[0]
         assert latest.answer is not None
+        # Its different questions (by their words; by their text when refused before keys were
+        # kept), each at its latest asking, newest first.
+        different: dict[str, str] = {}
+        for turn in newest:
+            assert turn.answer is not None
+            different.setdefault(turn.answer.key or turn.question.lower(), turn.question)
         groups.append(
             {
                 "question": latest.question,
                 "count": len(turns),
                 "uncited": sum(t.answer is not None and t.answer.mode == "rag" for t in turns),
+                "questions": len(different),
+                "others": list(different.values())[1 : 1 + OTHER_QUESTIONS],
                 "last_asked_at": latest.answer.created_at,
                 "session_id": str(latest.session_id),
                 "section": latest.answer.nearest,

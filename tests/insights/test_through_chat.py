@@ -86,6 +86,13 @@ class TestRefusals:
             ("capital of France??", 2, None),
             ("Who won the 2018 football world cup?", 1, None),
         ]
+        # The admin sees that the penguin group is two different questions, and the other one;
+        # "capital of France??" is the first question in other words, not another question.
+        assert [(i["questions"], i["others"]) for i in items] == [
+            (2, ["How do penguins avoid tipping over?"]),
+            (1, []),
+            (1, []),
+        ]
         assert items[0]["session_id"] == ostrich[1]["session_id"]
         assert items[1]["session_id"] == france[1]["session_id"]
 

@@ -626,6 +626,38 @@ class TestAnswersThatCiteNothing:
                 [BREAD, "1"],  # refused: nothing more to say
             ]
 
+    async def test_a_group_of_different_questions_lists_the_others(
+        self, tab: Tab, sqlite_url: str, fake_openai: FakeOpenAIServer
+    ) -> None:
+        # Three different questions near one section, the first asked twice: the row must not
+        # read as its latest question asked four times.
+        fake_openai.reply = "I cannot tell that from these passages."
+        asked = [
+            QUESTION_OF_THE_BOOK,
+            "Why does a reliable subscriber never hear a best-effort publisher?",
+            QUESTION_OF_THE_BOOK,
+            "Which durability keeps samples for late joiners?",
+        ]
+        async with demo_server(sqlite_url, fake_openai, **SETTINGS) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                for question in asked:
+                    body = await ask(client, question)
+                    assert body["citations"][0]["section"] == "Quality of Service", question
+            page = tab.page
+            await page.goto(base + "/admin")
+            await sign_in_with_key(page)
+            row = page.locator("#unanswered-table tbody tr").first
+            await row.wait_for()
+
+            assert (await table_rows(page, "unanswered-table"))[0][:2] == [
+                f"{asked[-1]}\n2 other questions near the same section",
+                "4\n4 answered, citing no passage",
+            ]
+            others = row.locator("details.others")
+            assert not await others.locator("li").first.is_visible()  # folded until asked for
+            await others.get_by_text("2 other questions near the same section").click()
+            assert await others.locator("li").all_inner_texts() == [QUESTION_OF_THE_BOOK, asked[1]]
+
 
 class TestBookPicker:
     async def test_the_admin_picks_a_book_and_sees_its_readers_alone(

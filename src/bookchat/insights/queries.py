@@ -208,16 +208,17 @@ def unanswered_groups(book: str, window: Window) -> Any:
     refused ones (`no_context`) and the `rag` ones whose model cited no passage (the chat keeps
     a question key on those alone, chat/refusals.py). Each has its group key: its nearest
     section's URL when there is one, else the question's normalized words, else (answers
-    refused before those were kept) the question lower-cased; and `uncited`, 1 for the
-    second kind."""
+    refused before those were kept) the question lower-cased; `asked`, which question it is
+    (its normalized words, else its text lower-cased: rewordings in the same words are one);
+    and `uncited`, 1 for the second kind."""
     answer = aliased(Message, name="answer")
     question = question_before(answer)
     url = answer.nearest_section["url"].as_string()
-    key = func.coalesce(
-        literal("s:") + url,
+    asked = func.coalesce(
         literal("k:") + answer.question_key,
         literal("q:") + func.lower(func.coalesce(question, "")),
     )
+    key = func.coalesce(literal("s:") + url, asked)
     refused = select(
         answer.id,
         answer.session_id,
@@ -225,6 +226,7 @@ def unanswered_groups(book: str, window: Window) -> Any:
         answer.nearest_section,
         func.coalesce(question, "").label("question"),
         key.label("key"),
+        asked.label("asked"),
         case((answer.mode == "rag", 1), else_=0).label("uncited"),
     ).where(
         answer.role == MessageRole.ASSISTANT,
@@ -236,23 +238,60 @@ def unanswered_groups(book: str, window: Window) -> Any:
     return _of_book(refused, answer.session_id, book).subquery("refused")
 
 
-def unanswered_page(book: str, window: Window, *, limit: int, offset: int) -> tuple[Rows, Rows]:
-    """One page of groups (most asked first, then most recent) with their latest example, and
-    the number of groups."""
+def unanswered_page(
+    book: str, window: Window, *, limit: int, offset: int, examples: int
+) -> tuple[Rows, Rows]:
+    """One page of groups (most asked first, then most recent), and the number of groups.
+
+    Each group comes as up to `examples` rows, one per different question of the group (the
+    latest asking of each, newest first; `example` numbers them from 1, the group's latest
+    example), each with the group's totals: `n` times asked, `uncited_n` of them answered
+    citing nothing, `questions` different questions."""
     refused = unanswered_groups(book, window)
     newest_first = (refused.c.created_at.desc(), refused.c.id.desc())
     ranked = select(
         refused,
-        func.row_number().over(partition_by=refused.c.key, order_by=newest_first).label("rn"),
+        func.row_number()
+        .over(partition_by=(refused.c.key, refused.c.asked), order_by=newest_first)
+        .label("latest_of_question"),
         func.count().over(partition_by=refused.c.key).label("n"),
         func.sum(refused.c.uncited).over(partition_by=refused.c.key).label("uncited_n"),
     ).subquery("ranked")
-    items = (
-        select(ranked)
-        .where(ranked.c.rn == 1)
-        .order_by(ranked.c.n.desc(), ranked.c.created_at.desc(), ranked.c.key)
+    # One row per different question of a group, its latest asking: the group's own latest
+    # asking is the first of them. A CTE, read twice (the page's groups, then their rows):
+    # PostgreSQL computes it once, where a subquery read twice was planned, once its prepared
+    # statement went generic, as a nested loop that computed it again for each group of the
+    # page (5.5 s instead of 0.5 s for a year of 300,000 messages).
+    questions = (
+        select(
+            ranked,
+            func.row_number()
+            .over(
+                partition_by=ranked.c.key,
+                order_by=(ranked.c.created_at.desc(), ranked.c.id.desc()),
+            )
+            .label("example"),
+            func.count().over(partition_by=ranked.c.key).label("questions"),
+            func.max(ranked.c.created_at).over(partition_by=ranked.c.key).label("last_at"),
+        )
+        .where(ranked.c.latest_of_question == 1)
+        .cte("questions")
+    )
+    page = (
+        select(questions.c.key)
+        .where(questions.c.example == 1)
+        .order_by(questions.c.n.desc(), questions.c.last_at.desc(), questions.c.key)
         .limit(limit)
         .offset(offset)
+        .subquery("page")
+    )
+    items = (
+        select(questions)
+        .join(page, page.c.key == questions.c.key)
+        .where(questions.c.example <= examples)
+        .order_by(
+            questions.c.n.desc(), questions.c.last_at.desc(), questions.c.key, questions.c.example
+        )
     )
     total = select(func.count(distinct(refused.c.key)))
     return items, total

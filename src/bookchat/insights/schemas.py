@@ -60,6 +60,11 @@ class UnansweredRead(BaseModel):
     # Of `count`, the questions a model was given passages for and cited none of (the
     # others the relevance gate refused).
     uncited: int = 0
+    # How many different questions (by their words) the group holds: rewordings in other words
+    # near one section share its group; `others` are the latest of them but `question`, newest
+    # first (at most `service.OTHER_QUESTIONS`).
+    questions: int = 1
+    others: list[str] = Field(default_factory=list)
     last_asked_at: dt.datetime
     session_id: uuid.UUID
     section: SectionRef | None = None

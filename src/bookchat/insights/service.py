@@ -50,6 +50,8 @@ CSV_COLUMNS = (
     "latency_ms",
     "reader",
 )
+# How many of a group's other questions an unanswered group lists besides its latest example.
+OTHER_QUESTIONS = 3
 # Rows fetched from the database at a time, and written to the client per chunk.
 CSV_BATCH_ROWS = 500
 # A spreadsheet runs a cell that starts with one of these as a formula: readers' text is
@@ -133,22 +135,27 @@ class InsightsService:
     ) -> UnansweredPage:
         """Refused questions grouped so that rewordings land together, most asked first."""
         items_query, total_query = queries.unanswered_page(
-            book, period.window(), limit=limit, offset=offset
+            book, period.window(), limit=limit, offset=offset, examples=1 + OTHER_QUESTIONS
         )
         rows = (await db.execute(items_query)).all()
         total = int(await db.scalar(total_query) or 0)
         await db.rollback()
-        items = [
-            UnansweredRead(
-                question=row.question,
-                count=row.n,
-                uncited=int(row.uncited_n or 0),
-                last_asked_at=row.created_at,
-                session_id=row.session_id,
-                section=_section(row.nearest_section),
+        items: list[UnansweredRead] = []
+        for row in rows:  # a group's latest example, then its other questions
+            if row.example > 1:
+                items[-1].others.append(row.question)
+                continue
+            items.append(
+                UnansweredRead(
+                    question=row.question,
+                    count=row.n,
+                    uncited=int(row.uncited_n or 0),
+                    questions=row.questions,
+                    last_asked_at=row.created_at,
+                    session_id=row.session_id,
+                    section=_section(row.nearest_section),
+                )
             )
-            for row in rows
-        ]
         return UnansweredPage(items=items, total=total, limit=limit, offset=offset)
 
     async def sections(

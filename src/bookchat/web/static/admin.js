@@ -696,7 +696,7 @@
     for (const item of page.items) {
       const row = el("tr");
       row.append(
-        cell("Question", el("span", { className: "question", text: item.question })),
+        cell("Question", el("span", { className: "question", text: item.question }), ...otherQuestions(item)),
         cell("Times asked", ...timesAsked(item)),
         cell("Last asked", el("time", { text: formatMoment(item.last_asked_at), attrs: { datetime: item.last_asked_at } })),
         cell("Nearest section", item.section ? sectionLink(item.section) : el("span", { className: "muted", text: "none close" })),
@@ -704,6 +704,19 @@
       body.append(row);
     }
     renderPager("unanswered-pager", page, "unanswered", loadUnanswered);
+  }
+
+  // A group near one section can hold different questions: say so, and list the latest others,
+  // so that its count is not read as one question asked that many times.
+  function otherQuestions(item) {
+    const more = (item.questions || 1) - 1;
+    if (more < 1) return [];
+    const where = item.section ? " near the same section" : "";
+    const summary = `${formatCount(more)} other question${more === 1 ? "" : "s"}${where}`;
+    const list = el("ul", {}, ...item.others.map((text) => el("li", { text })));
+    const unlisted = more - item.others.length;
+    if (unlisted > 0) list.append(el("li", { className: "muted", text: `and ${formatCount(unlisted)} more` }));
+    return [el("details", { className: "others" }, el("summary", { text: summary }), list)];
   }
 
   // How often the group was asked, and how many of those a model answered citing no passage
