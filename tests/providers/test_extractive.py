@@ -13,6 +13,7 @@ from bookchat.providers.base import SELECTION_TITLE, ChatPrompt, Finish, Source
 from bookchat.providers.embeddings import OpenAIEmbedder
 from bookchat.providers.extractive import (
     NO_CONTEXT_ANSWER,
+    NOTHING_QUOTABLE_ANSWER,
     ExtractiveChatModel,
     quoted_passages,
 )
@@ -495,6 +496,56 @@ class TestBookAnswers:
         )
         text = answer("Which CPU and GPU are in the Threadripper build?", build, gpus)
         assert text == "CPU: AMD Threadripper PRO 5975WX [1] GPU: NVIDIA RTX 4090 (24GB) [1]"
+
+    def test_a_spec_sheet_answers_for_its_own_robot_with_its_nested_lists(self) -> None:
+        # The book writes "DOF" where the reader writes "degrees of freedom", nests the sensors
+        # under a one-word label, and names the robot only in the heading above the sheet.
+        def robot(name: str, dof: str, sensors: tuple[str, ...], index: int) -> Source:
+            nested = "".join(f"  - {sensor}\n" for sensor in sensors)
+            return source(
+                f"### {name}\n\n**Specifications**:\n- **Weight**: 15 kg\n"
+                f"- **Sensors**:\n{nested}- **DOF**: {dof}\n",
+                index,
+                "Robot Tiers",
+            )
+
+        humanoid = robot("Unitree G1", "23-43", ("Depth camera", "3D LiDAR"), 1)
+        quadruped = robot("Unitree Go2", "12 (3 per leg)", ("4x fisheye cameras", "1x LiDAR"), 2)
+        intro = source("Robot Hardware (optional): Unitree Go2 or Unitree G1 (humanoid)", 3)
+        question = "How many degrees of freedom does the Unitree Go2 have and what sensors?"
+        text = answer(question, humanoid, quadruped, intro)
+        assert "DOF: 12 (3 per leg) [2]" in text
+        assert "Sensors: [2]\n\n- 4x fisheye cameras\n- 1x LiDAR\n\n[2]" in text
+        assert "23-43" not in text
+        for quote, marker in quoted_passages(text):
+            assert quote in plain_text((humanoid, quadruped, intro)[marker - 1].text)
+
+    def test_an_acronym_stands_for_the_words_it_spells_only(self) -> None:
+        sheet = source("- **DOF**: 12 (3 per leg)\n- **IMU**: 9-axis, 1 kHz\n")
+        assert answer("How many degrees of freedom does it have?", sheet) == (
+            "DOF: 12 (3 per leg) [1]"
+        )
+        assert answer("Which inertial measurement unit is fitted?", sheet) == (
+            "IMU: 9-axis, 1 kHz [1]"
+        )
+        # Words that spell nothing the sheet says leave it unanswered.
+        assert answer("How fast does it walk on flat ground?", sheet).startswith(
+            NOTHING_QUOTABLE_ANSWER
+        )
+
+    def test_a_label_nested_list_is_offered_whole_only_when_asked_about(self) -> None:
+        (label,) = [
+            s
+            for s in read_passage("- **Sensors**:\n  - Depth camera\n  - LiDAR\n").sentences
+            if s.lead_in
+        ]
+        assert (label.text, label.items) == ("Sensors:", ("Depth camera", "LiDAR"))
+        sheet = source("- **Sensors**:\n  - Depth camera\n  - LiDAR\n- **Weight**: 35 kg\n")
+        offered = [r for r in Ranking("How heavy is it?", [sheet]).candidates if r.sentence.items]
+        assert offered == []
+        # A quiz's "Answer:" over its options is never a label to quote.
+        quiz = read_passage("- **Answer**:\n  - B) a topic\n  - C) a service\n")
+        assert [s.items for s in quiz.sentences if s.lead_in] == []
 
     def test_every_quoted_passage_is_in_its_source(self) -> None:
         sources = [

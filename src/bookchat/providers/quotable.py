@@ -14,6 +14,7 @@ pointer elsewhere ("Next steps", "Further reading").
 
 from __future__ import annotations
 
+import itertools
 import re
 import textwrap
 from collections.abc import Sequence
@@ -58,6 +59,8 @@ _FOOTNOTE_REF = re.compile(r"\[\^[^\]]+\]")
 # A paragraph that is one bold or italic phrase: a heading in all but name.
 _PSEUDO_HEADING = re.compile(r"^\s*(\*\*|__)[^*_]+\1:?\s*$")
 _MDX_STATEMENT = re.compile(r"^(?:import|export)\s")
+# A list item that only names what its nested list holds: "Sensors:", "Key features:".
+_LABEL = re.compile(r"^\w[\w .'/&-]{0,40}:$")
 _TABLE_DELIMITER = re.compile(r"^[\s|:-]+$")
 
 _INTERROGATIVE = re.compile(
@@ -85,6 +88,9 @@ class Sentence:
     position: int
     section: str | None
     section_start: bool = False  # the first sentence under its heading
+    # The headings it is under, outermost first ("Unitree Go2 Specifications" for a spec
+    # line under a bold "Specifications:" under "### Unitree Go2").
+    headings: str = ""
     lead_in: bool = False  # ends with ":": it introduces what follows, it does not say it
     item: bool = False  # a list item
     # A lead-in's list, when one follows it directly: each item's visible text (a line of
@@ -190,6 +196,10 @@ class _Reader:
         return self.headings[-1][1] if self.headings else None
 
     @property
+    def heading_path(self) -> str:
+        return " ".join(title for _, title, _ in self.headings)
+
+    @property
     def skipped(self) -> bool:
         return any(skip for _, _, skip in self.headings)
 
@@ -261,7 +271,7 @@ class _Reader:
     def _list(self, lines: list[str]) -> tuple[str, ...]:
         """Read a list; return its items' texts when it can be quoted whole after its lead-in:
         every item quotable, no code block inside, at most `MAX_LIST_ITEMS` items."""
-        items: list[list[str]] = []
+        items: list[tuple[int, list[str]]] = []  # each item's indent and lines
         whole: list[str | None] = []
         index = 0
         while index < len(lines):
@@ -277,28 +287,51 @@ class _Reader:
                 self._fence(lines[index : end + 1])
                 index = end + 1
                 continue
-            if _LIST_ITEM.match(line):
-                items.append([_LIST_ITEM.sub("", line, count=1)])
+            marker = _LIST_ITEM.match(line)
+            if marker:
+                indent = len(marker.group("indent").expandtabs(4))
+                items.append((indent, [_LIST_ITEM.sub("", line, count=1)]))
             elif items and line.strip():
-                items[-1].append(line)
+                items[-1][1].append(line)
             index += 1
         whole.extend(self._items(items))
         if len(whole) > MAX_LIST_ITEMS or None in whole:
             return ()
         return tuple(text for text in whole if text is not None)
 
-    def _items(self, items: list[list[str]]) -> list[str | None]:
+    def _items(self, items: list[tuple[int, list[str]]]) -> list[str | None]:
         """Read list items; return each one's text, or None for one not quotable whole."""
+        texts = [_item_text(lines) for _, lines in items]
         whole: list[str | None] = []
-        for item in items:
-            raw = " ".join(part.strip() for part in item)
-            text = visible(_TASK_BOX.sub("", raw))
-            checklist = bool(_TASK_BOX.match(raw) or _CHECK_MARK.match(text))
-            quiz = bool(_OPTION_START.match(text))
-            quotable = not (checklist or quiz or _bare_link(raw))
+        for number, (indent, _) in enumerate(items):
+            text, quotable = texts[number]
             found = self._prose(text, item=True, quotable=quotable)
+            if quotable and not found and _LABEL.match(text) and not _QUIZ_LABEL.match(text):
+                # A label over its own nested list ("Sensors:" over the cameras and LiDAR of a
+                # spec sheet) says nothing alone: it is offered with its list.
+                below = itertools.takewhile(lambda i, top=indent: i[0] > top, items[number + 1 :])
+                nested = sum(1 for _ in below)
+                self._label(text, texts[number + 1 : number + 1 + nested])
             whole.append(text if text and " ".join(s.text for s in found) == text else None)
         return whole
+
+    def _label(self, label: str, nested: list[tuple[str, bool]]) -> None:
+        if not nested or len(nested) > MAX_LIST_ITEMS or self.skipped:
+            return
+        if not all(text and quotable for text, quotable in nested):
+            return
+        sentence = Sentence(
+            text=label,
+            position=len(self.passage.sentences),
+            section=self.section,
+            section_start=self.section_start,
+            headings=self.heading_path,
+            lead_in=True,
+            item=True,
+            items=tuple(text for text, _ in nested),
+        )
+        self.passage.sentences.append(sentence)
+        self.section_start = False
 
     def _prose(self, text: str, *, item: bool, quotable: bool = True) -> list[Sentence]:
         """Read one paragraph or list item; return its quotable sentences."""
@@ -315,6 +348,7 @@ class _Reader:
                 position=len(self.passage.sentences),
                 section=self.section,
                 section_start=self.section_start,
+                headings=self.heading_path,
                 lead_in=piece.endswith(":"),
                 item=item,
             )
@@ -322,6 +356,16 @@ class _Reader:
             self.section_start = False
             found.append(sentence)
         return found
+
+
+def _item_text(lines: list[str]) -> tuple[str, bool]:
+    """A list item's visible text, and whether it may be quoted (not a checklist box, a quiz
+    option or a bare link)."""
+    raw = " ".join(part.strip() for part in lines)
+    text = visible(_TASK_BOX.sub("", raw))
+    checklist = bool(_TASK_BOX.match(raw) or _CHECK_MARK.match(text))
+    quiz = bool(_OPTION_START.match(text))
+    return text, not (checklist or quiz or _bare_link(raw))
 
 
 def table_lines(table: str) -> list[str]:

@@ -30,8 +30,9 @@ _GENERIC = frozenset(
         "gist tldr eli5 rephrase paraphrase overview briefly plain english again please more "
         "detail detailed"
     )
-    # Verbs and nouns too common to say what a question is about.
-    + content_terms("use make get need want way thing happen")
+    # Verbs and nouns too common to say what a question is about; "how many", "how much" ask
+    # for a quantity.
+    + content_terms("use make get need want way thing happen many much")
     # Prepositions the BM25 list keeps (it has "of", "with", "about", but not these).
     + content_terms("for from")
 )
@@ -46,6 +47,11 @@ _IDENTIFIER = re.compile(
     r"\b\w+_\w+\b|\b\w*(?:[a-z][A-Z]|[A-Z]{2,}[a-z]{2})\w*\b|\b\w+(?=\(\))|"
     r"\b[a-z_]\w*\.[a-z_]\w*\b"
 )
+# An acronym in a sentence ("DOF", "IMUs"), and the little words an acronym may skip or keep
+# ("degrees of freedom" is DOF, "simultaneous localization and mapping" SLAM).
+_ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]*[A-Z](?=s?\b)")
+_ACRONYM_JOINS = frozenset({"of", "and", "the", "for", "to", "in", "on", "a", "an"})
+_SPELT_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 # Where an identifier's words meet: "configure|PBR|Material", "Set|Float", "v2|Node".
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 # "What is X...", "Define X": X runs to the question mark or to a second question ("What is
@@ -137,6 +143,7 @@ class Ranking:
         self.dense_floor = dense_floor
         self.topic = topic_terms(question)
         self.asked = _asked_to_define(question)
+        self._spelt_out = _spelt_out(question)
         self.code: list[tuple[Source, CodeBlock]] = []
         self.tables: list[tuple[Source, Table]] = []
         # The lead-ins that introduce a list, with their sources.
@@ -150,17 +157,22 @@ class Ranking:
             for sentence in passage.sentences:
                 if sentence.items:
                     self.lists.append((source, sentence))
-                key = sentence.text.lower()
+                key = " ".join((sentence.text, *sentence.items)).lower()
                 # A lead-in says nothing on its own. With the list it introduces, it is quoted
                 # when it defines what is asked ("A URDF file is an XML document that
                 # defines:") or when the question names what the list is about and its items.
                 listed = bool(sentence.items) and (
-                    self.defines_topic(sentence.text) or self._asks_for_list(sentence)
+                    self.defines_topic(sentence.text)
+                    or self._asks_for_list(sentence)
+                    or self._names_label(sentence)
                 )
                 if (sentence.lead_in and not listed) or key in seen:
                     continue  # overlapping chunks repeat sentences
                 seen.add(key)
-                terms = frozenset(content_terms(" ".join((sentence.text, *sentence.items))))
+                text = " ".join((sentence.text, *sentence.items))
+                terms = frozenset(content_terms(text)).union(
+                    *(self._spelt_out.get(a.lower(), ()) for a in _ACRONYM.findall(text))
+                )
                 found.append(Ranked(source, sentence, terms))
         frequency: Counter[str] = Counter(t for r in found for t in r.terms)
         total = max(len(found), 1)
@@ -193,7 +205,7 @@ class Ranking:
     def _scored(self, ranked: Ranked) -> Ranked:
         sentence, source = ranked.sentence, ranked.source
         own = self.cover(ranked.terms)
-        heading = self.cover(frozenset(content_terms(f"{sentence.section or ''} {source.title}")))
+        heading = self.cover(frozenset(content_terms(f"{sentence.headings} {source.title}")))
         dense = self.similarities.get(sentence.text) if self.similarities else None
         lexical = own
         if heading >= HEADING_COVER:
@@ -208,7 +220,8 @@ class Ranking:
         score += 0.08 * sentence.section_start - 0.01 * min(sentence.position, 10)
         score -= 0.2 * bool(_ABOUT_THE_TEXT.match(sentence.text))
         length = len(sentence.text.split())
-        score -= 0.1 * (length < 6 and not _TERM_COLON.match(sentence.text)) + 0.1 * (length > 45)
+        short = length + sum(len(item.split()) for item in sentence.items) < 6  # a list is its body
+        score -= 0.1 * (short and not _TERM_COLON.match(sentence.text)) + 0.1 * (length > 45)
         score /= 1 + 0.12 * (source.index - 1)
         return Ranked(source, sentence, ranked.terms, lexical, dense, relevance, score)
 
@@ -306,6 +319,12 @@ class Ranking:
         named = (bool(asked & frozenset(content_terms(item))) for item in lead.items)
         return sum(named) >= 2
 
+    def _names_label(self, lead: Sentence) -> bool:
+        """Whether the lead-in is an item's label over its nested list ("Sensors:" in a spec
+        sheet) and the question names what it labels ("What sensors does it carry?")."""
+        label = frozenset(content_terms(lead.text))
+        return lead.item and bool(label) and label <= self.topic
+
     def _with_whole_lists(self, chosen: list[Ranked]) -> list[Ranked]:
         """Two or more items of a list that has a lead-in are quoted as the whole list after
         it, where the first of them was: the reader sees every item ("This capstone project
@@ -354,6 +373,26 @@ class Ranking:
     def missing_terms(self) -> set[str]:
         held = frozenset().union(*(r.terms for r in self.candidates))
         return set(self.topic - held)
+
+
+def _spelt_out(question: str) -> dict[str, frozenset[str]]:
+    """The acronyms the question's words spell ("dof" for "degrees of freedom", with or
+    without the initials of its little words), each with the topic words it stands for: a
+    sentence that says "DOF: 12" answers a question about degrees of freedom."""
+    words = _SPELT_WORD.findall(question)
+    spelt: dict[str, frozenset[str]] = {}
+    for start, first in enumerate(words):
+        for end in range(start + 2, min(start + 5, len(words)) + 1):
+            run = words[start:end]
+            if first.lower() in _ACRONYM_JOINS or run[-1].lower() in _ACRONYM_JOINS:
+                continue
+            stands_for = topic_terms(" ".join(run))
+            if len(stands_for) < 2:
+                continue
+            spelt.setdefault("".join(w[0] for w in run).lower(), stands_for)
+            main = "".join(w[0] for w in run if w.lower() not in _ACRONYM_JOINS)
+            spelt.setdefault(main.lower(), stands_for)
+    return spelt
 
 
 def _asked_to_define(question: str) -> frozenset[str]:
