@@ -14,7 +14,6 @@ pointer elsewhere ("Next steps", "Further reading").
 
 from __future__ import annotations
 
-import itertools
 import re
 import textwrap
 from collections.abc import Sequence
@@ -309,9 +308,10 @@ class _Reader:
             if quotable and not found and _LABEL.match(text) and not _QUIZ_LABEL.match(text):
                 # A label over its own nested list ("Sensors:" over the cameras and LiDAR of a
                 # spec sheet) says nothing alone: it is offered with its list.
-                below = itertools.takewhile(lambda i, top=indent: i[0] > top, items[number + 1 :])
-                nested = sum(1 for _ in below)
-                self._label(text, texts[number + 1 : number + 1 + nested])
+                end = number + 1
+                while end < len(items) and items[end][0] > indent:
+                    end += 1
+                self._label(text, texts[number + 1 : end])
             whole.append(text if text and " ".join(s.text for s in found) == text else None)
         return whole
 
