@@ -320,18 +320,25 @@ class _Reader:
             return
         if not all(text and quotable for text, quotable in nested):
             return
+        self._sentence(label, lead_in=True, item=True, items=tuple(text for text, _ in nested))
+
+    def _sentence(
+        self, text: str, *, lead_in: bool, item: bool, items: tuple[str, ...] = ()
+    ) -> Sentence:
+        """Add a quotable sentence at this point of the passage."""
         sentence = Sentence(
-            text=label,
+            text=text,
             position=len(self.passage.sentences),
             section=self.section,
             section_start=self.section_start,
             headings=self.heading_path,
-            lead_in=True,
-            item=True,
-            items=tuple(text for text, _ in nested),
+            lead_in=lead_in,
+            item=item,
+            items=items,
         )
         self.passage.sentences.append(sentence)
         self.section_start = False
+        return sentence
 
     def _prose(self, text: str, *, item: bool, quotable: bool = True) -> list[Sentence]:
         """Read one paragraph or list item; return its quotable sentences."""
@@ -343,18 +350,7 @@ class _Reader:
         for piece in split_sentences(text):
             if not (quotable and _quotable(piece)):
                 continue
-            sentence = Sentence(
-                text=piece,
-                position=len(self.passage.sentences),
-                section=self.section,
-                section_start=self.section_start,
-                headings=self.heading_path,
-                lead_in=piece.endswith(":"),
-                item=item,
-            )
-            self.passage.sentences.append(sentence)
-            self.section_start = False
-            found.append(sentence)
+            found.append(self._sentence(piece, lead_in=piece.endswith(":"), item=item))
         return found
 
 
