@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from bookchat.content.chunker import chunk_document
 from bookchat.providers.base import SELECTION_TITLE, ChatPrompt, Finish, Source
 from bookchat.providers.embeddings import OpenAIEmbedder
 from bookchat.providers.extractive import (
@@ -448,6 +449,52 @@ class TestBookAnswers:
         text = answer("How do I create a publisher?", cut)
         assert "```" not in text
         assert "String" not in text
+
+    def test_a_piece_of_a_split_code_block_is_never_quoted_as_the_block(self) -> None:
+        # The chunker split a long node in two; the first piece looks whole (it starts at the
+        # margin, its brackets balance), but the node goes on in the next chunk.
+        node = "\n".join(
+            [
+                "### A patrol node",
+                "",
+                "The patrol node stops the robot when laser scans stop arriving.",
+                "",
+                "```python",
+                "class PatrolNode(Node):",
+                "    def __init__(self):",
+                "        super().__init__('patrol')",
+                *(f"        self.declare_parameter('p{i}', {i})" for i in range(40)),
+                "```",
+            ]
+        )
+        question = "How do I write the patrol node?"
+        assert "self.declare_parameter('p39', 39)\n```" in answer(question, source(node))
+        pieces = chunk_document(node, title="Patrol", target_tokens=150, max_tokens=200)
+        assert len(pieces) > 1
+        text = answer(question, *(source(p.text, i) for i, p in enumerate(pieces, 1)))
+        assert "```" not in text
+        assert text == "The patrol node stops the robot when laser scans stop arriving. [1]"
+
+    def test_a_name_in_a_code_comment_does_not_make_the_code_the_answer(self) -> None:
+        kit = source(
+            "### Professional Edge Kit\n\n- NVIDIA Jetson AGX Orin 64GB ($1,999)\n"
+            "- 3D LiDAR (Ouster OS0) ($3,500)\n",
+            1,
+            "Edge Kits",
+        )
+        gazebo = source(
+            "### 3D LiDAR\n\n```xml\n<!-- Gazebo 3D LiDAR sensor -->\n"
+            '<sensor name="lidar_3d" type="gpu_ray">\n  <update_rate>10</update_rate>\n'
+            "</sensor>\n```\n",
+            2,
+            "Sensor Simulation",
+        )
+        text = answer("Which 3D LiDAR does the professional edge kit use?", kit, gazebo)
+        assert "```" not in text
+        assert "3D LiDAR (Ouster OS0) ($3,500) [1]" in text
+        # Named in the code itself, it is the code the reader asks about.
+        named = answer("Where is the LiDAR sensor's update_rate set?", kit, gazebo)
+        assert named.startswith("```xml")
 
     def test_one_sentence_per_source_in_order_of_relevance(self) -> None:
         sources = [

@@ -192,8 +192,9 @@ def chunk_document(
 
     Blocks (code fences, tables, admonitions) stay whole unless one alone exceeds
     `max_tokens`; then it is split at line boundaries into valid Markdown pieces (fences
-    reopened, table header repeated, admonition reopened). Over-long prose splits at lines,
-    then sentence ends, then spaces. Every chunk's embedding_text is at most `max_tokens`.
+    reopened and marked "(part i of n)", table header repeated, admonition reopened).
+    Over-long prose splits at lines, then sentence ends, then spaces. Every chunk's
+    embedding_text is at most `max_tokens`.
 
     Merge rule: a section that fits in one chunk and is under 80 tokens absorbs the
     following sections while the merged chunk is still under 80 tokens and stays within

@@ -22,6 +22,7 @@ from bookchat.content.markdown import (
 
 SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？۔])\s+")
 _TABLE_DELIMITER_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_CODE_PART_RE = re.compile(r" \(part \d+ of \d+\)$")
 
 
 def _split_chars(text: str, budget: int) -> list[str]:
@@ -179,10 +180,34 @@ def _pack_code(lines: list[str], budget: int) -> list[list[str]]:
 def _wrapped_code(
     opener: str, inner: list[str], closer: str, budget: int
 ) -> list[list[str]] | None:
-    room = budget - estimate_tokens(opener) - estimate_tokens(closer)
+    """The code in fenced pieces, each opener marked "(part i of n)": a piece is not the whole
+    block, to a model reading it and to the offline answerer, which quotes whole blocks only."""
+    widest = f"{opener}{code_part(99, 99)}"
+    room = budget - estimate_tokens(widest) - estimate_tokens(closer)
     if room < max(8, budget // 4):
         return None
-    return [[opener, *piece, closer] for piece in _pack_code(inner, room)] or None
+    pieces = _pack_code(inner, room)
+    if len(pieces) < 2:
+        return [[opener, *piece, closer] for piece in pieces] or None
+    return [
+        [f"{opener}{code_part(number, len(pieces))}", *piece, closer]
+        for number, piece in enumerate(pieces, 1)
+    ]
+
+
+def code_part(number: int, total: int) -> str:
+    """What follows a fence's info string on a piece of a split code block."""
+    return f" (part {number} of {total})"
+
+
+def is_code_part(opener: str) -> bool:
+    """Whether a fence's opening line marks a piece of a split code block."""
+    return bool(_CODE_PART_RE.search(opener))
+
+
+def without_code_part(line: str) -> str:
+    """A fence's opening line as the book wrote it, without the mark of a piece."""
+    return _CODE_PART_RE.sub("", line)
 
 
 def split_block(block: Block, budget: int, limit: int) -> list[list[str]]:

@@ -27,6 +27,7 @@ from bookchat.content.markdown import (
     is_fence_close,
     parse_blocks,
 )
+from bookchat.content.splitting import is_code_part
 from bookchat.providers.base import CITATION_MARKER
 
 # Headings of material that tests or sends the reader elsewhere instead of explaining.
@@ -243,7 +244,8 @@ class _Reader:
         closed = len(lines) > 1 and is_fence_close(lines[-1], fence)
         code = textwrap.dedent("\n".join(lines[1:-1] if closed else lines[1:]))
         self.passage.lines.extend(code.splitlines())
-        if closed and _has_code(code) and not self.skipped:
+        # A piece of a block the chunker split is never quoted as if it were the block.
+        if closed and _has_code(code) and not self.skipped and not is_code_part(lines[0]):
             language = lines[0].strip()[len(fence) :].strip().split(" ")[0]
             self.passage.code_blocks.append(
                 CodeBlock(code, language, len(self.passage.code_blocks), self.section, lead)
@@ -378,12 +380,18 @@ def _cells(row: str) -> list[str]:
     return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
+def code_lines(code: str) -> list[str]:
+    """A block's lines that hold code: not blank, not a whole-line comment."""
+    return [
+        line
+        for line in code.splitlines()
+        if line.strip() and not line.strip().startswith(("#", "//", "--", "<!--", "/*", "*"))
+    ]
+
+
 def _has_code(code: str) -> bool:
     """Whether a block holds more than blank lines and comments."""
-    return any(
-        line.strip() and not line.strip().startswith(("#", "//", "--", "<!--", "/*", "*"))
-        for line in code.splitlines()
-    )
+    return bool(code_lines(code))
 
 
 def _is_skipped(heading: str | None) -> bool:

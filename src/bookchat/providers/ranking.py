@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bookchat.providers.base import Source
-from bookchat.providers.quotable import CodeBlock, Sentence, Table, read_passage
+from bookchat.providers.quotable import CodeBlock, Sentence, Table, code_lines, read_passage
 from bookchat.providers.terms import content_terms
 
 # Words that ask for a kind of answer rather than name a topic ("explain", "summarise"...).
@@ -98,7 +98,7 @@ DENSE_WEIGHT = 0.4
 # heading's cover, whatever words it has itself.
 HEADING_COVER = 0.5
 HEADING_SHARE = 0.5
-MAX_CODE_LINES = 50
+MAX_CODE_LINES = 80  # longer blocks are a file to read, not an answer
 CODE_SOURCES = 2  # code blocks come from the best sources only
 MIN_CODE_COVER = 0.45  # and of a table
 MAX_TABLE_ROWS = 15
@@ -456,7 +456,9 @@ def best_code_block(ranking: Ranking, *, defining: bool = False) -> CodeAnswer |
         lead = " ".join(sentence.text for sentence in block.lead)
         about = f"{block.section or ''} {lead} {code_words(block.code)}"
         cover = ranking.cover(frozenset(content_terms(about)))
-        named = any(name in block.code for name in names)  # the code the reader names
+        # The code the reader names, in the code itself: "LiDAR" in a comment names no code.
+        code = "\n".join(code_lines(block.code))
+        named = any(name in code for name in names)
         score = (cover + 0.5 * named) / (1 + 0.12 * (source.index - 1))
         if (cover >= MIN_CODE_COVER or named) and (best is None or score > best[0]):
             best = (score, source, block, cover, named)
@@ -527,8 +529,11 @@ def code_words(code: str) -> str:
 
 
 def _whole(block: CodeBlock) -> bool:
-    """Whether a block looks complete: a chunk may hold only a piece of a long fence. (A `[0]`
-    in code is safe: the chat leaves code as written when it renumbers citations.)"""
+    """Whether a block is short enough to answer with and looks complete. The pieces of a
+    block the chunker split are marked and never offered (`quotable`); a chunk planned before
+    they were (until `bookchat reindex`) may still hold one, which rarely starts at the margin
+    with its brackets balanced. (A `[0]` in code is safe: the chat leaves code as written when
+    it renumbers citations.)"""
     lines = block.code.splitlines()
     if len(lines) > MAX_CODE_LINES:
         return False
