@@ -450,9 +450,9 @@ class TestBookAnswers:
         assert "```" not in text
         assert "String" not in text
 
-    def test_a_piece_of_a_split_code_block_is_never_quoted_as_the_block(self) -> None:
-        # The chunker split a long node in two; the first piece looks whole (it starts at the
-        # margin, its brackets balance), but the node goes on in the next chunk.
+    def test_a_piece_of_a_split_code_block_is_quoted_as_a_piece(self) -> None:
+        # The chunker split a long node; its first piece looks whole (it starts at the margin,
+        # its brackets balance), but the node goes on in the next chunks.
         node = "\n".join(
             [
                 "### A patrol node",
@@ -471,9 +471,21 @@ class TestBookAnswers:
         assert "self.declare_parameter('p39', 39)\n```" in answer(question, source(node))
         pieces = chunk_document(node, title="Patrol", target_tokens=150, max_tokens=200)
         assert len(pieces) > 1
-        text = answer(question, *(source(p.text, i) for i, p in enumerate(pieces, 1)))
-        assert "```" not in text
-        assert text == "The patrol node stops the robot when laser scans stop arriving. [1]"
+        given = [source(p.text, i) for i, p in enumerate(pieces, 1)]
+        text = answer(question, *given)
+        # The first piece answers, after the sentence that introduces it, and says what it is.
+        parts = sum("```" in p.text for p in pieces)
+        assert parts > 1
+        assert "The patrol node stops the robot when laser scans stop arriving. [" in text
+        assert "class PatrolNode(Node):" in text
+        assert "self.declare_parameter('p39', 39)" not in text
+        assert text.endswith(
+            f"]\n\n(Part 1 of {parts} of this code block: its page has all of it.)"
+        )
+        quotes = quoted_passages(text)
+        assert quotes
+        for quote, marker in quotes:
+            assert quote in plain_text(given[marker - 1].text)
 
     def test_a_name_in_a_code_comment_does_not_make_the_code_the_answer(self) -> None:
         kit = source(

@@ -22,7 +22,7 @@ from bookchat.content.markdown import (
 
 SENTENCE_END_RE = re.compile(r"(?<=[.!?。！？۔])\s+")
 _TABLE_DELIMITER_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
-_CODE_PART_RE = re.compile(r" \(part \d+ of \d+\)$")
+_CODE_PART_RE = re.compile(r" \(part (?P<number>\d+) of (?P<total>\d+)\)$")
 
 
 def _split_chars(text: str, budget: int) -> list[str]:
@@ -200,9 +200,11 @@ def code_part(number: int, total: int) -> str:
     return f" (part {number} of {total})"
 
 
-def is_code_part(opener: str) -> bool:
-    """Whether a fence's opening line marks a piece of a split code block."""
-    return bool(_CODE_PART_RE.search(opener))
+def code_part_of(opener: str) -> tuple[int, int] | None:
+    """Which piece of a split code block a fence's opening line marks (part, of how many), or
+    None for a whole block."""
+    found = _CODE_PART_RE.search(opener)
+    return (int(found.group("number")), int(found.group("total"))) if found else None
 
 
 def without_code_part(line: str) -> str:

@@ -27,7 +27,7 @@ from bookchat.content.markdown import (
     is_fence_close,
     parse_blocks,
 )
-from bookchat.content.splitting import is_code_part
+from bookchat.content.splitting import code_part_of, without_code_part
 from bookchat.providers.base import CITATION_MARKER
 
 # Headings of material that tests or sends the reader elsewhere instead of explaining.
@@ -108,6 +108,8 @@ class CodeBlock:
     position: int
     section: str | None
     lead: tuple[Sentence, ...] = ()
+    # (part, of how many) for a piece of a block the chunker split; None for a whole block.
+    part: tuple[int, int] | None = None
 
     @property
     def markdown(self) -> str:
@@ -244,11 +246,13 @@ class _Reader:
         closed = len(lines) > 1 and is_fence_close(lines[-1], fence)
         code = textwrap.dedent("\n".join(lines[1:-1] if closed else lines[1:]))
         self.passage.lines.extend(code.splitlines())
-        # A piece of a block the chunker split is never quoted as if it were the block.
-        if closed and _has_code(code) and not self.skipped and not is_code_part(lines[0]):
-            language = lines[0].strip()[len(fence) :].strip().split(" ")[0]
+        if closed and _has_code(code) and not self.skipped:
+            opener = without_code_part(lines[0]).strip()
+            language = opener[len(fence) :].strip().split(" ")[0]
+            # A piece of a block the chunker split is known as one (`part`), never as the block.
+            part = code_part_of(lines[0])
             self.passage.code_blocks.append(
-                CodeBlock(code, language, len(self.passage.code_blocks), self.section, lead)
+                CodeBlock(code, language, len(self.passage.code_blocks), self.section, lead, part)
             )
 
     def _table(self, lines: list[str], lead: tuple[Sentence, ...] = ()) -> None:

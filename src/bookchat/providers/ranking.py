@@ -98,6 +98,8 @@ DENSE_WEIGHT = 0.4
 # heading's cover, whatever words it has itself.
 HEADING_COVER = 0.5
 HEADING_SHARE = 0.5
+# Said after a piece of a split code block, the answer's last words (they quote nothing).
+CODE_PART_NOTE = "(Part {number} of {total} of this code block: its page has all of it.)"
 MAX_CODE_LINES = 80  # longer blocks are a file to read, not an answer
 CODE_SOURCES = 2  # code blocks come from the best sources only
 MIN_CODE_COVER = 0.45  # and of a table
@@ -472,6 +474,9 @@ def best_code_block(ranking: Ranking, *, defining: bool = False) -> CodeAnswer |
         if intro
         else f"{block.markdown}\n{marker}"
     )
+    if block.part is not None:
+        number, total = block.part
+        text += "\n\n" + CODE_PART_NOTE.format(number=number, total=total)
     return CodeAnswer(text, cover, named, source.index)
 
 
@@ -537,6 +542,8 @@ def _whole(block: CodeBlock) -> bool:
     lines = block.code.splitlines()
     if len(lines) > MAX_CODE_LINES:
         return False
+    if block.part is not None:
+        return True  # a piece the chunker marked: quoted as the piece it is
     if lines and lines[0][:1] in (" ", "\t"):
         return False
     return all(block.code.count(a) == block.code.count(b) for a, b in ("()", "[]", "{}"))
