@@ -602,6 +602,12 @@ class TestBookAnswers:
         sheet = source("- **Sensors**:\n  - Depth camera\n  - LiDAR\n- **Weight**: 35 kg\n")
         offered = [r for r in Ranking("How heavy is it?", [sheet]).candidates if r.sentence.items]
         assert offered == []
+        # A code block inside the nested list cuts it: the label is not offered with a part.
+        cut = read_passage(
+            "- **Install**:\n  - Update the package index\n  ```bash\n  apt update\n  ```\n"
+            "  - Install the driver package\n"
+        )
+        assert [s.items for s in cut.sentences if s.lead_in] == []
         # A quiz's "Answer:" over its options is never a label to quote.
         quiz = read_passage("- **Answer**:\n  - B) a topic\n  - C) a service\n")
         assert [s.items for s in quiz.sentences if s.lead_in] == []

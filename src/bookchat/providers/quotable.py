@@ -286,7 +286,7 @@ class _Reader:
                 end = index + 1
                 while end < len(lines) and not is_fence_close(lines[end], fence):
                     end += 1
-                whole.extend(self._items(items))
+                whole.extend(self._items(items, cut=True))
                 whole.append(None)
                 items = []
                 self._fence(lines[index : end + 1])
@@ -304,8 +304,9 @@ class _Reader:
             return ()
         return tuple(text for text in whole if text is not None)
 
-    def _items(self, items: list[tuple[int, list[str]]]) -> list[str | None]:
-        """Read list items; return each one's text, or None for one not quotable whole."""
+    def _items(self, items: list[tuple[int, list[str]]], *, cut: bool = False) -> list[str | None]:
+        """Read list items; return each one's text, or None for one not quotable whole. `cut`:
+        a code block follows them inside the list, so the last ones' nested list goes on."""
         texts = [_item_text(lines) for _, lines in items]
         whole: list[str | None] = []
         for number, (indent, _) in enumerate(items):
@@ -317,7 +318,8 @@ class _Reader:
                 end = number + 1
                 while end < len(items) and items[end][0] > indent:
                     end += 1
-                self._label(text, texts[number + 1 : end])
+                if not (cut and end == len(items)):  # a nested list the code block cuts
+                    self._label(text, texts[number + 1 : end])
             whole.append(text if text and " ".join(s.text for s in found) == text else None)
         return whole
 
