@@ -5,7 +5,8 @@ the meaning too when an embedder is at hand), then by what makes a sentence a go
 definition of what is asked, a section's opening, a better-ranked source. The answer is a few
 of them, each verbatim (after `quotable.plain_text`) and followed by its source's `[n]`; a
 question that a code block or a table of the best sources covers much better than any prose
-gets the code block, whole, or the table's header and the rows it asks about. When nothing
+gets the code block, whole (or, for a block the chunker split, the piece it has, followed by
+`ranking.CODE_PART_NOTE`), or the table's header and the rows it asks about. When nothing
 answers, it says so.
 """
 
@@ -223,7 +224,8 @@ def quoted_passages(answer: str) -> list[tuple[str, int]]:
     """The quotes of an extractive answer with the source number each is marked with: prose
     sentences as they appear, code blocks as their code, tables row by row. Each is a substring of
     `quotable.plain_text` of its source's text. The answerer's own words (no sources, nothing
-    quotable, a selection that does not answer) quote nothing."""
+    quotable, a selection that does not answer, and the note after a piece of a split code
+    block, which follows the last marker) quote nothing."""
     if answer.startswith(_OWN_WORDS):
         return []
     quotes: list[tuple[str, int]] = []
