@@ -78,6 +78,10 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 # Server loop turns a reset between tests waits for: accept, read, parse, run the app, record.
 _SETTLE_TURNS = 8
+# Seconds after a reset during which a retired connection's requests are refused: a previous
+# test's straggler arrives at once. Later, the kernel may have given its port to a new
+# connection (the server closed the old one, so the client port is free at once).
+RETIRED_FOR = 1.0
 _server_ids = itertools.count(1)
 # `finish_next(None)` queues this: the answer ends without the model's finish (no final chunk).
 _NO_FINISH = "<no finish>"
@@ -346,11 +350,12 @@ class FakeOpenAIServer:
         # Client connections (address, port) seen since connections were last retired, and
         # those retired then. A request that a previous test's client sent just before it went
         # away can reach this server after the next test started: it must not be recorded or
-        # use up a fault the new test injected. (A kernel does not soon give the port of a
-        # connection that just closed to a new one towards the same server, so a retired
-        # address is a previous test's connection.)
+        # use up a fault the new test injected. Such a straggler comes at once; a retired
+        # address seen later (`retired_for`) is a new connection the kernel gave its port to.
         self._clients: set[tuple[str, int]] = set()
         self._retired_clients: set[tuple[str, int]] = set()
+        self._retired_at = 0.0
+        self.retired_for = RETIRED_FOR
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -575,6 +580,7 @@ class FakeOpenAIServer:
             if retire_connections:
                 self._retired_clients = self._clients
                 self._clients = set()
+                self._retired_at = time.monotonic()
             self.requests.clear()
             self._faults.clear()
             self._cuts.clear()
@@ -583,6 +589,7 @@ class FakeOpenAIServer:
             self._first_tokens.clear()
         self.reply, self.ttft, self.token_delay, self.embedding_dim = self._defaults
         self.split = split_tokens
+        self.retired_for = RETIRED_FOR
 
     def _settle(self) -> None:
         """Let the server loop take in what clients already sent.
@@ -609,7 +616,9 @@ class FakeOpenAIServer:
         with self._lock:
             if client is not None:
                 if client in self._retired_clients:
-                    return False, None
+                    if time.monotonic() - self._retired_at < self.retired_for:
+                        return False, None
+                    self._retired_clients.discard(client)  # its port, now a new connection's
                 self._clients.add(client)
             self.requests.append(request)
             return True, self._faults.popleft() if self._faults else None

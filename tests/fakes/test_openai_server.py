@@ -644,3 +644,38 @@ async def test_a_request_on_a_new_connection_sent_just_before_a_reset_is_not_the
 
     assert len(result.data) == 1
     assert [r["input"] for r in fake.embedding_requests()] == [["mine"], ["mine"]]
+
+
+async def test_a_new_connection_on_a_retired_port_is_the_next_tests(
+    fake: FakeOpenAIServer,
+) -> None:
+    """The server closing a connection frees its client port at once, and the kernel may give
+    it to a later connection: once a previous test's stragglers are past, that connection is
+    served (64 concurrent streams got 503 from the fake for it)."""
+    payload = json.dumps({"model": EMBED_MODEL, "input": ["x"]}).encode()
+    request = (
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+    def status_from(port: int | None) -> tuple[int, int]:
+        """Send the request from `port` (any when None); the status and the port used."""
+        with socket.socket() as connection:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Closed with a reset: no TIME_WAIT keeps the port from the next connection.
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.bind(("127.0.0.1", port or 0))
+            connection.connect(("127.0.0.1", fake.port))
+            connection.sendall(request)
+            head = connection.recv(64).decode("latin-1")
+            return int(head.split(" ")[1]), connection.getsockname()[1]
+
+    status, port = await asyncio.to_thread(status_from, None)
+    assert status == 200
+    fake.reset(retire_connections=True)
+    fake.retired_for = 0.05
+    await asyncio.sleep(0.1)  # the previous test's stragglers would have come by now
+
+    status, _ = await asyncio.to_thread(status_from, port)
+    assert status == 200
+    assert len(fake.embedding_requests()) == 1
