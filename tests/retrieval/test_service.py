@@ -95,3 +95,20 @@ async def test_a_repeated_query_is_embedded_once(
     assert after - before == 2  # the repeated query came from the cache
     assert [s.page_url for s in first] == [s.page_url for s in second]
     assert other
+
+
+class TestHowManyPassages:
+    """Asking for fewer passages never changes which comes first."""
+
+    async def test_the_first_passage_does_not_depend_on_the_limit(self, sqlite_url: str) -> None:
+        # With the default embedder, fusion put "Gait cycle" first and the reranker, shown
+        # only the limit's worth of candidates, could not see "Balance" below it at limit 1.
+        question = "How does a two-legged machine avoid falling down?"
+        settings = make_settings(sqlite_url, embeddings_provider="auto")
+        async with open_container(settings) as container:
+            await container.ingestor.ingest(load_folder(MINI_BOOK, "https://example.org/book"))
+            firsts = [
+                (await container.retriever.search(question, limit=limit))[0].page_url
+                for limit in (1, 2, 5)
+            ]
+        assert firsts == ["https://example.org/book/motion/walking#balance"] * 3

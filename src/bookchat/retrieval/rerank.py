@@ -98,9 +98,13 @@ class LexicalReranker:
 
     weights: LexicalWeights = LexicalWeights()
     name: str = "lexical"
+    # Never shallower than a chat's passages (TOP_K's default): asking for fewer passages must
+    # not change which comes first, as it did when `search --limit 1` reordered one.
+    min_depth: int = 5
 
     def depth(self, limit: int, *, dense: bool) -> int:
-        return 2 * limit if dense else limit
+        depth = max(limit, self.min_depth)
+        return 2 * depth if dense else depth
 
     async def score(self, query: Query, candidates: Sequence[Candidate]) -> list[float]:
         return [self._score(query, candidate) for candidate in candidates]
