@@ -229,16 +229,17 @@ def test_a_server_loads_only_the_vendors_it_is_configured_for(
     assert not loaded & {"chatkit", "agents"}
 
 
-def test_without_a_cached_model_or_a_hub_the_default_embedder_loads_no_onnx_runtime(
+def test_without_a_cached_model_or_a_hub_a_fastembed_model_loads_no_onnx_runtime(
     tmp_path: Path,
 ) -> None:
-    """Under `auto`, a model that could only be downloaded from a hub that does not answer is
-    given up on before fastembed and its ONNX runtime are imported: BM25 answers."""
+    """Under `auto`, a named model that could only be downloaded from a hub that does not answer
+    is given up on before fastembed and its ONNX runtime are imported: BM25 answers."""
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
     env = command_env(
         tmp_path,
         EMBEDDINGS_PROVIDER="auto",
+        EMBEDDINGS_MODEL="BAAI/bge-small-en-v1.5",
         FASTEMBED_CACHE_DIR=str(tmp_path / "models"),
         LLM_PROVIDER="extractive",
     )
@@ -253,3 +254,51 @@ def test_without_a_cached_model_or_a_hub_the_default_embedder_loads_no_onnx_runt
     assert "EMBEDDINGS_MODEL_PATH" in output
     assert not packages(loaded) & {"fastembed", "onnxruntime"}
     assert "balance" in output.lower()  # BM25 found the mini book's passages
+
+
+# Worded unlike the book: BM25 picks "Gait cycle" (its "leg" and "foot"), all-MiniLM-L6-v2
+# picks "Balance" (a biped that tips over).
+PARAPHRASE = "How does a two-legged machine avoid falling down?"
+
+
+def test_the_default_embedder_is_the_minilm_extras_and_needs_no_onnx_runtime_nor_torch(
+    tmp_path: Path,
+) -> None:
+    """With nothing configured, dense retrieval runs offline on the extra's model (numpy): a
+    question worded unlike the book finds its section, where BM25 alone does not."""
+    env = command_env(tmp_path, LLM_PROVIDER="extractive")
+    loaded_by(env, tmp_path, "migrate")
+    ingested, ingest_modules = loaded_by(env, tmp_path, "ingest")
+    found, search_modules = loaded_by(env, tmp_path, "search", PARAPHRASE, "--limit", "1")
+
+    assert "hybrid" in ingested.lower() or "4 added" in ingested
+    assert "bookchat.providers.embeddings.numpy_bert" in search_modules
+    for modules in (ingest_modules, search_modules):
+        assert not packages(modules) & (MODEL_LIBRARIES - {"openai"})
+    assert "motion/walking#balance" in found
+
+    lexical = command_env(tmp_path / "bm25", LLM_PROVIDER="extractive", EMBEDDINGS_PROVIDER="none")
+    (tmp_path / "bm25").mkdir()
+    loaded_by(lexical, tmp_path, "migrate")
+    loaded_by(lexical, tmp_path, "ingest")
+    words_only, _ = loaded_by(lexical, tmp_path, "search", PARAPHRASE, "--limit", "1")
+    assert "motion/walking#gait-cycle" in words_only
+
+
+def test_if_empty_rebuilds_an_index_the_previous_default_built(tmp_path: Path) -> None:
+    """`make run` after an upgrade: the index was built BM25-only (the default had no model
+    here), the default now has one; `ingest --if-empty` rebuilds it instead of the server
+    refusing to start. A chosen embedder still gets the error (test above)."""
+    env = command_env(tmp_path, EMBEDDINGS_PROVIDER="none", LLM_PROVIDER="extractive")
+    loaded_by(env, tmp_path, "migrate")
+    loaded_by(env, tmp_path, "ingest")
+    del env["EMBEDDINGS_PROVIDER"]
+
+    rebuilt, _ = loaded_by(env, tmp_path, "ingest", "--if-empty")
+    again, _ = loaded_by(env, tmp_path, "ingest", "--if-empty")
+    found, _ = loaded_by(env, tmp_path, "search", PARAPHRASE, "--limit", "1")
+
+    assert "The index was built with BM25 only: rebuilding it for the default." in rebuilt
+    assert "hybrid retrieval" in rebuilt
+    assert "nothing to ingest" in again
+    assert "motion/walking#balance" in found

@@ -74,6 +74,7 @@ async def _ingest(
     from bookchat.container import open_stores
     from bookchat.content.loader import LoaderError, load_folder
     from bookchat.content.stored import read_stored_book
+    from bookchat.core.config import EmbeddingsProvider
     from bookchat.providers.factory import possible_embedder_names
 
     console = Console(stderr=True)
@@ -100,6 +101,13 @@ async def _ingest(
     embedders = possible_embedder_names(settings)
     name = "The book" if slug == DEFAULT_BOOK else f"The book {slug!r}"
     if if_empty and stored.hashes:
+        if stored.built_by_another(embedders) and (
+            settings.embeddings_provider is EmbeddingsProvider.AUTO
+        ):
+            # Nobody chose the embedder the index was built with: the default changed under it.
+            built = stored.signature.describe() if stored.signature else "another embedder"
+            console.print(f"The index was built with {built}: rebuilding it for the default.")
+            return await _reindex(settings)
         if not stored.index_usable(embedders):
             return await _repair_index(settings, console, name, len(stored.hashes))
         console.print(f"{name} already has {len(stored.hashes)} documents; nothing to ingest.")

@@ -35,8 +35,14 @@ class StoredBook:
         full path reports)."""
         if not self.index_in_sync or self.signature is None:
             return False
+        return not self.built_by_another(embedders)
+
+    def built_by_another(self, embedders: Collection[str | None]) -> bool:
+        """The index exists but was built by none of `embedders` (a reindex makes it usable)."""
+        if self.signature is None:
+            return False
         built_by = self.signature.embedder.lower() if self.signature.embedder else None
-        return built_by in embedders
+        return built_by not in embedders
 
     def unchanged_by(
         self,
