@@ -151,7 +151,10 @@ async def offline_run(
     store = stores.Store("offline", f"sqlite+aiosqlite:///{folder}/bench.db", folder / "qdrant")
     env = offline_settings(store)
     settings = Settings(_env_file=None, **{key.lower(): value for key, value in env.items()})
-    ingestion = await stores.migrate_and_ingest_with(store, settings, args.corpus)
+    ingestion = await stores.migrate_and_ingest_with(
+        store, settings, args.corpus, args.questions, hybrid=True
+    )
+    results.setdefault("ingestion", {})["offline"] = asdict(ingestion)
     say(ingestion_line(ingestion))
     with BookchatServer(env, workdir=scratch, name="offline") as server:
         run = await repeated(server, questions, plan, "c=16 offline", plan.per_level)

@@ -109,6 +109,8 @@ def ingestion_line(ingestion: stores.Ingestion) -> str:
     )
     if ingestion.bm25_hit_at_5 is not None:
         line += f"; BM25 hit@5 {ingestion.bm25_hit_at_5:.3f}"
+    if ingestion.hybrid_hit_at_5 is not None:
+        line += f", hybrid hit@5 {ingestion.hybrid_hit_at_5:.3f}"
     return line
 
 

@@ -128,13 +128,18 @@ def budgets(results: Results) -> list[Budget]:
             "s",
             _missing(results, "ingestion"),
         ),
-        Budget(
-            "retrieval hit@5, hybrid",
-            ">= 0.90",
-            "not here: needs all-MiniLM-L6-v2 (`bookchat eval`, README)",
-            None,
-        ),
     ]
+    hybrid = _get(results, "ingestion", "offline", "hybrid_hit_at_5")
+    rows.append(
+        Budget(
+            "retrieval hit@5, hybrid (the offline profile's all-MiniLM-L6-v2)",
+            ">= 0.90",
+            f"{hybrid:.3f}"
+            if hybrid is not None
+            else "not here: the offline profile had no model (the `minilm` extra)",
+            hybrid >= 0.90 if hybrid is not None else None,
+        )
+    )
     rows += fairness_budgets(results)
     bm25 = _get(results, "ingestion", "sqlite", "bm25_hit_at_5")
     rows.append(

@@ -44,6 +44,8 @@ class Ingestion:
     unchanged_seconds: float
     unchanged_documents: int
     bm25_hit_at_5: float | None = None
+    # With a real embedding model (the offline profile's MiniLM), not the fake's random vectors.
+    hybrid_hit_at_5: float | None = None
 
 
 def server_settings(store: Store, fake_base_url: str, redis_url: str | None) -> dict[str, str]:
@@ -98,9 +100,15 @@ async def migrate_and_ingest(
 
 
 async def migrate_and_ingest_with(
-    store: Store, settings: Settings, corpus: Path, questions: Path | None = None
+    store: Store,
+    settings: Settings,
+    corpus: Path,
+    questions: Path | None = None,
+    *,
+    hybrid: bool = False,
 ) -> Ingestion:
-    """`migrate_and_ingest` with these settings."""
+    """`migrate_and_ingest` with these settings; `hybrid` also scores hybrid retrieval on
+    `questions` when the settings' embedder loaded."""
     await asyncio.to_thread(upgrade, store.database_url)
     async with open_container(settings) as container:
         documents = await asyncio.to_thread(load_folder, corpus, BASE_URL)
@@ -109,12 +117,14 @@ async def migrate_and_ingest_with(
             raise RuntimeError(f"ingestion failed: {first.failed}")
         documents = await asyncio.to_thread(load_folder, corpus, BASE_URL)
         second = await container.ingestor.ingest(documents)
-        hit_at_5 = None
+        hit_at_5 = hybrid_hit_at_5 = None
         if questions is not None:
-            scores = await evaluate(
-                container.retriever, load_questions(questions), mode="bm25", k=5
-            )
+            asked = load_questions(questions)
+            scores = await evaluate(container.retriever, asked, mode="bm25", k=5)
             hit_at_5 = scores.hit_at_k
+            if hybrid and container.providers.embedder is not None:
+                scores = await evaluate(container.retriever, asked, mode="hybrid", k=5)
+                hybrid_hit_at_5 = scores.hit_at_k
     return Ingestion(
         documents=len(documents),
         chunks=first.chunks,
@@ -122,6 +132,7 @@ async def migrate_and_ingest_with(
         unchanged_seconds=second.seconds,
         unchanged_documents=len(second.unchanged),
         bm25_hit_at_5=hit_at_5,
+        hybrid_hit_at_5=hybrid_hit_at_5,
     )
 
 
