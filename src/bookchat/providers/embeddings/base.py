@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import structlog
 
 from bookchat.core.errors import ConfigurationError, DependencyUnavailable
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 logger = structlog.get_logger(__name__)
 
@@ -65,6 +68,17 @@ class Embedder(Protocol):
     async def embed_query(self, text: str) -> list[float]: ...
 
     async def aclose(self) -> None: ...
+
+
+def counting_copy(tokenizer: Tokenizer) -> Tokenizer:
+    """The same tokenizer without truncation or padding, to count what a text costs in full
+    (a copy: the model's own one keeps truncating what it embeds)."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(tokenizer.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
 
 
 def l2_normalize(vector: Sequence[float]) -> list[float]:

@@ -18,7 +18,11 @@ from fastembed.common.model_description import DenseModelDescription
 from fastembed.common.utils import define_cache_dir
 from tokenizers import Tokenizer
 
-from bookchat.providers.embeddings.base import FALLBACK_ADVICE, EmbedderUnavailable
+from bookchat.providers.embeddings.base import (
+    FALLBACK_ADVICE,
+    EmbedderUnavailable,
+    counting_copy,
+)
 from bookchat.providers.fastembed_models import load_fastembed_model, short_error
 
 logger = structlog.get_logger(__name__)
@@ -60,15 +64,6 @@ def _tokenizer_limit(tokenizer: Tokenizer) -> int | None:
     return limit if isinstance(limit, int) and limit > 0 else None
 
 
-def _counting_copy(tokenizer: Tokenizer) -> Tokenizer:
-    """The same tokenizer without truncation or padding, to count what a text costs in full
-    (a copy: the model's own one keeps truncating what it embeds)."""
-    counter = Tokenizer.from_str(tokenizer.to_str())
-    counter.no_truncation()
-    counter.no_padding()
-    return counter
-
-
 class FastEmbedEmbedder:
     """`Embedder` on a local ONNX model through fastembed; vectors are unit length.
 
@@ -107,7 +102,7 @@ class FastEmbedEmbedder:
         )
         self.dimension: int = description.dim or len(self._embed_sync(["probe"], query=False)[0])
         tokenizer = _model_tokenizer(self._embedding, self.model)
-        self._counter = _counting_copy(tokenizer)
+        self._counter = counting_copy(tokenizer)
         # The tokenizer may allow more than the model was trained on (MiniLM: 512 vs 256).
         limits = [_tokenizer_limit(tokenizer), _KNOWN_MAX_TOKENS.get(self.model.lower())]
         self.max_input_tokens: int = min((n for n in limits if n), default=_DEFAULT_MAX_TOKENS)

@@ -28,7 +28,7 @@ import structlog
 from tokenizers import Tokenizer
 
 from bookchat.core.config import PACKAGED_EMBEDDINGS_MODULE
-from bookchat.providers.embeddings.base import EmbedderUnavailable
+from bookchat.providers.embeddings.base import EmbedderUnavailable, counting_copy
 
 logger = structlog.get_logger(__name__)
 
@@ -185,9 +185,7 @@ class BertEncoder:
         }
 
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.counter = Tokenizer.from_str(tokenizer.to_str())
-        self.counter.no_truncation()
-        self.counter.no_padding()
+        self.counter = counting_copy(tokenizer)
         tokenizer.enable_truncation(max_length=self.max_tokens)
         tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
         self._tokenizer = tokenizer
