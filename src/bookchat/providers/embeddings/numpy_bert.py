@@ -15,7 +15,6 @@ import importlib
 import json
 import mmap
 import struct
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -189,21 +188,18 @@ class BertEncoder:
         tokenizer.enable_truncation(max_length=self.max_tokens)
         tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
         self._tokenizer = tokenizer
-        self._running = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
         return len(self.counter.encode(text).ids)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """One vector per text, in order; batched by length so padding stays short. One batch
-        runs at a time in the process: BLAS already uses every core, and a batch's activations
-        take tens of MB, which concurrent questions must not multiply."""
+        """One vector per text, in order; batched by length so padding stays short. Not for
+        concurrent callers: the embedder runs it on one thread of its own."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(order), BATCH_SIZE):
             batch = order[start : start + BATCH_SIZE]
-            with self._running:
-                out[batch] = self._encode_batch([texts[i] for i in batch])
+            out[batch] = self._encode_batch([texts[i] for i in batch])
         return out
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -296,8 +292,9 @@ class NumpySentenceTransformersEmbedder:
         self._encoder = BertEncoder(folder)
         # Read and written on the model's thread only.
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        # One thread of its own: batches run one at a time anyway, and numpy's temporaries then
-        # come from one malloc arena instead of one per worker thread that ever ran a batch.
+        # One thread of its own, so one batch runs at a time: BLAS already uses every core, a
+        # batch's activations take tens of MB that concurrent questions must not multiply, and
+        # numpy's temporaries come from one malloc arena, not one per thread that ran a batch.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="numpy-bert")
         self.model = model
         self.name = f"sentence-transformers:{model}"
